@@ -1,0 +1,3 @@
+from craft_bench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,163 @@
+"""The interfaces plug-ins implement: Method, Suite, Reward, Detector, and the records they exchange.
+
+A method contributes data preparation and a loss; it never writes a training loop. A suite contributes
+prompts and scoring; it never samples images (``craft_bench.generate`` does). Rewards and detectors are
+shared by both.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from PIL import Image
+
+    from craft_bench.spec import ModelSpec, RunSpec, SamplerSpec
+    from craft_bench.store import Store
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    """One prompt of a suite. ``id`` is stable across versions of the prompt list (it seeds its images)."""
+
+    id: str
+    prompt: str
+    n_images: int = 1
+    metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    stratum: str = ""  # e.g. the GenEval task; --limit and the bootstrap keep strata balanced
+    control_image: str | None = None  # path of a conditioning image (ControlNet suites)
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    """A metric that is a (stratified) mean of one per-image record column.
+
+    value = mean over strata of (mean of ``column`` over the stratum's images), or, with
+    ``per_prompt="all"``, the share of prompts whose images all have a true ``column``.
+    Declaring metrics this way lets the core compute bootstrap CIs and paired tests for every suite.
+    """
+
+    name: str
+    display_name: str
+    column: str
+    higher_is_better: bool = True
+    stratify: bool = False  # mean of per-stratum means (GenEval's "overall")
+    where_stratum: str | None = None  # restrict to one stratum (per-task metrics)
+    per_prompt: str = "mean"  # "mean" (over images) | "all" (prompt counts if all its images are true)
+    scale: float = 1.0  # e.g. 100 for HPS-style reporting
+
+
+@dataclass
+class Checkpoint:
+    """What a method hands to generation: the base model plus optional trained weights."""
+
+    model: "ModelSpec"
+    adapter_dir: str | None = None  # a diffusers/peft folder with trained weights, applied on top
+    digest: str = ""  # identity of the weights: base digest, or base + trained weights
+    train_info: dict[str, Any] = field(default_factory=dict)  # samples_used, steps, images_generated, ...
+    train_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.digest:
+            self.digest = self.model.digest
+
+
+@dataclass
+class RunContext:
+    """What a plug-in may use during a run."""
+
+    spec: "RunSpec"
+    store: "Store"
+    device: str
+    dtype: str
+    seed: int
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Method(ABC):
+    """A way of producing a model from a base model. Subclasses set ``name``, ``Config`` and ``prepare``."""
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    description: ClassVar[str] = ""
+    trainable: ClassVar[bool] = False
+
+    @dataclass(frozen=True)
+    class Config:
+        pass
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @abstractmethod
+    def prepare(self, base: Checkpoint, ctx: RunContext) -> Checkpoint:
+        ...
+
+
+class Suite(ABC):
+    """A benchmark: prompt items, per-image scoring, and metric declarations."""
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    description: ClassVar[str] = ""
+    headline: ClassVar[str] = "overall"
+
+    @dataclass(frozen=True)
+    class Config:
+        pass
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @abstractmethod
+    def items(self, ctx: RunContext, prompts_path: Path | None = None) -> list[PromptItem]:
+        ...
+
+    @abstractmethod
+    def metrics(self) -> list[MetricDef]:
+        ...
+
+    @abstractmethod
+    def score(self, items: Sequence[PromptItem], images: Sequence["Image.Image"], ctx: RunContext) -> list[dict[str, Any]]:
+        """One record (dict of columns) per image; ``images[i]`` belongs to ``items[i]``."""
+        ...
+
+    def close(self) -> None:
+        """Release models loaded for scoring."""
+
+
+class Reward(ABC):
+    """A learned scorer of (image, prompt) pairs; loads its weights once, scores in batches."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool] = True
+
+    @abstractmethod
+    def score(self, images: Sequence["Image.Image"], prompts: Sequence[str]) -> "torch.Tensor":
+        ...
+
+
+@dataclass
+class Detection:
+    label: str
+    score: float
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
+    mask: Any = None  # bool array HxW, or None
+    color: str | None = None
+
+
+class Detector(ABC):
+    """A GenEval detection backend: per image, the objects it sees."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def detect(self, images: Sequence["Image.Image"]) -> list[list[Detection]]:
+        ...

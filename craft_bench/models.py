@@ -1,0 +1,228 @@
+"""Base-model presets (sdxl, sd15; mini is registered by craft_bench.mini) and local diffusers folders.
+
+A preset names where its weights live (a hub id, overridable by an environment variable or a local
+folder) and the sampler settings its published evaluations use. ``resolve_model`` turns a ``--model``
+value into a ``ModelSpec`` whose ``digest`` identifies the weights, so no cache can serve one model's
+images as another's. ``load_pipeline`` is the one place that builds a diffusers pipeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from craft_bench.errors import UserError
+from craft_bench.spec import ModelSpec, SamplerSpec
+
+FAMILIES = {
+    "StableDiffusionXLPipeline": "sdxl",
+    "StableDiffusionPipeline": "sd15",
+}
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    name: str
+    family: str  # "sdxl" | "sd15"
+    description: str
+    hub_id: str | None = None  # default source
+    env_var: str | None = None  # a local folder that overrides the hub id
+    local_dir: str | None = None  # a folder shipped inside a package (the mini model)
+    sampler: SamplerSpec = field(default_factory=SamplerSpec)
+
+    def locate(self) -> Path:
+        """The local diffusers folder holding this preset's weights, or a one-line UserError."""
+        if self.env_var and os.environ.get(self.env_var):
+            path = Path(os.environ[self.env_var]).expanduser()
+            if not (path / "model_index.json").is_file():
+                raise UserError(f"{self.env_var}={path} is not a diffusers folder (no model_index.json); point it at a saved pipeline")
+            return path
+        if self.local_dir:
+            path = Path(self.local_dir)
+            if not (path / "model_index.json").is_file():
+                raise UserError(f"model '{self.name}' weights are missing from {path}; reinstall craft-bench")
+            return path
+        assert self.hub_id
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(self.hub_id, allow_patterns=_SNAPSHOT_PATTERNS, local_files_only=_offline()))
+        except Exception as exc:  # noqa: BLE001 - any hub failure means "not available here"
+            how = f"set {self.env_var}=/path/to/local/copy or pass --model /path/to/local/copy"
+            raise UserError(
+                f"model '{self.name}' ({self.hub_id}) is not available ({type(exc).__name__}); "
+                f"download it where there is network (huggingface-cli download {self.hub_id}) and {how}"
+            ) from None
+
+
+_SNAPSHOT_PATTERNS = ["*.json", "*.txt", "*.fp16.safetensors", "*/diffusion_pytorch_model.safetensors", "*/model.safetensors", "tokenizer*/*"]
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+# Published sampler settings. SDXL: diffusers' default guidance 5.0 at 1024 px, 50 steps (the setting
+# GenEval and the CRAFT paper's baselines report for SDXL). SD1.5: guidance 7.5 at 512 px, 50 steps.
+SDXL = ModelPreset(
+    name="sdxl",
+    family="sdxl",
+    description="Stable Diffusion XL base 1.0",
+    hub_id="stabilityai/stable-diffusion-xl-base-1.0",
+    env_var="CRAFT_BENCH_SDXL",
+    sampler=SamplerSpec(steps=50, guidance_scale=5.0, height=1024, width=1024, batch_size=4),
+)
+SD15 = ModelPreset(
+    name="sd15",
+    family="sd15",
+    description="Stable Diffusion 1.5",
+    hub_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
+    env_var="CRAFT_BENCH_SD15",
+    sampler=SamplerSpec(steps=50, guidance_scale=7.5, height=512, width=512, batch_size=8),
+)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+
+
+def folder_family(path: Path) -> str:
+    index = path / "model_index.json"
+    if not index.is_file():
+        raise UserError(f"--model {path}: not a diffusers folder (no model_index.json); save one with pipeline.save_pretrained(DIR)")
+    cls = _read_json(index).get("_class_name", "")
+    if cls not in FAMILIES:
+        raise UserError(f"--model {path}: pipeline class '{cls}' is not supported (supported: {', '.join(FAMILIES)})")
+    return FAMILIES[cls]
+
+
+def folder_resolution(path: Path) -> int:
+    """Native resolution of a diffusers folder: UNet sample size x the VAE's downsampling factor."""
+    unet = _read_json(path / "unet" / "config.json")
+    vae = _read_json(path / "vae" / "config.json")
+    factor = 2 ** (len(vae.get("block_out_channels", [0, 0, 0, 0])) - 1)
+    size = unet.get("sample_size", 64)
+    size = size[0] if isinstance(size, (list, tuple)) else size
+    return int(size) * factor
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "craft-bench"
+
+
+def weights_digest(path: Path) -> str:
+    """sha256 over every weight and config file of a folder (memoised by path, size and mtime)."""
+    path = Path(path).resolve()
+    files = sorted(p for p in path.rglob("*") if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.suffix == ".json"))
+    stamp = hashlib.sha256(
+        json.dumps([(str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]).encode()
+    ).hexdigest()
+    memo_path = _cache_dir() / "digests.json"
+    memo: dict[str, str] = {}
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        pass
+    memo_key = f"{path}|{stamp}"
+    if memo_key in memo:
+        return memo[memo_key]
+    h = hashlib.sha256()
+    for p in files:
+        h.update(str(p.relative_to(path)).encode() + b"\0")
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    value = h.hexdigest()
+    memo[memo_key] = value
+    try:
+        from craft_bench.store import atomic_write_json
+
+        atomic_write_json(memo_path, memo)
+    except OSError:
+        pass  # a read-only home only costs a re-hash next time
+    return value
+
+
+def resolve_model(name_or_path: str) -> tuple[ModelSpec, SamplerSpec, Path]:
+    """``--model`` value -> (ModelSpec, default sampler, local folder)."""
+    from craft_bench import registry
+
+    candidate = Path(name_or_path).expanduser()
+    looks_like_path = os.sep in name_or_path or name_or_path.startswith(".") or candidate.exists()
+    if looks_like_path:
+        if not candidate.exists():
+            raise UserError(f"--model {name_or_path}: no such folder; give a preset name (see `craft-bench ls models`) or a diffusers folder")
+        family = folder_family(candidate)
+        res = folder_resolution(candidate)
+        base = SDXL.sampler if family == "sdxl" else SD15.sampler
+        sampler = SamplerSpec(**{**base.__dict__, "height": res, "width": res})
+        spec = ModelSpec(name=candidate.resolve().name, source=str(candidate.resolve()), family=family, digest=weights_digest(candidate))
+        return spec, sampler, candidate
+    preset: ModelPreset = registry.models.get(name_or_path)
+    path = preset.locate()
+    spec = ModelSpec(name=preset.name, source=preset.hub_id or str(path), family=preset.family, digest=weights_digest(path))
+    return spec, preset.sampler, path
+
+
+def torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+def default_dtype(device: str, family: str) -> str:
+    """fp16 on CUDA (the published SD/SDXL inference setting), fp32 on CPU."""
+    return "float16" if device.startswith("cuda") else "float32"
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+SCHEDULERS = {
+    "euler": "EulerDiscreteScheduler",
+    "euler_a": "EulerAncestralDiscreteScheduler",
+    "ddim": "DDIMScheduler",
+    "dpm++": "DPMSolverMultistepScheduler",
+    "pndm": "PNDMScheduler",
+}
+
+
+def load_pipeline(source: Path | str, family: str, device: str, dtype: str, adapter_dir: str | None = None, scheduler: str = "default") -> Any:
+    """Build the diffusers pipeline for a model folder, with trained weights applied if given."""
+    import diffusers
+
+    kwargs: dict[str, Any] = {"torch_dtype": torch_dtype(dtype)}
+    if family == "sdxl":
+        cls = diffusers.StableDiffusionXLPipeline
+        kwargs["add_watermarker"] = False
+    else:
+        cls = diffusers.StableDiffusionPipeline
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    unet_dir = Path(adapter_dir) / "unet" if adapter_dir else None
+    if unet_dir is not None and (unet_dir / "config.json").is_file():
+        kwargs["unet"] = diffusers.UNet2DConditionModel.from_pretrained(unet_dir, torch_dtype=torch_dtype(dtype))
+    try:
+        pipe = cls.from_pretrained(str(source), **kwargs)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load a {family} pipeline from {source}: {str(exc).splitlines()[0]}") from None
+    if adapter_dir and any(Path(adapter_dir).glob("pytorch_lora_weights.*")):
+        pipe.load_lora_weights(adapter_dir)
+        pipe.fuse_lora()
+    if scheduler != "default":
+        if scheduler not in SCHEDULERS:
+            raise UserError(f"unknown scheduler '{scheduler}' (known: default, {', '.join(SCHEDULERS)})")
+        pipe.scheduler = getattr(diffusers, SCHEDULERS[scheduler]).from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)

@@ -1,0 +1,177 @@
+"""Named, lazily imported plug-ins: models, methods, suites, rewards, detectors.
+
+An entry is registered as a ``"module:attribute"`` string with a one-line description, so
+``craft-bench ls`` and ``--help`` never import torch or a plug-in's backend. Third-party
+plug-ins arrive through entry points (groups ``craft_bench.<kind>``) or through the
+``CRAFT_BENCH_PLUGINS`` environment variable (comma-separated modules imported on first use),
+which is the quick way to add a method or suite without packaging it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from craft_bench.errors import UserError
+
+ENTRY_POINT_PREFIX = "craft_bench."
+PLUGINS_ENV = "CRAFT_BENCH_PLUGINS"
+
+
+@dataclass
+class Entry:
+    name: str
+    target: Any  # "module:attr" string until loaded, then the object
+    description: str
+    aliases: tuple[str, ...] = ()
+
+    def load(self) -> Any:
+        if isinstance(self.target, str):
+            module_name, _, attr = self.target.partition(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                raise UserError(
+                    f"plug-in '{self.name}' could not be imported ({module_name}: {exc}); "
+                    "install its dependencies or remove it"
+                ) from exc
+            obj = module
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+            self.target = obj
+        return self.target
+
+
+class Registry:
+    """One kind of plug-in. Lookups accept names and aliases, case-insensitively."""
+
+    def __init__(self, kind: str, singular: str) -> None:
+        self.kind = kind
+        self.singular = singular
+        self._entries: dict[str, Entry] = {}
+        self._aliases: dict[str, str] = {}
+
+    def register(
+        self,
+        name: str,
+        target: Any = None,
+        description: str = "",
+        aliases: tuple[str, ...] | list[str] = (),
+        replace: bool = False,
+    ) -> Any:
+        """Register ``target`` (object or ``"module:attr"``); usable as a decorator."""
+
+        def _add(obj: Any) -> Any:
+            key = name.lower()
+            if key in self._entries and not replace:
+                raise ValueError(f"{self.singular} '{name}' is already registered")
+            desc = description or _first_line(getattr(obj, "description", "") or getattr(obj, "__doc__", ""))
+            self._entries[key] = Entry(key, obj, desc, tuple(a.lower() for a in aliases))
+            for alias in aliases:
+                self._aliases[alias.lower()] = key
+            return obj
+
+        if target is None:
+            return _add
+        return _add(target)
+
+    def _ensure_plugins(self) -> None:
+        load_external_plugins()
+
+    def names(self) -> list[str]:
+        self._ensure_plugins()
+        return sorted(self._entries)
+
+    def entries(self) -> Iterator[Entry]:
+        self._ensure_plugins()
+        for key in sorted(self._entries):
+            yield self._entries[key]
+
+    def resolve_name(self, name: str) -> str:
+        self._ensure_plugins()
+        key = name.lower()
+        key = self._aliases.get(key, key)
+        if key not in self._entries:
+            candidates = list(self._entries) + list(self._aliases)
+            close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
+            hint = f"; did you mean '{self._aliases.get(close[0], close[0])}'?" if close else ""
+            known = ", ".join(sorted(self._entries)) or "none"
+            raise UserError(f"unknown {self.singular} '{name}'{hint} (known: {known}; see `craft-bench ls {self.kind}`)")
+        return key
+
+    def __contains__(self, name: str) -> bool:
+        try:
+            self.resolve_name(name)
+        except UserError:
+            return False
+        return True
+
+    def get(self, name: str) -> Any:
+        return self._entries[self.resolve_name(name)].load()
+
+    def describe(self, name: str) -> str:
+        return self._entries[self.resolve_name(name)].description
+
+
+def _first_line(text: str) -> str:
+    text = (text or "").strip()
+    return text.splitlines()[0].strip() if text else ""
+
+
+models = Registry("models", "model")
+methods = Registry("methods", "method")
+suites = Registry("suites", "suite")
+rewards = Registry("rewards", "reward")
+detectors = Registry("detectors", "detector")
+
+REGISTRIES: dict[str, Registry] = {r.kind: r for r in (models, methods, suites, rewards, detectors)}
+
+_plugins_loaded = False
+
+
+def load_external_plugins() -> None:
+    """Import entry-point plug-ins and CRAFT_BENCH_PLUGINS modules, once per process."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for kind, registry in REGISTRIES.items():
+        for ep in entry_points(group=ENTRY_POINT_PREFIX + kind):
+            if ep.name.lower() in registry._entries:
+                continue
+            registry.register(ep.name, ep.value, description=f"(plug-in from {ep.value})")
+            # The description is refined when the plug-in is loaded; keep ls import-free.
+    for module_name in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+        try:
+            importlib.import_module(module_name)
+        except ImportError as exc:
+            raise UserError(f"{PLUGINS_ENV} names '{module_name}', which cannot be imported: {exc}") from exc
+
+
+def reset_plugins_for_tests(loader: Callable[[], None] | None = None) -> None:
+    """Forget that external plug-ins were loaded (tests that install a fake entry point)."""
+    global _plugins_loaded
+    _plugins_loaded = False
+    if loader:
+        loader()
+
+
+# Built-in plug-ins. Strings only: nothing is imported until used.
+models.register("sdxl", "craft_bench.models:SDXL", "Stable Diffusion XL base 1.0 (stabilityai/stable-diffusion-xl-base-1.0)")
+models.register("sd15", "craft_bench.models:SD15", "Stable Diffusion 1.5 (stable-diffusion-v1-5/stable-diffusion-v1-5)", aliases=("sd1.5", "sd-1.5"))
+methods.register("vanilla", "craft_bench.methods.vanilla:Vanilla", "the base model, untouched (the reference every method is compared with)", aliases=("base",))
+models.register("mini", "craft_bench.mini.model:MINI", "the embedded mini world's tiny SDXL-architecture model (offline, CPU, shipped weights)")
+suites.register("geneval", "craft_bench.suites.geneval:GenEval", "GenEval compositional alignment: six tasks scored by a detector with the official rules")
+detectors.register("mini", "craft_bench.mini.detector:MiniDetector", "exact detector of the mini world's rendered shapes")
+rewards.register("mini-clip", "craft_bench.mini.rewards:MiniClip", "mini world's contrastive image-text reward (analog of HPS/PickScore)")
+rewards.register("mini-aes", "craft_bench.mini.rewards:MiniAes", "mini world's image-only quality predictor (analog of LAION AES)")
+rewards.register("hps", "craft_bench.rewards.hps:HPS", "HPS v2.1 (open_clip ViT-H-14 + HPS_v2.1_compressed.pt); v2.0 by option", aliases=("hpsv2", "hps-v2.1"))
+rewards.register("pickscore", "craft_bench.rewards.pickscore:PickScore", "PickScore v1 (yuvalkirstain/PickScore_v1)")
+rewards.register("aes", "craft_bench.rewards.aes:LaionAesthetic", "LAION improved aesthetic predictor on CLIP ViT-L/14", aliases=("aesthetic", "laion-aes"))
+rewards.register("imagereward", "craft_bench.rewards.imagereward:ImageReward", "ImageReward v1.0 (BLIP + MLP head)", aliases=("image-reward",))
+rewards.register("clip", "craft_bench.rewards.clipscore:ClipScore", "CLIP score with OpenAI CLIP ViT-L/14", aliases=("clipscore", "clip-score"))

@@ -1,0 +1,183 @@
+"""Frozen run specifications. A spec's hash is its identity: same hash, same images, same numbers."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from craft_bench.errors import UserError
+
+SCHEMA_VERSION = 1
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace: the byte string every hash in craft-bench is taken of."""
+    return json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def digest(obj: Any) -> str:
+    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
+
+
+def to_jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, float) and obj == int(obj) and abs(obj) < 2**53:
+        return obj  # keep 5.0 as 5.0; json does this already
+    return obj
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """How images are sampled for evaluation. Defaults come from the model preset."""
+
+    steps: int = 30
+    guidance_scale: float = 5.0
+    height: int = 1024
+    width: int = 1024
+    scheduler: str = "default"
+    negative_prompt: str = ""
+    batch_size: int = 8
+
+    def key_fields(self) -> dict[str, Any]:
+        """The fields that change pixels (batch size does not, by construction of per-image seeds)."""
+        d = dataclasses.asdict(self)
+        d.pop("batch_size")
+        return d
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A base model: a preset name or a local diffusers folder, its family and its weights' digest."""
+
+    name: str
+    source: str
+    family: str  # "sdxl" | "sd15"
+    digest: str  # content digest of the weights (or hub revision); part of every image key
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    """A method or suite: its name, version and its resolved config (sorted key/value pairs)."""
+
+    name: str
+    version: str
+    config: tuple[tuple[str, Any], ...] = ()
+
+    def config_dict(self) -> dict[str, Any]:
+        return dict(self.config)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    model: ModelSpec
+    method: PluginSpec
+    suite: PluginSpec
+    sampler: SamplerSpec
+    seed: int = 0
+    limit: int | None = None
+    prompts: str | None = None  # digest of a --prompts file, not its path
+    dtype: str = "float32"
+
+    @property
+    def hash(self) -> str:
+        return digest(self)
+
+    @property
+    def short_hash(self) -> str:
+        return self.hash[:8]
+
+
+# --------------------------------------------------------------------------- config overrides
+
+
+def config_to_pairs(cfg: Any) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(to_jsonable(cfg).items())) if cfg is not None else ()
+
+
+def parse_value(raw: str, annotation: Any, key: str) -> Any:
+    """Parse a --set value as the dataclass field's declared type."""
+    tp = annotation
+    if isinstance(tp, str):
+        tp = {"int": int, "float": float, "str": str, "bool": bool}.get(tp.split("|")[0].strip(), str)
+    origin = typing.get_origin(tp)
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+        if raw.lower() in ("none", "null", ""):
+            return None
+        tp = args[0]
+        origin = typing.get_origin(tp)
+    try:
+        if tp is bool:
+            low = raw.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if tp is int:
+            return int(raw)
+        if tp is float:
+            return float(raw)
+        if origin in (tuple, list):
+            inner = (typing.get_args(tp) or (str,))[0]
+            inner = inner if inner in (int, float, str) else str
+            items = [inner(v) for v in raw.split(",") if v != ""]
+            return tuple(items) if origin is tuple else items
+        return raw
+    except ValueError:
+        name = getattr(tp, "__name__", str(tp))
+        raise UserError(f"--set {key}={raw}: expected a value of type {name}") from None
+
+
+def apply_overrides(cfg: Any, overrides: dict[str, str], where: str) -> Any:
+    """Return a copy of dataclass ``cfg`` with string overrides parsed by field type."""
+    if not overrides:
+        return cfg
+    hints = typing.get_type_hints(type(cfg))
+    values = {}
+    for key, raw in overrides.items():
+        if key not in hints:
+            raise UserError(f"--set {key}: {where} has no setting '{key}'")
+        values[key] = parse_value(raw, hints[key], key)
+    try:
+        return dataclasses.replace(cfg, **values)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"--set for {where}: {exc}") from None
+
+
+def parse_set_args(items: list[str]) -> list[tuple[str, str]]:
+    """``["a=1", "method.lr=2e-5"]`` -> pairs; malformed items are a UserError."""
+    pairs = []
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(c.isspace() for c in key):
+            raise UserError(f"--set expects key=value (for example --set steps=20 or --set method.lr=1e-5), got '{item}'")
+        pairs.append((key, value.strip()))
+    return pairs
+
+
+def field_help(cfg_type: type) -> list[tuple[str, str, Any, str]]:
+    """(name, type, default, help) of a config dataclass, for `craft-bench ls --verbose` and docs."""
+    out = []
+    for f in fields(cfg_type):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+        )
+        tname = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        out.append((f.name, tname, default, f.metadata.get("help", "")))
+    return out
+
+
+def setting(default: Any, help: str, **kw: Any) -> Any:
+    """A config field with help text (``x: int = setting(4, "candidates per prompt")``)."""
+    return field(default=default, metadata={"help": help}, **kw)
