@@ -132,11 +132,21 @@ class Suite(ABC):
 
 
 class Reward(ABC):
-    """A learned scorer of (image, prompt) pairs; loads its weights once, scores in batches."""
+    """A learned scorer of (image, prompt) pairs; loads its weights once, scores in batches.
+
+    ``load(source, device, dtype)`` builds it from its default source (hub id or shipped file) or a
+    local path; ``score`` returns a float32 CPU tensor of shape [N], higher = better unless
+    ``higher_is_better`` is False.
+    """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = True
+
+    @classmethod
+    @abstractmethod
+    def load(cls, source: str | None = None, device: str = "cpu", dtype: str | None = None) -> "Reward":
+        ...
 
     @abstractmethod
     def score(self, images: Sequence["Image.Image"], prompts: Sequence[str]) -> "torch.Tensor":
