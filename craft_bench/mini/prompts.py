@@ -1,0 +1,359 @@
+"""GenEval-format prompts for the mini world, their paraphrases, satisfying scenes and training captions.
+
+Metadata lines follow GenEval's format and phrasing exactly (djghosh13/geneval prompts/create_prompts.py):
+``{"tag", "include": [{"class", "count", "color"?, "position"?: [relation, group_index]}], "exclude"?, "prompt"}``,
+"a"/"an" by the first letter, plurals with "es" after a final "s", counting 2-4 with an exclude of count + 1,
+position prompts "a photo of A <relation> B" whose include lists B first and A with ``position: [relation, 0]``,
+colour prompts never repeat a colour within a prompt. The mini world's classes are its shapes.
+
+The vocabulary is small, so each task's prompt space is enumerated; ``geneval_prompts`` draws from it
+with a prompt seed (tasks with fewer distinct prompts than requested repeat them in balanced cycles).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from typing import Any, Iterable
+
+import numpy as np
+
+from craft_bench.mini.scenes import COLORS, SHAPES, Obj, Scene, place, random_scene
+
+TASKS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+RELATIONS = ("left of", "right of", "above", "below")
+NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+COLOR_NAMES = tuple(COLORS)
+MAX_COUNT = 4
+PREFIX = "a photo of "
+# How far past GenEval's 0.5 normalised-offset boundary a generated position scene must lie, so that the
+# detector's pixel boxes (which differ slightly from the nominal ones) still give the same verdict.
+POSITION_MARGIN = 0.7
+
+
+def with_article(name: str) -> str:
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
+
+
+def plural(name: str) -> str:
+    return f"{name}es" if name.endswith("s") else f"{name}s"
+
+
+# --------------------------------------------------------------------------- the prompt space
+
+
+def _line(tag: str, include: list[dict], prompt: str, exclude: list[dict] | None = None) -> dict:
+    line: dict[str, Any] = {"tag": tag, "include": include}
+    if exclude is not None:
+        line["exclude"] = exclude
+    line["prompt"] = prompt
+    return line
+
+
+@lru_cache(maxsize=None)
+def _pool_json(task: str) -> tuple[str, ...]:
+    lines: list[dict] = []
+    if task == "single_object":
+        lines = [_line(task, [{"class": s, "count": 1}], PREFIX + with_article(s)) for s in SHAPES]
+    elif task == "two_object":
+        lines = [
+            _line(task, [{"class": a, "count": 1}, {"class": b, "count": 1}], f"{PREFIX}{with_article(a)} and {with_article(b)}")
+            for a in SHAPES for b in SHAPES if a != b
+        ]
+    elif task == "counting":
+        lines = [
+            _line(task, [{"class": s, "count": n}], f"{PREFIX}{NUMBERS[n]} {plural(s)}", exclude=[{"class": s, "count": n + 1}])
+            for s in SHAPES for n in range(2, MAX_COUNT + 1)
+        ]
+    elif task == "colors":
+        lines = [
+            _line(task, [{"class": s, "count": 1, "color": c}], f"{PREFIX}{with_article(c)} {s}")
+            for s in SHAPES for c in COLOR_NAMES
+        ]
+    elif task == "position":
+        lines = [
+            _line(
+                task,
+                [{"class": b, "count": 1}, {"class": a, "count": 1, "position": [rel, 0]}],
+                f"{PREFIX}{with_article(a)} {rel} {with_article(b)}",
+            )
+            for a in SHAPES for b in SHAPES if a != b for rel in RELATIONS
+        ]
+    elif task == "color_attr":
+        lines = [
+            _line(
+                task,
+                [{"class": a, "count": 1, "color": ca}, {"class": b, "count": 1, "color": cb}],
+                f"{PREFIX}{with_article(ca)} {a} and {with_article(cb)} {b}",
+            )
+            for a in SHAPES for b in SHAPES if a != b
+            for ca in COLOR_NAMES for cb in COLOR_NAMES if ca != cb
+        ]
+    else:
+        raise ValueError(f"unknown GenEval task '{task}' (known: {', '.join(TASKS)})")
+    return tuple(json.dumps(line) for line in lines)
+
+
+def task_pool(task: str) -> list[dict]:
+    """Every distinct metadata line of a task, in a fixed order."""
+    return [json.loads(s) for s in _pool_json(task)]
+
+
+@lru_cache(maxsize=None)
+def _by_prompt() -> dict[str, str]:
+    return {json.loads(s)["prompt"]: s for task in TASKS for s in _pool_json(task)}
+
+
+def parse_prompt(prompt: str) -> dict | None:
+    """The metadata line of a mini GenEval prompt, or None for any other text."""
+    s = _by_prompt().get(prompt.strip())
+    return json.loads(s) if s is not None else None
+
+
+def geneval_prompts(
+    n_per_task: int,
+    seed: int,
+    exclude: Iterable[str] | None = None,
+    tasks: Iterable[str] = TASKS,
+) -> list[dict]:
+    """``n_per_task`` metadata lines per task, drawn with prompt seed ``seed``.
+
+    Prompts listed in ``exclude`` (e.g. an evaluation set, when drawing training prompts) are never drawn;
+    a task whose whole space is excluded contributes no lines. A task with fewer distinct prompts than
+    ``n_per_task`` (single_object has 5) repeats them in shuffled cycles, so every task keeps its weight.
+    """
+    if n_per_task < 0:
+        raise ValueError("n_per_task must be >= 0")
+    banned = set(exclude or ())
+    out: list[dict] = []
+    for t_index, task in enumerate(TASKS):
+        if task not in set(tasks):
+            continue
+        pool = [s for s in _pool_json(task) if json.loads(s)["prompt"] not in banned]
+        if not pool or n_per_task == 0:
+            continue
+        rng = np.random.default_rng([int(seed), t_index])  # per task: a task's draw ignores the others
+        chosen: list[str] = []
+        while len(chosen) < n_per_task:
+            chosen.extend(pool[i] for i in rng.permutation(len(pool)))
+        out.extend(json.loads(s) for s in chosen[:n_per_task])
+    return out
+
+
+def read_metadata(path) -> list[dict]:
+    """Read a GenEval ``evaluation_metadata.jsonl`` (official or mini): one JSON object per non-empty line."""
+    lines = []
+    with open(path, encoding="utf-8") as fh:
+        for number, raw in enumerate(fh, 1):
+            raw = raw.strip()
+            if not raw:
+                continue
+            line = json.loads(raw)
+            validate_metadata(line, where=f"{path}:{number}")
+            lines.append(line)
+    return lines
+
+
+def validate_metadata(line: dict, where: str = "metadata") -> None:
+    """Raise ValueError unless ``line`` has GenEval's fields and types."""
+    if not isinstance(line, dict) or not isinstance(line.get("tag"), str) or not isinstance(line.get("prompt"), str):
+        raise ValueError(f"{where}: a GenEval metadata line needs string 'tag' and 'prompt'")
+    include = line.get("include", [])
+    if not isinstance(include, list):
+        raise ValueError(f"{where}: 'include' must be a list")
+    for i, req in enumerate(include + list(line.get("exclude", []))):
+        if not isinstance(req, dict) or not isinstance(req.get("class"), str) or not isinstance(req.get("count"), int):
+            raise ValueError(f"{where}: every clause needs a string 'class' and an integer 'count'")
+        if "position" in req:
+            pos = req["position"]
+            if not (isinstance(pos, (list, tuple)) and len(pos) == 2 and pos[0] in RELATIONS and isinstance(pos[1], int)):
+                raise ValueError(f"{where}: 'position' must be [relation, group_index] with relation in {RELATIONS}")
+            if not 0 <= pos[1] < i:
+                raise ValueError(f"{where}: 'position' must refer to an earlier include clause")
+
+
+# --------------------------------------------------------------------------- scenes that satisfy a line
+
+
+def relation_offset(box_a, box_b) -> tuple[float, float] | None:
+    """GenEval's normalised, size-corrected offset of A from B (None when they are too close to tell)."""
+    from craft_bench.suites.geneval import normalized_offset
+
+    return normalized_offset(box_a, box_b)
+
+
+def _relation_holds(a: Obj, b: Obj, rel: str, margin: float) -> bool:
+    off = relation_offset(a.box, b.box)
+    if off is None:
+        return False
+    dx, dy = off
+    return {"left of": dx < -margin, "right of": dx > margin, "above": dy < -margin, "below": dy > margin}[rel]
+
+
+def scene_for(meta: dict, rng: np.random.Generator) -> Scene:
+    """A scene that satisfies a metadata line: exactly the included objects, in the required colours and
+    relation (uncoloured objects get random colours)."""
+    specs: list[tuple[str, str]] = []
+    groups: list[list[int]] = []
+    for req in meta.get("include", []):
+        idx = []
+        for _ in range(int(req["count"])):
+            color = req.get("color") or COLOR_NAMES[int(rng.integers(len(COLOR_NAMES)))]
+            idx.append(len(specs))
+            specs.append((req["class"], color))
+        groups.append(idx)
+    if len(specs) > 4:
+        raise ValueError(f"the mini world holds at most 4 objects; '{meta.get('prompt')}' needs {len(specs)}")
+    relations = [
+        (groups[i], groups[req["position"][1]], req["position"][0])
+        for i, req in enumerate(meta.get("include", []))
+        if "position" in req
+    ]
+
+    def accept(objs: tuple[Obj, ...]) -> bool:
+        return all(
+            _relation_holds(objs[a], objs[b], rel, POSITION_MARGIN) for ga, gb, rel in relations for a in ga for b in gb
+        )
+
+    return Scene(place(specs, rng, accept=accept if relations else None, tries=400))
+
+
+# --------------------------------------------------------------------------- captions and paraphrases
+
+FRAMES = (
+    "a photo of {}",
+    "{}",
+    "an image of {}",
+    "a picture of {}",
+    "a drawing of {}",
+    "a simple illustration of {}",
+    "{} on a gray background",
+    "a rendering of {}",
+    "a scene with {}",
+    "a flat graphic showing {}",
+)
+
+_REL_VARIANTS = {
+    "left of": ("{a} left of {b}", "{a} to the left of {b}", "{b} with {a} on its left"),
+    "right of": ("{a} right of {b}", "{a} to the right of {b}", "{b} with {a} on its right"),
+    "above": ("{a} above {b}", "{a} placed above {b}", "{b} with {a} above it"),
+    "below": ("{a} below {b}", "{a} beneath {b}", "{b} with {a} below it"),
+}
+
+
+def _noun(req: dict) -> str:
+    return with_article(f"{req['color']} {req['class']}" if req.get("color") else req["class"])
+
+
+def _cores(meta: dict) -> list[str]:
+    """Noun-phrase variants that say the same as the line's prompt (without the 'a photo of' frame)."""
+    tag, inc = meta["tag"], meta["include"]
+    if tag == "single_object":
+        s = inc[0]["class"]
+        return [with_article(s), f"one {s}", f"a single {s}"]
+    if tag == "counting":
+        s, n = inc[0]["class"], inc[0]["count"]
+        return [f"{NUMBERS[n]} {plural(s)}", f"{n} {plural(s)}", f"exactly {NUMBERS[n]} {plural(s)}"]
+    if tag == "colors":
+        s, c = inc[0]["class"], inc[0]["color"]
+        return [f"{with_article(c)} {s}", f"{with_article(s)} that is {c}", f"{with_article(c + '-colored')} {s}"]
+    if tag in ("two_object", "color_attr"):
+        a, b = _noun(inc[0]), _noun(inc[1])
+        out = [f"{a} and {b}", f"{b} and {a}"]
+        if tag == "color_attr":
+            out.append(
+                f"{with_article(inc[0]['class'])} that is {inc[0]['color']} and {with_article(inc[1]['class'])} that is {inc[1]['color']}"
+            )
+        else:
+            out.append(f"{a} together with {b}")
+        return out
+    if tag == "position":
+        rel, target = inc[1]["position"]
+        a, b = _noun(inc[1]), _noun(inc[target])
+        return [v.format(a=a, b=b) for v in _REL_VARIANTS[rel]]
+    return [meta["prompt"][len(PREFIX):] if meta["prompt"].startswith(PREFIX) else meta["prompt"]]
+
+
+def paraphrases(prompt_or_meta: str | dict) -> list[str]:
+    """Captions that say what the prompt says, the prompt itself first (~30 for a mini GenEval prompt).
+
+    Any other text gets the frame templates around it (CRAFT's template prompt expander)."""
+    if isinstance(prompt_or_meta, dict):
+        meta: dict | None = prompt_or_meta
+        prompt = prompt_or_meta["prompt"]
+    else:
+        prompt = prompt_or_meta
+        meta = parse_prompt(prompt)
+    if meta is not None and meta.get("tag") in TASKS and meta.get("include"):
+        cores = _cores(meta)
+    else:
+        cores = [prompt[len(PREFIX):] if prompt.startswith(PREFIX) else prompt]
+    out = [prompt]
+    for core in cores:
+        for frame in FRAMES:
+            text = frame.format(core)
+            if text not in out:
+                out.append(text)
+    return out
+
+
+def _group_phrase(shape: str, color: str | None, count: int) -> str:
+    if count == 1:
+        return with_article(f"{color} {shape}" if color else shape)
+    return f"{NUMBERS[count]} {color + ' ' if color else ''}{plural(shape)}"
+
+
+def _join(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def describe(scene: Scene, rng: np.random.Generator) -> str:
+    """A noun phrase for any scene: its objects grouped and counted, with colours, and for two objects
+    sometimes their relation (only when GenEval's rule gives exactly one)."""
+    objs = scene.objects
+    if not objs:
+        return "an empty gray background"
+    use_color = rng.random() < 0.75
+    if len(objs) == 2 and rng.random() < 0.5:
+        a, b = (objs[0], objs[1]) if rng.random() < 0.5 else (objs[1], objs[0])
+        rels = [r for r in RELATIONS if _relation_holds(a, b, r, 0.5)]
+        if len(rels) == 1:
+            na = _group_phrase(a.shape, a.color if use_color else None, 1)
+            nb = _group_phrase(b.shape, b.color if use_color else None, 1)
+            return f"{na} {rels[0]} {nb}"
+    counts: dict[tuple[str, str | None], int] = {}
+    for o in objs:
+        key = (o.shape, o.color if use_color else None)
+        counts[key] = counts.get(key, 0) + 1
+    parts = [_group_phrase(s, c, n) for (s, c), n in counts.items()]
+    return _join(parts)
+
+
+def caption_for(scene: Scene, rng: np.random.Generator) -> str:
+    """A descriptive caption of any scene, in one of the paraphrase frames."""
+    return FRAMES[int(rng.integers(len(FRAMES)))].format(describe(scene, rng))
+
+
+def training_pairs(n: int, seed: int, task_share: float = 0.75, original_share: float = 0.4) -> list[tuple[Scene, str]]:
+    """The captioned distribution the base model learns: ``task_share`` of pairs are a random task's prompt
+    (the GenEval phrasing with probability ``original_share``, else a paraphrase) with a satisfying scene;
+    the rest are free random scenes with descriptive captions."""
+    rng = np.random.default_rng(seed)
+    pools = {t: _pool_json(t) for t in TASKS}
+    pairs: list[tuple[Scene, str]] = []
+    for _ in range(n):
+        if rng.random() < task_share:
+            task = TASKS[int(rng.integers(len(TASKS)))]
+            meta = json.loads(pools[task][int(rng.integers(len(pools[task])))])
+            scene = scene_for(meta, rng)
+            if rng.random() < original_share:
+                text = meta["prompt"]
+            else:
+                options = paraphrases(meta)
+                text = options[int(rng.integers(len(options)))]
+        else:
+            scene = random_scene(rng)
+            text = caption_for(scene, rng)
+        pairs.append((scene, text))
+    return pairs
