@@ -56,7 +56,8 @@ class Checkpoint:
     """What a method hands to generation: the base model plus optional trained weights."""
 
     model: "ModelSpec"
-    adapter_dir: str | None = None  # a diffusers/peft folder with trained weights, applied on top
+    base_dir: str = ""  # local diffusers folder of the base model (where it lives here; not identity)
+    adapter_dir: str | None = None  # trained weights on top: LoRA weights and/or component folders (unet/, vae/, ...)
     digest: str = ""  # identity of the weights: base digest, or base + trained weights
     train_info: dict[str, Any] = field(default_factory=dict)  # samples_used, steps, images_generated, ...
     train_s: float = 0.0
@@ -97,6 +98,12 @@ class Method(ABC):
     @abstractmethod
     def prepare(self, base: Checkpoint, ctx: RunContext) -> Checkpoint:
         ...
+
+    def checkpoint_hash(self, base: Checkpoint, ctx: RunContext) -> str:
+        """Identity of the weights this method trains from ``base``: base weights + method spec + seed."""
+        from craft_bench.spec import digest
+
+        return digest({"base": base.digest, "method": ctx.spec.method, "seed": ctx.seed, "dtype": ctx.dtype})
 
 
 class Suite(ABC):

@@ -199,6 +199,22 @@ SCHEDULERS = {
 }
 
 
+def _diffusers(name: str) -> Any:
+    return lambda: getattr(__import__("diffusers"), name)
+
+
+def _transformers(name: str) -> Any:
+    return lambda: getattr(__import__("transformers"), name)
+
+
+_COMPONENT_LOADERS = {
+    "unet": _diffusers("UNet2DConditionModel"),
+    "vae": _diffusers("AutoencoderKL"),
+    "text_encoder": _transformers("CLIPTextModel"),
+    "text_encoder_2": _transformers("CLIPTextModelWithProjection"),
+}
+
+
 def load_pipeline(source: Path | str, family: str, device: str, dtype: str, adapter_dir: str | None = None, scheduler: str = "default") -> Any:
     """Build the diffusers pipeline for a model folder, with trained weights applied if given."""
     import diffusers
@@ -210,9 +226,12 @@ def load_pipeline(source: Path | str, family: str, device: str, dtype: str, adap
     else:
         cls = diffusers.StableDiffusionPipeline
         kwargs.update(safety_checker=None, requires_safety_checker=False)
-    unet_dir = Path(adapter_dir) / "unet" if adapter_dir else None
-    if unet_dir is not None and (unet_dir / "config.json").is_file():
-        kwargs["unet"] = diffusers.UNet2DConditionModel.from_pretrained(unet_dir, torch_dtype=torch_dtype(dtype))
+    if adapter_dir:
+        # Fully trained components replace the base's; the folder layout is diffusers' own.
+        for name, loader in _COMPONENT_LOADERS.items():
+            sub = Path(adapter_dir) / name
+            if (sub / "config.json").is_file():
+                kwargs[name] = loader().from_pretrained(sub, torch_dtype=torch_dtype(dtype))
     try:
         pipe = cls.from_pretrained(str(source), **kwargs)
     except (OSError, ValueError) as exc:

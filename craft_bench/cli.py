@@ -1,0 +1,206 @@
+"""`craft-bench` command line. Imports nothing heavy until a verb needs it, so `--help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable, Sequence
+
+from craft_bench import __version__
+from craft_bench.errors import UserError
+
+EXIT_USAGE = 2
+EXIT_REGRESSION = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage as one line and exit status 2 (argparse's default status too)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def _add_run(sub: Any) -> None:
+    p = sub.add_parser("run", help="run a method on a suite and print its results table", description=(
+        "Prepare METHOD's model from the base model, generate the suite's images (cached), score them and "
+        "write results/runs/<suite>/<method>__<model>__<hash8>/{run_spec.json,samples.jsonl,results.json}."))
+    p.add_argument("--method", required=True, help="method name (craft-bench ls methods)")
+    p.add_argument("--suite", required=True, help="suite name (craft-bench ls suites)")
+    p.add_argument("--model", default="mini", help="preset name (mini, sd15, sdxl) or a local diffusers folder [default: mini]")
+    p.add_argument("--seed", type=int, default=0, help="run seed; image i of prompt p is seeded from (seed, p, i) [default: 0]")
+    p.add_argument("--limit", type=int, default=None, help="use only K prompts, taken evenly across the suite's strata")
+    p.add_argument("--prompts", default=None, help="a prompt file to use instead of the suite's own")
+    p.add_argument("--out", default=None, help="results root [default: $CRAFT_BENCH_RESULTS or ./results]")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a sampler, method or suite setting (e.g. steps=20, method.lr=1e-5, suite.images_per_prompt=2); repeatable")
+    p.add_argument("--device", default=None, help="torch device [default: cuda if available, else cpu]")
+    p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"], help="[default: float16 on CUDA, float32 on CPU]")
+    p.add_argument("--json", action="store_true", help="print results.json to stdout instead of the table")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _add_ls(sub: Any) -> None:
+    p = sub.add_parser("ls", help="list methods, suites, models, rewards or detectors")
+    p.add_argument("kind", nargs="?", default=None, choices=["methods", "suites", "models", "rewards", "detectors"])
+    p.add_argument("-v", "--verbose", action="store_true", help="also list each method's and suite's settings")
+
+
+def _add_leaderboard(sub: Any) -> None:
+    p = sub.add_parser("leaderboard", help="tabulate every finished run under the results root")
+    p.add_argument("--suite", default=None, help="only this suite [default: every suite]")
+    p.add_argument("--format", default="md", choices=["md", "csv", "json"])
+    p.add_argument("--out", default=None, help="results root [default: $CRAFT_BENCH_RESULTS or ./results]")
+
+
+def _add_compare(sub: Any) -> None:
+    p = sub.add_parser("compare", help="paired comparison of run B against run A", description=(
+        "Compare two runs of one suite over the images both share (same prompt, same seed): delta (B - A), "
+        "bootstrap 95%% CI of the paired difference, paired permutation-test p-value and a verdict per metric."))
+    p.add_argument("a", help="baseline: a run folder or its results.json")
+    p.add_argument("b", help="candidate: a run folder or its results.json")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.add_argument("--fail-on-regression", action="store_true", help="exit 1 if B is significantly worse than A on the headline metric")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="craft-bench", description=(
+        "Benchmark harness for preference-aligned text-to-image diffusion models. "
+        "Methods (vanilla, CRAFT, Diffusion-DPO, ...) x suites (GenEval, Parti win rate, reward benchmarks) "
+        "on real SDXL/SD1.5 weights or the embedded offline `mini` world."))
+    parser.add_argument("--version", action="version", version=f"craft-bench {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    _add_run(sub)
+    _add_ls(sub)
+    _add_leaderboard(sub)
+    _add_compare(sub)
+    sub.add_parser("score", help="score a folder of images with reward models (craft-bench score --help)", add_help=False)
+    sub.add_parser("mini", help="the embedded mini world: train its models (craft-bench mini --help)", add_help=False)
+    return parser
+
+
+# ---------------------------------------------------------------- verbs
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from craft_bench.report.tables import results_table
+    from craft_bench.runner import RunRequest, run
+    from craft_bench.spec import parse_set_args
+
+    req = RunRequest(
+        method=args.method, suite=args.suite, model=args.model, seed=args.seed, limit=args.limit,
+        prompts=args.prompts, out=args.out, sets=parse_set_args(args.sets), device=args.device,
+        dtype=args.dtype, progress=not args.no_progress,
+    )
+    results, run_dir = run(req)
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+    else:
+        print(results_table(results))
+        print(f"run folder: {run_dir}")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from craft_bench import registry
+
+    kinds = [args.kind] if args.kind else list(registry.REGISTRIES)
+    for kind in kinds:
+        reg = registry.REGISTRIES[kind]
+        print(f"{kind}:")
+        for entry in reg.entries():
+            alias = f" (aliases: {', '.join(entry.aliases)})" if entry.aliases else ""
+            print(f"  {entry.name:<14} {entry.description}{alias}")
+            if args.verbose and kind in ("methods", "suites"):
+                from craft_bench.spec import field_help
+
+                obj = entry.load()
+                for name, tname, default, help_ in field_help(obj.Config):
+                    print(f"      {name} ({tname}, default {default!r}): {help_}")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from craft_bench.report.tables import render_leaderboard
+    from craft_bench.store import Store, atomic_write_text
+
+    store = Store(args.out)
+    by_suite: dict[str, list[dict[str, Any]]] = {}
+    for path in store.iter_results(args.suite):
+        try:
+            res = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            print(f"craft-bench: skipping unreadable {path}", file=sys.stderr)
+            continue
+        by_suite.setdefault(res["suite"], []).append(res)
+    if not by_suite:
+        where = f" for suite '{args.suite}'" if args.suite else ""
+        raise UserError(f"no finished runs{where} under {store.root}; run `craft-bench run ...` first or pass --out")
+    ext = {"md": "md", "csv": "csv", "json": "json"}
+    with store.lock("leaderboard"):
+        for suite, rows in sorted(by_suite.items()):
+            for fmt in ext:
+                atomic_write_text(store.leaderboard_dir / f"{suite}.{ext[fmt]}", render_leaderboard(suite, rows, fmt))
+            print(render_leaderboard(suite, rows, args.format))
+            print()
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from craft_bench.report.compare import compare_runs, headline_regressed
+    from craft_bench.report.tables import comparison_table
+
+    a, b, comps = compare_runs(args.a, args.b)
+    if args.json:
+        print(json.dumps({"a": a["spec_hash"], "b": b["spec_hash"], "suite": a["suite"], "metrics": [c.as_dict() for c in comps]}, indent=2))
+    else:
+        print(comparison_table(a, b, comps))
+    if args.fail_on_regression and headline_regressed(a, comps):
+        print(f"craft-bench: regression: B is significantly worse than A on '{a.get('headline', 'overall')}'", file=sys.stderr)
+        return EXIT_REGRESSION
+    return 0
+
+
+def _delegate(module: str) -> Callable[[list[str]], int]:
+    def call(argv: list[str]) -> int:
+        import importlib
+
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            raise UserError(f"this verb is not available in this install ({exc})") from None
+        return int(mod.main(argv) or 0)
+
+    return call
+
+
+VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "ls": cmd_ls,
+    "leaderboard": cmd_leaderboard,
+    "compare": cmd_compare,
+}
+DELEGATED = {"score": "craft_bench.rewards.cli", "mini": "craft_bench.mini.cli"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in DELEGATED:
+            return _delegate(DELEGATED[argv[0]])(argv[1:])
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not args.verb:
+            parser.print_help()
+            return EXIT_USAGE
+        return VERBS[args.verb](args)
+    except UserError as exc:
+        print(f"craft-bench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("craft-bench: interrupted; finished work is kept, rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""Text tables for run results, leaderboards and comparisons (markdown, CSV, JSON)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from craft_bench.errors import UserError
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    return "" if x is None else f"{x:.{digits}f}"
+
+
+def markdown(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(cells[0]), sep] + [line(r) for r in cells[1:]])
+
+
+def results_table(results: dict[str, Any]) -> str:
+    """Metric | Value | 95% CI | n, headline first."""
+    head = results.get("headline", "overall")
+    names = sorted(results["metrics"], key=lambda n: (n != head, list(results["metrics"]).index(n)))
+    rows = []
+    for name in names:
+        m = results["metrics"][name]
+        arrow = "↑" if m.get("higher_is_better", True) else "↓"
+        rows.append([f"{m.get('display_name', name)} {arrow}", _fmt(m["value"]), f"[{_fmt(m['ci_low'])}, {_fmt(m['ci_high'])}]", m["n"]])
+    title = f"{results['method']} x {results['suite']} on {results['model']} (spec {results['spec_hash'][:8]}, seed {results.get('seed', 0)})"
+    t = results.get("timing", {})
+    footer = f"generate {t.get('generate_s', 0):.1f}s, score {t.get('score_s', 0):.1f}s, train {t.get('train_s', 0):.1f}s on {t.get('device', '?')}"
+    return f"{title}\n{markdown(['Metric', 'Value', '95% CI', 'n'], rows)}\n{footer}"
+
+
+def load_results(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """A results.json, or a run folder holding one -> (results, run folder)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "results.json"
+    if not p.is_file():
+        raise UserError(f"{path}: no results.json there; give a run folder or its results.json")
+    try:
+        return json.loads(p.read_text()), p.parent
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{p}: not a readable results.json ({exc})") from None
+
+
+def load_records(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "samples.jsonl"
+    if not path.is_file():
+        raise UserError(f"{run_dir}: samples.jsonl is missing; a paired comparison needs the per-image records")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------ leaderboard
+
+
+def leaderboard_rows(all_results: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """One row per run of one suite: method, model, seed, then each metric as value ± half CI."""
+    metric_names: list[str] = []
+    for res in all_results:
+        for name in res["metrics"]:
+            if name not in metric_names:
+                metric_names.append(name)
+    head = all_results[0].get("headline", "overall") if all_results else "overall"
+    metric_names.sort(key=lambda n: n != head)
+    headers = ["method", "model", "seed", "spec"] + metric_names + ["train_s", "samples_used"]
+    rows = []
+    for res in all_results:
+        row: list[Any] = [res["method"], res["model"], res.get("seed", 0), res["spec_hash"][:8]]
+        for name in metric_names:
+            m = res["metrics"].get(name)
+            row.append(m if m is None else m)
+        row += [res.get("timing", {}).get("train_s", 0.0), (res.get("train") or {}).get("samples_used", "")]
+        rows.append(row)
+    rows.sort(key=lambda r: -(r[4]["value"] if isinstance(r[4], dict) else float("-inf")))
+    return headers, rows
+
+
+def render_leaderboard(suite: str, all_results: list[dict[str, Any]], fmt: str) -> str:
+    headers, rows = leaderboard_rows(all_results)
+    if fmt == "json":
+        out = []
+        for row in rows:
+            out.append(dict(zip(headers, row)))
+        return json.dumps({"suite": suite, "rows": out}, indent=2)
+
+    def cell(c: Any) -> str:
+        if isinstance(c, dict):
+            half = (c["ci_high"] - c["ci_low"]) / 2
+            return f"{c['value']:.4f} ± {half:.4f}"
+        return "" if c is None else str(c)
+
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        flat_headers = []
+        for h in headers:
+            flat_headers += [h, f"{h}_ci_low", f"{h}_ci_high"] if h not in ("method", "model", "seed", "spec", "train_s", "samples_used") else [h]
+        w.writerow(flat_headers)
+        for row in rows:
+            flat: list[Any] = []
+            for h, c in zip(headers, row):
+                if h in ("method", "model", "seed", "spec", "train_s", "samples_used"):
+                    flat.append(c)
+                elif isinstance(c, dict):
+                    flat += [c["value"], c["ci_low"], c["ci_high"]]
+                else:
+                    flat += ["", "", ""]
+            w.writerow(flat)
+        return buf.getvalue()
+    return f"## {suite}\n\n" + markdown(headers, [[cell(c) for c in row] for row in rows])
+
+
+# ------------------------------------------------------------------ compare
+
+
+def comparison_table(a: dict[str, Any], b: dict[str, Any], comps: list[Any]) -> str:
+    rows = []
+    for c in comps:
+        arrow = "↑" if c.higher_is_better else "↓"
+        rows.append([f"{c.display_name} {arrow}", _fmt(c.a), _fmt(c.b), f"{c.delta:+.4f}", f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]", f"{c.p_value:.4g}", c.n_prompts, c.verdict])
+    title = f"B = {b['method']} on {b['model']} (spec {b['spec_hash'][:8]})  vs  A = {a['method']} on {a['model']} (spec {a['spec_hash'][:8]}), suite {a['suite']}"
+    n = comps[0].n_pairs if comps else 0
+    return f"{title}\npaired over {n} shared images (same prompt, same seed)\n" + markdown(
+        ["Metric", "A", "B", "B - A", "95% CI", "p", "prompts", "verdict"], rows
+    )

@@ -1,0 +1,303 @@
+"""`craft-bench run`: resolve a spec, prepare the method's checkpoint, generate, score, write results.
+
+The runner, not the suite, samples images (through ``craft_bench.generate``); the suite only lists
+prompts and scores images. Scored records are appended to ``samples.partial.jsonl`` as they are made,
+so a killed run resumes where it stopped; the finished run folder holds run_spec.json,
+samples.jsonl and results.json, each written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from craft_bench import registry
+from craft_bench.api import Checkpoint, MetricDef, PromptItem, RunContext, Suite
+from craft_bench.errors import UserError
+from craft_bench.generate import plan, generate
+from craft_bench.spec import (
+    SCHEMA_VERSION,
+    PluginSpec,
+    RunSpec,
+    SamplerSpec,
+    apply_overrides,
+    config_to_pairs,
+    to_jsonable,
+)
+from craft_bench.store import Store, atomic_write_json, atomic_write_text
+
+SCORE_CHUNK = 64  # images scored per partial-results flush
+
+
+@dataclass
+class RunRequest:
+    """What the CLI (or a Python caller) asks for."""
+
+    method: str
+    suite: str
+    model: str = "mini"
+    seed: int = 0
+    limit: int | None = None
+    prompts: str | None = None
+    out: str | None = None
+    sets: list[tuple[str, str]] = field(default_factory=list)
+    device: str | None = None
+    dtype: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class Resolved:
+    spec: RunSpec
+    method: Any
+    suite: Suite
+    model_path: Path
+    prompts_path: Path | None
+    device: str
+
+
+def _split_overrides(sets: Sequence[tuple[str, str]], targets: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Route ``--set`` keys to sampler / method / suite configs. Prefixes (``method.lr``) disambiguate."""
+    routed: dict[str, dict[str, str]] = {name: {} for name in targets}
+    for key, value in sets:
+        prefix, dot, rest = key.partition(".")
+        if dot and prefix in targets:
+            routed[prefix][rest] = value
+            continue
+        owners = [name for name, cfg in targets.items() if key in {f.name for f in dataclasses.fields(cfg)}]
+        if not owners:
+            import difflib
+
+            every = sorted({f"{n}.{f.name}" for n, cfg in targets.items() for f in dataclasses.fields(cfg)})
+            plain = sorted({f.name for cfg in targets.values() for f in dataclasses.fields(cfg)})
+            close = difflib.get_close_matches(key, plain + every, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise UserError(f"--set {key}: no such setting{hint} (settings: {', '.join(every)})")
+        if len(owners) > 1:
+            raise UserError(f"--set {key} is ambiguous ({' and '.join(owners)} both have it); write {owners[0]}.{key}=...")
+        routed[owners[0]][key] = value
+    return routed
+
+
+def _check_prompts(path: str | None) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    try:
+        with open(p, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise UserError(f"--prompts {path}: cannot read it ({exc.strerror or exc}); give a readable prompt file") from None
+    return p
+
+
+def resolve(req: RunRequest) -> Resolved:
+    from craft_bench.generate import file_digest
+    from craft_bench.models import default_device, default_dtype, resolve_model
+
+    method_cls = registry.methods.get(req.method)
+    suite_cls = registry.suites.get(req.suite)
+    prompts_path = _check_prompts(req.prompts)
+    if req.limit is not None and req.limit < 1:
+        raise UserError(f"--limit {req.limit}: give a positive number of prompts")
+    model_spec, default_sampler, model_path = resolve_model(req.model)
+
+    targets = {"sampler": default_sampler, "method": method_cls.Config(), "suite": suite_cls.Config()}
+    routed = _split_overrides(req.sets, targets)
+    sampler: SamplerSpec = apply_overrides(default_sampler, routed["sampler"], "the sampler")
+    method_cfg = apply_overrides(targets["method"], routed["method"], f"method '{method_cls.name}'")
+    suite_cfg = apply_overrides(targets["suite"], routed["suite"], f"suite '{suite_cls.name}'")
+
+    device = req.device or default_device()
+    dtype = req.dtype or default_dtype(device, model_spec.family)
+    if dtype not in ("float32", "float16", "bfloat16"):
+        raise UserError(f"--dtype {dtype}: use float32, float16 or bfloat16")
+    spec = RunSpec(
+        model=model_spec,
+        method=PluginSpec(method_cls.name, method_cls.version, config_to_pairs(method_cfg)),
+        suite=PluginSpec(suite_cls.name, suite_cls.version, config_to_pairs(suite_cfg)),
+        sampler=sampler,
+        seed=req.seed,
+        limit=req.limit,
+        prompts=file_digest(prompts_path) if prompts_path else None,
+        dtype=dtype,
+    )
+    return Resolved(spec, method_cls(method_cfg), suite_cls(suite_cfg), model_path, prompts_path, device)
+
+
+def limit_items(items: list[PromptItem], limit: int | None) -> list[PromptItem]:
+    """The first ``limit`` items taken round-robin across strata, so a small run still covers every task."""
+    if limit is None or limit >= len(items):
+        return items
+    by_stratum: dict[str, list[PromptItem]] = {}
+    for item in items:
+        by_stratum.setdefault(item.stratum, []).append(item)
+    queues = list(by_stratum.values())
+    chosen: list[PromptItem] = []
+    i = 0
+    while len(chosen) < limit:
+        for q in queues:
+            if i < len(q) and len(chosen) < limit:
+                chosen.append(q[i])
+        i += 1
+    order = {item.id: n for n, item in enumerate(items)}
+    return sorted(chosen, key=lambda it: order[it.id])
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("craft-bench", "torch", "diffusers", "transformers", "peft", "open_clip_torch", "numpy", "scipy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    try:
+        here = Path(__file__).resolve().parent
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if commit.returncode == 0:
+            out["git_commit"] = commit.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+def metric_def_dict(m: MetricDef) -> dict[str, Any]:
+    return dataclasses.asdict(m)
+
+
+def _read_partial(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """Complete lines of a partial-records file (a line cut by a kill is dropped)."""
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    if not path.exists():
+        return done
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        done[(rec["item_id"], rec["index"])] = rec
+    return done
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        return f"{device} ({torch.cuda.get_device_name(0)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def run(req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> tuple[dict[str, Any], Path]:
+    """Execute a run (or return the finished one) and return (results, run folder)."""
+    store = Store(req.out)
+    r = resolve(req)
+    spec = r.spec
+    run_dir = store.run_dir(spec.suite.name, spec.method.name, spec.model.name, spec.short_hash)
+    results_path = run_dir / "results.json"
+
+    with store.lock(f"run-{spec.hash}"):
+        if results_path.exists():
+            log(f"cached: {run_dir}")
+            return json.loads(results_path.read_text()), run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "run_spec.json", {"spec_hash": spec.hash, **to_jsonable(spec)})
+        ctx = RunContext(spec=spec, store=store, device=r.device, dtype=spec.dtype, seed=spec.seed, progress=req.progress)
+
+        base = Checkpoint(model=spec.model, base_dir=str(r.model_path), digest=spec.model.digest)
+        t0 = time.perf_counter()
+        checkpoint = r.method.prepare(base, ctx)
+        train_s = checkpoint.train_s if checkpoint is not base else 0.0
+        prep_s = time.perf_counter() - t0
+
+        items = limit_items(r.suite.items(ctx, r.prompts_path), spec.limit)
+        if not items:
+            raise UserError(f"suite '{spec.suite.name}' has no prompts to run (check --prompts / --limit)")
+        requests = plan(items, checkpoint, spec.sampler, spec.seed, spec.dtype)
+
+        from craft_bench.models import load_pipeline
+
+        def factory() -> Any:
+            return load_pipeline(r.model_path, spec.model.family, ctx.device, spec.dtype, checkpoint.adapter_dir, spec.sampler.scheduler)
+
+        log(f"run {spec.method.name} x {spec.suite.name} on {spec.model.name}: {len(items)} prompts, {len(requests)} images -> {run_dir}")
+        gen = generate(requests, store, factory, spec.sampler, progress=req.progress)
+
+        t1 = time.perf_counter()
+        records = _score(r.suite, items, requests, store, ctx, run_dir, req.progress)
+        score_s = time.perf_counter() - t1
+        r.suite.close()
+
+        results = build_results(spec, r.suite, records, checkpoint, gen_s=gen.seconds, score_s=score_s, train_s=train_s or (prep_s if r.method.trainable else 0.0), device=ctx.device)
+        results["generation"] = {"images": gen.requested, "generated": gen.generated, "cached": gen.cached}
+        atomic_write_text(run_dir / "samples.jsonl", "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records))
+        atomic_write_json(results_path, results)
+        (run_dir / "samples.partial.jsonl").unlink(missing_ok=True)
+    return results, run_dir
+
+
+def _score(suite: Suite, items: list[PromptItem], requests: list[Any], store: Store, ctx: RunContext, run_dir: Path, progress: bool) -> list[dict[str, Any]]:
+    from tqdm.auto import tqdm
+
+    partial = run_dir / "samples.partial.jsonl"
+    done = _read_partial(partial)
+    by_id = {it.id: it for it in items}
+    todo = [rq for rq in requests if (rq.item_id, rq.index) not in done]
+    # Rewrite the partial file with only complete lines, then append.
+    atomic_write_text(partial, "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in done.values()))
+    with open(partial, "a") as fh, tqdm(total=len(todo), desc="score", unit="img", disable=not progress, leave=False) as bar:
+        for start in range(0, len(todo), SCORE_CHUNK):
+            chunk = todo[start : start + SCORE_CHUNK]
+            chunk_items = [by_id[rq.item_id] for rq in chunk]
+            images = [store.load_image(rq.key) for rq in chunk]
+            scored = suite.score(chunk_items, images, ctx)
+            if len(scored) != len(chunk):
+                raise RuntimeError(f"suite '{suite.name}' returned {len(scored)} records for {len(chunk)} images")
+            for rq, item, rec in zip(chunk, chunk_items, scored):
+                full = {"item_id": rq.item_id, "index": rq.index, "seed": rq.seed, "prompt": rq.prompt, "stratum": item.stratum, "image": rq.key, **rec}
+                done[(rq.item_id, rq.index)] = full
+                fh.write(json.dumps(full, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            bar.update(len(chunk))
+    return [done[(rq.item_id, rq.index)] for rq in requests]
+
+
+def build_results(spec: RunSpec, suite: Suite, records: list[dict[str, Any]], checkpoint: Checkpoint, gen_s: float, score_s: float, train_s: float, device: str) -> dict[str, Any]:
+    from craft_bench.report.stats import summarize
+
+    metric_defs = suite.metrics()
+    metrics: dict[str, Any] = {}
+    for m in metric_defs:
+        mv = summarize(m, records, seed=spec.seed)
+        if mv is None:
+            continue
+        metrics[m.name] = {**mv.as_dict(), "higher_is_better": m.higher_is_better, "display_name": m.display_name}
+    results: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "suite": spec.suite.name,
+        "suite_version": spec.suite.version,
+        "method": spec.method.name,
+        "model": spec.model.name,
+        "spec_hash": spec.hash,
+        "seed": spec.seed,
+        "headline": suite.headline,
+        "metrics": metrics,
+        "metric_defs": [metric_def_dict(m) for m in metric_defs],
+        "timing": {"generate_s": round(gen_s, 3), "score_s": round(score_s, 3), "train_s": round(train_s, 3), "device": _device_name(device)},
+        "versions": versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if checkpoint.train_info:
+        results["train"] = checkpoint.train_info
+    return results

@@ -1,0 +1,120 @@
+"""Registry (aliases, did-you-mean, entry points, env plug-ins), specs and their hashes, --help speed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from craft_bench import registry
+from craft_bench.errors import UserError
+from craft_bench.spec import ModelSpec, PluginSpec, RunSpec, SamplerSpec, apply_overrides, parse_set_args, setting
+
+
+def test_registry_aliases_and_did_you_mean():
+    reg = registry.Registry("things", "thing")
+    reg.register("alpha", "json:dumps", "the alpha thing", aliases=("a1",))
+    assert reg.get("ALPHA") is __import__("json").dumps and reg.get("a1") is reg.get("alpha")
+    with pytest.raises(UserError, match="did you mean 'alpha'"):
+        reg.get("alpah")
+    with pytest.raises(ValueError):
+        reg.register("alpha", "json:loads")
+    reg.register("broken", "no_such_module_xyz:thing", "broken")
+    with pytest.raises(UserError, match="could not be imported"):
+        reg.get("broken")
+
+
+def test_builtin_registrations_are_lazy():
+    code = "import sys, craft_bench.registry as r; r.models.names(); r.methods.describe('vanilla'); print('torch' in sys.modules, 'diffusers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
+
+
+def test_entry_point_plugins_are_discovered(tmp_path, monkeypatch):
+    pkg = tmp_path / "my_plugin.py"
+    pkg.write_text(textwrap.dedent('''
+        from craft_bench.methods.vanilla import Vanilla
+        class Mine(Vanilla):
+            name = "mine"
+            description = "a user's own method"
+    '''))
+    dist = tmp_path / "my_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[craft_bench.methods]\nmine = my_plugin:Mine\n")
+    code = "import craft_bench.registry as r; print(r.methods.names()); print(r.methods.get('mine').description)"
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert "'mine'" in out and "a user's own method" in out
+
+
+def test_env_plugin_module_that_fails_to_import_is_a_user_error(tmp_path):
+    env = {**__import__("os").environ, "CRAFT_BENCH_PLUGINS": "no_such_plugin_module"}
+    proc = subprocess.run([sys.executable, "-m", "craft_bench", "ls", "methods"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and "CRAFT_BENCH_PLUGINS" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _spec(**kw):
+    base = dict(
+        model=ModelSpec("m", "/x", "sdxl", "d" * 64),
+        method=PluginSpec("vanilla", "1"),
+        suite=PluginSpec("toy", "1", (("n", 3),)),
+        sampler=SamplerSpec(steps=10),
+    )
+    base.update(kw)
+    return RunSpec(**base)
+
+
+def test_spec_hash_is_identity():
+    assert _spec().hash == _spec().hash and len(_spec().hash) == 64
+    assert _spec().hash != _spec(seed=1).hash
+    assert _spec().hash != _spec(sampler=SamplerSpec(steps=11)).hash
+    assert _spec().hash != _spec(model=ModelSpec("m", "/x", "sdxl", "e" * 64)).hash
+    assert _spec().hash != _spec(suite=PluginSpec("toy", "2", (("n", 3),))).hash
+    with pytest.raises(Exception):
+        _spec().seed = 3  # frozen
+
+
+def test_overrides_parse_by_field_type():
+    @dataclass(frozen=True)
+    class Cfg:
+        lr: float = setting(1e-5, "learning rate")
+        steps: int = 10
+        lora: bool = False
+        name: str = "x"
+        rewards: tuple[str, ...] = ("hps",)
+        cap: int | None = None
+
+    c = apply_overrides(Cfg(), {"lr": "2e-4", "steps": "3", "lora": "yes", "rewards": "hps,aes", "cap": "none"}, "test")
+    assert c == Cfg(lr=2e-4, steps=3, lora=True, rewards=("hps", "aes"), cap=None)
+    with pytest.raises(UserError, match="type int"):
+        apply_overrides(Cfg(), {"steps": "x"}, "test")
+    with pytest.raises(UserError, match="no setting"):
+        apply_overrides(Cfg(), {"nope": "1"}, "test")
+    assert parse_set_args(["a=1", "method.lr = 2"]) == [("a", "1"), ("method.lr", "2")]
+    with pytest.raises(UserError):
+        parse_set_args(["novalue"])
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = "import sys; from craft_bench.cli import build_parser; build_parser().format_help(); print(sorted(m for m in ('torch','diffusers','numpy','transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "craft_bench", "--help"], capture_output=True, check=True)
+        times.append(time.perf_counter() - t)
+    assert sorted(times)[1] < 3.0  # generous bound for loaded CI machines; the benchmark quotes the real figure
+
+
+def test_plugin_folders_import_as_craft_bench_subpackages():
+    import craft_bench.methods.vanilla as v
+    import craft_bench.suites
+
+    assert v.Vanilla.name == "vanilla" and craft_bench.suites.__name__ == "craft_bench.suites"
+    assert "methods" in v.__file__ and "craft_bench" not in v.__file__.split("methods")[-1]

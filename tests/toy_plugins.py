@@ -1,0 +1,96 @@
+"""Test-only plug-ins, registered through CRAFT_BENCH_PLUGINS=toy_plugins (the same route a user's
+own plug-in module takes). Nothing here ships in the product."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from craft_bench import registry
+from craft_bench.api import Checkpoint, Method, MetricDef, PromptItem, RunContext, Suite
+from craft_bench.errors import UserError
+from craft_bench.spec import setting
+
+WORDS = [("a red apple", "warm"), ("a blue lake", "cool"), ("an orange sunset", "warm"), ("a green forest", "cool"),
+         ("a yellow lemon", "warm"), ("a purple flower", "cool"), ("a pink cake", "warm"), ("a white cloud", "cool"),
+         ("a brown dog", "warm"), ("a black cat", "cool"), ("a golden crown", "warm"), ("a teal wave", "cool")]
+
+
+class ToySuite(Suite):
+    """Colour statistics of generated images (test-only)."""
+
+    name = "toy"
+    version = "1"
+    description = "test-only suite: colour statistics of generated images"
+
+    @dataclass(frozen=True)
+    class Config:
+        n_prompts: int = setting(8, "number of prompts")
+        images_per_prompt: int = setting(2, "images per prompt")
+
+    def items(self, ctx: RunContext, prompts_path: Path | None = None) -> list[PromptItem]:
+        if prompts_path is not None:
+            lines = [ln.strip() for ln in prompts_path.read_text().splitlines() if ln.strip()]
+            if not lines:
+                raise UserError(f"--prompts {prompts_path}: no prompts in it")
+            return [PromptItem(id=f"file-{i}", prompt=p, n_images=self.config.images_per_prompt, stratum="file") for i, p in enumerate(lines)]
+        return [
+            PromptItem(id=f"toy-{i}", prompt=WORDS[i % len(WORDS)][0], n_images=self.config.images_per_prompt, stratum=WORDS[i % len(WORDS)][1])
+            for i in range(self.config.n_prompts)
+        ]
+
+    def metrics(self) -> list[MetricDef]:
+        return [
+            MetricDef("overall", "Redness", "redness", stratify=True),
+            MetricDef("warm", "Redness (warm prompts)", "redness", where_stratum="warm"),
+            MetricDef("bright", "Bright images", "bright"),
+            MetricDef("all_bright", "Prompts with all images bright", "bright", per_prompt="all"),
+        ]
+
+    def score(self, items: Sequence[PromptItem], images: Sequence[Any], ctx: RunContext) -> list[dict[str, Any]]:
+        out = []
+        for img in images:
+            a = np.asarray(img, dtype=np.float64) / 255.0
+            redness = float(a[..., 0].mean() - a[..., 1:].mean())
+            out.append({"redness": redness, "bright": int(a.mean() > 0.5)})
+        return out
+
+
+class RedShift(Method):
+    """Test-only method: shifts the VAE decoder's red output, a measurable change of the model."""
+
+    name = "redshift"
+    description = "test-only: shift the VAE decoder's red channel"
+    trainable = True
+
+    @dataclass(frozen=True)
+    class Config:
+        shift: float = setting(0.6, "added to the decoder's red output bias")
+
+    def prepare(self, base: Checkpoint, ctx: RunContext) -> Checkpoint:
+        import torch
+        from diffusers import AutoencoderKL
+
+        from craft_bench.spec import digest
+
+        h = self.checkpoint_hash(base, ctx)
+        final = ctx.store.checkpoint_dir(h)
+        with ctx.store.lock(f"ckpt-{h}"):
+            if not (final / "vae" / "config.json").is_file():
+                tmp = ctx.store.temp_dir_for(final)
+                shutil.rmtree(tmp, ignore_errors=True)
+                vae = AutoencoderKL.from_pretrained(Path(base.base_dir) / "vae")
+                with torch.no_grad():
+                    vae.decoder.conv_out.bias[0] += self.config.shift
+                vae.save_pretrained(tmp / "vae")
+                tmp.replace(final)
+        return Checkpoint(model=base.model, base_dir=base.base_dir, adapter_dir=str(final), digest=digest([base.digest, h]),
+                          train_info={"samples_used": 0, "steps": 0, "images_generated": 0, "reward_calls": 0})
+
+
+registry.suites.register("toy", ToySuite, replace=True)
+registry.methods.register("redshift", RedShift, replace=True)
