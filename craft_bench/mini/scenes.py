@@ -181,7 +181,7 @@ def degrade(images: np.ndarray, kind: str, rng: np.random.Generator, strength: f
     """A degraded copy of uint8 images ((H,W,3) or (N,H,W,3)).
 
     strength 1.0 means: blur = Gaussian sigma 1.0 px; noise = Gaussian sigma 12 (of 255) per channel;
-    jpeg = quality 30 (quality = 90 - 60 * strength, at least 5).
+    jpeg = quality 50 (quality = 95 - 45 * strength, at least 5; PIL's default 4:2:0 chroma subsampling).
     """
     arr = np.asarray(images)
     single = arr.ndim == 3
@@ -198,7 +198,7 @@ def degrade(images: np.ndarray, kind: str, rng: np.random.Generator, strength: f
     elif kind == "jpeg":
         from PIL import Image
 
-        quality = int(max(5, round(90 - 60 * strength)))
+        quality = int(max(5, round(95 - 45 * strength)))
         out = np.empty_like(batch)
         for i, img in enumerate(batch):
             buf = io.BytesIO()
