@@ -43,50 +43,53 @@ def plural(name: str) -> str:
 # --------------------------------------------------------------------------- the prompt space
 
 
-def _line(tag: str, include: list[dict], prompt: str, exclude: list[dict] | None = None) -> dict:
+def geneval_phrase(tag: str, include: list[dict]) -> str:
+    """The prompt GenEval writes for a task's include clauses (reproduces every official prompt)."""
+    if tag == "single_object":
+        return PREFIX + with_article(include[0]["class"])
+    if tag == "two_object":
+        return f"{PREFIX}{with_article(include[0]['class'])} and {with_article(include[1]['class'])}"
+    if tag == "counting":
+        return f"{PREFIX}{NUMBERS[include[0]['count']]} {plural(include[0]['class'])}"
+    if tag == "colors":
+        return f"{PREFIX}{with_article(include[0]['color'])} {include[0]['class']}"
+    if tag == "position":
+        return f"{PREFIX}{with_article(include[1]['class'])} {include[1]['position'][0]} {with_article(include[0]['class'])}"
+    if tag == "color_attr":
+        a, b = include
+        return f"{PREFIX}{with_article(a['color'])} {a['class']} and {with_article(b['color'])} {b['class']}"
+    raise ValueError(f"unknown GenEval task '{tag}' (known: {', '.join(TASKS)})")
+
+
+def _line(tag: str, include: list[dict], exclude: list[dict] | None = None) -> dict:
     line: dict[str, Any] = {"tag": tag, "include": include}
     if exclude is not None:
         line["exclude"] = exclude
-    line["prompt"] = prompt
+    line["prompt"] = geneval_phrase(tag, include)
     return line
 
 
 @lru_cache(maxsize=None)
 def _pool_json(task: str) -> tuple[str, ...]:
-    lines: list[dict] = []
     if task == "single_object":
-        lines = [_line(task, [{"class": s, "count": 1}], PREFIX + with_article(s)) for s in SHAPES]
+        lines = [_line(task, [{"class": s, "count": 1}]) for s in SHAPES]
     elif task == "two_object":
-        lines = [
-            _line(task, [{"class": a, "count": 1}, {"class": b, "count": 1}], f"{PREFIX}{with_article(a)} and {with_article(b)}")
-            for a in SHAPES for b in SHAPES if a != b
-        ]
+        lines = [_line(task, [{"class": a, "count": 1}, {"class": b, "count": 1}]) for a in SHAPES for b in SHAPES if a != b]
     elif task == "counting":
         lines = [
-            _line(task, [{"class": s, "count": n}], f"{PREFIX}{NUMBERS[n]} {plural(s)}", exclude=[{"class": s, "count": n + 1}])
+            _line(task, [{"class": s, "count": n}], exclude=[{"class": s, "count": n + 1}])
             for s in SHAPES for n in range(2, MAX_COUNT + 1)
         ]
     elif task == "colors":
-        lines = [
-            _line(task, [{"class": s, "count": 1, "color": c}], f"{PREFIX}{with_article(c)} {s}")
-            for s in SHAPES for c in COLOR_NAMES
-        ]
+        lines = [_line(task, [{"class": s, "count": 1, "color": c}]) for s in SHAPES for c in COLOR_NAMES]
     elif task == "position":
         lines = [
-            _line(
-                task,
-                [{"class": b, "count": 1}, {"class": a, "count": 1, "position": [rel, 0]}],
-                f"{PREFIX}{with_article(a)} {rel} {with_article(b)}",
-            )
+            _line(task, [{"class": b, "count": 1}, {"class": a, "count": 1, "position": [rel, 0]}])
             for a in SHAPES for b in SHAPES if a != b for rel in RELATIONS
         ]
     elif task == "color_attr":
         lines = [
-            _line(
-                task,
-                [{"class": a, "count": 1, "color": ca}, {"class": b, "count": 1, "color": cb}],
-                f"{PREFIX}{with_article(ca)} {a} and {with_article(cb)} {b}",
-            )
+            _line(task, [{"class": a, "count": 1, "color": ca}, {"class": b, "count": 1, "color": cb}])
             for a in SHAPES for b in SHAPES if a != b
             for ca in COLOR_NAMES for cb in COLOR_NAMES if ca != cb
         ]

@@ -1,0 +1,107 @@
+"""The GenEval suite: prompt sets, items, metric declarations, scoring with the mini detector."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from craft_bench import registry
+from craft_bench.api import Detection, PromptItem, RunContext
+from craft_bench.errors import UserError
+from craft_bench.mini.prompts import TASKS, geneval_prompts, scene_for
+from craft_bench.mini.scenes import render
+from craft_bench.spec import field_help
+from craft_bench.suites.geneval import GenEval
+
+
+def ctx(model: str = "mini") -> RunContext:
+    spec = SimpleNamespace(model=SimpleNamespace(name=model))
+    return RunContext(spec=spec, store=None, device="cpu", dtype="float32", seed=0)
+
+
+def test_registered_and_configurable():
+    assert registry.suites.get("geneval") is GenEval
+    help_rows = {name: text for name, _, _, text in field_help(GenEval.Config)}
+    assert {"images_per_prompt", "prompts", "n_per_task", "prompt_seed", "detector"} <= set(help_rows)
+    assert all(help_rows.values())
+    assert GenEval.Config().images_per_prompt == 4
+    with pytest.raises(ValueError):
+        GenEval.Config(prompts="coco")
+
+
+def test_items_for_the_mini_model():
+    suite = GenEval(GenEval.Config(n_per_task=5))
+    items = suite.items(ctx("mini"))
+    assert len(items) == 30 and len({i.id for i in items}) == 30
+    assert [i.metadata for i in items] == geneval_prompts(5, 1000)
+    assert all(i.stratum == i.metadata["tag"] and i.n_images == 4 and i.prompt == i.metadata["prompt"] for i in items)
+    assert {i.stratum for i in items} == set(TASKS)
+    assert items == suite.items(ctx("mini"))  # ids are stable
+
+
+def test_items_for_real_models_are_the_official_prompts():
+    items = GenEval().items(ctx("sdxl"))
+    assert len(items) == 553
+    assert items[0].prompt == "a photo of a bench" and items[0].stratum == "single_object"
+    forced = GenEval(GenEval.Config(prompts="official")).items(ctx("mini"))
+    assert [i.prompt for i in forced] == [i.prompt for i in items]
+
+
+def test_prompts_file_uses_the_same_reader(tmp_path):
+    lines = geneval_prompts(2, seed=77)
+    path = tmp_path / "meta.jsonl"
+    path.write_text("\n".join(json.dumps(l) for l in lines) + "\n")  # noqa: E741
+    items = GenEval().items(ctx("sdxl"), prompts_path=path)
+    assert [i.metadata for i in items] == lines
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "x"}\n')
+    with pytest.raises(UserError):
+        GenEval().items(ctx("mini"), prompts_path=bad)
+
+
+def test_metric_declarations():
+    metrics = {m.name: m for m in GenEval().metrics()}
+    assert metrics["overall"].stratify and metrics["overall"].column == "correct"
+    for task in TASKS:
+        assert metrics[task].where_stratum == task and metrics[task].column == "correct"
+    assert metrics["images_correct"].per_prompt == "mean"
+    assert metrics["prompts_correct"].per_prompt == "any"  # summary_scores.py: any image correct
+
+
+def test_real_models_need_a_detection_backend():
+    with pytest.raises(UserError, match="Mask2Former"):
+        GenEval().detector_name(ctx("sdxl"))
+    assert GenEval().detector_name(ctx("mini")) == "mini"
+    assert GenEval(GenEval.Config(detector="mini")).detector_name(ctx("sdxl")) == "mini"
+
+
+def test_score_renders_of_satisfying_and_wrong_scenes():
+    suite = GenEval(GenEval.Config(n_per_task=3))
+    items = suite.items(ctx())
+    rng = np.random.default_rng(0)
+    good = [Image.fromarray(render(scene_for(i.metadata, rng))) for i in items]
+    blank = [Image.fromarray(np.full((64, 64, 3), 140, np.uint8)) for _ in items]
+    records = suite.score(items + items, good + blank, ctx())
+    assert len(records) == 2 * len(items)
+    assert [r["correct"] for r in records] == [1] * len(items) + [0] * len(items)
+    assert all(r["tag"] == i.stratum for r, i in zip(records, items + items))
+    assert records[0]["reason"] == "" and records[len(items)]["reason"].startswith("expected")
+    assert json.loads(records[0]["details"])
+    suite.close()
+
+
+def test_score_prefers_a_backends_colour_classifier(monkeypatch):
+    class Official:
+        def detect(self, images):
+            return [[Detection("circle", 0.9, (0, 0, 10, 10), None, "blue")] for _ in images]
+
+        def classify_colors(self, image, found, classname):
+            return ["red"] * len(found)
+
+    suite = GenEval()
+    monkeypatch.setattr(suite, "_load_detector", lambda ctx: Official())
+    meta = {"tag": "colors", "include": [{"class": "circle", "count": 1, "color": "red"}], "prompt": "a photo of a red circle"}
+    item = PromptItem("colors-0000", meta["prompt"], 1, meta, "colors")
+    assert suite.score([item], [Image.new("RGB", (64, 64))], ctx())[0]["correct"] == 1
