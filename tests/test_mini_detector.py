@@ -11,7 +11,7 @@ from craft_bench import registry
 from craft_bench.mini.detector import MiniDetector, oracle_detections
 from craft_bench.mini.eval_detector import build_cases, verdict_accuracy
 from craft_bench.mini.prompts import geneval_prompts
-from craft_bench.mini.scenes import degrade, random_scene, render, render_batch
+from craft_bench.mini.scenes import color_cast, degrade, random_scene, render, render_batch
 from craft_bench.suites.geneval import evaluate_detections
 
 
@@ -62,6 +62,13 @@ def test_round_trip_survives_blur_and_noise(detector, scenes, kind):
     ok = [Counter((d.label, d.color) for d in ds if d.score > 0.9) == Counter((o.shape, o.color) for o in s.objects)
           for s, ds in zip(scenes, results)]
     assert np.mean(ok) >= 0.98
+
+
+def test_round_trip_survives_a_colour_cast(detector, scenes):
+    # a generative model's colours are near, not on, the palette
+    images = color_cast(render_batch(scenes), np.random.default_rng(0), strength=1.0)
+    results = detector.detect(list(images))
+    assert np.mean([_exact(ds, s) for s, ds in zip(scenes, results)]) >= 0.98
 
 
 def test_verdict_accuracy_on_clean_and_jpeg_renders(detector):

@@ -101,6 +101,8 @@ def test_scene_for_satisfies_every_task():
         correct, reason, _ = evaluate_detections(oracle_detections(scene), line)
         assert correct, (line["prompt"], reason, scene)
         assert len(scene.objects) == sum(c["count"] for c in line["include"])
+    with pytest.raises(ValueError, match="not a mini-world prompt"):
+        scene_for(_official()[0], rng)
 
 
 def test_paraphrases():

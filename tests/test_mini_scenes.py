@@ -14,6 +14,7 @@ from craft_bench.mini.scenes import (
     Obj,
     Scene,
     boxes_apart,
+    color_cast,
     degrade,
     random_scene,
     render,
@@ -109,3 +110,13 @@ def test_degrade(kind):
 def test_degrade_rejects_unknown_kind():
     with pytest.raises(ValueError):
         degrade(np.zeros((64, 64, 3), np.uint8), "sepia", np.random.default_rng(0))
+
+
+def test_color_cast_moves_each_palette_colour_by_one_offset():
+    image = render(Scene((Obj("square", "red", 20.0, 20.0, 10.0), Obj("circle", "red", 45.0, 45.0, 12.0))))
+    cast = color_cast(image, np.random.default_rng(3), strength=1.0)
+    red = np.all(image == COLORS["red"], -1)
+    moved = cast[red]
+    assert (moved == moved[0]).all() and not np.array_equal(moved[0], COLORS["red"])
+    assert np.abs(moved[0].astype(int) - COLORS["red"]).max() <= 15
+    assert np.abs(cast[~red].astype(int) - BACKGROUND).max() <= 5

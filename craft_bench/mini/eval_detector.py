@@ -7,7 +7,8 @@ applies them to the detector's output. Accuracy = share of images where both agr
 
     python -m craft_bench.mini.eval_detector [--n-per-task 100] [--seed 7] [--strengths 0.5,1,1.5]
 
-Strength 1 means blur sigma 1 px, Gaussian noise sigma 12/255, JPEG quality 50 (``scenes.degrade``).
+Strength 1 means blur sigma 1 px, Gaussian noise sigma 12/255, JPEG quality 50 (``scenes.degrade``), and
+a colour cast of up to 15/255 per channel on each palette colour (``scenes.color_cast``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from craft_bench.mini.detector import MiniDetector, oracle_detections
 from craft_bench.mini.prompts import COLOR_NAMES, MAX_COUNT, TASKS, geneval_prompts, scene_for
-from craft_bench.mini.scenes import DEGRADATIONS, SHAPES, Scene, degrade, random_scene, render_batch
+from craft_bench.mini.scenes import DEGRADATIONS, SHAPES, Scene, color_cast, degrade, random_scene, render_batch
 
 OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 
@@ -92,10 +93,16 @@ def main(argv: list[str] | None = None) -> None:
     header = f"{'condition':<12}" + "".join(f"{t:>14}" for t in TASKS) + f"{'all':>10}{'img/s':>9}"
     print(header)
     strengths = [float(v) for v in args.strengths.split(",") if v]
-    conditions = [("clean", 0.0)] + [(kind, st) for kind in DEGRADATIONS for st in strengths]
+    conditions = [("clean", 0.0)] + [(kind, st) for kind in DEGRADATIONS + ("cast",) for st in strengths]
     for kind, strength in conditions:
         cond = kind if kind == "clean" else f"{kind}@{strength:g}"
-        images = clean if kind == "clean" else degrade(clean, kind, np.random.default_rng(args.seed), strength)
+        rng = np.random.default_rng(args.seed)
+        if kind == "clean":
+            images = clean
+        elif kind == "cast":
+            images = color_cast(clean, rng, strength)
+        else:
+            images = degrade(clean, kind, rng, strength)
         t0 = time.perf_counter()
         acc = verdict_accuracy(detector, metas, scenes, images)
         rate = len(images) / (time.perf_counter() - t0)

@@ -200,6 +200,8 @@ def scene_for(meta: dict, rng: np.random.Generator) -> Scene:
     specs: list[tuple[str, str]] = []
     groups: list[list[int]] = []
     for req in meta.get("include", []):
+        if req["class"] not in SHAPES or req.get("color", "red") not in COLORS:
+            raise ValueError(f"'{meta.get('prompt')}' is not a mini-world prompt (classes: {', '.join(SHAPES)})")
         idx = []
         for _ in range(int(req["count"])):
             color = req.get("color") or COLOR_NAMES[int(rng.integers(len(COLOR_NAMES)))]

@@ -208,3 +208,21 @@ def degrade(images: np.ndarray, kind: str, rng: np.random.Generator, strength: f
     else:
         raise ValueError(f"unknown degradation '{kind}' (known: {', '.join(DEGRADATIONS)})")
     return out[0] if single else out
+
+
+def color_cast(images: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
+    """Renders whose colours are off the palette, as a generative model draws them: every palette colour of
+    every image moves by its own random offset (up to 15 * strength per channel; the background 5 * strength).
+    Only exact palette pixels move, so apply it to clean renders (before any ``degrade``)."""
+    arr = np.asarray(images)
+    single = arr.ndim == 3
+    batch = (arr[None] if single else arr).astype(np.int16)
+    out = batch.copy()
+    palette = [(c, 15.0) for c in COLORS.values()] + [(BACKGROUND, 5.0)]
+    for i in range(len(batch)):
+        for rgb, amp in palette:
+            mask = np.all(batch[i] == rgb, -1)
+            a = int(round(amp * strength))
+            out[i][mask] += rng.integers(-a, a + 1, 3).astype(np.int16)
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    return out[0] if single else out
