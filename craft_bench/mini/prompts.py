@@ -13,7 +13,6 @@ with a prompt seed (tasks with fewer distinct prompts than requested repeat them
 from __future__ import annotations
 
 import json
-import re
 from functools import lru_cache
 from typing import Any, Iterable
 
