@@ -295,6 +295,9 @@ class GenEval(Suite):
         return read_metadata(official_metadata_path())
 
     def items(self, ctx: RunContext, prompts_path: Path | None = None) -> list[PromptItem]:
+        from craft_bench import registry
+
+        registry.detectors.resolve_name(self.detector_name(ctx))  # fail before any image is generated
         items = []
         seen: dict[str, int] = {}
         for line in self.metadata_lines(ctx, prompts_path):

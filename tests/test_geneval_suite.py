@@ -42,7 +42,7 @@ def test_items_for_the_mini_model():
 
 
 def test_items_for_real_models_are_the_official_prompts():
-    items = GenEval().items(ctx("sdxl"))
+    items = GenEval(GenEval.Config(detector="mini")).items(ctx("sdxl"))
     assert len(items) == 553
     assert items[0].prompt == "a photo of a bench" and items[0].stratum == "single_object"
     forced = GenEval(GenEval.Config(prompts="official")).items(ctx("mini"))
@@ -53,7 +53,7 @@ def test_prompts_file_uses_the_same_reader(tmp_path):
     lines = geneval_prompts(2, seed=77)
     path = tmp_path / "meta.jsonl"
     path.write_text("\n".join(json.dumps(l) for l in lines) + "\n")  # noqa: E741
-    items = GenEval().items(ctx("sdxl"), prompts_path=path)
+    items = GenEval().items(ctx("mini"), prompts_path=path)
     assert [i.metadata for i in items] == lines
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "x"}\n')
@@ -72,7 +72,9 @@ def test_metric_declarations():
 
 def test_real_models_need_a_detection_backend():
     with pytest.raises(UserError, match="Mask2Former"):
-        GenEval().detector_name(ctx("sdxl"))
+        GenEval().items(ctx("sdxl"))  # before any image is generated
+    with pytest.raises(UserError, match="unknown detector"):
+        GenEval(GenEval.Config(detector="mmdet")).items(ctx("mini"))
     assert GenEval().detector_name(ctx("mini")) == "mini"
     assert GenEval(GenEval.Config(detector="mini")).detector_name(ctx("sdxl")) == "mini"
 
