@@ -119,3 +119,19 @@ def test_flat_blob_of_wrong_shape_is_not_confident(detector):
 def test_rejects_non_rgb_input(detector):
     with pytest.raises(ValueError):
         detector.detect([np.zeros((64, 64), np.uint8)])
+
+
+def test_eval_detector_script_runs_with_a_vae(tmp_path, capsys):
+    import torch
+    from diffusers import AutoencoderKL
+
+    from craft_bench.mini.eval_detector import main
+
+    torch.manual_seed(0)
+    AutoencoderKL(block_out_channels=(8,), norm_num_groups=8, latent_channels=4, layers_per_block=1).save_pretrained(tmp_path / "vae")
+    main(["--n-per-task", "1", "--strengths", "1", "--vae", str(tmp_path / "vae")])
+    out = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in out[2:-1]}
+    assert set(rows) == {"clean", "blur@1", "noise@1", "jpeg@1", "cast@1", "vae"}
+    assert rows["clean"][:7] == ["1.0000"] * 7  # six tasks and all
+    assert float(rows["vae"][6]) < 1.0  # a random VAE destroys the images

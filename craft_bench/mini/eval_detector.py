@@ -5,7 +5,7 @@ a near miss (one attribute changed: class, count, colour, relation or colour bin
 The ground-truth verdict applies the official rules to the scene's true objects; the measured verdict
 applies them to the detector's output. Accuracy = share of images where both agree.
 
-    python -m craft_bench.mini.eval_detector [--n-per-task 100] [--seed 7] [--strengths 0.5,1,1.5]
+    python -m craft_bench.mini.eval_detector [--n-per-task 100] [--seed 7] [--strengths 0.5,1,1.5] [--vae DIR]
 
 Strength 1 means blur sigma 1 px, Gaussian noise sigma 12/255, JPEG quality 50 (``scenes.degrade``), and
 a colour cast of up to 15/255 per channel on each palette colour (``scenes.color_cast``).
@@ -80,11 +80,28 @@ def verdict_accuracy(detector: MiniDetector, metas, scenes, images: np.ndarray) 
     return out
 
 
+def vae_roundtrip(images: np.ndarray, vae_dir: str, batch_size: int = 64) -> np.ndarray:
+    """Images encoded and decoded by a diffusers AutoencoderKL folder: the blur and colour drift every
+    generated image carries."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=torch.float32).eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            y = vae.decode(vae.encode(x).latent_dist.mode()).sample
+            out.append(((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    return np.concatenate(out)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n-per-task", type=int, default=100)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--strengths", default="0.5,1,1.5", help="degradation strengths, comma-separated (see scenes.degrade)")
+    p.add_argument("--vae", default=None, help="also measure on reconstructions through this AutoencoderKL folder")
     args = p.parse_args(argv)
     detector = MiniDetector()
     metas, scenes, _ = build_cases(args.n_per_task, args.seed)
@@ -94,11 +111,15 @@ def main(argv: list[str] | None = None) -> None:
     print(header)
     strengths = [float(v) for v in args.strengths.split(",") if v]
     conditions = [("clean", 0.0)] + [(kind, st) for kind in DEGRADATIONS + ("cast",) for st in strengths]
+    if args.vae:
+        conditions.append(("vae", 0.0))
     for kind, strength in conditions:
-        cond = kind if kind == "clean" else f"{kind}@{strength:g}"
+        cond = kind if kind in ("clean", "vae") else f"{kind}@{strength:g}"
         rng = np.random.default_rng(args.seed)
         if kind == "clean":
             images = clean
+        elif kind == "vae":
+            images = vae_roundtrip(clean, args.vae)
         elif kind == "cast":
             images = color_cast(clean, rng, strength)
         else:
