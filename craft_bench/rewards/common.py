@@ -193,8 +193,13 @@ def load_strict(model: "Any", state_dict: Mapping[str, Any], what: str) -> None:
             f"{what}: checkpoint does not match the architecture "
             f"(missing {len(missing)}: {missing[:3]}, unexpected {len(unexpected)}: {unexpected[:3]})"
         )
+    # assign=True adopts the loaded tensors instead of copying into the (never initialised, so never
+    # resident) parameters: peak memory is one copy of the weights, not two. Cast to the model's dtypes
+    # first, as a copying load would (HPS "compressed" checkpoints may hold fp16 tensors).
+    own = model.state_dict()
+    state_dict = {k: v.to(own[k].dtype) if v.dtype != own[k].dtype else v for k, v in state_dict.items()}
     try:
-        model.load_state_dict(state_dict, strict=True)
+        model.load_state_dict(state_dict, strict=True, assign=True)
     except RuntimeError as exc:
         raise UserError(f"{what}: checkpoint does not match the architecture ({str(exc).splitlines()[-1].strip()[:200]})") from None
 
