@@ -185,6 +185,12 @@ def default_dtype(device: str, family: str) -> str:
 
 
 def default_device() -> str:
+    """cuda when torch sees a GPU. Without a GPU device node torch cannot see one, and we skip
+    importing torch (seconds) so that a cache-hit rerun stays fast."""
+    import glob
+
+    if not (glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/kfd") or not os.path.exists("/dev")):
+        return "cpu"
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -219,7 +225,7 @@ def load_pipeline(source: Path | str, family: str, device: str, dtype: str, adap
     """Build the diffusers pipeline for a model folder, with trained weights applied if given."""
     import diffusers
 
-    kwargs: dict[str, Any] = {"torch_dtype": torch_dtype(dtype)}
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype)}
     if family == "sdxl":
         cls = diffusers.StableDiffusionXLPipeline
         kwargs["add_watermarker"] = False
@@ -231,7 +237,7 @@ def load_pipeline(source: Path | str, family: str, device: str, dtype: str, adap
         for name, loader in _COMPONENT_LOADERS.items():
             sub = Path(adapter_dir) / name
             if (sub / "config.json").is_file():
-                kwargs[name] = loader().from_pretrained(sub, torch_dtype=torch_dtype(dtype))
+                kwargs[name] = loader().from_pretrained(sub, dtype=torch_dtype(dtype))
     try:
         pipe = cls.from_pretrained(str(source), **kwargs)
     except (OSError, ValueError) as exc:
