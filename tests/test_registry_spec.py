@@ -118,3 +118,28 @@ def test_plugin_folders_import_as_craft_bench_subpackages():
 
     assert v.Vanilla.name == "vanilla" and craft_bench.suites.__name__ == "craft_bench.suites"
     assert "methods" in v.__file__ and "craft_bench" not in v.__file__.split("methods")[-1]
+
+
+def test_wheel_ships_plugin_folders_as_subpackages(tmp_path):
+    """A wheel install must import craft_bench.methods / craft_bench.suites and carry package data."""
+    import zipfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(repo), "--no-deps", "--no-build-isolation", "-w", str(tmp_path), "-q"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    wheel = next(tmp_path.glob("craft_bench-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "craft_bench/methods/vanilla.py" in names and "craft_bench/suites/__init__.py" in names
+    assert "craft_bench/suites/data/geneval/evaluation_metadata.jsonl" in names
+    assert "craft_bench/suites/data/geneval/SOURCE_COMMIT" in names
+    assert "craft_bench/cli.py" in names and not any(n.startswith(("methods/", "suites/", "tests/")) for n in names)
+    # install it into an isolated target and import the plug-in folders from there
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True)
+    code = "import craft_bench.methods.vanilla as v, craft_bench.suites as s; print(v.__file__); print(s.__file__)"
+    out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {code}"], capture_output=True, text=True, check=True).stdout
+    assert out.count(str(target)) == 2
