@@ -37,7 +37,7 @@ class MetricDef:
     """A metric that is a (stratified) mean of one per-image record column.
 
     value = mean over strata of (mean of ``column`` over the stratum's images), or, with
-    ``per_prompt="all"``, the share of prompts whose images all have a true ``column``.
+    ``per_prompt="all"`` / ``"any"``, the share of prompts whose images all / any have a true ``column``.
     Declaring metrics this way lets the core compute bootstrap CIs and paired tests for every suite.
     """
 
@@ -47,7 +47,7 @@ class MetricDef:
     higher_is_better: bool = True
     stratify: bool = False  # mean of per-stratum means (GenEval's "overall")
     where_stratum: str | None = None  # restrict to one stratum (per-task metrics)
-    per_prompt: str = "mean"  # "mean" (over images) | "all" (prompt counts if all its images are true)
+    per_prompt: str = "mean"  # "mean" (over images) | "all" / "any" (a prompt counts if all / any of its images are true)
     scale: float = 1.0  # e.g. 100 for HPS-style reporting
 
 

@@ -60,7 +60,7 @@ class ModelPreset:
             ) from None
 
 
-_SNAPSHOT_PATTERNS = ["*.json", "*.txt", "*.fp16.safetensors", "*/diffusion_pytorch_model.safetensors", "*/model.safetensors", "tokenizer*/*"]
+_SNAPSHOT_PATTERNS = ["*.json", "*.txt", "*/diffusion_pytorch_model.safetensors", "*/model.safetensors", "tokenizer*/*"]
 
 
 def _offline() -> bool:

@@ -29,6 +29,8 @@ def test_stratified_mean_of_means_and_ci():
     assert only_a.value == 1.0 and only_a.n == 4
     allp = summarize(MetricDef("all", "All", "x", per_prompt="all"), _records({"s": [[1, 1], [1, 0], [0, 0], [1, 1]]}))
     assert allp.value == 0.5
+    anyp = summarize(MetricDef("any", "Any", "x", per_prompt="any"), _records({"s": [[1, 1], [1, 0], [0, 0], [1, 1]]}))
+    assert anyp.value == 0.75
 
 
 def test_ci_covers_truth_and_shrinks_with_n():

@@ -39,6 +39,7 @@ def clusters_for(metric: MetricDef, records: Sequence[dict[str, Any]], only: set
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     alls: dict[str, bool] = {}
+    anys: dict[str, bool] = {}
     stratum_of: dict[str, str] = {}
     n = 0
     for r in records:
@@ -53,12 +54,16 @@ def clusters_for(metric: MetricDef, records: Sequence[dict[str, Any]], only: set
         sums[cid] = sums.get(cid, 0.0) + float(value)
         counts[cid] = counts.get(cid, 0) + 1
         alls[cid] = alls.get(cid, True) and bool(value)
+        anys[cid] = anys.get(cid, False) or bool(value)
         stratum_of[cid] = r.get("stratum", "") if metric.stratify else ""
         n += 1
     ids = sorted(sums)
-    if metric.per_prompt == "all":
-        s = np.array([1.0 if alls[c] else 0.0 for c in ids])
+    if metric.per_prompt in ("all", "any"):
+        flags = alls if metric.per_prompt == "all" else anys
+        s = np.array([1.0 if flags[c] else 0.0 for c in ids])
         k = np.ones(len(ids))
+    elif metric.per_prompt != "mean":
+        raise ValueError(f"metric '{metric.name}': per_prompt must be 'mean', 'all' or 'any', not '{metric.per_prompt}'")
     else:
         s = np.array([sums[c] for c in ids], dtype=float)
         k = np.array([counts[c] for c in ids], dtype=float)
