@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import sys
 import time
@@ -100,14 +101,17 @@ def render_pairs(metas: Sequence[dict], seed: int) -> tuple[list[Any], list[str]
     return images, prompts, tags, correct
 
 
-def _generated(metas: Sequence[dict], seed: int, images_per_prompt: int, device: str) -> tuple[list[Any], list[str], list[str], list[int]]:
+def _generated(metas: Sequence[dict], seed: int, images_per_prompt: int, device: str, model: str = "mini",
+               steps: int | None = None) -> tuple[list[Any], list[str], list[str], list[int]]:
     """Images of the mini base model for each line, judged by the mini detector and GenEval's rules."""
     from craft_bench.generate import ImageRequest, derive_seed, sample
     from craft_bench.mini.detector import MiniDetector
     from craft_bench.models import load_pipeline, resolve_model
     from craft_bench.suites.geneval import detector_colors, evaluate_detections
 
-    spec, sampler, path = resolve_model("mini")
+    spec, sampler, path = resolve_model(model)
+    if steps is not None:
+        sampler = dataclasses.replace(sampler, steps=steps)
     pipe = load_pipeline(path, spec.family, device, "float32")
     requests = [
         ImageRequest(f"{m['tag']}-{i:04d}", m["prompt"], k, derive_seed(seed, f"{m['tag']}-{i:04d}", k), "")
@@ -136,7 +140,8 @@ def base_model_available() -> bool:
 
 
 def evaluate(images: str = "auto", n_per_task: int = 40, prompt_seed: int = 1000, seed: int = 0,
-             images_per_prompt: int = 2, clip_source: str | None = None, device: str = "cpu") -> dict[str, Any]:
+             images_per_prompt: int = 2, clip_source: str | None = None, device: str = "cpu",
+             model: str = "mini", steps: int | None = None) -> dict[str, Any]:
     """Per-task AUROC of mini-clip (plus n correct / incorrect and a bootstrap CI), and their mean."""
     from craft_bench.mini.prompts import geneval_prompts
     from craft_bench.mini.rewards import MiniClip
@@ -146,7 +151,7 @@ def evaluate(images: str = "auto", n_per_task: int = 40, prompt_seed: int = 1000
     metas = geneval_prompts(n_per_task, prompt_seed)
     t0 = time.perf_counter()
     if images == "generated":
-        imgs, prompts, tags, correct = _generated(metas, seed, images_per_prompt, device)
+        imgs, prompts, tags, correct = _generated(metas, seed, images_per_prompt, device, model, steps)
     elif images == "renders":
         imgs, prompts, tags, correct = render_pairs(metas, seed)
     else:
@@ -167,7 +172,7 @@ def evaluate(images: str = "auto", n_per_task: int = 40, prompt_seed: int = 1000
             pairs = scores[sel].reshape(-1, 2)
             per_task[task]["paired_acc"] = float((pairs[:, 0] > pairs[:, 1]).mean())
     valid = [v["auroc"] for v in per_task.values() if not np.isnan(v["auroc"])]
-    return {"images": images, "n_per_task": n_per_task, "prompt_seed": prompt_seed, "seed": seed,
+    return {"images": images, "model": model if images == "generated" else None, "n_per_task": n_per_task, "prompt_seed": prompt_seed, "seed": seed,
             "images_per_prompt": images_per_prompt if images == "generated" else 2,
             "clip_scale": reward.scale, "per_task": per_task, "mean_auroc": float(np.mean(valid)) if valid else None,
             "images_s": round(t_images, 1)}
@@ -181,7 +186,8 @@ def format_table(result: dict[str, Any]) -> str:
         paired = f"{v['paired_acc']:>10.3f}" if "paired_acc" in v else f"{'-':>10}"
         lines.append(f"{task:<14} {v['auroc']:>6.3f}  [{v['ci_low']:.2f}, {v['ci_high']:.2f}] "
                      f"{v['n_correct']:>7} {v['n_incorrect']:>9} {paired}")
-    lines.append(f"{'mean':<14} {result['mean_auroc']:>6.3f}")
+    mean = result["mean_auroc"]
+    lines.append(f"{'mean':<14} {mean:>6.3f}" if mean is not None else f"{'mean':<14} {'n/a':>6}")
     return "\n".join(lines)
 
 
@@ -193,10 +199,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--images-per-prompt", type=int, default=2, help="generated images only")
     p.add_argument("--clip", default=None, help="a mini-clip weights folder (default: the shipped one)")
+    p.add_argument("--model", default="mini", help="generated only: base model preset or diffusers folder (default mini)")
+    p.add_argument("--steps", type=int, default=None, help="generated only: sampler steps (default: the model's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", default=None, help="also write the result here")
     a = p.parse_args(argv)
-    result = evaluate(a.images, a.n_per_task, a.prompt_seed, a.seed, a.images_per_prompt, a.clip, a.device)
+    result = evaluate(a.images, a.n_per_task, a.prompt_seed, a.seed, a.images_per_prompt, a.clip, a.device, a.model, a.steps)
     print(format_table(result))
     if a.json:
         with open(a.json, "w") as fh:

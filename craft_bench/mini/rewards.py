@@ -648,8 +648,17 @@ AES_BATCH = 32
 
 
 def _aes_pairs(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """n pairs (better, worse) of images: clean vs degraded, or mildly vs strongly degraded (same kind)."""
+    """n pairs (better, worse) of images. Half compare copies of one scene: clean vs degraded, or mildly vs
+    strongly degraded (same kind). The other half compare a clean render with a degraded render of another
+    scene, so that the score tracks quality rather than content (how many objects, which colours)."""
     from craft_bench.mini.scenes import random_scene, render
+
+    def degraded(scene: Any, clean: np.ndarray, kind: str, strength: float) -> np.ndarray:
+        img = degrade_scene_image(clean, scene, kind, rng, strength)
+        if rng.random() < 0.25:  # a second defect on top
+            kind2 = AES_DEGRADATIONS[int(rng.integers(len(AES_DEGRADATIONS)))]
+            img = degrade_scene_image(img, scene, kind2, rng, float(rng.uniform(0.25, 1.0)))
+        return img
 
     better, worse = [], []
     for _ in range(n):
@@ -657,15 +666,16 @@ def _aes_pairs(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
         clean = render(scene)
         kind = AES_DEGRADATIONS[int(rng.integers(len(AES_DEGRADATIONS)))]
         s_hi = float(rng.uniform(0.25, 1.0))
-        strong = degrade_scene_image(clean, scene, kind, rng, s_hi)
-        if rng.random() < 0.25:  # a second defect on top
-            kind2 = AES_DEGRADATIONS[int(rng.integers(len(AES_DEGRADATIONS)))]
-            strong = degrade_scene_image(strong, scene, kind2, rng, float(rng.uniform(0.25, 1.0)))
+        if rng.random() < 0.5:
+            other = random_scene(rng)
+            better.append(clean)
+            worse.append(degraded(other, render(other), kind, s_hi))
+            continue
+        worse.append(degraded(scene, clean, kind, s_hi))
         if rng.random() < 0.6:
             better.append(clean)
         else:
             better.append(degrade_scene_image(clean, scene, kind, rng, s_hi * float(rng.uniform(0.0, 0.4))))
-        worse.append(strong)
     return np.stack(better), np.stack(worse)
 
 
@@ -688,7 +698,8 @@ def train_aes(out_dir: str | os.PathLike, seed: int = 0, steps: int = 500, devic
               stop_after: int | None = None) -> dict[str, Any]:
     """Train mini-aes from scratch into ``out_dir`` (model.safetensors in fp16, config.json).
 
-    Pairwise logistic loss softplus(s_worse - s_better) on pairs from ``_aes_pairs``; after training, an affine
+    Pairwise logistic loss softplus(s_worse - s_better) on pairs from ``_aes_pairs``, plus a small penalty on
+    the mean squared raw score that keeps the unbounded ranking scores near zero; after training, an affine
     calibration maps the mean raw score of clean renders to 7 and of strength-1 degradations to 3.
     """
     import torch
@@ -705,7 +716,7 @@ def train_aes(out_dir: str | os.PathLike, seed: int = 0, steps: int = 500, devic
     def loss(b: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         s = model(torch.cat([b["better"], b["worse"]]))
         margin = s[:batch_size] - s[batch_size:]
-        value = F.softplus(-margin).mean()
+        value = F.softplus(-margin).mean() + 1e-3 * s.pow(2).mean()
         return value, {"loss": value.item(), "pair_acc": (margin > 0).float().mean().item()}
 
     def export(out: Path, info: dict[str, Any]) -> list[Path]:
