@@ -152,3 +152,15 @@ def test_imagereward_key_mapping_covers_the_official_layout(tiny):
 def test_pickscore_probabilities_sum_to_one(loaded):
     probs = loaded["pickscore"].probabilities(fixed_images()[:3], "a cat")
     assert probs.shape == (3,) and abs(float(probs.sum()) - 1.0) < 1e-5
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reduced_precision_path_runs(tiny, loaded, name):
+    """The GPU half-precision code path (autocast for HPS, cast weights elsewhere), exercised on CPU in bf16."""
+    reward = registry.get(name).load(tiny[name][0], device="cpu", dtype="bfloat16", **tiny[name][1])
+    images = fixed_images()[:2]
+    low = reward.score(images, PROMPTS[:2])
+    full = loaded[name].score(images, PROMPTS[:2])
+    assert low.dtype == torch.float32 and torch.isfinite(low).all()
+    scale = float(full.abs().max()) + 1.0
+    assert float((low - full).abs().max()) < 0.1 * scale
