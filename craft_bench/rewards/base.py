@@ -6,6 +6,7 @@ image once per preprocessing family and hand the same pixels to every reward of 
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from craft_bench.api import Reward
@@ -32,9 +33,9 @@ class PixelReward(Reward):
         out = [self.score_pixels(self.preprocessor(images[s]), list(prompts[s])) for s in batches(len(images), self.batch_size)]
         return torch.cat(out) if out else torch.zeros(0)
 
+    @abstractmethod
     def score_pixels(self, pixels: "torch.Tensor", prompts: list[str]) -> "torch.Tensor":
         """Scores of one preprocessed batch: float32 CPU tensor [N]."""
-        raise NotImplementedError
 
 
 def unique_prompts(prompts: Sequence[str]) -> tuple[list[str], list[int]]:
