@@ -34,6 +34,7 @@ class ModelPreset:
     env_var: str | None = None  # a local folder that overrides the hub id
     local_dir: str | None = None  # a folder shipped inside a package (the mini model)
     sampler: SamplerSpec = field(default_factory=SamplerSpec)
+    missing_hint: str = "reinstall craft-bench"  # how to get ``local_dir`` back when it is missing
 
     def locate(self) -> Path:
         """The local diffusers folder holding this preset's weights, or a one-line UserError."""
@@ -45,7 +46,7 @@ class ModelPreset:
         if self.local_dir:
             path = Path(self.local_dir)
             if not (path / "model_index.json").is_file():
-                raise UserError(f"model '{self.name}' weights are missing from {path}; reinstall craft-bench")
+                raise UserError(f"model '{self.name}' weights are missing from {path}; {self.missing_hint}")
             return path
         assert self.hub_id
         try:
