@@ -27,6 +27,27 @@ TINY_OPEN_CLIP = {
 }
 
 
+# Full-size shapes of the real checkpoints, for benchmarks (tools/bench_rewards.py); tests use the tiny defaults.
+OPENAI_VIT_L14 = {"width": 1024, "layers": 24, "patch": 14, "image_size": 224, "embed": 768,
+                  "text_width": 768, "text_layers": 12, "context": 77, "vocab": 49408}
+PICKSCORE_VIT_H14 = {  # laion/CLIP-ViT-H-14-laion2B-s32B-b79K as a transformers CLIPConfig
+    "text": {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16, "hidden_act": "gelu"},
+    "vision": {"hidden_size": 1280, "intermediate_size": 5120, "num_hidden_layers": 32, "num_attention_heads": 16,
+               "patch_size": 14, "hidden_act": "gelu"},
+    "projection_dim": 1024,
+}
+IMAGEREWARD_FULL = {  # BLIP ViT-L/16 + bert-base med_config.json (vocab 30522 + [DEC], [ENC])
+    "vision_width": 1024, "vision_depth": 24, "hidden": 768, "layers": 12, "heads": 12, "intermediate": 3072,
+    "max_positions": 512, "vocab_size": 30524,
+}
+SIZES = ("tiny", "full")
+
+
+def _check_size(size: str) -> None:
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, not {size!r}")
+
+
 def write_open_clip_config(folder: Path, name: str = "tiny-hps", cfg: dict | None = None) -> Path:
     path = folder / f"{name}.json"
     path.write_text(json.dumps(cfg or TINY_OPEN_CLIP))
@@ -91,12 +112,15 @@ def build_openai_clip(path: Path, seed: int = 1, **dims: int) -> Path:
     return path
 
 
-def build_aes(folder: Path, seed: int = 2) -> tuple[Path, Path]:
-    """(MLP .pth, CLIP .pt) for the aesthetic predictor on a tiny OpenAI-layout CLIP of embed 32."""
+def build_aes(folder: Path, seed: int = 2, size: str = "tiny") -> tuple[Path, Path]:
+    """(MLP .pth, CLIP .pt) for the aesthetic predictor on an OpenAI-layout CLIP: tiny (embed 32) or
+    ``size="full"`` (ViT-L/14, embed 768, as the real predictor)."""
+    _check_size(size)
     folder.mkdir(parents=True, exist_ok=True)
-    clip = build_openai_clip(folder / "ViT-L-14.pt", seed + 1)
+    dims = OPENAI_VIT_L14 if size == "full" else {}
+    clip = build_openai_clip(folder / "ViT-L-14.pt", seed + 1, **dims)
     mlp = folder / "sac+logos+ava1-l14-linearMSE.pth"
-    torch.save(seeded_state_dict(aes_mlp_spec(32), seed), mlp)
+    torch.save(seeded_state_dict(aes_mlp_spec(dims.get("embed", 32)), seed), mlp)
     return mlp, clip
 
 
@@ -127,21 +151,28 @@ def write_clip_bpe_tokenizer(folder: Path, n_merges: int = 48894) -> int:
     return len(vocab)
 
 
-def build_pickscore(folder: Path, seed: int = 3) -> Path:
-    """A tiny transformers CLIPModel + CLIPProcessor folder, laid out as yuvalkirstain/PickScore_v1 + processor."""
+def build_pickscore(folder: Path, seed: int = 3, size: str = "tiny") -> Path:
+    """A transformers CLIPModel + CLIPProcessor folder, laid out as yuvalkirstain/PickScore_v1 + processor:
+    tiny, or ``size="full"`` (ViT-H-14 shapes, the full 49408-token CLIP BPE)."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
+    _check_size(size)
     tok_dir = folder / "_tok"
-    n = write_clip_bpe_tokenizer(tok_dir, n_merges=2000)
+    n = write_clip_bpe_tokenizer(tok_dir, n_merges=48894 if size == "full" else 2000)
     tok = CLIPTokenizer.from_pretrained(tok_dir, model_max_length=77)
     image_processor = CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
     CLIPProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(folder)
+    if size == "full":
+        text_dims, vision_dims, projection = PICKSCORE_VIT_H14["text"], PICKSCORE_VIT_H14["vision"], PICKSCORE_VIT_H14["projection_dim"]
+    else:
+        text_dims = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+        vision_dims = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=32)
+        projection = 16
     config = CLIPConfig(
-        text_config=dict(vocab_size=n, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                         max_position_embeddings=77, bos_token_id=n - 2, eos_token_id=n - 1, pad_token_id=n - 1),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=224, patch_size=32),
-        projection_dim=16,
+        text_config=dict(vocab_size=n, max_position_embeddings=77, bos_token_id=n - 2, eos_token_id=n - 1,
+                         pad_token_id=n - 1, **text_dims),
+        vision_config=dict(image_size=224, **vision_dims),
+        projection_dim=projection,
     )
     torch.manual_seed(seed)
     CLIPModel(config).save_pretrained(folder)
@@ -164,12 +195,13 @@ def write_bert_vocab(folder: Path) -> int:
     return len(vocab)
 
 
-def med_config(vocab_size: int, hidden: int = 64, layers: int = 2, heads: int = 2, encoder_width: int = 64) -> dict[str, Any]:
-    """BLIP's med_config.json fields (a BertConfig with cross-attention), shrunk."""
+def med_config(vocab_size: int, hidden: int = 64, layers: int = 2, heads: int = 2, encoder_width: int = 64,
+               intermediate: int | None = None, max_positions: int = 64) -> dict[str, Any]:
+    """BLIP's med_config.json fields (a BertConfig with cross-attention), shrunk by default."""
     return {
         "architectures": ["BertModel"], "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.1, "hidden_size": hidden, "initializer_range": 0.02, "intermediate_size": 2 * hidden,
-        "layer_norm_eps": 1e-12, "max_position_embeddings": 64, "model_type": "bert", "num_attention_heads": heads,
+        "hidden_dropout_prob": 0.1, "hidden_size": hidden, "initializer_range": 0.02, "intermediate_size": intermediate or 2 * hidden,
+        "layer_norm_eps": 1e-12, "max_position_embeddings": max_positions, "model_type": "bert", "num_attention_heads": heads,
         "num_hidden_layers": layers, "pad_token_id": 0, "type_vocab_size": 2, "vocab_size": vocab_size,
         "encoder_width": encoder_width, "add_cross_attention": True,
     }
@@ -223,12 +255,23 @@ def imagereward_spec(med: dict[str, Any], width: int = 64, depth: int = 2, patch
     return spec
 
 
-def build_imagereward(folder: Path, seed: int = 4, hidden: int = 64) -> Path:
-    """A folder as THUDM/ImageReward serves it (ImageReward.pt, med_config.json) plus a BERT vocab.txt."""
+def build_imagereward(folder: Path, seed: int = 4, hidden: int = 64, size: str = "tiny") -> Path:
+    """A folder as THUDM/ImageReward serves it (ImageReward.pt, med_config.json) plus a BERT vocab.txt.
+
+    ``size="full"``: BLIP ViT-L/16 + bert-base shapes (``IMAGEREWARD_FULL``); the word-piece vocabulary stays
+    the small test one (ids fit the full 30524-row embedding; padding to 35 tokens keeps the cost the same)."""
+    _check_size(size)
     n = write_bert_vocab(folder)
-    med = med_config(n + 2, hidden=hidden)  # + BLIP's [DEC] and [ENC]
+    if size == "full":
+        f = IMAGEREWARD_FULL
+        med = med_config(f["vocab_size"], hidden=f["hidden"], layers=f["layers"], heads=f["heads"], encoder_width=f["vision_width"],
+                         intermediate=f["intermediate"], max_positions=f["max_positions"])
+        spec = imagereward_spec(med, width=f["vision_width"], depth=f["vision_depth"])
+    else:
+        med = med_config(n + 2, hidden=hidden)  # + BLIP's [DEC] and [ENC]
+        spec = imagereward_spec(med)
     (folder / "med_config.json").write_text(json.dumps(med))
-    torch.save(seeded_state_dict(imagereward_spec(med), seed), folder / "ImageReward.pt")
+    torch.save(seeded_state_dict(spec, seed), folder / "ImageReward.pt")
     return folder
 
 
