@@ -92,7 +92,7 @@ def test_smooth_random_blobs_stay_under_threshold(detector):
     field = (field - field.mean((1, 2), keepdims=True)) / field.std((1, 2), keepdims=True)
     images = np.clip(140 + 60 * field, 0, 255).astype(np.uint8)
     confident = sum(d.score > 0.3 for ds in detector.detect(list(images)) for d in ds)
-    assert confident <= 2  # measured: 2 over 200 such images
+    assert confident <= 2  # measured: 7 over 200 such images (0.1 per image for sigma 6 fields)
 
 
 def test_an_untrained_model_scores_about_zero(detector):

@@ -51,8 +51,9 @@ class MiniDetectorConfig:
     min_area: float = 16.0  # canvas pixels^2; smaller components are ignored
     iou_zero: float = 0.6  # template IoU at which shape confidence is 0 ...
     iou_full: float = 0.85  # ... and 1
-    flat_full: float = 12.0  # spread (0-255 RGB) of 3x3-averaged pixels' offsets from the colour's blend line: 1 ...
-    flat_zero: float = 20.0  # ... 0
+    flat_full: float = 15.0  # spread (0-255 RGB) of 3x3-averaged pixels' offsets from the colour's blend line: 1 ...
+    flat_zero: float = 24.0  # ... 0
+    flat_window: int = 3  # the averaging window (px) for flatness
     isolation_zero: float = 0.5  # share of background around the component at which confidence is 0 ...
     isolation_full: float = 0.8  # ... and 1
     solidity_zero: float = 0.6  # mean blend weight inside the component at which confidence is 0 ...
@@ -83,7 +84,7 @@ class MiniDetector(Detector):
         pixels = image.astype(np.float32)
         labels, alpha, resid = _unmix(pixels)
         labels[resid > cfg.max_residual] = -1
-        smooth = ndimage.uniform_filter(pixels, size=(3, 3, 1), mode="nearest")
+        smooth = ndimage.uniform_filter(pixels, size=(cfg.flat_window, cfg.flat_window, 1), mode="nearest")
         out: list[Detection] = []
         for ci, cname in enumerate(_COLOR_NAMES, start=1):
             cmask = labels == ci
