@@ -566,7 +566,7 @@ def _augment(images: np.ndarray, rng: np.random.Generator, prob: float) -> np.nd
     return out
 
 
-def train_clip(out_dir: str | os.PathLike, seed: int = 0, steps: int = 1200, device: str = "cpu", resume: bool = True,
+def train_clip(out_dir: str | os.PathLike, seed: int = 0, steps: int = 3600, device: str = "cpu", resume: bool = True,
                *, batch_size: int = CLIP_BATCH, checkpoint_every: int | None = None, progress: bool = True,
                stop_after: int | None = None) -> dict[str, Any]:
     """Train mini-clip from scratch into ``out_dir`` (model.safetensors in fp16, config.json, mini-clip.json).
@@ -574,6 +574,10 @@ def train_clip(out_dir: str | os.PathLike, seed: int = 0, steps: int = 1200, dev
     Every step renders fresh scenes from ``rng([seed, step])``: 75% from GenEval-style training prompts
     (prompt seed TRAIN_PROMPT_SEED, apart from evaluation), captioned with the prompt or a paraphrase, 25% random
     scenes with free captions; each image also gets CLIP_NEGATIVES hard-negative captions.
+
+    ``resume`` continues from ``out_dir``/checkpoint (bit-identical to an uninterrupted run with the same
+    ``steps``); ``stop_after`` ends this call after that step, with a checkpoint. Returns
+    ``{steps, wall_s, device, files: {name: sha256}, final}``.
     """
     import torch
     import torch.nn.functional as F
