@@ -72,8 +72,7 @@ def run_train(recipe: str, seed: int, steps: int | None, out: str | None, device
         kwargs: dict[str, Any] = dict(out_dir=out_dir, seed=seed, device=device, resume=resume)
         if steps is not None:
             kwargs["steps"] = steps
-        if name in ("vae", "base"):
-            kwargs["progress"] = progress
+        kwargs["progress"] = progress
         if name == "base":
             if recipe == "all":
                 kwargs["vae_dir"] = (root or DEFAULT_OUT) / "vae"

@@ -30,8 +30,8 @@ import numpy as np
 
 from craft_bench.errors import UserError
 
-VAE_STEPS = 1000
-BASE_STEPS = 3000
+VAE_STEPS = 2800
+BASE_STEPS = 2500
 TRAIN_DIR = "_train"  # checkpoints and caches inside a recipe's output folder
 STATE_FILE = "state.safetensors"
 META_FILE = "state.json"
@@ -365,7 +365,7 @@ def train_base(
     ema_decay: float = 0.995,
     snr_gamma: float = 5.0,
     drop_prob: float = 0.1,
-    n_pairs: int = 20000,
+    n_pairs: int = 10000,
     ckpt_every: int = 100,
     snapshot_every: int = 500,
     progress: bool = True,
