@@ -14,7 +14,7 @@ EXIT_USAGE = 2
 EXIT_REGRESSION = 1
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse that reports bad usage as one line and exit status 2 (argparse's default status too)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -64,12 +64,12 @@ def _add_compare(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="craft-bench", description=(
+    parser = OneLineParser(prog="craft-bench", description=(
         "Benchmark harness for preference-aligned text-to-image diffusion models. "
         "Methods (vanilla, CRAFT, Diffusion-DPO, ...) x suites (GenEval, Parti win rate, reward benchmarks) "
         "on real SDXL/SD1.5 weights or the embedded offline `mini` world."))
     parser.add_argument("--version", action="version", version=f"craft-bench {__version__}")
-    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=OneLineParser)
     _add_run(sub)
     _add_ls(sub)
     _add_leaderboard(sub)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,21 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_device(device: str | None) -> str:
+    """``None``/``auto`` -> the default device; otherwise validate ``cpu``, ``cuda`` or ``cuda:N``."""
+    if device in (None, "", "auto"):
+        return default_device()
+    device = str(device)
+    if device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", device):
+        raise UserError(f"--device {device}: expected cpu, cuda, cuda:N or auto")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: CUDA is not available here (use --device cpu)")
+    return device
 
 
 SCHEDULERS = {

@@ -102,7 +102,7 @@ def _check_prompts(path: str | None) -> Path | None:
 
 def resolve(req: RunRequest) -> Resolved:
     from craft_bench.generate import file_digest
-    from craft_bench.models import default_device, default_dtype, resolve_model
+    from craft_bench.models import default_dtype, resolve_device, resolve_model
 
     method_cls = registry.methods.get(req.method)
     suite_cls = registry.suites.get(req.suite)
@@ -117,7 +117,7 @@ def resolve(req: RunRequest) -> Resolved:
     method_cfg = apply_overrides(targets["method"], routed["method"], f"method '{method_cls.name}'")
     suite_cfg = apply_overrides(targets["suite"], routed["suite"], f"suite '{suite_cls.name}'")
 
-    device = req.device or default_device()
+    device = resolve_device(req.device)
     dtype = req.dtype or default_dtype(device, model_spec.family)
     if dtype not in ("float32", "float16", "bfloat16"):
         raise UserError(f"--dtype {dtype}: use float32, float16 or bfloat16")

@@ -73,3 +73,12 @@ def test_errors_from_a_real_process_have_no_traceback(cli, tmp_path):
     assert "unknown method 'nope'" in _one_line_error(proc)
     proc = cli("run", "--method", "vanilla", "--suite", "toy", "--set", "=3", "--out", str(tmp_path), check=False, subprocess=True)
     assert "key=value" in _one_line_error(proc)
+
+
+def test_unavailable_device_is_a_one_line_error(cli, tiny_sdxl, tmp_path):
+    base = ["run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl), "--out", str(tmp_path)]
+    assert "expected cpu, cuda" in _one_line_error(cli(*base, "--device", "tpu", check=False))
+    import torch
+
+    if not torch.cuda.is_available():
+        assert "CUDA is not available" in _one_line_error(cli(*base, "--device", "cuda", check=False))

@@ -14,19 +14,15 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+from craft_bench.cli import OneLineParser
 from craft_bench.errors import UserError
 
 RECIPES = ("vae", "base", "clip", "aes")
 DEFAULT_OUT = Path("results") / "mini"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, as every craft-bench error
-        raise UserError(f"craft-bench mini: {message}")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="craft-bench mini", description="The embedded mini world: train its shipped weights.")
+    parser = OneLineParser(prog="craft-bench mini", description="The embedded mini world: train its shipped weights.")
     sub = parser.add_subparsers(dest="verb", metavar="{train}")
     train = sub.add_parser("train", help="train a shipped mini-world model from a seed", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -34,6 +34,7 @@ MINI = ModelPreset(
     description="the embedded mini world's tiny SDXL-architecture model (64x64, trained on rendered shape scenes)",
     local_dir=str(BASE_DIR),
     sampler=SAMPLER,
+    missing_hint="reinstall craft-bench, or retrain them with `craft-bench mini train all` (docs/mini.md)",
 )
 
 

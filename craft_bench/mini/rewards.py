@@ -39,6 +39,8 @@ import numpy as np
 
 from craft_bench.api import Reward
 from craft_bench.errors import UserError
+from craft_bench.models import resolve_device
+from craft_bench.train.state import load_optimizer, optimizer_tensors
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -96,15 +98,6 @@ def images_to_tensor(images: Sequence["Image.Image"] | np.ndarray, size: int = I
         return images_to_tensor([Image.fromarray(a) for a in arr], size)
     x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float()
     return x / 127.5 - 1.0
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> cuda when available, else cpu; anything else unchanged."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _weights_dir(source: str | os.PathLike | None, kind: str, required: Sequence[str]) -> Path:
@@ -425,27 +418,14 @@ class _Recipe:
     after_step: Callable[[], None] | None = None
 
 
-def _optimizer_state_tensors(opt: "torch.optim.Optimizer") -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
-    sd = opt.state_dict()
-    tensors = {f"{pid}.{name}": v for pid, st in sd["state"].items() for name, v in st.items()}
-    return tensors, {"param_groups": sd["param_groups"]}
-
-
-def _optimizer_state_from_tensors(tensors: dict[str, "torch.Tensor"], meta: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
-    for key, v in tensors.items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = v
-    return {"state": state, "param_groups": meta["param_groups"]}
-
-
 def _save_checkpoint(out: Path, model: "torch.nn.Module", opt: "torch.optim.Optimizer", info: dict[str, Any]) -> None:
     """Write checkpoint/ atomically: build checkpoint.tmp, then swap it in."""
     tmp, final, old = out / (CKPT_DIR + ".tmp"), out / CKPT_DIR, out / (CKPT_DIR + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     _save_tensors(tmp / MODEL_FILE, model.state_dict())
-    opt_tensors, opt_meta = _optimizer_state_tensors(opt)
+    opt_tensors, groups = optimizer_tensors(opt)
+    opt_meta = {"param_groups": groups}
     _save_tensors(tmp / "optimizer.safetensors", opt_tensors)
     _save_json(tmp / "state.json", {**info, "optimizer": opt_meta})
     shutil.rmtree(old, ignore_errors=True)
@@ -484,9 +464,7 @@ def _run(recipe: _Recipe, out_dir: str | os.PathLike, seed: int, steps: int, dev
         if info.get("seed") != seed:
             raise UserError(f"cannot resume {ckpt}: it was trained with seed {info.get('seed')}, not {seed}")
         model.load_state_dict({k: v.to(device) for k, v in load_file(str(ckpt / MODEL_FILE)).items()})
-        opt_state = _optimizer_state_from_tensors(load_file(str(ckpt / "optimizer.safetensors"), device=device),
-                                                  info["optimizer"])
-        opt.load_state_dict(opt_state)
+        load_optimizer(opt, load_file(str(ckpt / "optimizer.safetensors"), device=device), info["optimizer"]["param_groups"])
         start, wall_before, history = int(info["step"]), float(info["wall_s"]), info.get("history", [])
     every = checkpoint_every or max(25, steps // 10)
     t0 = time.perf_counter()

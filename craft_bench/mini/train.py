@@ -29,6 +29,8 @@ from typing import Any, Callable
 import numpy as np
 
 from craft_bench.errors import UserError
+from craft_bench.models import resolve_device
+from craft_bench.train.state import load_optimizer, optimizer_tensors
 
 VAE_STEPS = 2800
 BASE_STEPS = 2500
@@ -38,18 +40,6 @@ META_FILE = "state.json"
 
 
 # --------------------------------------------------------------------------- shared plumbing
-
-
-def resolve_device(device: str | None) -> str:
-    import torch
-
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: CUDA is not available here (use --device cpu)")
-    if not (device == "cpu" or device.startswith("cuda")):
-        raise UserError(f"--device {device}: expected cpu, cuda, cuda:N or auto")
-    return device
 
 
 def step_seed(seed: int, step: int, stream: int = 0) -> int:
@@ -104,26 +94,6 @@ def _load_state(out_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
     d = out_dir / TRAIN_DIR
     return load_file(str(d / STATE_FILE)), json.loads((d / META_FILE).read_text())
-
-
-def _optimizer_tensors(opt: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    import torch
-
-    sd = opt.state_dict()
-    tensors = {}
-    for pid, st in sd["state"].items():
-        for key, value in st.items():
-            tensors[f"opt.{pid}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    return tensors, sd["param_groups"]
-
-
-def _load_optimizer(opt: Any, tensors: dict[str, Any], groups: list[dict[str, Any]]) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        if name.startswith("opt."):
-            _, pid, key = name.split(".", 2)
-            state.setdefault(int(pid), {})[key] = value
-    opt.load_state_dict({"state": state, "param_groups": groups})
 
 
 def _check_meta(meta: dict[str, Any], recipe: str, seed: int) -> None:
@@ -246,7 +216,7 @@ def train_vae(
         tensors, meta = _load_state(out)
         _check_meta(meta, "vae", seed)
         vae.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        _load_optimizer(opt, tensors, meta["param_groups"])
+        load_optimizer(opt, tensors, meta["param_groups"], prefix="opt.")
         start, wall_before, last_loss = meta["step"], meta["wall_s"], meta.get("loss", last_loss)
 
     def scenes_for(step: int) -> np.ndarray:
@@ -260,7 +230,7 @@ def train_vae(
         return np.stack([im[y : y + crop, x : x + crop] for im, (x, y) in zip(images, xy)])
 
     def checkpoint(step: int) -> None:
-        tensors, groups = _optimizer_tensors(opt)
+        tensors, groups = optimizer_tensors(opt, prefix="opt.")
         tensors.update({f"model.{k}": v for k, v in vae.state_dict().items()})
         meta = dict(recipe="vae", seed=seed, step=step, steps=steps, loss=last_loss,
                     wall_s=wall_before + time.perf_counter() - t0, param_groups=groups)
@@ -422,7 +392,7 @@ def train_base(
             m.load_state_dict({k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")})
         for i, e in enumerate(ema):
             e.copy_(tensors[f"ema.{i}"])
-        _load_optimizer(opt, tensors, meta["param_groups"])
+        load_optimizer(opt, tensors, meta["param_groups"], prefix="opt.")
         start, wall_before, last_loss = meta["step"], meta["wall_s"], meta.get("loss", last_loss)
 
     def export(dest: Path) -> None:
@@ -441,7 +411,7 @@ def train_base(
         _replace_dir(tmp, dest)
 
     def checkpoint(step: int) -> None:
-        tensors, groups = _optimizer_tensors(opt)
+        tensors, groups = optimizer_tensors(opt, prefix="opt.")
         for name, m in modules.items():
             tensors.update({f"{name}.{k}": v for k, v in m.state_dict().items()})
         tensors.update({f"ema.{i}": e for i, e in enumerate(ema)})

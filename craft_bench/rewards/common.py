@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from craft_bench.errors import UserError
+from craft_bench.models import resolve_device  # noqa: F401  (re-exported: rewards resolve devices here)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -118,16 +119,6 @@ def unwrap_state_dict(ckpt: Mapping[str, Any]) -> dict[str, Any]:
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
     return dict(sd)
-
-
-def resolve_device(device: str | None) -> str:
-    import torch
-
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device '{device}' requested but CUDA is not available")
-    return str(device)
 
 
 def resolve_dtype(dtype: str | None, device: str, gpu_default: str = "float32") -> "Any":
