@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from PIL import Image
 
-    from craft_bench.spec import ModelSpec, RunSpec, SamplerSpec
+    from craft_bench.spec import ModelSpec, RunSpec
     from craft_bench.store import Store
 
 

@@ -30,8 +30,6 @@ def to_jsonable(obj: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]
-    if isinstance(obj, float) and obj == int(obj) and abs(obj) < 2**53:
-        return obj  # keep 5.0 as 5.0; json does this already
     return obj
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools" / "parity"))
-from seeded import describe, seeded_state_dict  # noqa: E402
+from seeded import seeded_state_dict  # noqa: E402
 
 TINY_OPEN_CLIP = {
     "embed_dim": 32,

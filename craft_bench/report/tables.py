@@ -74,9 +74,7 @@ def leaderboard_rows(all_results: list[dict[str, Any]]) -> tuple[list[str], list
     rows = []
     for res in all_results:
         row: list[Any] = [res["method"], res["model"], res.get("seed", 0), res["spec_hash"][:8]]
-        for name in metric_names:
-            m = res["metrics"].get(name)
-            row.append(m if m is None else m)
+        row += [res["metrics"].get(name) for name in metric_names]
         row += [res.get("timing", {}).get("train_s", 0.0), (res.get("train") or {}).get("samples_used", "")]
         rows.append(row)
     rows.sort(key=lambda r: -(r[4]["value"] if isinstance(r[4], dict) else float("-inf")))
@@ -86,10 +84,7 @@ def leaderboard_rows(all_results: list[dict[str, Any]]) -> tuple[list[str], list
 def render_leaderboard(suite: str, all_results: list[dict[str, Any]], fmt: str) -> str:
     headers, rows = leaderboard_rows(all_results)
     if fmt == "json":
-        out = []
-        for row in rows:
-            out.append(dict(zip(headers, row)))
-        return json.dumps({"suite": suite, "rows": out}, indent=2)
+        return json.dumps({"suite": suite, "rows": [dict(zip(headers, row)) for row in rows]}, indent=2)
 
     def cell(c: Any) -> str:
         if isinstance(c, dict):
