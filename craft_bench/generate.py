@@ -28,7 +28,12 @@ def derive_seed(run_seed: int, item_id: str, index: int) -> int:
 
 
 def file_digest(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """sha256 of a file's bytes, read in chunks (weights can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def image_key(checkpoint_digest: str, sampler: SamplerSpec, seed: int, prompt: str, dtype: str, control_digest: str | None = None) -> str:

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from craft_bench.errors import UserError
+from craft_bench.generate import file_digest
 from craft_bench.models import resolve_device
 from craft_bench.train.state import load_optimizer, optimizer_tensors
 
@@ -48,18 +49,10 @@ def step_seed(seed: int, step: int, stream: int = 0) -> int:
     return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def folder_files(folder: Path) -> dict[str, str]:
     """{relative path: sha256} of the files a recipe ships (its ``_train`` folder excluded)."""
     return {
-        str(p.relative_to(folder)): sha256_file(p)
+        str(p.relative_to(folder)): file_digest(p)
         for p in sorted(folder.rglob("*"))
         if p.is_file() and TRAIN_DIR not in p.relative_to(folder).parts
     }
