@@ -116,6 +116,31 @@ def folder_resolution(path: Path) -> int:
     return int(size) * factor
 
 
+SAMPLER_HINT = "craft_bench.json"  # optional file in a model folder: {"sampler": {field: value, ...}}
+
+
+def folder_sampler(path: Path, base: SamplerSpec) -> SamplerSpec:
+    """The default sampler of a local folder: its family's, at its native resolution, with any fields
+    its ``craft_bench.json`` names (the mini recipes write one, so their snapshots sample as ``mini``)."""
+    fields = {**base.__dict__, "height": folder_resolution(path), "width": folder_resolution(path)}
+    hint = path / SAMPLER_HINT
+    if hint.is_file():
+        try:
+            given = json.loads(hint.read_text()).get("sampler", {})
+            if not isinstance(given, dict):
+                raise ValueError("'sampler' must be an object")
+            unknown = sorted(set(given) - set(fields))
+            if unknown:
+                raise ValueError(f"unknown sampler field(s) {', '.join(unknown)}")
+            for key, value in given.items():
+                if isinstance(value, (dict, list, bool)) or value is None:
+                    raise ValueError(f"sampler.{key} must be a {type(fields[key]).__name__}")
+                fields[key] = type(fields[key])(value)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise UserError(f"{hint}: {exc}; fix or delete the file") from None
+    return SamplerSpec(**fields)
+
+
 def _cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "craft-bench"
@@ -164,9 +189,7 @@ def resolve_model(name_or_path: str) -> tuple[ModelSpec, SamplerSpec, Path]:
         if not candidate.exists():
             raise UserError(f"--model {name_or_path}: no such folder; give a preset name (see `craft-bench ls models`) or a diffusers folder")
         family = folder_family(candidate)
-        res = folder_resolution(candidate)
-        base = SDXL.sampler if family == "sdxl" else SD15.sampler
-        sampler = SamplerSpec(**{**base.__dict__, "height": res, "width": res})
+        sampler = folder_sampler(candidate, SDXL.sampler if family == "sdxl" else SD15.sampler)
         spec = ModelSpec(name=candidate.resolve().name, source=str(candidate.resolve()), family=family, digest=weights_digest(candidate))
         return spec, sampler, candidate
     preset: ModelPreset = registry.models.get(name_or_path)

@@ -107,3 +107,29 @@ def test_score_prefers_a_backends_colour_classifier(monkeypatch):
     meta = {"tag": "colors", "include": [{"class": "circle", "count": 1, "color": "red"}], "prompt": "a photo of a red circle"}
     item = PromptItem("colors-0000", meta["prompt"], 1, meta, "colors")
     assert suite.score([item], [Image.new("RGB", (64, 64))], ctx())[0]["correct"] == 1
+
+
+def test_randomly_initialised_mini_model_scores_near_zero(tmp_path, cli):
+    """Issue 3: an untrained model must not pass GenEval-mini by luck. Random UNet and text encoders
+    decode through the shipped VAE into colourful blobs; the detector's confidence keeps them under the
+    threshold, so (almost) nothing counts as correct."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    from craft_bench.mini.model import BASE_DIR, assemble_pipeline, build_text_encoders, build_unet
+    from craft_bench.mini.tokenizer import build_tokenizers
+    from craft_bench.mini.train import write_sampler_hint
+
+    folder = tmp_path / "random-mini"
+    te1, te2 = build_text_encoders(7)
+    vae = AutoencoderKL.from_pretrained(str(BASE_DIR / "vae"), dtype=torch.float32)
+    pipe = assemble_pipeline(vae, build_unet(6), te1, te2, *build_tokenizers(tmp_path / "tok"))
+    pipe.save_pretrained(str(folder), safe_serialization=True)
+    write_sampler_hint(folder)
+    out = cli.run_json("run", "--method", "vanilla", "--suite", "geneval", "--model", str(folder), "--out", str(tmp_path / "r"),
+                       "--limit", "48", "--set", "suite.prompts=mini", "--set", "suite.detector=mini",
+                       "--set", "suite.images_per_prompt=1")
+    metrics = out["metrics"]
+    assert metrics["overall"]["n"] == 48
+    assert metrics["overall"]["value"] <= 0.05, metrics
+    assert all(metrics[task]["value"] <= 0.125 for task in TASKS), metrics

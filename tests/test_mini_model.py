@@ -130,6 +130,31 @@ def test_base_recipe_resume_continues_the_same_run(tiny_vae, tmp_path):
                   generator=torch.Generator().manual_seed(0)).images
     assert images.shape == (1, 64, 64, 3) and np.isfinite(images).all()
 
+    # The recipe's folders (final and snapshots) sample as the mini preset, not as SDXL (50 steps, batch 4).
+    from craft_bench.mini.model import SAMPLER
+    from craft_bench.models import resolve_model
+
+    for folder in (tmp_path / "a", tmp_path / "a" / "_train" / "snapshots" / "step-000002"):
+        assert resolve_model(str(folder))[1] == SAMPLER
+
+
+def test_folder_sampler_hint_is_validated(tmp_path, tiny_sdxl):
+    import shutil
+
+    from craft_bench.models import SDXL, resolve_model
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_sdxl, folder)
+    plain = resolve_model(str(folder))[1]
+    assert (plain.steps, plain.batch_size, plain.height) == (SDXL.sampler.steps, SDXL.sampler.batch_size, 64)
+    (folder / "craft_bench.json").write_text(json.dumps({"sampler": {"steps": "7", "guidance_scale": 2}}))
+    hinted = resolve_model(str(folder))[1]
+    assert (hinted.steps, hinted.guidance_scale, hinted.height) == (7, 2.0, 64)
+    for bad in ("{not json", json.dumps({"sampler": {"stpes": 7}}), json.dumps({"sampler": {"steps": None}}), "[1]"):
+        (folder / "craft_bench.json").write_text(bad)
+        with pytest.raises(UserError, match="craft_bench.json"):
+            resolve_model(str(folder))
+
 
 def test_cli_validates_input(tmp_path):
     from craft_bench.mini.cli import main

@@ -34,7 +34,7 @@ from craft_bench.models import resolve_device
 from craft_bench.train.state import load_optimizer, optimizer_tensors
 
 VAE_STEPS = 2800
-BASE_STEPS = 2500
+BASE_STEPS = 3500
 TRAIN_DIR = "_train"  # checkpoints and caches inside a recipe's output folder
 STATE_FILE = "state.safetensors"
 META_FILE = "state.json"
@@ -101,6 +101,16 @@ def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True, unit="step")
+
+
+def write_sampler_hint(folder: Path) -> None:
+    """``craft_bench.json``: `--model FOLDER` then samples with the mini preset's sampler, not SDXL's."""
+    import dataclasses
+
+    from craft_bench.mini.model import SAMPLER
+    from craft_bench.models import SAMPLER_HINT
+
+    (Path(folder) / SAMPLER_HINT).write_text(json.dumps({"sampler": dataclasses.asdict(SAMPLER)}, indent=1) + "\n")
 
 
 def to_fp16_files(folder: Path) -> None:
@@ -322,10 +332,10 @@ def train_base(
     resume: bool = False,
     *,
     vae_dir: str | Path | None = None,
-    batch_size: int = 16,
-    lr: float = 1e-3,
-    warmup: int = 100,
-    ema_decay: float = 0.995,
+    batch_size: int = 32,
+    lr: float = 6e-4,
+    warmup: int = 200,
+    ema_decay: float = 0.999,
     snr_gamma: float = 5.0,
     drop_prob: float = 0.1,
     n_pairs: int = 10000,
@@ -401,6 +411,7 @@ def train_base(
             for p, v in zip(params, live):
                 p.copy_(v)
         to_fp16_files(tmp)
+        write_sampler_hint(tmp)
         _replace_dir(tmp, dest)
 
     def checkpoint(step: int) -> None:
