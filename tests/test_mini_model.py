@@ -138,6 +138,27 @@ def test_base_recipe_resume_continues_the_same_run(tiny_vae, tmp_path):
         assert resolve_model(str(folder))[1] == SAMPLER
 
 
+def test_base_lr_schedule_is_warmup_stable_decay():
+    from craft_bench.mini.train import _lr_at
+
+    assert _lr_at(0, 1.0, 10, 100, 0.2) == pytest.approx(0.1)
+    assert _lr_at(9, 1.0, 10, 100, 0.2) == 1.0
+    # Before the cooldown the rate does not depend on the run length: a longer run resumes exactly.
+    assert [_lr_at(s, 1.0, 10, 100, 0.2) for s in range(80)] == [_lr_at(s, 1.0, 10, 500, 0.2) for s in range(80)]
+    decay = [_lr_at(s, 1.0, 10, 100, 0.2) for s in range(80, 100)]
+    assert decay[0] == 1.0 and decay[-1] == pytest.approx(0.05) and all(a > b for a, b in zip(decay, decay[1:]))
+    assert _lr_at(5000, 1.0, 10, 100, 0.0) == _lr_at(50, 1.0, 10, None, 0.2) == 1.0
+
+
+def test_base_resume_refuses_to_extend_a_cooled_down_run(tiny_vae, tmp_path):
+    from craft_bench.mini.train import train_base
+
+    kw = dict(vae_dir=tiny_vae, n_pairs=8, snapshot_every=0, warmup=1, cooldown=0.5, **TINY)
+    train_base(tmp_path / "a", seed=1, steps=4, device="cpu", **kw)
+    with pytest.raises(UserError, match="cooldown"):
+        train_base(tmp_path / "a", seed=1, steps=8, device="cpu", resume=True, **kw)
+
+
 def test_folder_sampler_hint_is_validated(tmp_path, tiny_sdxl):
     import shutil
 

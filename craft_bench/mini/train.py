@@ -146,14 +146,20 @@ def _to_pixels(images: np.ndarray, device: str) -> Any:
     return (x / 127.5 - 1.0).to(device)
 
 
-def _lr_at(step: int, base_lr: float, warmup: int, total: int | None) -> float:
-    """Linear warmup, then constant (``total`` None) or cosine decay to 10% at ``total``."""
+def _lr_at(step: int, base_lr: float, warmup: int, total: int | None = None, cooldown: float = 0.0) -> float:
+    """Warmup-stable-decay: linear warmup, constant, then (``cooldown`` > 0) a linear decay to zero over
+    the last ``cooldown`` fraction of ``total`` steps (Hu et al. 2024, MiniCPM; Hagele et al. 2024).
+
+    Until the decay starts the rate does not depend on ``total``, so a checkpoint taken before that point
+    resumes into a longer run (``--resume --steps M``) exactly as if the run had been started with ``M``."""
     if step < warmup:
         return base_lr * (step + 1) / warmup
-    if total is None:
+    if total is None or cooldown <= 0:
         return base_lr
-    frac = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base_lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * frac)))
+    start = total - max(1, round(cooldown * total))
+    if step < start:
+        return base_lr
+    return base_lr * (total - step) / (total - start)
 
 
 # --------------------------------------------------------------------------- VAE
@@ -336,6 +342,7 @@ def train_base(
     lr: float = 6e-4,
     warmup: int = 200,
     ema_decay: float = 0.999,
+    cooldown: float = 0.2,
     snr_gamma: float = 5.0,
     drop_prob: float = 0.1,
     n_pairs: int = 10000,
@@ -397,6 +404,11 @@ def train_base(
             e.copy_(tensors[f"ema.{i}"])
         load_optimizer(opt, tensors, meta["param_groups"], prefix="opt.")
         start, wall_before, last_loss = meta["step"], meta["wall_s"], meta.get("loss", last_loss)
+        old_total, old_cooldown = int(meta.get("steps", steps)), float(meta.get("cooldown", 0.0))
+        decayed_from = max(warmup, old_total - max(1, round(old_cooldown * old_total)))
+        if old_total != steps and old_cooldown > 0 and start > decayed_from:
+            raise UserError(f"the checkpoint in {out} (step {start}) is already in the learning-rate cooldown of its "
+                            f"--steps {old_total} run; resume with --steps {old_total}, or train a new run with --steps {steps}")
 
     def export(dest: Path) -> None:
         """The EMA weights as a StableDiffusionXLPipeline folder (fp16 safetensors), written atomically."""
@@ -419,7 +431,7 @@ def train_base(
         for name, m in modules.items():
             tensors.update({f"{name}.{k}": v for k, v in m.state_dict().items()})
         tensors.update({f"ema.{i}": e for i, e in enumerate(ema)})
-        meta = dict(recipe="base", seed=seed, step=step, steps=steps, loss=last_loss,
+        meta = dict(recipe="base", seed=seed, step=step, steps=steps, cooldown=cooldown, loss=last_loss,
                     wall_s=wall_before + time.perf_counter() - t0, param_groups=groups)
         _save_state(out, tensors, meta)
         if snapshot_every and step % snapshot_every == 0:
@@ -432,7 +444,7 @@ def train_base(
     bar = _progress(steps, start, "mini base", progress)
     for step in range(start, steps):
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step, lr, warmup, None)
+            group["lr"] = _lr_at(step, lr, warmup, steps, cooldown)
         gen = torch.Generator(device).manual_seed(step_seed(seed, step, 1))
         idx = torch.randint(0, n, (batch_size,), generator=gen, device=device)
         latents = (data["mean"][idx] + data["std"][idx] * torch.randn(data["mean"][idx].shape, generator=gen, device=device)) * scaling
