@@ -211,7 +211,7 @@ def test_shipped_weights_load_through_the_real_path_and_generate_deterministical
     spec, sampler, path = resolve_model("mini")
     assert path == BASE_DIR and spec.family == "sdxl" and sampler == MINI.sampler
     assert (sampler.height, sampler.width) == (64, 64)
-    pipe = load_pipeline(path, spec.family, "cpu", "float32")
+    pipe = load_pipeline(path, spec.family, "cpu", "float32", scheduler=sampler.scheduler)
     assert type(pipe).__name__ == "StableDiffusionXLPipeline"
     prompts = ["a photo of a red circle", "a photo of two blue squares"]
 

@@ -112,7 +112,7 @@ def _generated(metas: Sequence[dict], seed: int, images_per_prompt: int, device:
     spec, sampler, path = resolve_model(model)
     if steps is not None:
         sampler = dataclasses.replace(sampler, steps=steps)
-    pipe = load_pipeline(path, spec.family, device, "float32")
+    pipe = load_pipeline(path, spec.family, device, "float32", scheduler=sampler.scheduler)
     requests = [
         ImageRequest(f"{m['tag']}-{i:04d}", m["prompt"], k, derive_seed(seed, f"{m['tag']}-{i:04d}", k), "")
         for i, m in enumerate(metas) for k in range(images_per_prompt)
