@@ -264,7 +264,11 @@ _COMPONENT_LOADERS = {
 def load_pipeline(source: Path | str, family: str, device: str, dtype: str, adapter_dir: str | None = None, scheduler: str = "default") -> Any:
     """Build the diffusers pipeline for a model folder, with trained weights applied if given."""
     import diffusers
+    import transformers
 
+    # Loading a folder takes about a second here; its per-component bars would only clutter our own output.
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
     kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype)}
     if family == "sdxl":
         cls = diffusers.StableDiffusionXLPipeline

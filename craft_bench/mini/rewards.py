@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -150,7 +151,14 @@ def build_clip(folder: Path) -> tuple["torch.nn.Module", Callable[[Sequence[str]
     import open_clip
 
     _register_clip_arch(folder)
-    model = open_clip.create_model(CLIP_ARCH_NAME, pretrained=None, load_weights=False)
+    # open_clip warns (root logger) that no pretrained weights were loaded; ours are loaded next or trained.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        model = open_clip.create_model(CLIP_ARCH_NAME, pretrained=None, load_weights=False)
+    finally:
+        root.setLevel(level)
     tokenizer = open_clip.get_tokenizer(CLIP_ARCH_NAME)
     return model, tokenizer
 
