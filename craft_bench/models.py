@@ -136,7 +136,7 @@ def folder_sampler(path: Path, base: SamplerSpec) -> SamplerSpec:
                 if isinstance(value, (dict, list, bool)) or value is None:
                     raise ValueError(f"sampler.{key} must be a {type(fields[key]).__name__}")
                 fields[key] = type(fields[key])(value)
-        except (ValueError, TypeError, AttributeError) as exc:
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
             raise UserError(f"{hint}: {exc}; fix or delete the file") from None
     return SamplerSpec(**fields)
 
