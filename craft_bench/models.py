@@ -116,7 +116,7 @@ def folder_resolution(path: Path) -> int:
     return int(size) * factor
 
 
-SAMPLER_HINT = "craft_bench.json"  # optional file in a model folder: {"sampler": {field: value, ...}}
+SAMPLER_HINT = "craft_bench.json"  # optional file in a model folder: {"world": "mini", "sampler": {field: value, ...}}
 
 
 def folder_sampler(path: Path, base: SamplerSpec) -> SamplerSpec:
@@ -139,6 +139,19 @@ def folder_sampler(path: Path, base: SamplerSpec) -> SamplerSpec:
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             raise UserError(f"{hint}: {exc}; fix or delete the file") from None
     return SamplerSpec(**fields)
+
+
+def folder_world(source: str | Path | None) -> str | None:
+    """The ``world`` a local model folder's ``craft_bench.json`` declares (``"mini"`` for the mini recipes'
+    outputs, so suites pick the mini prompt set and detector for them as for ``--model mini``); else None."""
+    if not source:
+        return None
+    try:
+        data = json.loads((Path(source) / SAMPLER_HINT).read_text())
+    except (OSError, ValueError):
+        return None
+    world = data.get("world") if isinstance(data, dict) else None
+    return world if isinstance(world, str) else None
 
 
 def _cache_dir() -> Path:

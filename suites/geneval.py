@@ -250,10 +250,10 @@ class GenEval(Suite):
     @dataclass(frozen=True)
     class Config:
         images_per_prompt: int = setting(4, "images per prompt (official: 4)")
-        prompts: str = setting("auto", "prompt set: auto (mini for the mini model, else official), mini, official")
+        prompts: str = setting("auto", "prompt set: auto (mini for mini-world models, else official), mini, official")
         n_per_task: int = setting(40, "mini prompt set: prompts per task")
         prompt_seed: int = setting(1000, "mini prompt set: prompt seed (keep apart from training prompt seeds)")
-        detector: str = setting("auto", "detection backend: auto (mini for the mini model), or a registered detector")
+        detector: str = setting("auto", "detection backend: auto (mini for mini-world models), or a registered detector")
         threshold: float = setting(OFFICIAL.threshold, "confidence a detection must exceed (official: 0.3)")
         counting_threshold: float = setting(OFFICIAL.counting_threshold, "confidence threshold for counting prompts (official: 0.9)")
         max_objects: int = setting(OFFICIAL.max_objects, "detections kept per class (official: 16)")
@@ -280,7 +280,11 @@ class GenEval(Suite):
 
     @staticmethod
     def _is_mini(ctx: RunContext) -> bool:
-        return ctx.spec.model.name == "mini"
+        """``--model mini``, or a folder the mini recipes wrote (its craft_bench.json says world "mini")."""
+        from craft_bench.models import folder_world
+
+        model = ctx.spec.model
+        return model.name == "mini" or folder_world(getattr(model, "source", None)) == "mini"
 
     def metadata_lines(self, ctx: RunContext, prompts_path: Path | None = None) -> list[dict]:
         if prompts_path is not None:

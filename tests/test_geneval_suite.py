@@ -41,6 +41,22 @@ def test_items_for_the_mini_model():
     assert items == suite.items(ctx("mini"))  # ids are stable
 
 
+def test_folders_written_by_the_mini_recipes_are_mini_models(tmp_path):
+    from craft_bench.mini.train import write_sampler_hint
+
+    suite = GenEval(GenEval.Config(n_per_task=2))
+    folder_ctx = RunContext(spec=SimpleNamespace(model=SimpleNamespace(name="step-005000", source=str(tmp_path))),
+                            store=None, device="cpu", dtype="float32", seed=0)
+    with pytest.raises(UserError, match="detection backend"):  # a plain folder is a real model
+        suite.detector_name(folder_ctx)
+    write_sampler_hint(tmp_path)
+    assert suite.detector_name(folder_ctx) == "mini"
+    assert [i.metadata for i in suite.items(folder_ctx)] == geneval_prompts(2, 1000)
+    (tmp_path / "craft_bench.json").write_text("{broken")  # unreadable: not a mini folder, no crash
+    with pytest.raises(UserError, match="detection backend"):
+        suite.detector_name(folder_ctx)
+
+
 def test_items_for_real_models_are_the_official_prompts():
     items = GenEval(GenEval.Config(detector="mini")).items(ctx("sdxl"))
     assert len(items) == 553

@@ -104,13 +104,14 @@ def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
 
 
 def write_sampler_hint(folder: Path) -> None:
-    """``craft_bench.json``: `--model FOLDER` then samples with the mini preset's sampler, not SDXL's."""
+    """``craft_bench.json``: `--model FOLDER` then samples with the mini preset's sampler, not SDXL's, and
+    suites treat it as a mini-world model (mini prompts, mini detector)."""
     import dataclasses
 
     from craft_bench.mini.model import SAMPLER
     from craft_bench.models import SAMPLER_HINT
 
-    (Path(folder) / SAMPLER_HINT).write_text(json.dumps({"sampler": dataclasses.asdict(SAMPLER)}, indent=1) + "\n")
+    (Path(folder) / SAMPLER_HINT).write_text(json.dumps({"world": "mini", "sampler": dataclasses.asdict(SAMPLER)}, indent=1) + "\n")
 
 
 def to_fp16_files(folder: Path) -> None:
