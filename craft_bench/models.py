@@ -116,41 +116,51 @@ def folder_resolution(path: Path) -> int:
     return int(size) * factor
 
 
-SAMPLER_HINT = "craft_bench.json"  # optional file in a model folder: {"world": "mini", "sampler": {field: value, ...}}
+FOLDER_HINT = "craft_bench.json"  # optional file in a model folder: {"world": "mini", "sampler": {field: value, ...}}
+
+
+def _read_folder_hint(path: str | Path) -> dict[str, Any] | None:
+    """The parsed ``craft_bench.json`` of a model folder, None when there is none; OSError/ValueError if unreadable."""
+    hint = Path(path) / FOLDER_HINT
+    if not hint.is_file():
+        return None
+    data = json.loads(hint.read_text())
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    return data
 
 
 def folder_sampler(path: Path, base: SamplerSpec) -> SamplerSpec:
     """The default sampler of a local folder: its family's, at its native resolution, with any fields
     its ``craft_bench.json`` names (the mini recipes write one, so their snapshots sample as ``mini``)."""
-    fields = {**base.__dict__, "height": folder_resolution(path), "width": folder_resolution(path)}
-    hint = path / SAMPLER_HINT
-    if hint.is_file():
-        try:
-            given = json.loads(hint.read_text()).get("sampler", {})
-            if not isinstance(given, dict):
-                raise ValueError("'sampler' must be an object")
-            unknown = sorted(set(given) - set(fields))
-            if unknown:
-                raise ValueError(f"unknown sampler field(s) {', '.join(unknown)}")
-            for key, value in given.items():
-                if isinstance(value, (dict, list, bool)) or value is None:
-                    raise ValueError(f"sampler.{key} must be a {type(fields[key]).__name__}")
-                fields[key] = type(fields[key])(value)
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
-            raise UserError(f"{hint}: {exc}; fix or delete the file") from None
+    res = folder_resolution(path)
+    fields = {**base.__dict__, "height": res, "width": res}
+    try:
+        given = (_read_folder_hint(path) or {}).get("sampler", {})
+        if not isinstance(given, dict):
+            raise ValueError("'sampler' must be an object")
+        unknown = sorted(set(given) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown sampler field(s) {', '.join(unknown)}")
+        for key, value in given.items():
+            if isinstance(value, (dict, list, bool)) or value is None:
+                raise ValueError(f"sampler.{key} must be a {type(fields[key]).__name__}")
+            fields[key] = type(fields[key])(value)
+    except (OSError, ValueError, TypeError) as exc:
+        raise UserError(f"{path / FOLDER_HINT}: {exc}; fix or delete the file") from None
     return SamplerSpec(**fields)
 
 
 def folder_world(source: str | Path | None) -> str | None:
     """The ``world`` a local model folder's ``craft_bench.json`` declares (``"mini"`` for the mini recipes'
-    outputs, so suites pick the mini prompt set and detector for them as for ``--model mini``); else None."""
+    outputs, so suites pick the mini prompt set and detector for them as for ``--model mini``); else None.
+    An unreadable file declares nothing (``resolve_model`` reports it when it reads the sampler)."""
     if not source:
         return None
     try:
-        data = json.loads((Path(source) / SAMPLER_HINT).read_text())
+        world = (_read_folder_hint(source) or {}).get("world")
     except (OSError, ValueError):
         return None
-    world = data.get("world") if isinstance(data, dict) else None
     return world if isinstance(world, str) else None
 
 

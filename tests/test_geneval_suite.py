@@ -42,14 +42,14 @@ def test_items_for_the_mini_model():
 
 
 def test_folders_written_by_the_mini_recipes_are_mini_models(tmp_path):
-    from craft_bench.mini.train import write_sampler_hint
+    from craft_bench.mini.train import write_folder_hint
 
     suite = GenEval(GenEval.Config(n_per_task=2))
     folder_ctx = RunContext(spec=SimpleNamespace(model=SimpleNamespace(name="step-005000", source=str(tmp_path))),
                             store=None, device="cpu", dtype="float32", seed=0)
     with pytest.raises(UserError, match="detection backend"):  # a plain folder is a real model
         suite.detector_name(folder_ctx)
-    write_sampler_hint(tmp_path)
+    write_folder_hint(tmp_path)
     assert suite.detector_name(folder_ctx) == "mini"
     assert [i.metadata for i in suite.items(folder_ctx)] == geneval_prompts(2, 1000)
     (tmp_path / "craft_bench.json").write_text("{broken")  # unreadable: not a mini folder, no crash
@@ -134,14 +134,14 @@ def test_randomly_initialised_mini_model_scores_near_zero(tmp_path, cli):
 
     from craft_bench.mini.model import BASE_DIR, assemble_pipeline, build_text_encoders, build_unet
     from craft_bench.mini.tokenizer import build_tokenizers
-    from craft_bench.mini.train import write_sampler_hint
+    from craft_bench.mini.train import write_folder_hint
 
     folder = tmp_path / "random-mini"
     te1, te2 = build_text_encoders(7)
     vae = AutoencoderKL.from_pretrained(str(BASE_DIR / "vae"), dtype=torch.float32)
     pipe = assemble_pipeline(vae, build_unet(6), te1, te2, *build_tokenizers(tmp_path / "tok"))
     pipe.save_pretrained(str(folder), safe_serialization=True)
-    write_sampler_hint(folder)
+    write_folder_hint(folder)
     out = cli.run_json("run", "--method", "vanilla", "--suite", "geneval", "--model", str(folder), "--out", str(tmp_path / "r"),
                        "--limit", "48", "--set", "suite.prompts=mini", "--set", "suite.detector=mini",
                        "--set", "suite.images_per_prompt=1")

@@ -103,15 +103,15 @@ def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
     return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True, unit="step")
 
 
-def write_sampler_hint(folder: Path) -> None:
+def write_folder_hint(folder: Path) -> None:
     """``craft_bench.json``: `--model FOLDER` then samples with the mini preset's sampler, not SDXL's, and
     suites treat it as a mini-world model (mini prompts, mini detector)."""
     import dataclasses
 
     from craft_bench.mini.model import SAMPLER
-    from craft_bench.models import SAMPLER_HINT
+    from craft_bench.models import FOLDER_HINT
 
-    (Path(folder) / SAMPLER_HINT).write_text(json.dumps({"world": "mini", "sampler": dataclasses.asdict(SAMPLER)}, indent=1) + "\n")
+    (Path(folder) / FOLDER_HINT).write_text(json.dumps({"world": "mini", "sampler": dataclasses.asdict(SAMPLER)}, indent=1) + "\n")
 
 
 def to_fp16_files(folder: Path) -> None:
@@ -424,7 +424,7 @@ def train_base(
             for p, v in zip(params, live):
                 p.copy_(v)
         to_fp16_files(tmp)
-        write_sampler_hint(tmp)
+        write_folder_hint(tmp)
         _replace_dir(tmp, dest)
 
     def checkpoint(step: int) -> None:
