@@ -413,6 +413,9 @@ def train_base(
 
     def export(dest: Path) -> None:
         """The EMA weights as a StableDiffusionXLPipeline folder (fp16 safetensors), written atomically."""
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()  # its "Writing model shards" bar would break ours
         live = [p.detach().clone() for p in params]
         with torch.no_grad():
             for p, e in zip(params, ema):
