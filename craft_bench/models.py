@@ -284,14 +284,21 @@ _COMPONENT_LOADERS = {
 }
 
 
-def load_pipeline(source: Path | str, family: str, device: str, dtype: str, adapter_dir: str | None = None, scheduler: str = "default") -> Any:
-    """Build the diffusers pipeline for a model folder, with trained weights applied if given."""
+def quiet_library_bars() -> None:
+    """Turn off diffusers' and transformers' own progress bars (per-component loading, shard writing): they
+    take about a second here and would only clutter or break craft-bench's own bars."""
     import diffusers
     import transformers
 
-    # Loading a folder takes about a second here; its per-component bars would only clutter our own output.
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
+
+
+def load_pipeline(source: Path | str, family: str, device: str, dtype: str, adapter_dir: str | None = None, scheduler: str = "default") -> Any:
+    """Build the diffusers pipeline for a model folder, with trained weights applied if given."""
+    import diffusers
+
+    quiet_library_bars()
     kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype)}
     if family == "sdxl":
         cls = diffusers.StableDiffusionXLPipeline

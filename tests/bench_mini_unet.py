@@ -25,13 +25,13 @@ WIDTHS = {
 def test_unet_forward_batch32(benchmark, name):
     from diffusers import UNet2DConditionModel
 
-    from craft_bench.mini.model import TEXT_WIDTH, TIME_IDS, unet_config
+    from craft_bench.mini.model import IMAGE_SIZE, LATENT_CHANNELS, TEXT_WIDTH, TIME_IDS, unet_config
 
     torch.set_num_threads(int(os.environ.get("CRAFT_BENCH_THREADS", "2")))
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**{**unet_config(), **WIDTHS[name]}).eval()
     batch = 32
-    x = torch.randn(batch, 4, 16, 16)
+    x = torch.randn(batch, LATENT_CHANNELS, IMAGE_SIZE // 4, IMAGE_SIZE // 4)
     t = torch.randint(0, 1000, (batch,))
     text = torch.randn(batch, 77, 2 * TEXT_WIDTH)
     added = {"text_embeds": torch.randn(batch, TEXT_WIDTH), "time_ids": torch.randn(batch, len(TIME_IDS))}

@@ -30,7 +30,7 @@ import numpy as np
 
 from craft_bench.errors import UserError
 from craft_bench.generate import file_digest
-from craft_bench.models import resolve_device
+from craft_bench.models import quiet_library_bars, resolve_device
 from craft_bench.train.state import load_optimizer, optimizer_tensors
 
 VAE_STEPS = 2800
@@ -157,10 +157,15 @@ def _lr_at(step: int, base_lr: float, warmup: int, total: int | None = None, coo
         return base_lr * (step + 1) / warmup
     if total is None or cooldown <= 0:
         return base_lr
-    start = total - max(1, round(cooldown * total))
+    start = _cooldown_start(total, cooldown)
     if step < start:
         return base_lr
     return base_lr * (total - step) / (total - start)
+
+
+def _cooldown_start(total: int, cooldown: float) -> int:
+    """First step of the linear decay of a ``total``-step run whose last ``cooldown`` fraction decays."""
+    return total - max(1, round(cooldown * total))
 
 
 # --------------------------------------------------------------------------- VAE
@@ -372,6 +377,7 @@ def train_base(
 
     if steps < 1:
         raise UserError(f"--steps must be at least 1, got {steps}")
+    quiet_library_bars()  # transformers' "Writing model shards" bar at each export would break ours
     out = Path(out_dir)
     device = resolve_device(device)
     ckpt = _check_out(out, resume)
@@ -406,16 +412,12 @@ def train_base(
         load_optimizer(opt, tensors, meta["param_groups"], prefix="opt.")
         start, wall_before, last_loss = meta["step"], meta["wall_s"], meta.get("loss", last_loss)
         old_total, old_cooldown = int(meta.get("steps", steps)), float(meta.get("cooldown", 0.0))
-        decayed_from = max(warmup, old_total - max(1, round(old_cooldown * old_total)))
-        if old_total != steps and old_cooldown > 0 and start > decayed_from:
+        if old_total != steps and old_cooldown > 0 and start > max(warmup, _cooldown_start(old_total, old_cooldown)):
             raise UserError(f"the checkpoint in {out} (step {start}) is already in the learning-rate cooldown of its "
                             f"--steps {old_total} run; resume with --steps {old_total}, or train a new run with --steps {steps}")
 
     def export(dest: Path) -> None:
         """The EMA weights as a StableDiffusionXLPipeline folder (fp16 safetensors), written atomically."""
-        import transformers
-
-        transformers.utils.logging.disable_progress_bar()  # its "Writing model shards" bar would break ours
         live = [p.detach().clone() for p in params]
         with torch.no_grad():
             for p, e in zip(params, ema):
