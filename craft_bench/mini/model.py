@@ -25,8 +25,8 @@ TIME_EMBED = 32  # addition_time_embed_dim: SDXL embeds 6 size/crop numbers this
 TIME_IDS = (IMAGE_SIZE, IMAGE_SIZE, 0, 0, IMAGE_SIZE, IMAGE_SIZE)  # original size, crop top-left, target size
 
 # Default evaluation sampler: the folder's Euler scheduler (trailing timesteps) in 10 steps, guidance 5,
-# batch 16. On the shipped model 10 steps score as 12 within noise and keep the default GenEval run under
-# 3 minutes on 2 CPU cores; DPM-Solver++ in 6 steps was 1.5x faster but significantly worse (docs/mini.md).
+# batch 16. On the first release's model 10 steps scored as 12 within noise; DPM-Solver++ in 6 steps was 1.5x
+# faster but significantly worse (docs/mini.md). With the shipped UNet this is 12.6 images/s on 2 CPU cores.
 SAMPLER = SamplerSpec(steps=10, guidance_scale=5.0, height=IMAGE_SIZE, width=IMAGE_SIZE, scheduler="default", batch_size=16)
 
 MINI = ModelPreset(
@@ -64,16 +64,18 @@ def unet_config() -> dict[str, Any]:
         out_channels=LATENT_CHANNELS,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        block_out_channels=(64, 128, 128),
+        # Narrower than PLATFORM.md's (64, 128, 128): 0.58x the forward cost, for >= 10 images/s on 2 CPU cores
+        # at the same GenEval-mini quality after 6000 steps (docs/mini.md, "Throughput").
+        block_out_channels=(48, 64, 128),
         layers_per_block=1,
         transformer_layers_per_block=1,
-        attention_head_dim=(2, 4, 4),  # number of heads per level (diffusers' historical name)
+        attention_head_dim=(2, 2, 4),  # number of heads per level (diffusers' historical name)
         cross_attention_dim=2 * TEXT_WIDTH,
         use_linear_projection=True,
         addition_embed_type="text_time",
         addition_time_embed_dim=TIME_EMBED,
         projection_class_embeddings_input_dim=len(TIME_IDS) * TIME_EMBED + TEXT_WIDTH,
-        norm_num_groups=32,
+        norm_num_groups=16,  # divides every width above (and the skip concatenations in the up path)
     )
 
 

@@ -34,7 +34,7 @@ from craft_bench.models import quiet_library_bars, resolve_device
 from craft_bench.train.state import load_optimizer, optimizer_tensors
 
 VAE_STEPS = 2800
-BASE_STEPS = 5000
+BASE_STEPS = 6000
 TRAIN_DIR = "_train"  # checkpoints and caches inside a recipe's output folder
 STATE_FILE = "state.safetensors"
 META_FILE = "state.json"
