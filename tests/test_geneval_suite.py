@@ -158,4 +158,4 @@ def test_shipped_mini_model_scores_well_above_random(tmp_path, cli):
                        "--limit", "48", "--set", "suite.images_per_prompt=1")
     metrics = out["metrics"]
     assert metrics["overall"]["n"] == 48
-    assert metrics["overall"]["value"] >= 0.35, metrics  # the floor; 0.58 here (28 of 48), random 0.00
+    assert metrics["overall"]["value"] >= 0.35, metrics  # the floor; 0.42 here (20 of 48), random 0.00
