@@ -243,7 +243,7 @@ def read_metadata(path: str | Path) -> list[dict]:
 
 class GenEval(Suite):
     name = "geneval"
-    version = "1"
+    version = "2"  # 2: the mini detector judges generated images as a person does (data/mini-judge)
     description = "GenEval compositional alignment: six tasks scored by a detector with the official rules"
     headline = "overall"
 

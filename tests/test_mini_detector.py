@@ -8,7 +8,8 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from craft_bench import registry
-from craft_bench.mini.detector import MiniDetector, oracle_detections
+from craft_bench.mini.detector import MiniDetector
+from craft_bench.mini.shapes import oracle_detections
 from craft_bench.mini.eval_detector import build_cases, verdict_accuracy
 from craft_bench.mini.prompts import geneval_prompts
 from craft_bench.mini.scenes import color_cast, degrade, random_scene, render, render_batch
@@ -129,9 +130,11 @@ def test_eval_detector_script_runs_with_a_vae(tmp_path, capsys):
 
     torch.manual_seed(0)
     AutoencoderKL(block_out_channels=(8,), norm_num_groups=8, latent_channels=4, layers_per_block=1).save_pretrained(tmp_path / "vae")
-    main(["--n-per-task", "1", "--strengths", "1", "--vae", str(tmp_path / "vae")])
+    main(["--n-per-task", "1", "--strengths", "1", "--vae", str(tmp_path / "vae"), "--detectors", "mini,mini-v1"])
     out = capsys.readouterr().out.splitlines()
-    rows = {line.split()[0]: line.split()[1:] for line in out[2:-1]}
-    assert set(rows) == {"clean", "blur@1", "noise@1", "jpeg@1", "cast@1", "vae"}
+    rows = {tuple(line.split()[:2]): line.split()[2:] for line in out[2:-1]}
+    conditions = {"clean", "blur@1", "noise@1", "jpeg@1", "cast@1", "vae"}
+    assert set(rows) == {(d, c) for d in ("mini", "mini-v1") for c in conditions}
+    rows = {c: v for (d, c), v in rows.items() if d == "mini"}
     assert rows["clean"][:7] == ["1.0000"] * 7  # six tasks and all
     assert float(rows["vae"][6]) < 1.0  # a random VAE destroys the images

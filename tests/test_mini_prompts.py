@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from craft_bench.mini.detector import oracle_detections
+from craft_bench.mini.shapes import oracle_detections
 from craft_bench.mini.prompts import (
     RELATIONS,
     TASKS,

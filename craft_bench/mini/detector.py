@@ -1,42 +1,55 @@
-"""The `mini` GenEval detector: exact on the mini world's renders, unconvinced by anything else.
+"""The `mini` GenEval detector: finds the mini world's shapes in generated images as a person does.
 
-Classical image processing, no learned weights:
+Generated shapes carry shading, white highlights, colour gradients, soft edges and small artefacts (the
+mini model paints a tiny multi-coloured dot below most objects). A person ignores all of that: an object is
+a region that stands out from the gray background, its class is its outline, its colour the colour most of
+its pixels have. So does this detector (classical image processing, no learned weights):
 
-1. Unmix: explain every pixel as the background blended with one of GenEval's 10 palette colours
-   (blur, chroma subsampling and anti-aliasing move pixels along these blend lines); a pixel belongs to
-   the colour whose blend weight exceeds 0.5.
-2. Split each colour into connected components.
-3. Classify each component by the IoU of its mask with every shape's template fitted to its box: the
-   renderer's own ``shape_mask``, seen through several blurs and scales (a blurred cross looks like a
-   rounded one, not like the sharp one), the sharpest explanation preferred.
+1. Background: the image's median colour. Contrast of a pixel: its RGB distance from the background.
+2. Objects: connected regions of contrast above ``seed_contrast`` (opened, so a dot or a one-pixel bridge
+   does not join or make objects); each region's mask is then cut at half of its own contrast, the edge a
+   person sees whatever the object's colour, shading or blur. Regions that are two touching objects are split
+   where eroding them separates two bodies that each fit a shape better than the whole.
+3. Class: the shape whose template (the renderer's own geometry, fitted to the mask's box and seen through
+   blur; ``shapes.shape_fits``) overlaps the mask best. An object cut by the image border is matched on its
+   visible part.
+4. Colour: the median of the object's inner pixels in CIELAB, named by the nearest of a few shades per colour
+   name (``COLOR_SHADES``): dark green is green, navy is blue, a white highlight on pink changes nothing.
+5. Confidence: shape fit, how clearly the best shape beats the runner-up (a four-lobed blob between a cross
+   and a diamond is neither, confidently), size, aspect and contrast, each a ramp, multiplied. A clear
+   object scores > 0.9 (GenEval's counting threshold), an ambiguous one between 0.3 and 0.9, a blob or
+   artefact < 0.3.
 
-The confidence is a product of ramps, each 1 for anything the renderer can produce (even blurred,
-noisy, JPEG-compressed or colour-cast) and 0 for what it cannot:
-
-* shape fit (template IoU), aspect (mini shapes are as wide as high) and size (14-22 px at 64 px);
-* flatness: the offsets of the (3x3-averaged) pixels from their colour's blend line hardly vary on a
-  flat object, and vary a lot on a region of a smooth colour field;
-* solidity: the mean blend weight inside the component (a soft blob ramps up and down);
-* isolation: objects stand on the background, colour-field regions border other colours.
-
-So uniform noise and smooth random colour fields (what an untrained diffusion model draws) stay under
-GenEval's 0.3 threshold and an untrained model scores ~0; clean renders score > 0.99 (above counting's
-0.9). ``python -m craft_bench.mini.eval_detector`` measures the verdict accuracy.
+``python -m craft_bench.mini.eval_judge`` measures its agreement with a person's labels on generated images
+(data/mini-judge); ``python -m craft_bench.mini.eval_detector`` its exactness on renders.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
 
 from craft_bench.api import Detection, Detector
-from craft_bench.mini.scenes import BACKGROUND, CANVAS, COLORS, CROSS_ARM, SHAPES, Scene, render, shape_mask
+from craft_bench.mini.scenes import CANVAS, COLORS, SHAPES
+from craft_bench.mini.shapes import shape_fits, size_preference
 
-_COLOR_NAMES = tuple(COLORS)
-_PALETTE = np.array([BACKGROUND] + [COLORS[c] for c in _COLOR_NAMES], dtype=np.float32)  # index 0 = background
+# Shades a person gives each colour name (sRGB). The first of each is the mini world's palette colour; the
+# others are the darker, lighter and shifted versions generated images show (named as in common usage:
+# navy is blue, dark green is green, a reddish brown is brown).
+COLOR_SHADES: dict[str, tuple[tuple[int, int, int], ...]] = {
+    "red": (COLORS["red"], (255, 0, 0), (180, 20, 25), (140, 15, 20), (235, 55, 45)),
+    "orange": (COLORS["orange"], (255, 165, 0), (255, 120, 10), (245, 95, 10)),
+    "yellow": (COLORS["yellow"], (255, 255, 0), (250, 215, 20), (230, 220, 90)),
+    "green": (COLORS["green"], (0, 128, 0), (0, 90, 30), (0, 60, 20), (120, 200, 90), (60, 180, 60)),
+    "blue": (COLORS["blue"], (0, 0, 255), (20, 40, 160), (0, 0, 120), (80, 130, 240), (60, 100, 255)),
+    "purple": (COLORS["purple"], (128, 0, 128), (90, 30, 150), (160, 90, 210), (75, 0, 130), (150, 130, 215)),
+    "pink": (COLORS["pink"], (255, 182, 193), (255, 105, 180), (240, 120, 200)),
+    "brown": (COLORS["brown"], (139, 69, 19), (90, 55, 25), (70, 45, 25), (150, 80, 30)),
+    "black": (COLORS["black"], (0, 0, 0), (40, 40, 40), (30, 25, 20)),
+    "white": (COLORS["white"], (255, 255, 255), (225, 225, 225), (240, 230, 240)),
+}
 
 
 def _ramp(x: float, x0: float, x1: float) -> float:
@@ -45,28 +58,53 @@ def _ramp(x: float, x0: float, x1: float) -> float:
     return float(min(max(t, 0.0), 1.0))
 
 
+def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """CIELAB (D65) of sRGB values in 0-255, shape (..., 3)."""
+    c = np.asarray(rgb, dtype=np.float64) / 255.0
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = lin @ np.array([[0.4124, 0.2126, 0.0193], [0.3576, 0.7152, 0.1192], [0.1805, 0.0722, 0.9505]])
+    xyz = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+
+
+_SHADE_NAMES = [name for name, shades in COLOR_SHADES.items() for _ in shades]
+_SHADE_LAB = srgb_to_lab(np.array([s for shades in COLOR_SHADES.values() for s in shades]))
+
+
+def name_color(rgb: Sequence[float]) -> str:
+    """The colour name a person gives an sRGB colour: the name of the nearest shade in CIELAB."""
+    d = ((_SHADE_LAB - srgb_to_lab(np.asarray(rgb, dtype=np.float64))) ** 2).sum(-1)
+    return _SHADE_NAMES[int(d.argmin())]
+
+
 @dataclass(frozen=True)
 class MiniDetectorConfig:
-    max_residual: float = 60.0  # a pixel farther than this from every background-colour blend is unassigned
-    min_area: float = 16.0  # canvas pixels^2; smaller components are ignored
-    iou_zero: float = 0.6  # template IoU at which shape confidence is 0 ...
-    iou_full: float = 0.85  # ... and 1
-    flat_full: float = 15.0  # spread (0-255 RGB) of 3x3-averaged pixels' offsets from the colour's blend line: 1 ...
-    flat_zero: float = 24.0  # ... 0
-    flat_window: int = 3  # the averaging window (px) for flatness
-    isolation_zero: float = 0.5  # share of background around the component at which confidence is 0 ...
-    isolation_full: float = 0.8  # ... and 1
-    solidity_zero: float = 0.6  # mean blend weight inside the component at which confidence is 0 ...
-    solidity_full: float = 0.75  # ... and 1
-    aspect_zero: float = 0.5  # min(w,h)/max(w,h) at which the aspect factor is 0 ...
+    seed_contrast: float = 45.0  # RGB distance from the background at which a pixel may belong to an object
+    edge_share: float = 0.5  # an object's mask: pixels with at least this share of its body's contrast
+    min_area: float = 30.0  # canvas px^2: smaller regions are artefacts
+    iou_zero: float = 0.55  # shape fit (template IoU less blur penalty) at which confidence is 0 ...
+    iou_full: float = 0.72  # ... and 1
+    margin_full: float = 0.02  # best-shape fit minus runner-up's at which the class is certain ...
+    margin_floor: float = 0.5  # ... and the confidence factor when they tie
+    contrast_zero: float = 40.0  # body contrast at which confidence is 0 ...
+    contrast_full: float = 65.0  # ... and 1
+    quiet_zero: float = 0.5  # share of the ring 3-4 px around an object that is background or another object: 0 ...
+    quiet_full: float = 0.75  # ... and 1
+    steep_zero: float = 2.6  # area at a quarter of the body contrast over area at three quarters: 0 (a soft blob) ...
+    steep_full: float = 2.0  # ... and 1 (generated objects: 1.05-1.6)
+    aspect_zero: float = 0.55  # min(w, h) / max(w, h) of an uncut object at which confidence is 0 ...
     aspect_full: float = 0.75  # ... and 1
-    size_range: tuple[float, float, float, float] = (9.0, 12.0, 30.0, 40.0)  # extent ramps: 0 -> 1 ... 1 -> 0 (canvas px)
-    max_fill_share: float = 0.15  # holes are filled only when they add at most this share of the area
+    size_range: tuple[float, float, float, float] = (7.0, 10.0, 36.0, 46.0)  # extent ramps 0 -> 1 ... 1 -> 0 (canvas px)
+    dot_color: float = 70.0  # RGB distance from an object's median colour that marks a pixel as not its own ...
+    dot_area: float = 24.0  # ... and the largest blob of such pixels on its edge that is dropped (canvas px^2)
+    split_below: float = 0.8  # a region fitting no shape this well may be two touching objects
+    split_gain: float = 0.05  # ... and is split when its parts fit this much better on average
 
 
 class MiniDetector(Detector):
     name = "mini"
-    description = "exact detector of the mini world's rendered shapes"
+    description = "mini world's detector: the shapes a person sees in generated images"
 
     def __init__(self, config: MiniDetectorConfig | None = None) -> None:
         self.config = config or MiniDetectorConfig()
@@ -82,186 +120,171 @@ class MiniDetector(Detector):
         h, w = image.shape[:2]
         scale = h / CANVAS
         pixels = image.astype(np.float32)
-        labels, alpha, resid = _unmix(pixels)
-        labels[resid > cfg.max_residual] = -1
-        smooth = ndimage.uniform_filter(pixels, size=(cfg.flat_window, cfg.flat_window, 1), mode="nearest")
+        background = np.median(pixels.reshape(-1, 3), axis=0)
+        contrast = np.sqrt(((pixels - background) ** 2).sum(-1))
+        seeds = ndimage.binary_opening(contrast > cfg.seed_contrast, structure=np.ones((3, 3), dtype=bool))
+        regions, _ = ndimage.label(seeds, structure=np.ones((3, 3), dtype=bool))
+        min_area = cfg.min_area * scale * scale
         out: list[Detection] = []
-        for ci, cname in enumerate(_COLOR_NAMES, start=1):
-            cmask = labels == ci
-            if cmask.sum() < cfg.min_area * scale * scale:
+        for k, sl in enumerate(ndimage.find_objects(regions), start=1):
+            if sl is None or (regions[sl] == k).sum() < min_area:
                 continue
-            comps, n = ndimage.label(cmask, structure=np.ones((3, 3), dtype=bool))
-            for k, sl in enumerate(ndimage.find_objects(comps), start=1):
-                if sl is None:
-                    continue
-                local = comps[sl] == k
-                area = int(local.sum())
-                if area < cfg.min_area * scale * scale:
-                    continue
-                filled = ndimage.binary_fill_holes(local)
-                if filled.sum() - area <= cfg.max_fill_share * filled.sum():
-                    local = filled
-                det = self._judge(local, sl, smooth, ci, scale, labels, alpha)
+            masks = self._objects(regions == k, pixels, contrast, min_area)
+            for i, mask in enumerate(masks):
+                # touching objects split from one region are each other's surroundings, not clutter
+                siblings = np.any([m for j, m in enumerate(masks) if j != i], axis=0) if len(masks) > 1 else np.zeros_like(mask)
+                det = self._judge(mask, pixels, contrast, scale, siblings)
                 if det is not None:
-                    full = np.zeros((h, w), dtype=bool)
-                    full[sl] = local
-                    out.append(Detection(det[0], det[1], det[2], full, cname))
+                    out.append(det)
         out.sort(key=lambda d: -d.score)
         return out
 
-    def _judge(
-        self, local: np.ndarray, sl: tuple[slice, slice], smooth: np.ndarray, ci: int, scale: float, labels: np.ndarray,
-        alpha: np.ndarray,
-    ):
-        """(shape, confidence, box) of one colour component, or None when the confidence is 0."""
+    def _objects(self, region: np.ndarray, pixels: np.ndarray, contrast: np.ndarray, min_area: float) -> list[np.ndarray]:
+        """The object masks of one seed region: cut at half its body contrast, without an artefact dot stuck to
+        its edge, split where two objects touch."""
+        from scipy import ndimage
+
         cfg = self.config
-        ys, xs = sl
-        bh, bw = local.shape
-        s0, s1, s2, s3 = cfg.size_range
-        extent = max(bw, bh) / scale
-        size_ok = min(_ramp(extent, s0, s1), _ramp(extent, s3, s2))
-        aspect_ok = _ramp(min(bw, bh) / max(bw, bh), cfg.aspect_zero, cfg.aspect_full)
-        if size_ok * aspect_ok <= 0.0:
+        body = float(np.percentile(contrast[region], 60))
+        grown = ndimage.binary_dilation(region, iterations=2)
+        mask = grown & (contrast >= cfg.edge_share * body)
+        parts, n = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+        if n > 1:  # keep the part(s) the seed region lies in
+            keep = np.unique(parts[region & mask])
+            mask = np.isin(parts, keep[keep > 0])
+        objects = _parts(mask, min_area)
+        pruned = self._without_dots(mask, pixels, min_area)
+        if pruned is not None:
+            alt = _parts(pruned, min_area)
+            if alt and _mean_fit(alt) > _mean_fit(objects):
+                objects = alt
+        return [piece for obj in objects for piece in self._split(obj, min_area)]
+
+    def _without_dots(self, mask: np.ndarray, pixels: np.ndarray, min_area: float) -> np.ndarray | None:
+        """``mask`` less the small off-colour blobs on its edge (the dot the mini model paints below objects),
+        or None when it has none."""
+        from scipy import ndimage
+
+        cfg = self.config
+        body = np.median(pixels[mask], axis=0)
+        off = mask & (np.sqrt(((pixels - body) ** 2).sum(-1)) > cfg.dot_color)
+        blobs, n = ndimage.label(off, structure=np.ones((3, 3), dtype=bool))
+        if n == 0:
             return None
-        shape, iou = best_template(local)
-        # Flatness: spread of the (3x3-averaged) pixels' offsets from the blend line of background and
-        # colour. A flat object, even blurred or with a colour cast, has a near-constant offset; a region
-        # of a smooth colour field has a varying one.
-        d = smooth[ys, xs][local] - _BG
-        a = np.clip(d @ _DIRS[ci - 1] / _DIRS_N2[ci - 1], 0.0, 1.0)
-        off = d - a[:, None] * _DIRS[ci - 1]
-        color_dev = float(np.sqrt(((off - off.mean(0)) ** 2).sum(-1)).mean())
-        isolation = _isolation(local, sl, labels, ci)
-        # Solidity: mean blend weight of the colour inside the component; a flat object (even blurred) is
-        # mostly pure colour, a soft blob of a colour field ramps up and down.
-        solidity = float(np.clip(alpha[ys, xs, ci - 1][local], 0.0, 1.0).mean())
+        edge = mask & ~ndimage.binary_erosion(mask)
+        sizes = ndimage.sum(off, blobs, range(1, n + 1))
+        on_edge = ndimage.maximum(edge, blobs, range(1, n + 1))
+        drop = [i + 1 for i in range(n) if sizes[i] <= cfg.dot_area * min_area / cfg.min_area and on_edge[i]]
+        return mask & ~np.isin(blobs, drop) if drop else None
+
+    def _split(self, mask: np.ndarray, min_area: float) -> list[np.ndarray]:
+        """Two or more objects if ``mask`` is touching objects: where eroding it separates bodies that each fit a
+        shape better than the whole; else ``[mask]``."""
+        from scipy import ndimage
+
+        cfg = self.config
+        whole = float(_fit(mask).max())
+        if whole >= cfg.split_below:
+            return [mask]
+        for it in range(1, 5):
+            core = ndimage.binary_erosion(mask, iterations=it)
+            if not core.any():
+                break
+            pieces, m = ndimage.label(core, structure=np.ones((3, 3), dtype=bool))
+            if m < 2:
+                continue
+            sizes = ndimage.sum(core, pieces, range(1, m + 1))
+            big = [i + 1 for i, size in enumerate(sizes) if size >= min_area / 6]
+            if len(big) < 2:
+                continue
+            seeds = np.where(np.isin(pieces, big), pieces, 0)
+            _, (iy, ix) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
+            owner = seeds[iy, ix] * mask
+            split = [p for p in (owner == b for b in big) if p.sum() >= min_area]
+            if len(split) >= 2 and _mean_fit(split) >= whole + cfg.split_gain:
+                return split
+            break
+        return [mask]
+
+    def _judge(self, mask: np.ndarray, pixels: np.ndarray, contrast: np.ndarray, scale: float, others: np.ndarray) -> Detection | None:
+        """A detection for one object mask (``others``: the objects it touches), or None when its confidence is 0."""
+        from scipy import ndimage
+
+        cfg = self.config
+        h, w = mask.shape
+        ys, xs = np.nonzero(mask)
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        bh, bw = y1 - y0, x1 - x0
+        cut = _cut(y0, y1, x0, x1, h, w, bh, bw)
+        fits = shape_fits(mask[y0:y1, x0:x1], cut)
+        order = np.argsort(fits)[::-1]
+        best, second = float(fits[order[0]]), float(fits[order[1]])
+        extent = max(bh + cut[0] + cut[1], bw + cut[2] + cut[3]) / scale
+        s0, s1, s2, s3 = cfg.size_range
+        aspect = 1.0 if any(cut) else _ramp(min(bw, bh) / max(bw, bh), cfg.aspect_zero, cfg.aspect_full)
+        body = float(np.percentile(contrast[mask], 60))
+        # An object stands on the background: the ring around it is background (or another object), and its
+        # edge is steep. A region of a smooth colour field has neither.
+        ring = ndimage.binary_dilation(mask, iterations=4) & ~ndimage.binary_dilation(mask, iterations=2)
+        quiet = float(((contrast[ring] < 0.3 * body) | others[ring]).mean()) if ring.any() else 1.0
+        near = ndimage.binary_dilation(mask, iterations=4) & ~others
+        steep = (near & (contrast >= 0.25 * body)).sum() / max((near & (contrast >= 0.75 * body)).sum(), 1)
         score = (
-            _ramp(iou, cfg.iou_zero, cfg.iou_full)
-            * _ramp(color_dev, cfg.flat_zero, cfg.flat_full)
-            * _ramp(isolation, cfg.isolation_zero, cfg.isolation_full)
-            * _ramp(solidity, cfg.solidity_zero, cfg.solidity_full)
-            * aspect_ok
-            * size_ok
+            _ramp(best, cfg.iou_zero, cfg.iou_full)
+            * (cfg.margin_floor + (1 - cfg.margin_floor) * _ramp(best - second, 0.0, cfg.margin_full))
+            * min(_ramp(extent, s0, s1), _ramp(extent, s3, s2))
+            * aspect
+            * _ramp(body, cfg.contrast_zero, cfg.contrast_full)
+            * _ramp(quiet, cfg.quiet_zero, cfg.quiet_full)
+            * _ramp(steep, cfg.steep_zero, cfg.steep_full)
         )
         if score <= 0.0:
             return None
-        score *= size_preference(int(local.sum()), scale)
-        box = (float(xs.start), float(ys.start), float(xs.stop), float(ys.stop))
-        return shape, score, box
+        score *= size_preference(int(mask.sum()), scale)
+        inner = ndimage.binary_erosion(mask, iterations=max(1, round(scale)))
+        if inner.sum() < 4:
+            inner = mask
+        color = name_color(np.median(pixels[inner], axis=0))
+        box = (float(x0), float(y0), float(x1), float(y1))
+        return Detection(SHAPES[int(order[0])], score, box, mask, color)
 
 
-def _isolation(local: np.ndarray, sl: tuple[slice, slice], labels: np.ndarray, ci: int, ring: int = 2) -> float:
-    """Share of the pixels within ``ring`` px around the component that are background (or its own
-    colour): objects stand on the background; regions of a random colour field border other colours."""
-    from scipy.ndimage import binary_dilation
+def _parts(mask: np.ndarray, min_area: float) -> list[np.ndarray]:
+    """The connected parts of ``mask`` of at least ``min_area`` pixels, holes filled."""
+    from scipy import ndimage
 
-    ys, xs = sl
-    h, w = labels.shape
-    y0, y1, x0, x1 = max(ys.start - ring, 0), min(ys.stop + ring, h), max(xs.start - ring, 0), min(xs.stop + ring, w)
-    mask = np.zeros((y1 - y0, x1 - x0), dtype=bool)
-    mask[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = local
-    around = binary_dilation(mask, iterations=ring) & ~mask
-    near = labels[y0:y1, x0:x1][around]
-    return float(np.isin(near, (0, ci)).mean()) if near.size else 1.0
+    parts, n = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    out = [ndimage.binary_fill_holes(parts == i) for i in range(1, n + 1)]
+    return [p for p in out if p.sum() >= min_area]
 
 
-_MARGIN = 3
-_TEMPLATE_BLURS = (0.0, 0.6, 0.9, 1.2, 1.5, 1.8)  # Gaussian sigmas (px) the templates are seen through
-_TEMPLATE_SCALES = (1.0, 1.1, 1.2, 1.3)  # blur pulls corners in, so the true shape may exceed the component's box
-_BLUR_PENALTY = 0.03  # IoU given up per px of template blur
+def _mean_fit(masks: Sequence[np.ndarray]) -> float:
+    return float(np.mean([_fit(m).max() for m in masks])) if masks else -1.0
 
 
-def _sharp_variants(shape: str, bw: int, bh: int) -> list[np.ndarray]:
-    """Unblurred masks of ``shape`` fitted to a bw x bh box, in a window with a _MARGIN px border."""
-    hh, ww = bh + 2 * _MARGIN, bw + 2 * _MARGIN
-    if shape == "cross":
-        # Arms are a whole number of pixels wide and may sit half a pixel off-centre (the renderer
-        # rasterises at arbitrary sub-pixel positions), which matters at 14 px.
-        out = []
-        for kh in sorted({max(int(np.floor(bh * CROSS_ARM)), 1), int(np.ceil(bh * CROSS_ARM))}):
-            for kw in sorted({max(int(np.floor(bw * CROSS_ARM)), 1), int(np.ceil(bw * CROSS_ARM))}):
-                for r0 in sorted({(bh - kh) // 2, (bh - kh + 1) // 2}):
-                    for c0 in sorted({(bw - kw) // 2, (bw - kw + 1) // 2}):
-                        m = np.zeros((hh, ww), dtype=bool)
-                        m[_MARGIN + r0 : _MARGIN + r0 + kh, _MARGIN : _MARGIN + bw] = True
-                        m[_MARGIN : _MARGIN + bh, _MARGIN + c0 : _MARGIN + c0 + kw] = True
-                        out.append(m)
-        return out
-    dx = (np.arange(ww) + 0.5 - ww / 2)[None, :]
-    dy = (np.arange(hh) + 0.5 - hh / 2)[:, None]
-    # Blur retracts a triangle's apex more than its base: its true centre sits above the box centre.
-    shifts = (0.0, 0.5, 1.0) if shape == "triangle" else (0.0,)
-    return [shape_mask(shape, dx, dy + sh * s, bw / 2 * s, bh / 2 * s) for s in _TEMPLATE_SCALES for sh in shifts]
+def _fit(mask: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    return shape_fits(mask[y0:y1, x0:x1], _cut(y0, y1, x0, x1, *mask.shape, y1 - y0, x1 - x0))
 
 
-@lru_cache(maxsize=1024)
-def _templates(bw: int, bh: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every shape's variants fitted to a bw x bh box, seen through every template blur and cut at 0.5
-    (what the detector's mask of such a rendered shape looks like).
-
-    Returns (masks: bool [T, (bh + 2m) * (bw + 2m)], shape index [T], blur sigma [T])."""
-    from scipy.ndimage import gaussian_filter
-
-    masks, shape_of, sigma_of = [], [], []
-    for si, shape in enumerate(SHAPES):
-        for sharp in _sharp_variants(shape, bw, bh):
-            soft = sharp.astype(np.float32)
-            for sigma in _TEMPLATE_BLURS:
-                masks.append((gaussian_filter(soft, sigma, mode="constant") if sigma > 0 else soft) > 0.5)
-                shape_of.append(si)
-                sigma_of.append(sigma)
-    stack = np.stack(masks).reshape(len(masks), -1)
-    for arr in (stack,):
-        arr.setflags(write=False)
-    return stack, np.array(shape_of), np.array(sigma_of)
-
-
-def best_template(local: np.ndarray) -> tuple[str, float]:
-    """The shape whose (possibly blurred) template overlaps the component mask best, and that IoU."""
-    bh, bw = local.shape
-    window = np.zeros((bh + 2 * _MARGIN, bw + 2 * _MARGIN), dtype=bool)
-    window[_MARGIN:-_MARGIN, _MARGIN:-_MARGIN] = local
-    stack, shape_of, sigma_of = _templates(bw, bh)
-    flat = window.reshape(-1)
-    inter = (stack & flat).sum(1)
-    union = stack.sum(1) + flat.sum() - inter
-    iou = inter / np.maximum(union, 1)
-    # Heavy blur makes shapes alike (a blurred cross is diamond-like): prefer the sharpest explanation.
-    best = int((iou - _BLUR_PENALTY * sigma_of).argmax())
-    return SHAPES[int(shape_of[best])], float(iou[best])
-
-
-_BG = _PALETTE[0]
-_DIRS = _PALETTE[1:] - _BG  # 10 x 3: from the background towards each colour
-_DIRS_N2 = (_DIRS**2).sum(-1)
-
-
-def _unmix(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Explain each pixel as background blended with one palette colour.
-
-    Returns (labels: 0 = background, 1..10 = colour; alpha [H, W, 10]: blend weight of each colour
-    (unclipped); residual [H, W]: distance of the pixel from the best colour's blend line). Blur and
-    chroma subsampling move edge pixels along these lines, so this is steadier than nearest-colour snapping.
-    """
-    d = pixels - _BG  # H, W, 3
-    proj = d @ _DIRS.T  # H, W, 10: d . dir
-    alpha = proj / _DIRS_N2
-    a = np.clip(alpha, 0.0, 1.0)
-    res2 = (d * d).sum(-1, keepdims=True) - 2.0 * a * proj + a * a * _DIRS_N2  # |d - a dir|^2
-    best = res2.argmin(-1)
-    resid = np.sqrt(np.maximum(np.take_along_axis(res2, best[..., None], -1)[..., 0], 0.0))
-    best_alpha = np.take_along_axis(alpha, best[..., None], -1)[..., 0]
-    labels = np.where(best_alpha > 0.5, best + 1, 0)
-    return labels, alpha, resid
-
-
-def size_preference(area_px: int, scale: float = 1.0) -> float:
-    """A factor in [0.999, 1] that grows with the object's area.
-
-    GenEval uses the most confident detections of a class, breaking exact ties by index; flat renders
-    would often tie at 1.0, so larger objects are made (very slightly) more confident, as learned
-    detectors tend to be. Shared with ``oracle_detections`` so both order objects the same way."""
-    return 1.0 - 1e-3 * (1.0 - min(area_px / (scale * scale) / 1024.0, 1.0))
+def _cut(y0: int, y1: int, x0: int, x1: int, h: int, w: int, bh: int, bw: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) rows/columns hidden beyond the border, assuming the object is as wide as
+    high (every mini shape is): an object touching the border on the short side of its box continues there."""
+    t = b = l = r = 0
+    if bw < bh:
+        missing = bh - bw
+        if x0 == 0 and x1 < w:
+            l = missing
+        elif x1 == w and x0 > 0:
+            r = missing
+    elif bh < bw:
+        missing = bw - bh
+        if y0 == 0 and y1 < h:
+            t = missing
+        elif y1 == h and y0 > 0:
+            b = missing
+    return t, b, l, r
 
 
 def _as_array(img: Any) -> np.ndarray:
@@ -272,17 +295,3 @@ def _as_array(img: Any) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise ValueError(f"expected a uint8 RGB image, got shape {arr.shape} dtype {arr.dtype}")
     return arr
-
-
-def oracle_detections(scene: Scene, size: int = 64) -> list[Detection]:
-    """The scene's true objects as detections (confidence ~1, boxes from their rendered pixels): the
-    ground truth the detector is measured against."""
-    out = []
-    for obj in scene.objects:
-        mask = np.any(render(Scene((obj,), scene.background), size) != np.array(scene.background, dtype=np.uint8), -1)
-        ys, xs = np.nonzero(mask)
-        if len(xs) == 0:
-            continue
-        box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
-        out.append(Detection(obj.shape, size_preference(int(mask.sum()), size / CANVAS), box, mask, obj.color))
-    return out

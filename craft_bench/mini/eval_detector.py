@@ -19,7 +19,8 @@ import time
 
 import numpy as np
 
-from craft_bench.mini.detector import MiniDetector, oracle_detections
+from craft_bench.api import Detector
+from craft_bench.mini.shapes import oracle_detections
 from craft_bench.mini.prompts import COLOR_NAMES, MAX_COUNT, TASKS, geneval_prompts, scene_for
 from craft_bench.mini.scenes import DEGRADATIONS, SHAPES, Scene, color_cast, degrade, random_scene, render_batch
 
@@ -66,7 +67,7 @@ def build_cases(n_per_task: int, seed: int) -> tuple[list[dict], list[Scene], li
     return metas, scenes, kinds
 
 
-def verdict_accuracy(detector: MiniDetector, metas, scenes, images: np.ndarray) -> dict[str, float]:
+def verdict_accuracy(detector: Detector, metas, scenes, images: np.ndarray) -> dict[str, float]:
     from craft_bench.suites.geneval import evaluate_detections
 
     truth = [evaluate_detections(oracle_detections(s), m)[0] for s, m in zip(scenes, metas)]
@@ -102,12 +103,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--strengths", default="0.5,1,1.5", help="degradation strengths, comma-separated (see scenes.degrade)")
     p.add_argument("--vae", default=None, help="also measure on reconstructions through this AutoencoderKL folder")
+    p.add_argument("--detectors", default="mini", help="registered detectors to measure, comma-separated (e.g. mini,mini-v1)")
     args = p.parse_args(argv)
-    detector = MiniDetector()
+    from craft_bench import registry
+
     metas, scenes, _ = build_cases(args.n_per_task, args.seed)
     clean = render_batch(scenes)
     print(f"{len(scenes)} images ({args.n_per_task} prompts per task x positive/near-miss/random), seed {args.seed}")
-    header = f"{'condition':<12}" + "".join(f"{t:>14}" for t in TASKS) + f"{'all':>10}{'img/s':>9}"
+    header = f"{'detector':<9}{'condition':<12}" + "".join(f"{t:>14}" for t in TASKS) + f"{'all':>10}{'img/s':>9}"
     print(header)
     strengths = [float(v) for v in args.strengths.split(",") if v]
     conditions = [("clean", 0.0)] + [(kind, st) for kind in DEGRADATIONS + ("cast",) for st in strengths]
@@ -124,10 +127,12 @@ def main(argv: list[str] | None = None) -> None:
             images = color_cast(clean, rng, strength)
         else:
             images = degrade(clean, kind, rng, strength)
-        t0 = time.perf_counter()
-        acc = verdict_accuracy(detector, metas, scenes, images)
-        rate = len(images) / (time.perf_counter() - t0)
-        print(f"{cond:<12}" + "".join(f"{acc[t]:>14.4f}" for t in TASKS) + f"{acc['all']:>10.4f}{rate:>9.0f}")
+        for name in args.detectors.split(","):
+            detector = registry.detectors.get(name)()
+            t0 = time.perf_counter()
+            acc = verdict_accuracy(detector, metas, scenes, images)
+            rate = len(images) / (time.perf_counter() - t0)
+            print(f"{name:<9}{cond:<12}" + "".join(f"{acc[t]:>14.4f}" for t in TASKS) + f"{acc['all']:>10.4f}{rate:>9.0f}")
     print(f"(share of images whose true verdict is 'correct': {acc['truth_positive_rate']:.3f})")
 
 
