@@ -4,6 +4,7 @@ record a labeller's pass, and merge passes into the final labels.
     python tools/judge/judgeset.py build RUN_DIR --results ROOT --source base [--split-plan dev:10,test:...]
     python tools/judge/judgeset.py sheets --split test --task counting --out DIR [--per-sheet 24]
     python tools/judge/judgeset.py record --pass lead --sheet test-counting-03 --labels "1 0 1 ? ..."
+    python tools/judge/judgeset.py picker --sheets DIR --sheet test-counting-03 --cells 4,7
     python tools/judge/judgeset.py merge
 
 Sheets are blind: each cell shows the image (nearest-neighbour upscaled), its number on the sheet and the
@@ -146,6 +147,27 @@ def record(args: argparse.Namespace) -> None:
     print(f"{args.labeller}: {len(rows)} labels")
 
 
+def picker(args: argparse.Namespace) -> None:
+    """A colour picker for labellers: centre, area and median RGB of each region that stands out from the
+    background (RGB distance > 50 from the image's median colour) in the given cells of a sheet."""
+    import numpy as np
+    from PIL import Image
+    from scipy import ndimage
+
+    ids = _read_index(Path(args.sheets))[args.sheet]
+    for i in (int(c) for c in args.cells.split(",")):
+        a = np.asarray(Image.open(SET_DIR / "images" / f"{ids[i]}.png").convert("RGB")).astype(int)
+        far = np.sqrt(((a - np.median(a.reshape(-1, 3), 0)) ** 2).sum(-1)) > 50
+        regions, n = ndimage.label(far)
+        found = []
+        for k in range(1, n + 1):
+            m = regions == k
+            if m.sum() >= 20:
+                ys, xs = np.nonzero(m)
+                found.append(f"(x {xs.mean():.0f}, y {ys.mean():.0f}, {m.sum()} px) rgb {tuple(int(v) for v in np.median(a[m], 0))}")
+        print(f"#{i}: " + "; ".join(found))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -168,8 +190,12 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--sheet", required=True)
     r.add_argument("--labels", required=True)
     r.add_argument("--notes", default="")
+    c = sub.add_parser("picker")
+    c.add_argument("--sheets", required=True)
+    c.add_argument("--sheet", required=True)
+    c.add_argument("--cells", required=True, help="comma-separated cell numbers")
     args = p.parse_args(argv)
-    {"build": build, "sheets": sheets, "record": record}[args.cmd](args)
+    {"build": build, "sheets": sheets, "record": record, "picker": picker}[args.cmd](args)
 
 
 if __name__ == "__main__":
