@@ -15,9 +15,9 @@ its pixels have. So does this detector (classical image processing, no learned w
    visible part.
 4. Colour: the median of the object's inner pixels in CIELAB, named by the nearest of a few shades per colour
    name (``COLOR_SHADES``): dark green is green, navy is blue, a white highlight on pink changes nothing.
-5. Confidence: shape fit, how clearly the best shape beats the runner-up (a four-lobed blob between a cross
-   and a diamond is neither, confidently), size, aspect and contrast, each a ramp, multiplied. A clear
-   object scores > 0.9 (GenEval's counting threshold), an ambiguous one between 0.3 and 0.9, a blob or
+5. Confidence: shape fit, size, aspect, contrast, and whether the object stands on the background (quiet
+   surroundings, a steep edge: a region of a smooth colour field has neither), each a ramp, multiplied. A
+   clear object scores > 0.9 (GenEval's counting threshold), a doubtful one between 0.3 and 0.9, a blob or
    artefact < 0.3.
 
 ``python -m craft_bench.mini.eval_judge`` measures its agreement with a person's labels on generated images
@@ -42,9 +42,9 @@ COLOR_SHADES: dict[str, tuple[tuple[int, int, int], ...]] = {
     "red": (COLORS["red"], (255, 0, 0), (180, 20, 25), (140, 15, 20), (235, 55, 45)),
     "orange": (COLORS["orange"], (255, 165, 0), (255, 120, 10), (245, 95, 10)),
     "yellow": (COLORS["yellow"], (255, 255, 0), (250, 215, 20), (230, 220, 90)),
-    "green": (COLORS["green"], (0, 128, 0), (0, 90, 30), (0, 60, 20), (120, 200, 90), (60, 180, 60)),
-    "blue": (COLORS["blue"], (0, 0, 255), (20, 40, 160), (0, 0, 120), (80, 130, 240), (60, 100, 255)),
-    "purple": (COLORS["purple"], (128, 0, 128), (90, 30, 150), (160, 90, 210), (75, 0, 130), (150, 130, 215)),
+    "green": (COLORS["green"], (0, 128, 0), (0, 90, 30), (0, 60, 20), (0, 40, 15), (120, 200, 90), (60, 180, 60)),
+    "blue": (COLORS["blue"], (0, 0, 255), (20, 40, 160), (0, 0, 120), (80, 130, 240), (60, 100, 255), (120, 145, 220), (100, 115, 215)),
+    "purple": (COLORS["purple"], (128, 0, 128), (90, 30, 150), (160, 90, 210), (75, 0, 130), (145, 110, 205)),
     "pink": (COLORS["pink"], (255, 182, 193), (255, 105, 180), (240, 120, 200)),
     "brown": (COLORS["brown"], (139, 69, 19), (90, 55, 25), (70, 45, 25), (150, 80, 30)),
     "black": (COLORS["black"], (0, 0, 0), (40, 40, 40), (30, 25, 20)),
@@ -85,8 +85,6 @@ class MiniDetectorConfig:
     min_area: float = 30.0  # canvas px^2: smaller regions are artefacts
     iou_zero: float = 0.55  # shape fit (template IoU less blur penalty) at which confidence is 0 ...
     iou_full: float = 0.72  # ... and 1
-    margin_full: float = 0.02  # best-shape fit minus runner-up's at which the class is certain ...
-    margin_floor: float = 0.5  # ... and the confidence factor when they tie
     contrast_zero: float = 40.0  # body contrast at which confidence is 0 ...
     contrast_full: float = 65.0  # ... and 1
     quiet_zero: float = 0.5  # share of the ring 3-4 px around an object that is background or another object: 0 ...
@@ -98,8 +96,11 @@ class MiniDetectorConfig:
     size_range: tuple[float, float, float, float] = (7.0, 10.0, 36.0, 46.0)  # extent ramps 0 -> 1 ... 1 -> 0 (canvas px)
     dot_color: float = 70.0  # RGB distance from an object's median colour that marks a pixel as not its own ...
     dot_area: float = 24.0  # ... and the largest blob of such pixels on its edge that is dropped (canvas px^2)
+    corner_tie: float = 0.06  # circle and square fits this close: decided by the outline's corners ...
+    corner_c4: float = -0.035  # ... square when its fourth harmonic is below this
     split_below: float = 0.8  # a region fitting no shape this well may be two touching objects
     split_gain: float = 0.05  # ... and is split when its parts fit this much better on average
+    split_color: float = 30.0  # CIELAB distance between a region's two main colours that may make it two objects
 
 
 class MiniDetector(Detector):
@@ -158,7 +159,7 @@ class MiniDetector(Detector):
             alt = _parts(pruned, min_area)
             if alt and _mean_fit(alt) > _mean_fit(objects):
                 objects = alt
-        return [piece for obj in objects for piece in self._split(obj, min_area)]
+        return [piece for obj in objects for piece in self._split(obj, pixels, min_area)]
 
     def _without_dots(self, mask: np.ndarray, pixels: np.ndarray, min_area: float) -> np.ndarray | None:
         """``mask`` less the small off-colour blobs on its edge (the dot the mini model paints below objects),
@@ -177,33 +178,17 @@ class MiniDetector(Detector):
         drop = [i + 1 for i in range(n) if sizes[i] <= cfg.dot_area * min_area / cfg.min_area and on_edge[i]]
         return mask & ~np.isin(blobs, drop) if drop else None
 
-    def _split(self, mask: np.ndarray, min_area: float) -> list[np.ndarray]:
-        """Two or more objects if ``mask`` is touching objects: where eroding it separates bodies that each fit a
-        shape better than the whole; else ``[mask]``."""
-        from scipy import ndimage
-
+    def _split(self, mask: np.ndarray, pixels: np.ndarray, min_area: float) -> list[np.ndarray]:
+        """Two or more objects if ``mask`` is touching objects, else ``[mask]``: split where the region holds
+        two clearly different colours, or where eroding it separates bodies, when the parts each fit a shape
+        better than the whole."""
         cfg = self.config
         whole = float(_fit(mask).max())
         if whole >= cfg.split_below:
             return [mask]
-        for it in range(1, 5):
-            core = ndimage.binary_erosion(mask, iterations=it)
-            if not core.any():
-                break
-            pieces, m = ndimage.label(core, structure=np.ones((3, 3), dtype=bool))
-            if m < 2:
-                continue
-            sizes = ndimage.sum(core, pieces, range(1, m + 1))
-            big = [i + 1 for i, size in enumerate(sizes) if size >= min_area / 6]
-            if len(big) < 2:
-                continue
-            seeds = np.where(np.isin(pieces, big), pieces, 0)
-            _, (iy, ix) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
-            owner = seeds[iy, ix] * mask
-            split = [p for p in (owner == b for b in big) if p.sum() >= min_area]
+        for split in (_split_by_color(mask, pixels, min_area, cfg.split_color), _split_by_erosion(mask, min_area)):
             if len(split) >= 2 and _mean_fit(split) >= whole + cfg.split_gain:
                 return split
-            break
         return [mask]
 
     def _judge(self, mask: np.ndarray, pixels: np.ndarray, contrast: np.ndarray, scale: float, others: np.ndarray) -> Detection | None:
@@ -217,8 +202,13 @@ class MiniDetector(Detector):
         bh, bw = y1 - y0, x1 - x0
         cut = _cut(y0, y1, x0, x1, h, w, bh, bw)
         fits = shape_fits(mask[y0:y1, x0:x1], cut)
-        order = np.argsort(fits)[::-1]
-        best, second = float(fits[order[0]]), float(fits[order[1]])
+        best = int(np.argmax(fits))
+        circle, square = SHAPES.index("circle"), SHAPES.index("square")
+        runner_up = int(np.argsort(fits)[-2])
+        if {best, runner_up} == {circle, square} and fits[best] - fits[runner_up] < cfg.corner_tie and not any(cut):
+            # A rounded square and a lumpy circle fit both templates alike; corners decide, as for a person:
+            # the outline's fourth harmonic is negative for a square (corners on the diagonals), ~0 for a circle.
+            best = square if outline_harmonic(mask, 4).real < cfg.corner_c4 else circle
         extent = max(bh + cut[0] + cut[1], bw + cut[2] + cut[3]) / scale
         s0, s1, s2, s3 = cfg.size_range
         aspect = 1.0 if any(cut) else _ramp(min(bw, bh) / max(bw, bh), cfg.aspect_zero, cfg.aspect_full)
@@ -230,8 +220,7 @@ class MiniDetector(Detector):
         near = ndimage.binary_dilation(mask, iterations=4) & ~others
         steep = (near & (contrast >= 0.25 * body)).sum() / max((near & (contrast >= 0.75 * body)).sum(), 1)
         score = (
-            _ramp(best, cfg.iou_zero, cfg.iou_full)
-            * (cfg.margin_floor + (1 - cfg.margin_floor) * _ramp(best - second, 0.0, cfg.margin_full))
+            _ramp(float(fits[best]), cfg.iou_zero, cfg.iou_full)
             * min(_ramp(extent, s0, s1), _ramp(extent, s3, s2))
             * aspect
             * _ramp(body, cfg.contrast_zero, cfg.contrast_full)
@@ -246,7 +235,76 @@ class MiniDetector(Detector):
             inner = mask
         color = name_color(np.median(pixels[inner], axis=0))
         box = (float(x0), float(y0), float(x1), float(y1))
-        return Detection(SHAPES[int(order[0])], score, box, mask, color)
+        return Detection(SHAPES[best], score, box, mask, color)
+
+
+def outline_harmonic(mask: np.ndarray, k: int, bins: int = 36) -> complex:
+    """The k-th Fourier coefficient of an object's outline radius over angle (around its centroid), relative to
+    the mean radius: 0 for a circle; for k = 4 about -0.08 for a square, +0.1 to +0.2 for a diamond."""
+    from scipy import ndimage
+
+    ys, xs = np.nonzero(mask)
+    edge = mask & ~ndimage.binary_erosion(mask)
+    ey, ex = np.nonzero(edge)
+    dy, dx = ey - ys.mean(), ex - xs.mean()
+    angle_bin = ((np.arctan2(dy, dx) + np.pi) / (2 * np.pi) * bins).astype(int) % bins
+    radius = np.zeros(bins)
+    np.maximum.at(radius, angle_bin, np.hypot(dx, dy))
+    seen = radius > 0
+    angles = (np.arange(bins) + 0.5) / bins * 2 * np.pi - np.pi
+    return complex(np.mean(radius[seen] * np.exp(-1j * k * angles[seen])) / radius[seen].mean())
+
+
+def _split_by_color(mask: np.ndarray, pixels: np.ndarray, min_area: float, min_delta: float) -> list[np.ndarray]:
+    """The parts of ``mask`` in each of its two main colours (2-means in CIELAB), when the two differ by at
+    least ``min_delta`` and each part is an object's size; else []."""
+    from scipy import ndimage
+
+    lab = srgb_to_lab(pixels[mask])
+    centres = np.percentile(lab, [15, 85], axis=0)  # spread start along the main axis of variation
+    for _ in range(8):
+        near = ((lab[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+        if near.min() == near.max():
+            return []
+        centres = np.stack([lab[near == k].mean(0) for k in (0, 1)])
+    if np.sqrt(((centres[0] - centres[1]) ** 2).sum()) < min_delta:
+        return []
+    owner = np.zeros(mask.shape, dtype=np.int8)
+    owner[mask] = near + 1
+    out = []
+    for k in (1, 2):
+        part = ndimage.binary_opening(owner == k)
+        labels, n = ndimage.label(part, structure=np.ones((3, 3), dtype=bool))
+        if n == 0:
+            return []
+        largest = 1 + int(np.argmax(ndimage.sum(part, labels, range(1, n + 1))))
+        part = ndimage.binary_fill_holes(labels == largest)
+        if part.sum() < min_area:
+            return []
+        out.append(part)
+    return out
+
+
+def _split_by_erosion(mask: np.ndarray, min_area: float) -> list[np.ndarray]:
+    """The bodies that eroding ``mask`` separates, each grown back to the pixels nearest it; else []."""
+    from scipy import ndimage
+
+    for it in range(1, 5):
+        core = ndimage.binary_erosion(mask, iterations=it)
+        if not core.any():
+            break
+        pieces, m = ndimage.label(core, structure=np.ones((3, 3), dtype=bool))
+        if m < 2:
+            continue
+        sizes = ndimage.sum(core, pieces, range(1, m + 1))
+        big = [i + 1 for i, size in enumerate(sizes) if size >= min_area / 6]
+        if len(big) < 2:
+            continue
+        seeds = np.where(np.isin(pieces, big), pieces, 0)
+        _, (iy, ix) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
+        owner = seeds[iy, ix] * mask
+        return [p for p in (owner == b for b in big) if p.sum() >= min_area]
+    return []
 
 
 def _parts(mask: np.ndarray, min_area: float) -> list[np.ndarray]:
@@ -270,20 +328,21 @@ def _fit(mask: np.ndarray) -> np.ndarray:
 
 def _cut(y0: int, y1: int, x0: int, x1: int, h: int, w: int, bh: int, bw: int) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) rows/columns hidden beyond the border, assuming the object is as wide as
-    high (every mini shape is): an object touching the border on the short side of its box continues there."""
+    high (every mini shape is): an object reaching the border (within a pixel: edges are soft) on the clearly
+    shorter side of its box continues there."""
     t = b = l = r = 0
+    if abs(bw - bh) < max(3, 0.15 * max(bw, bh)):  # as wide as high, within a generated shape's wobble
+        return t, b, l, r
     if bw < bh:
-        missing = bh - bw
-        if x0 == 0 and x1 < w:
-            l = missing
-        elif x1 == w and x0 > 0:
-            r = missing
+        if x0 <= 1 < w - x1:
+            l = bh - bw
+        elif w - x1 <= 1 < x0:
+            r = bh - bw
     elif bh < bw:
-        missing = bw - bh
-        if y0 == 0 and y1 < h:
-            t = missing
-        elif y1 == h and y0 > 0:
-            b = missing
+        if y0 <= 1 < h - y1:
+            t = bw - bh
+        elif h - y1 <= 1 < y0:
+            b = bw - bh
     return t, b, l, r
 
 

@@ -78,7 +78,7 @@ def build(args: argparse.Namespace) -> None:
             start += n
         if split is None:
             continue
-        rid = f"{args.source}-{rec['item_id']}-{rec['index']}"
+        rid = f"{args.source}-{args.id_prefix}{rec['item_id']}-{rec['index']}"
         if rid in existing:
             continue
         key = rec["image"]
@@ -168,6 +168,29 @@ def picker(args: argparse.Namespace) -> None:
         print(f"#{i}: " + "; ".join(found))
 
 
+def merge(args: argparse.Namespace) -> None:
+    """labels.jsonl from the labellers' passes: an image gets a label only when every pass gave it and all
+    agree; otherwise it is ambiguous (null) and left out of every score, with the passes' labels kept in
+    ``passes`` and their notes joined in ``note``."""
+    passes = {p.stem: {r["id"]: r for r in _read_jsonl(p)} for p in sorted((SET_DIR / "passes").glob("*.jsonl"))}
+    if len(passes) < args.min_passes:
+        sys.exit(f"need {args.min_passes} passes, found {len(passes)}: {', '.join(passes)}")
+    rows = []
+    for item in items():
+        got = {name: rows_[item["id"]] for name, rows_ in passes.items() if item["id"] in rows_}
+        if len(got) < args.min_passes:
+            continue
+        labels = {r["label"] for r in got.values()}
+        label = labels.pop() if len(labels) == 1 else None
+        notes = "; ".join(f"{name}: {r['note']}" for name, r in got.items() if r.get("note"))
+        rows.append({"id": item["id"], "label": label, "passes": {name: r["label"] for name, r in got.items()}, "note": notes})
+    _write_jsonl(SET_DIR / "labels.jsonl", rows)
+    both = [r for r in rows if None not in r["passes"].values()]
+    agree = sum(len(set(r["passes"].values())) == 1 for r in both)
+    print(f"{len(rows)} images with {len(passes)} passes: {sum(r['label'] is not None for r in rows)} labelled, "
+          f"{sum(r['label'] is None for r in rows)} ambiguous; where every pass gave a label they agree on {agree}/{len(both)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -175,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("run_dir")
     b.add_argument("--results", required=True, help="results root holding the run's images/")
     b.add_argument("--source", required=True, help="short name of the model the images come from (e.g. base)")
+    b.add_argument("--id-prefix", default="", help="put before the item id (images of another prompt seed, e.g. 'h-')")
     b.add_argument("--plan", required=True, help='e.g. "dev:counting=10,...;test:counting=35,..."')
     s = sub.add_parser("sheets")
     s.add_argument("--split", required=True)
@@ -194,8 +218,10 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--sheets", required=True)
     c.add_argument("--sheet", required=True)
     c.add_argument("--cells", required=True, help="comma-separated cell numbers")
+    m = sub.add_parser("merge")
+    m.add_argument("--min-passes", type=int, default=2)
     args = p.parse_args(argv)
-    {"build": build, "sheets": sheets, "record": record, "picker": picker}[args.cmd](args)
+    {"build": build, "sheets": sheets, "record": record, "picker": picker, "merge": merge}[args.cmd](args)
 
 
 if __name__ == "__main__":
