@@ -42,6 +42,20 @@ class Agreement:
             self.neg += 1
             self.fp += int(verdict)
 
+    def wilson(self, z: float = 1.96) -> tuple[float, float]:
+        """95% Wilson score interval of the agreement rate."""
+        if not self.n:
+            return float("nan"), float("nan")
+        p, n = self.agree / self.n, self.n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / (1 + z * z / n)
+        return centre - half, centre + half
+
+    def as_dict(self) -> dict[str, Any]:
+        lo, hi = self.wilson()
+        return {"n": self.n, "agree": self.agree, "rate": self.rate, "ci_low": lo, "ci_high": hi, "pos": self.pos,
+                "fn": self.fn, "fn_rate": self.fn_rate, "neg": self.neg, "fp": self.fp, "fp_rate": self.fp_rate}
+
     @property
     def rate(self) -> float:
         return self.agree / self.n if self.n else float("nan")
@@ -85,13 +99,26 @@ def verdicts(detector: Any, rows: Sequence[dict[str, Any]], set_dir: Path) -> li
 
 def table(results: dict[str, dict[str, Agreement]]) -> str:
     cols = list(TASKS) + ["all"]
-    lines = [f"{'detector':<10} {'measure':<10}" + "".join(f"{c:>14}" for c in cols)]
+    lines = [f"{'detector':<10} {'measure':<10}" + "".join(f"{c:>15}" for c in cols)]
     for name, by_task in results.items():
         for label, fmt in (("agree", lambda a: f"{a.rate:.3f} ({a.agree}/{a.n})"),
+                           ("95% CI", lambda a: "[{:.3f}, {:.3f}]".format(*a.wilson())),
                            ("FN/pos", lambda a: f"{a.fn_rate:.3f} ({a.fn}/{a.pos})"),
                            ("FP/neg", lambda a: f"{a.fp_rate:.3f} ({a.fp}/{a.neg})")):
-            lines.append(f"{name:<10} {label:<10}" + "".join(f"{fmt(by_task[c]):>14}" for c in cols))
+            lines.append(f"{name:<10} {label:<10}" + "".join(f"{fmt(by_task[c]):>15}" for c in cols))
     return "\n".join(lines)
+
+
+def labeller_agreement(set_dir: Path, split: str | None) -> str:
+    """How the labellers' independent passes compare (from labels.jsonl's ``passes``)."""
+    items = {json.loads(x)["id"]: json.loads(x) for x in (set_dir / "items.jsonl").read_text().splitlines() if x.strip()}
+    rows = [json.loads(x) for x in (set_dir / "labels.jsonl").read_text().splitlines() if x.strip()]
+    rows = [r for r in rows if split is None or items[r["id"]]["split"] == split]
+    both = [r for r in rows if r.get("passes") and None not in r["passes"].values()]
+    agree = sum(len(set(r["passes"].values())) == 1 for r in both)
+    amb = sum(r["label"] is None for r in rows)
+    return (f"labels: {len(rows)} images, {len(rows) - amb} with a consensus label, {amb} ambiguous (a pass said ? or the "
+            f"passes differ); where every pass gave a label they agree on {agree}/{len(both)}")
 
 
 def evaluate(detector_names: Sequence[str], set_dir: Path, split: str | None, labels_file: str,
@@ -122,10 +149,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--source", default=None, help="only images of this source model (e.g. base)")
     p.add_argument("--detectors", default="mini,mini-v1")
     p.add_argument("--disagreements", action="store_true", help="also list every image a detector gets wrong")
+    p.add_argument("--json", default=None, help="also write the counts here")
     args = p.parse_args(argv)
-    results, per_image = evaluate(args.detectors.split(","), Path(args.set), None if args.split == "all" else args.split,
-                                  args.labels, args.source)
+    split = None if args.split == "all" else args.split
+    results, per_image = evaluate(args.detectors.split(","), Path(args.set), split, args.labels, args.source)
+    print(labeller_agreement(Path(args.set), split))
     print(table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps({d: {t: a.as_dict() for t, a in r.items()} for d, r in results.items()}, indent=1))
     if args.disagreements:
         for name, rows in per_image.items():
             for rid, task, label, v, reason in rows:

@@ -1,9 +1,13 @@
 """How well mini-clip separates correct from incorrect images, per GenEval task (AUROC).
 
-    python -m craft_bench.mini.eval_rewards [--images auto|generated|renders] [--n-per-task 40] [--json out.json]
+    python -m craft_bench.mini.eval_rewards [--images auto|generated|renders|judge] [--n-per-task 40] [--json out.json]
 
-Two image sources:
+Three image sources:
 
+judge
+    The human-labelled judge set (data/mini-judge: generated images labelled by two people's passes; ambiguous
+    ones left out): how mini-clip ranks the images a person calls correct against those a person calls wrong.
+    ``--split`` picks dev, test, holdout or all.
 generated
     Images of the mini base model (shipped weights, the model preset's default sampler, sampled through
     ``craft_bench.generate.sample``) for the GenEval-mini prompts, labelled correct/incorrect by the exact
@@ -139,9 +143,24 @@ def base_model_available() -> bool:
     return (BASE_DIR / "model_index.json").is_file()
 
 
+def _judged(split: str | None, set_dir: str | None) -> tuple[list[Any], list[str], list[str], list[int]]:
+    """The judge set's images with a person's label (ambiguous ones left out)."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from craft_bench.mini.eval_judge import DEFAULT_SET, read_set
+
+    root = Path(set_dir) if set_dir else DEFAULT_SET
+    rows = [r for r in read_set(root, "labels.jsonl", split) if r["label"] is not None]
+    images = [Image.open(root / "images" / f"{r['id']}.png").convert("RGB") for r in rows]
+    return images, [r["prompt"] for r in rows], [r["task"] for r in rows], [int(r["label"]) for r in rows]
+
+
 def evaluate(images: str = "auto", n_per_task: int = 40, prompt_seed: int = 1000, seed: int = 0,
              images_per_prompt: int = 2, clip_source: str | None = None, device: str = "cpu",
-             model: str = "mini", steps: int | None = None) -> dict[str, Any]:
+             model: str = "mini", steps: int | None = None, split: str | None = None,
+             judge_set: str | None = None) -> dict[str, Any]:
     """Per-task AUROC of mini-clip (plus n correct / incorrect and a bootstrap CI), and their mean."""
     from craft_bench.mini.prompts import geneval_prompts
     from craft_bench.mini.rewards import MiniClip
@@ -154,8 +173,10 @@ def evaluate(images: str = "auto", n_per_task: int = 40, prompt_seed: int = 1000
         imgs, prompts, tags, correct = _generated(metas, seed, images_per_prompt, device, model, steps)
     elif images == "renders":
         imgs, prompts, tags, correct = render_pairs(metas, seed)
+    elif images == "judge":
+        imgs, prompts, tags, correct = _judged(split, judge_set)
     else:
-        raise ValueError(f"images must be auto, generated or renders, not '{images}'")
+        raise ValueError(f"images must be auto, generated, renders or judge, not '{images}'")
     t_images = time.perf_counter() - t0
     reward = MiniClip.load(clip_source, device=device)
     scores = reward.score(imgs, prompts).numpy()
@@ -179,8 +200,9 @@ def evaluate(images: str = "auto", n_per_task: int = 40, prompt_seed: int = 1000
 
 
 def format_table(result: dict[str, Any]) -> str:
-    lines = [f"mini-clip AUROC, correct vs incorrect images ({result['images']}; prompt seed {result['prompt_seed']}, "
-             f"{result['n_per_task']} prompts per task)",
+    source = ("the human-labelled judge set" if result["images"] == "judge"
+              else f"{result['images']}; prompt seed {result['prompt_seed']}, {result['n_per_task']} prompts per task")
+    lines = [f"mini-clip AUROC, correct vs incorrect images ({source})",
              f"{'task':<14} {'AUROC':>6}  {'95% CI':<13} {'correct':>7} {'incorrect':>9} {'paired acc':>10}"]
     for task, v in result["per_task"].items():
         paired = f"{v['paired_acc']:>10.3f}" if "paired_acc" in v else f"{'-':>10}"
@@ -193,7 +215,9 @@ def format_table(result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m craft_bench.mini.eval_rewards", description=__doc__.splitlines()[0])
-    p.add_argument("--images", default="auto", choices=("auto", "generated", "renders"))
+    p.add_argument("--images", default="auto", choices=("auto", "generated", "renders", "judge"))
+    p.add_argument("--split", default="all", help="judge only: dev, test, holdout or all")
+    p.add_argument("--judge-set", default=None, help="judge only: the judge set folder (default: data/mini-judge)")
     p.add_argument("--n-per-task", type=int, default=40)
     p.add_argument("--prompt-seed", type=int, default=1000, help="GenEval-mini prompt seed (the suite's default)")
     p.add_argument("--seed", type=int, default=0)
@@ -204,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", default=None, help="also write the result here")
     a = p.parse_args(argv)
-    result = evaluate(a.images, a.n_per_task, a.prompt_seed, a.seed, a.images_per_prompt, a.clip, a.device, a.model, a.steps)
+    result = evaluate(a.images, a.n_per_task, a.prompt_seed, a.seed, a.images_per_prompt, a.clip, a.device, a.model, a.steps,
+                      None if a.split == "all" else a.split, a.judge_set)
     print(format_table(result))
     if a.json:
         with open(a.json, "w") as fh:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SET_DIR = REPO / "data" / "mini-judge"
+SET_DIR = Path(os.environ.get("CRAFT_BENCH_JUDGE_SET", REPO / "data" / "mini-judge"))
 TASKS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 
 
@@ -63,8 +64,8 @@ def build(args: argparse.Namespace) -> None:
         for tc in counts.split(","):
             task, _, n = tc.partition("=")
             plan.setdefault(task, []).append((split, int(n)))
-    existing = {r["id"] for r in items()}
     rows = items()
+    existing = {r["id"] for r in rows} | {r["image_key"] for r in rows}  # an image already in the set, under any id, is skipped
     img_dir = SET_DIR / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
     for rec in records:
@@ -79,7 +80,7 @@ def build(args: argparse.Namespace) -> None:
         if split is None:
             continue
         rid = f"{args.source}-{args.id_prefix}{rec['item_id']}-{rec['index']}"
-        if rid in existing:
+        if rid in existing or rec["image"] in existing:
             continue
         key = rec["image"]
         shutil.copyfile(Path(args.results) / "images" / key[:2] / f"{key}.png", img_dir / f"{rid}.png")
