@@ -106,6 +106,45 @@ class Method(ABC):
         return digest({"base": base.digest, "method": ctx.spec.method, "seed": ctx.seed, "dtype": ctx.dtype})
 
 
+@dataclass
+class TrainingData:
+    """What a trainable method hands the shared trainer: examples (dicts with image paths under
+    ``image_fields``, the conditioning prompt under ``prompt_field`` and numbers under ``number_fields``) and the
+    accounting of how they were made (stage seconds, images generated, reward evaluations, ...)."""
+
+    examples: list[dict[str, Any]]
+    accounting: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainableMethod(Method):
+    """A method that fine-tunes the base model through the shared trainer (``craft_bench.train``).
+
+    Subclasses give ``Config`` (inheriting ``craft_bench.train.diffusion.TrainConfig``), ``presets`` (training
+    settings per model family for the Config fields left None), ``build_data`` and ``loss``; the trainer owns the
+    loop, optimiser, seeds, caching and checkpoints."""
+
+    trainable: ClassVar[bool] = True
+    image_fields: ClassVar[tuple[str, ...]] = ("image",)
+    prompt_field: ClassVar[str] = "prompt"
+    number_fields: ClassVar[tuple[str, ...]] = ()
+    needs_reference: ClassVar[bool] = False
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    @abstractmethod
+    def build_data(self, base: Checkpoint, ctx: RunContext) -> TrainingData:
+        ...
+
+    @abstractmethod
+    def loss(self, batch: dict[str, Any], model: Any) -> tuple["torch.Tensor", dict[str, float]]:
+        """Mean loss over the batch and logs; ``model`` is a ``craft_bench.train.diffusion.DiffusionModel``."""
+        ...
+
+    def prepare(self, base: Checkpoint, ctx: RunContext) -> Checkpoint:
+        from craft_bench.train.method import train_checkpoint
+
+        return train_checkpoint(self, base, ctx)
+
+
 class Suite(ABC):
     """A benchmark: prompt items, per-image scoring, and metric declarations."""
 

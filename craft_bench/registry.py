@@ -165,6 +165,7 @@ def reset_plugins_for_tests(loader: Callable[[], None] | None = None) -> None:
 models.register("sdxl", "craft_bench.models:SDXL", "Stable Diffusion XL base 1.0 (stabilityai/stable-diffusion-xl-base-1.0)")
 models.register("sd15", "craft_bench.models:SD15", "Stable Diffusion 1.5 (stable-diffusion-v1-5/stable-diffusion-v1-5)", aliases=("sd1.5", "sd-1.5"))
 methods.register("vanilla", "craft_bench.methods.vanilla:Vanilla", "the base model, untouched (the reference every method is compared with)", aliases=("base",))
+methods.register("craft", "craft_bench.methods.craft:Craft", "CRAFT: composite-reward-filtered, advantage-weighted fine-tuning on ~100 own samples")
 models.register("mini", "craft_bench.mini.model:MINI", "the embedded mini world's tiny SDXL-architecture model (offline, CPU, shipped weights)")
 suites.register("geneval", "craft_bench.suites.geneval:GenEval", "GenEval compositional alignment: six tasks scored by a detector with the official rules")
 detectors.register("mini", "craft_bench.mini.detector:MiniDetector", "mini world's detector: the shapes a person sees in generated images")

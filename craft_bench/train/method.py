@@ -1,0 +1,123 @@
+"""A trainable method's checkpoint: build its data, fit it with the shared trainer, store it (once).
+
+``train_checkpoint`` is what ``TrainableMethod.prepare`` calls. The checkpoint's identity is
+``Method.checkpoint_hash`` (base weights + method spec + seed + dtype); a finished one is reused, a killed one
+resumes from the loop's last checkpoint in ``checkpoints/<hash>.work/``. With several processes (torchrun /
+accelerate launch) the main process builds the data first (the others then find it cached), every process
+trains its share of each batch, and only the main process writes the checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from craft_bench.api import Checkpoint, RunContext, TrainableMethod
+
+
+def world_key(model: Any) -> str:
+    """The preset a method uses for a model: "mini" for mini-world models, else the family (sdxl, sd15)."""
+    from craft_bench.models import folder_world
+
+    if model.name == "mini" or folder_world(getattr(model, "source", None)) == "mini":
+        return "mini"
+    return model.family
+
+
+def settings_for(method: TrainableMethod, model: Any) -> dict[str, Any]:
+    from craft_bench.errors import UserError
+    from craft_bench.train.diffusion import resolved
+
+    key = world_key(model)
+    try:
+        return resolved(method.config, method.presets.get(key, {}))
+    except ValueError as exc:
+        raise UserError(f"method '{method.name}' has no training preset for {key} models ({exc}); "
+                        f"set them: --set method.lr=... method.steps=... method.batch_size=... method.lora_rank=...") from None
+
+
+def _distributed() -> Any:
+    """accelerate's process state when launched on several processes, else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    return PartialState()
+
+
+def train_checkpoint(method: TrainableMethod, base: Checkpoint, ctx: RunContext, log: Any = None) -> Checkpoint:
+    import sys
+
+    from craft_bench.train.diffusion import finish_checkpoint, fit
+
+    log = log or (lambda s: print(s, file=sys.stderr))
+    store = ctx.store
+    h = method.checkpoint_hash(base, ctx)
+    final = store.checkpoint_dir(h)
+    state = _distributed()
+    main = state is None or state.is_main_process
+    info_path = final / "train_info.json"
+    if info_path.is_file():
+        return _checkpoint(base, final, h, json.loads(info_path.read_text()))
+    lock = store.lock(f"ckpt-{h}") if main else contextlib.nullcontext()
+    with lock:
+        if info_path.is_file():  # another run finished it while we waited
+            return _checkpoint(base, final, h, json.loads(info_path.read_text()))
+        settings = settings_for(method, base.model)
+        t0 = time.perf_counter()
+        if state is not None and not main:
+            state.wait_for_everyone()  # the main process builds the data first; here it is then all cached
+        data = method.build_data(base, ctx)
+        if state is not None and main:
+            state.wait_for_everyone()
+        data_s = time.perf_counter() - t0
+        work = final.parent / f"{final.name}.work"
+        tmp = final.parent / f".{final.name}.{os.getpid()}.tmp"
+        log(f"train {method.name}: {len(data.examples)} examples, {settings['steps']} steps at batch "
+            f"{settings['batch_size']}, {'LoRA rank ' + str(settings['lora_rank']) if settings['lora_rank'] else 'full UNet'}")
+        result = fit(data.examples, method.loss, base_dir=base.base_dir, family=base.model.family,
+                     results_root=store.root, work_dir=work, out_dir=tmp, settings=settings, seed=ctx.seed,
+                     device=ctx.device, image_fields=method.image_fields, prompt_field=method.prompt_field,
+                     number_fields=method.number_fields, needs_reference=method.needs_reference,
+                     init_adapter=base.adapter_dir, progress=ctx.progress, desc=f"train {method.name}")
+        if result is None:
+            raise RuntimeError("training stopped early")
+        total = time.perf_counter() - t0
+        acc = data.accounting
+        stages = dict(acc.get("timing", {}))
+        stages.update(cache_s=round(result.encode_s, 3), optimize_s=round(result.loop.wall_s, 3))
+        info = {
+            "samples_used": len(data.examples),
+            "steps": result.loop.steps,
+            "images_generated": acc.get("images_generated", 0),
+            "reward_calls": acc.get("reward_calls", 0),
+            "train_s": round(total, 3),
+            "timing": {k: round(float(v), 3) for k, v in stages.items()},
+            "data_s": round(data_s, 3),
+            "step_s": round(result.loop.wall_s / max(1, result.loop.steps - result.loop.resumed_from), 4),
+            "peak_memory_bytes": result.loop.peak_memory_bytes,
+            "device": ctx.device,
+            "processes": 1 if state is None else state.num_processes,
+            "cache": {"hits": result.cache_hits, "misses": result.cache_misses},
+            "settings": result.train_settings,
+            "final_logs": result.loop.last_logs,
+            "files": result.files,
+            **{k: v for k, v in acc.items() if k not in ("timing", "images_generated", "reward_calls")},
+        }
+        if main:
+            with open(tmp / "examples.jsonl", "w") as fh:  # what it trained on, for inspection and the report
+                for e in data.examples:
+                    fh.write(json.dumps(e) + "\n")
+            finish_checkpoint(work, tmp, final, info)
+        if state is not None:
+            state.wait_for_everyone()
+    return _checkpoint(base, final, h, json.loads(info_path.read_text()))
+
+
+def _checkpoint(base: Checkpoint, final: Path, h: str, info: dict[str, Any]) -> Checkpoint:
+    return Checkpoint(model=base.model, base_dir=base.base_dir, adapter_dir=str(final), digest=h, train_info=info,
+                      train_s=float(info.get("train_s", 0.0)))
