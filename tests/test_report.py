@@ -234,14 +234,19 @@ def test_suite_grid_shows_every_image_with_its_verdict(site, browser, shots):
         res, run_dir = runs[name]
         for rec in _records(run_dir):
             fig = rows[(rec["item_id"], str(rec["seed"]))].find("figure", data_run=_id(res))
-            img = fig.find("img")
-            assert img.attrs["src"] == f"thumbs/{rec['image'][:2]}/{rec['image']}.png" and (out / img.attrs["src"]).is_file()
-            assert img.attrs["loading"] == "lazy" and img.attrs["width"] == "192" and "px" in img.attrs["class"]
+            img = fig.find("img", cls="lazy")  # its src is set by report.js as it nears the screen
+            src = img.attrs.get("src") or img.attrs["data-src"]
+            assert src == f"thumbs/{rec['image'][:2]}/{rec['image']}.png" and (out / src).is_file()
+            assert img.attrs["width"] == "192" and "px" in img.attrs["class"]
             assert fig.attrs["data-v"] == str(rec["correct"])
             assert ("✓ correct" if rec["correct"] else "✗ wrong") in fig.text
             assert rec["reason"].replace("\n", "") in fig.text.replace("\n", "")
             assert not fig.hidden
     assert not dom.find("form", cls="filters").hidden  # report.js revealed the filters
+    lazy = dom.find_all("img", cls="lazy")
+    loaded = [i for i in lazy if "src" in i.attrs]
+    assert lazy[0] in loaded and 0 < len(loaded) < len(lazy)  # the first screen is loaded, the rest waits
+    assert int(dom.find("html").attrs["data-first-images-ms"]) >= 0
     browser.screenshot(url(out / "suite-geneval.html"), shots / "suite-geneval.png")
 
 
@@ -292,6 +297,9 @@ def test_pages_read_without_javascript(site, browser, shots):
     assert static.find("form", cls="filters").hidden
     assert len(_grid_rows(static)) == 12 and all(not row.hidden for row in _grid_rows(static).values())
     assert not any(n.hidden for n in static.find_all("figure")) and "Without JavaScript" in static.find("noscript").text
+    for fig in static.find_all("figure", cls="cell"):  # no src to parse until JS sets it; <noscript> has the plain image
+        lazy, plain = fig.find("img", cls="lazy"), fig.find("noscript").find("img")
+        assert "src" not in lazy.attrs and plain.attrs["src"] == lazy.attrs["data-src"] and plain.attrs["loading"] == "lazy"
     lb = parse((out / "index.html").read_text()).find("table", id="lb-geneval")
     assert len([tr for tr in lb.find_all("tr") if "data-run" in tr.attrs]) == 3
     for name in ("suite-geneval.html", "index.html"):
@@ -367,3 +375,25 @@ def test_sweep_page_tables_and_plots(site, browser, shots):
     plots(load_sweep(site["root"] / "sweeps" / "demo" / "sweep.json"), again)
     assert (again / "sweep-demo" / "headline-vs-samples.svg").read_bytes() == before
 
+
+
+def test_thumbnails_copy_when_hard_links_fail(site, tmp_path, monkeypatch):
+    """Across file systems (EXDEV) a hard link is impossible: the image is copied, byte for byte."""
+    import errno
+
+    from craft_bench.report.thumbs import Thumbs
+
+    def no_link(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_link)
+    rec = _records(site["runs"]["vanilla"][1])[0]
+    source = site["root"] / "images" / rec["image"][:2] / f"{rec['image']}.png"
+    thumbs = Thumbs(tmp_path)
+    thumb = thumbs.add(rec["image"], source)
+    assert (thumb.width, thumb.height, thumb.pixelated) == (192, 192, True)  # 64 px shown 3x, nearest-neighbour
+    stats = thumbs.make(progress=False)
+    assert (stats.copied, stats.linked) == (1, 0)
+    target = tmp_path / thumb.src
+    assert target.read_bytes() == source.read_bytes() and os.stat(target).st_ino != os.stat(source).st_ino
+    assert thumbs.add("f" * 64, tmp_path / "absent.png") is None and thumbs.stats.missing == 1

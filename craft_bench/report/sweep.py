@@ -272,16 +272,16 @@ def _ci(d: dict[str, Any] | None, signed: bool = False) -> str:
     return f'<td class="num" data-value="{value!r}"><span class="v">{fmt(value) if value is not None else MISSING}</span>{ci}</td>'
 
 
-def _figure(paths: tuple[str, str] | None, caption: str) -> str:
+def _figure(paths: tuple[str, str] | None, caption: str, wide: bool = False) -> str:
     if not paths:
         return f'<p class="note">{esc(caption)}: nothing to plot</p>'
     png, svg = paths
-    return f'<figure class="plot"><img src="{esc(png)}" alt="{esc(caption)}"><figcaption>{esc(caption)} · <a href="{esc(svg)}">SVG</a> · <a href="{esc(png)}">PNG</a></figcaption></figure>'
+    return f'<figure class="plot{" wide" if wide else ""}"><img src="{esc(png)}" alt="{esc(caption)}"><figcaption>{esc(caption)} · <a href="{esc(svg)}">SVG</a> · <a href="{esc(png)}">PNG</a></figcaption></figure>'
 
 
 def cells_table(sweep: Sweep) -> str:
     stages = list(dict.fromkeys(k for c in sweep.cells for k in c.train_s))
-    head = ["method", "budget", "seed", "headline", "Δ vs vanilla", "verdict", "samples used", "train s", *[f"{s} s" for s in stages],
+    head = ["method", "budget", "seed", "headline", "Δ vs vanilla", "verdict", "samples used", "train s (total)", *[f"{s} s" for s in stages],
             "images generated", "reward calls", "peak MB", "run"]
     types = ["", "num", "num", "num", "num", "", "num", "num", *["num"] * len(stages), "num", "num", "num", ""]
     rows = []
@@ -380,7 +380,7 @@ def sweep_page(sweep: Sweep, figures: dict[str, Any], generated: str) -> str:
         "<h2>reward hacking</h2><p class=\"note\">Gain over vanilla on the rewards a method trained on, next to its gain on judges it did not train on.</p>",
         hacking_table(d.get("reward_hacking") or []),
         "<h2>training curves</h2>",
-        _figure(curves[0] if curves else None, "training curves: " + ", ".join(curves[1]) if curves else "training curves"),
+        _figure(curves[0] if curves else None, "training curves: " + ", ".join(curves[1]) if curves else "training curves", wide=True),
         f'<p class="note">{len(logs)} of {len(sweep.cells)} cells have a train_log.jsonl.</p>',
     ]
     return page(f"sweep {sweep.name}", "\n".join(body), generated, [(f"sweep {sweep.name}", "")])
