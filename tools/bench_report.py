@@ -8,8 +8,8 @@ and again into the same folder (warm: every thumbnail reused). Load, per page, m
 a fresh headless Chromium: (a) ``data-load-ms``, which report.js sets in the load event to
 ``performance.now()`` (navigation start -> load event: HTML parsed, CSS/JS loaded, the images in view
 decoded; lazy images further down are not waited for), read back with --dump-dom; (b) the wall time of
-``chromium --headless --screenshot`` of the page, process start to exit. Uses tests/browser.py to find and
-drive Chromium.
+``chromium --headless --screenshot`` of the page, process start to exit; (c) ``data-first-images-ms``: when
+the images report.js put in the first screen have loaded. Uses tests/browser.py to find and drive Chromium.
 """
 
 from __future__ import annotations
@@ -58,19 +58,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as prof:
         for name, n in pages:
             url = "file://" + quote(str((out / name).resolve()))
-            loads, walls = [], []
+            loads, firsts, walls = [], [], []
             for i in range(args.repeat):
                 browser = Browser(exe, Path(prof) / f"p{name}{i}")
                 dom = browser.dom(url)
                 loads.append(int(dom.find("html").attrs["data-load-ms"]))
+                if "data-first-images-ms" in dom.find("html").attrs:
+                    firsts.append(int(dom.find("html").attrs["data-first-images-ms"]))
                 t0 = time.perf_counter()
                 shot = Path(args.shots or prof) / f"{name[:-5]}.png"
                 shot.parent.mkdir(parents=True, exist_ok=True)
                 browser.screenshot(url, shot)
                 walls.append(time.perf_counter() - t0)
             size = (out / name).stat().st_size
+            first = f"; first screen of images {statistics.median(firsts)} ms" if firsts else ""
             print(f"{name}: {n} images, {size / 1e6:.2f} MB HTML; load event {statistics.median(loads)} ms "
-                  f"(min {min(loads)}, max {max(loads)}); chromium --screenshot wall {statistics.median(walls):.2f} s "
+                  f"(min {min(loads)}, max {max(loads)}){first}; chromium --screenshot wall {statistics.median(walls):.2f} s "
                   f"(min {min(walls):.2f}) over {args.repeat} runs")
     try:
         version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
