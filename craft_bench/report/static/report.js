@@ -45,6 +45,10 @@
       var head = table.tHead && table.tHead.rows[0];
       if (!head) return;
       Array.prototype.forEach.call(head.cells, function (th, col) {
+        th.tabIndex = 0;
+        th.addEventListener("keydown", function (e) {
+          if (e.key === "Enter" || e.key === " ") { e.preventDefault(); th.click(); }
+        });
         th.addEventListener("click", function () {
           var cur = th.getAttribute("aria-sort");
           var numeric = th.getAttribute("data-type") === "num";
