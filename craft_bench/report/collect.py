@@ -152,7 +152,7 @@ def discover(paths: Iterable[str | Path], default_root: Path) -> Inputs:
             roots.append(results_root_of(p.parent) or p.parent)
         elif p.is_file() and p.suffix == ".json":
             sweeps.append(p)
-            roots.append(p.parent)
+            roots.append(p.parent.parent.parent if p.parent.parent.name == "sweeps" else p.parent)
         elif (p / "results.json").is_file():
             run_files.append(p / "results.json")
             roots.append(results_root_of(p) or p)
