@@ -397,3 +397,16 @@ def test_thumbnails_copy_when_hard_links_fail(site, tmp_path, monkeypatch):
     target = tmp_path / thumb.src
     assert target.read_bytes() == source.read_bytes() and os.stat(target).st_ino != os.stat(source).st_ino
     assert thumbs.add("f" * 64, tmp_path / "absent.png") is None and thumbs.stats.missing == 1
+
+
+def test_facets_of_a_suite_without_declared_ones(tmp_path):
+    """A suite that is not installed here (or declares no facets) gets the stratum and Parti's conventional
+    category/challenge columns; a column repeating another one record for record is dropped."""
+    from craft_bench.report.collect import Run
+    from craft_bench.report.site import suite_facets
+
+    recs = [{"item_id": f"p{i}", "seed": 0, "stratum": c, "category": c, "challenge": ch}
+            for i, (c, ch) in enumerate([("Animals", "Basic"), ("Food", "Complex"), ("Animals", "Quantity")])]
+    run = Run({"suite": "not-installed", "spec_hash": "0" * 64}, tmp_path, {}, recs, None)
+    assert suite_facets("not-installed", [run]) == {"category": "category", "challenge": "challenge"}
+    assert suite_facets("geneval", [Run({}, tmp_path, {}, [{"stratum": "counting"}], None)]) == {"stratum": "task"}
