@@ -10,12 +10,9 @@ content-addressed by their cache key, so a rebuild reuses every thumbnail it alr
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from craft_bench.store import atomic_write_bytes
 
 DISPLAY_PX = 192  # the longest side of an image as a page shows it (CSS pixels)
 THUMBS_DIR = "thumbs"
@@ -40,6 +37,14 @@ def png_size(path: Path) -> tuple[int, int] | None:
     if len(head) < 24 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
         return None
     return struct.unpack(">II", head[16:24])
+
+
+def _write_replace(target: Path, data: bytes) -> None:
+    """Temp file + rename, so a killed build never leaves half a thumbnail. No fsync: a thumbnail can be
+    remade, and thousands of fsyncs made a 2,880-thumbnail build 5x slower (16 s vs 3 s of CPU)."""
+    tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
 
 
 @dataclass
@@ -106,7 +111,7 @@ class Thumbs:
         for source, target, downscale in tqdm(todo, desc="thumbnails", unit="img", disable=not progress, leave=False):
             target.parent.mkdir(parents=True, exist_ok=True)
             if downscale:
-                atomic_write_bytes(target, self._downscaled(source))
+                _write_replace(target, self._downscaled(source))
                 self.stats.generated += 1
                 continue
             try:
@@ -115,9 +120,7 @@ class Thumbs:
             except FileExistsError:
                 self.stats.reused += 1
             except OSError:
-                tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
-                shutil.copyfile(source, tmp)
-                os.replace(tmp, target)
+                _write_replace(target, source.read_bytes())
                 self.stats.copied += 1
         return self.stats
 
