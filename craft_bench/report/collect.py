@@ -167,7 +167,7 @@ def discover(paths: Iterable[str | Path], default_root: Path) -> Inputs:
             run_files += sorted(p.glob("*/results.json"))
             roots.append(p.parent.parent if p.parent.name == "runs" else p)
         elif not p.exists():
-            where = " (the default results root; pass --out of your runs, or set CRAFT_BENCH_RESULTS)" if p == default_root else ""
+            where = " (the default results root; name your results root or runs as arguments, or set CRAFT_BENCH_RESULTS)" if p == default_root else ""
             raise UserError(f"{p}: no such file or folder{where}; give run folders, results.json files, sweeps or a results root")
         else:
             raise UserError(f"{p}: not a run folder, results.json, sweep.json or results root (no runs/ in it); give one of those")
