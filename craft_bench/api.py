@@ -152,6 +152,9 @@ class Suite(ABC):
     version: ClassVar[str] = "1"
     description: ClassVar[str] = ""
     headline: ClassVar[str] = "overall"
+    # Record columns `craft-bench report` offers as filters of its image grids, with their display names
+    # (e.g. GenEval {"stratum": "task"}; a Parti suite {"category": "category", "challenge": "challenge"}).
+    facets: ClassVar[dict[str, str]] = {"stratum": "stratum"}
 
     @dataclass(frozen=True)
     class Config:

@@ -63,6 +63,24 @@ def _add_compare(sub: Any) -> None:
     p.add_argument("--fail-on-regression", action="store_true", help="exit 1 if B is significantly worse than A on the headline metric")
 
 
+def _add_report(sub: Any) -> None:
+    p = sub.add_parser("report", help="write a static HTML report: leaderboards, image grids, comparisons, sweeps", description=(
+        "Write a static site (open index.html from disk, no server): a sortable leaderboard per suite with provenance "
+        "per run, per-suite pages with the methods' images side by side on the same prompt and seed, paired "
+        "comparison pages and sweep pages with plots. Images are hard-linked into the report (copied across "
+        "file systems; large ones as downscaled thumbnails), so the folder is self-contained."))
+    p.add_argument("inputs", nargs="*", metavar="RUN_OR_SWEEP",
+                   help="run folders, results.json files, suite folders, sweep folders or sweep.json files, or a results root "
+                        "[default: everything under $CRAFT_BENCH_RESULTS or ./results]")
+    p.add_argument("--out", default=None, help="folder to write the report to [default: <results root>/report]")
+    p.add_argument("--pairs", default="baseline", choices=["baseline", "all"],
+                   help="compare pages: each run against each vanilla run of its suite (baseline), or every pair of runs (all) [default: baseline]")
+    p.add_argument("--thumb-size", type=int, default=256, metavar="PX",
+                   help="images larger than PX on a side get a downscaled thumbnail; smaller ones are shown upscaled, pixel-exact [default: 256]")
+    p.add_argument("--json", action="store_true", help="print a JSON summary (pages, images shown, thumbnails, seconds)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="craft-bench", description=(
         "Benchmark harness for preference-aligned text-to-image diffusion models. "
@@ -74,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ls(sub)
     _add_leaderboard(sub)
     _add_compare(sub)
+    _add_report(sub)
     sub.add_parser("score", help="score a folder of images with reward models (craft-bench score --help)", add_help=False)
     sub.add_parser("mini", help="the embedded mini world: train its models (craft-bench mini --help)", add_help=False)
     return parser
@@ -161,6 +180,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from craft_bench.report.site import build_report, summary_json, summary_line
+
+    summary = build_report(args.inputs, args.out, thumb_px=args.thumb_size, pairs=args.pairs, progress=not args.no_progress)
+    for note in summary.notes:
+        print(f"craft-bench: note: {note}", file=sys.stderr)
+    print(summary_json(summary) if args.json else summary_line(summary))
+    return 0
+
+
 def _delegate(module: str) -> Callable[[list[str]], int]:
     def call(argv: list[str]) -> int:
         import importlib
@@ -179,6 +208,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "ls": cmd_ls,
     "leaderboard": cmd_leaderboard,
     "compare": cmd_compare,
+    "report": cmd_report,
 }
 DELEGATED = {"score": "craft_bench.rewards.cli", "mini": "craft_bench.mini.cli"}
 

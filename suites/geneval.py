@@ -246,6 +246,7 @@ class GenEval(Suite):
     version = "2"  # 2: the mini detector judges generated images as a person does (data/mini-judge)
     description = "GenEval compositional alignment: six tasks scored by a detector with the official rules"
     headline = "overall"
+    facets = {"stratum": "task"}
 
     @dataclass(frozen=True)
     class Config:

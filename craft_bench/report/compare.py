@@ -16,18 +16,26 @@ def compare_runs(path_a: str | Path, path_b: str | Path, seed: int = 0) -> tuple
     b, dir_b = load_results(path_b)
     if a["suite"] != b["suite"]:
         raise UserError(f"cannot compare runs of different suites ('{a['suite']}' vs '{b['suite']}')")
-    recs_a, recs_b = load_records(dir_a), load_records(dir_b)
-    defs = [MetricDef(**d) for d in a.get("metric_defs", [])]
+    comps = compare_records(a, load_records(dir_a), load_records(dir_b), seed)
+    if not comps:
+        raise UserError("the two runs share no scored images (same prompt, same seed); run both with the same suite, prompts and --seed")
+    return a, b, comps
+
+
+def compare_records(a: dict[str, Any], recs_a: list[dict[str, Any]], recs_b: list[dict[str, Any]], seed: int = 0) -> list[Comparison]:
+    """Every metric of A's suite compared over the shared images, headline first; [] if none are shared."""
     comps = []
-    for m in defs:
+    for d in a.get("metric_defs", []):
+        try:
+            m = MetricDef(**d)
+        except TypeError as exc:
+            raise UserError(f"run {a.get('spec_hash', '?')[:8]}: its metric '{d.get('name')}' was written by another craft-bench version ({exc}); upgrade craft-bench") from None
         c = compare_metric(m, recs_a, recs_b, seed=seed)
         if c is not None:
             comps.append(c)
-    if not comps:
-        raise UserError("the two runs share no scored images (same prompt, same seed); run both with the same suite, prompts and --seed")
     head = a.get("headline", "overall")
     comps.sort(key=lambda c: c.metric != head)
-    return a, b, comps
+    return comps
 
 
 def headline_regressed(a: dict[str, Any], comps: list[Comparison]) -> bool:
