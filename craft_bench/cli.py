@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Callable, Sequence
 
@@ -38,6 +39,8 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"], help="[default: float16 on CUDA, float32 on CPU]")
     p.add_argument("--json", action="store_true", help="print results.json to stdout instead of the table")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--num-processes", type=int, default=1, metavar="N",
+                   help="train on N processes (torchrun; DDP); the same as `torchrun --nproc_per_node N -m craft_bench run ...`")
 
 
 def _add_ls(sub: Any) -> None:
@@ -101,10 +104,35 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- verbs
 
 
+def _relaunch(n: int, argv: Sequence[str]) -> int:
+    """Run this command again on ``n`` processes under torchrun (every process trains its share of each batch;
+    the first one also generates and scores)."""
+    import subprocess
+
+    if n < 1:
+        raise UserError(f"--num-processes {n}: give a positive number of processes")
+    rest, skip = [], False
+    for i, a in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if a == "--num-processes":
+            skip = True
+            continue
+        if a.startswith("--num-processes="):
+            continue
+        rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", "-m", "craft_bench", *rest]
+    return subprocess.call(cmd)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from craft_bench.report.tables import results_table
     from craft_bench.runner import RunRequest, run
     from craft_bench.spec import parse_set_args
+
+    if args.num_processes != 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return _relaunch(args.num_processes, ["run", *args.raw_argv])
 
     req = RunRequest(
         method=args.method, suite=args.suite, model=args.model, seed=args.seed, limit=args.limit,
@@ -112,6 +140,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         dtype=args.dtype, progress=not args.no_progress,
     )
     results, run_dir = run(req)
+    if results is None:  # a helper process of a multi-process run: the first process reports
+        return 0
     if args.json:
         print(json.dumps(results, indent=2, ensure_ascii=False))
     else:
@@ -220,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _delegate(DELEGATED[argv[0]])(argv[1:])
         parser = build_parser()
         args = parser.parse_args(argv)
+        args.raw_argv = argv[1:]
         if not args.verb:
             parser.print_help()
             return EXIT_USAGE

@@ -317,7 +317,12 @@ def load_pipeline(source: Path | str, family: str, device: str, dtype: str, adap
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load a {family} pipeline from {source}: {str(exc).splitlines()[0]}") from None
     if adapter_dir and any(Path(adapter_dir).glob("pytorch_lora_weights.*")):
-        pipe.load_lora_weights(adapter_dir)
+        level = diffusers.utils.logging.get_verbosity()
+        diffusers.utils.logging.set_verbosity_error()  # "no LoRA keys for the text encoders": by design, UNet only
+        try:
+            pipe.load_lora_weights(adapter_dir)
+        finally:
+            diffusers.utils.logging.set_verbosity(level)
         pipe.fuse_lora()
     if scheduler != "default":
         if scheduler not in SCHEDULERS:

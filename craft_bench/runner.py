@@ -8,6 +8,7 @@ samples.jsonl and results.json, each written atomically.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -198,7 +199,7 @@ def _device_name(device: str) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
-def run(req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> tuple[dict[str, Any], Path]:
+def run(req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> tuple[dict[str, Any] | None, Path]:
     """Execute a run (or return the finished one) and return (results, run folder)."""
     store = Store(req.out)
     r = resolve(req)
@@ -206,7 +207,9 @@ def run(req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sy
     run_dir = store.run_dir(spec.suite.name, spec.method.name, spec.model.name, spec.short_hash)
     results_path = run_dir / "results.json"
 
-    with store.lock(f"run-{spec.hash}"):
+    # With several processes (torchrun) only the first takes the run's lock; the others only help it train.
+    helper = int(os.environ.get("RANK", "0")) > 0
+    with (contextlib.nullcontext() if helper else store.lock(f"run-{spec.hash}")):
         if results_path.exists():
             log(f"cached: {run_dir}")
             return json.loads(results_path.read_text()), run_dir
@@ -219,6 +222,8 @@ def run(req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sy
         checkpoint = r.method.prepare(base, ctx)
         train_s = checkpoint.train_s if checkpoint is not base else 0.0
         prep_s = time.perf_counter() - t0
+        if int(os.environ.get("RANK", "0")) > 0:  # a helper process of a multi-process (training) run is done
+            return None, run_dir
 
         items = limit_items(r.suite.items(ctx, r.prompts_path), spec.limit)
         if not items:

@@ -135,7 +135,7 @@ class Craft(TrainableMethod):
             sampler = dataclasses.replace(sampler, guidance_scale=float(self.config.guidance))
         pool = build_pool(self.pool_spec(ctx, mini), base, sampler, ctx, mini)
         t = time.perf_counter()
-        kept, stats = select(pool, self.config)
+        kept, stats = self.select(pool)
         filter_s = time.perf_counter() - t
         examples = [{"image": c.image_path, "prompt": c.original if self.config.condition == "original" else c.text,
                      "weight": w, "image_key": c.image_key, "advantage": a} for c, w, a in kept]
@@ -145,6 +145,10 @@ class Craft(TrainableMethod):
             "reward_calls": pool.reward_evaluations,
             "pool": {"prompts": len(pool.prompts), "candidates": len(pool.candidates), **stats},
         })
+
+    def select(self, pool: Any) -> tuple[list[tuple[Any, float, float]], dict[str, Any]]:
+        """Composite Reward Filtering and advantages (a variant overrides this to change what is kept)."""
+        return select(pool, self.config)
 
     # ---------------------------------------------------------------- loss
     def loss(self, batch: dict[str, Any], model: Any) -> tuple[Any, dict[str, float]]:

@@ -17,7 +17,7 @@ def main() -> None:
                  out_dir=out / "out", settings=settings, seed=0, device="cpu", number_fields=("weight",), progress=False)
     from accelerate import PartialState
 
-    state = PartialState()
+    state = PartialState(cpu=True)
     if state.is_main_process:
         (out / "info.json").write_text(json.dumps({"processes": state.num_processes, "steps": result.loop.steps}))
 

@@ -92,5 +92,29 @@ class RedShift(Method):
                           train_info={"samples_used": 0, "steps": 0, "images_generated": 0, "reward_calls": 0})
 
 
+def _inverted_craft() -> Any:
+    """Test-only CRAFT variant with its filter inverted: it keeps the candidates the rewards like least (every reward
+    score negated before filtering), the kind of bug a regression gate must catch."""
+    from craft_bench.methods.craft import Craft
+
+    class CraftInverted(Craft):
+        name = "craft-inverted"
+        description = "test-only: CRAFT with its filter inverted (keeps the worst candidates)"
+
+        def select(self, pool: Any) -> Any:
+            for c in pool.candidates:
+                c.scores = {k: -v for k, v in c.scores.items()}
+            return super().select(pool)
+
+    return CraftInverted
+
+
 registry.suites.register("toy", ToySuite, replace=True)
+registry.methods.register("craft-inverted", "toy_plugins:CRAFT_INVERTED", "test-only: CRAFT with its filter inverted", replace=True)
 registry.methods.register("redshift", RedShift, replace=True)
+
+
+def __getattr__(name: str) -> Any:  # the CRAFT variant is built on first use (it imports torch-free craft code)
+    if name == "CRAFT_INVERTED":
+        return _inverted_craft()
+    raise AttributeError(name)

@@ -109,7 +109,7 @@ class DiffusionModel:
 
     def __init__(self, folder: str | Path, family: str, device: str, lora_rank: int = 0, lora_alpha: float | None = None,
                  lora_targets: str = DEFAULT_LORA_TARGETS, gradient_checkpointing: bool = False,
-                 needs_reference: bool = False, init_adapter: str | None = None) -> None:
+                 needs_reference: bool = False, init_adapter: str | None = None, seed: int = 0) -> None:
         import torch
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
@@ -133,9 +133,11 @@ class DiffusionModel:
             from peft import LoraConfig
 
             self.unet.requires_grad_(False)
-            self.unet.add_adapter(LoraConfig(r=self.lora_rank, lora_alpha=lora_alpha or self.lora_rank,
-                                             init_lora_weights="gaussian",
-                                             target_modules=[t.strip() for t in lora_targets.split(",") if t.strip()]))
+            with torch.random.fork_rng(devices=[]):  # the adapter's random init comes from the seed, nothing else
+                torch.manual_seed(seed)
+                self.unet.add_adapter(LoraConfig(r=self.lora_rank, lora_alpha=lora_alpha or self.lora_rank,
+                                                 init_lora_weights="gaussian",
+                                                 target_modules=[t.strip() for t in lora_targets.split(",") if t.strip()]))
             if init_adapter and any(Path(init_adapter).glob("pytorch_lora_weights.*")):
                 self._load_lora(init_adapter)
         elif needs_reference:
@@ -509,7 +511,7 @@ def fit(examples: Sequence[dict[str, Any]], loss_fn: Callable[[dict[str, Any], D
         mixed = "bf16" if str(device).startswith("cuda") else "no"
     model = DiffusionModel(base_dir, family, device, lora_rank=s["lora_rank"], lora_alpha=s["lora_alpha"],
                            lora_targets=s["lora_targets"], gradient_checkpointing=s["gradient_checkpointing"],
-                           needs_reference=needs_reference, init_adapter=init_adapter)
+                           needs_reference=needs_reference, init_adapter=init_adapter, seed=seed)
     t0 = time.perf_counter()
     cache = EncodingCache(results_root, model)
     latents = {f: torch.stack(cache.latents([e[f] for e in examples])) for f in image_fields}

@@ -40,13 +40,19 @@ def settings_for(method: TrainableMethod, model: Any) -> dict[str, Any]:
                         f"set them: --set method.lr=... method.steps=... method.batch_size=... method.lora_rank=...") from None
 
 
-def _distributed() -> Any:
-    """accelerate's process state when launched on several processes, else None."""
+def _distributed(device: str) -> Any:
+    """accelerate's process state when launched on several processes (torchrun), else None."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
     from accelerate import PartialState
 
-    return PartialState()
+    state = PartialState(cpu=not str(device).startswith("cuda"))
+    if state.num_processes <= 1:
+        from craft_bench.errors import UserError
+
+        raise UserError(f"launched on {os.environ['WORLD_SIZE']} processes but accelerate sees one; launch with torchrun "
+                        "(craft-bench run --num-processes N does) or accelerate launch")
+    return state
 
 
 def train_checkpoint(method: TrainableMethod, base: Checkpoint, ctx: RunContext, log: Any = None) -> Checkpoint:
@@ -58,7 +64,7 @@ def train_checkpoint(method: TrainableMethod, base: Checkpoint, ctx: RunContext,
     store = ctx.store
     h = method.checkpoint_hash(base, ctx)
     final = store.checkpoint_dir(h)
-    state = _distributed()
+    state = _distributed(ctx.device)
     main = state is None or state.is_main_process
     info_path = final / "train_info.json"
     if info_path.is_file():
