@@ -168,6 +168,8 @@ methods.register("vanilla", "craft_bench.methods.vanilla:Vanilla", "the base mod
 methods.register("craft", "craft_bench.methods.craft:Craft", "CRAFT: composite-reward-filtered, advantage-weighted fine-tuning on ~100 own samples")
 models.register("mini", "craft_bench.mini.model:MINI", "the embedded mini world's tiny SDXL-architecture model (offline, CPU, shipped weights)")
 suites.register("geneval", "craft_bench.suites.geneval:GenEval", "GenEval compositional alignment: six tasks scored by a detector with the official rules")
+suites.register("parti", "craft_bench.suites.parti:Parti", "Parti-Prompts win rate against a baseline, judged by a reward (HPS v2.1; mini-clip on mini)")
+suites.register("rewards", "craft_bench.suites.rewards:RewardBench", "reward benchmarks: HPS v2.1, PickScore, AES, ImageReward, CLIP score means (HPDv2 / Parti prompts)")
 detectors.register("mini", "craft_bench.mini.detector:MiniDetector", "mini world's detector: the shapes a person sees in generated images")
 detectors.register("mini-v1", "craft_bench.mini.detector_v1:MiniDetectorV1", "first mini detector: exact on renders, judges colour flatness (kept for reproducing old numbers)")
 rewards.register("mini-clip", "craft_bench.mini.rewards:MiniClip", "mini world's contrastive image-text reward (analog of HPS/PickScore)")
