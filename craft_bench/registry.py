@@ -172,6 +172,8 @@ suites.register("parti", "craft_bench.suites.parti:Parti", "Parti-Prompts win ra
 suites.register("rewards", "craft_bench.suites.rewards:RewardBench", "reward benchmarks: HPS v2.1, PickScore, AES, ImageReward, CLIP score means (HPDv2 / Parti prompts)")
 detectors.register("mini", "craft_bench.mini.detector:MiniDetector", "mini world's detector: the shapes a person sees in generated images")
 detectors.register("mini-v1", "craft_bench.mini.detector_v1:MiniDetectorV1", "first mini detector: exact on renders, judges colour flatness (kept for reproducing old numbers)")
+detectors.register("mmdet", "craft_bench.detectors.mmdetection:MmdetMask2Former", "GenEval's official detector: mmdetection Mask2Former Swin-S + CLIP ViT-L-14 colours (pip install 'craft-bench[geneval]')")
+detectors.register("hf", "craft_bench.detectors.hf:HFMask2Former", "transformers Mask2Former Swin-S COCO + CLIP ViT-L-14 colours (close to, not equal to, official GenEval)")
 rewards.register("mini-clip", "craft_bench.mini.rewards:MiniClip", "mini world's contrastive image-text reward (analog of HPS/PickScore)")
 rewards.register("mini-aes", "craft_bench.mini.rewards:MiniAes", "mini world's image-only quality predictor (analog of LAION AES)")
 rewards.register("hps", "craft_bench.rewards.hps:HPS", "HPS v2.1 (open_clip ViT-H-14 + HPS_v2.1_compressed.pt); v2.0 by option", aliases=("hpsv2", "hps-v2.1"))
