@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(sub)
     sub.add_parser("score", help="score a folder of images with reward models (craft-bench score --help)", add_help=False)
     sub.add_parser("mini", help="the embedded mini world: train its models (craft-bench mini --help)", add_help=False)
+    sub.add_parser("geneval", help="GenEval interop: summarize the official evaluator's results.jsonl (craft-bench geneval --help)", add_help=False)
     return parser
 
 
@@ -210,7 +211,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "compare": cmd_compare,
     "report": cmd_report,
 }
-DELEGATED = {"score": "craft_bench.rewards.cli", "mini": "craft_bench.mini.cli"}
+DELEGATED = {"score": "craft_bench.rewards.cli", "mini": "craft_bench.mini.cli", "geneval": "craft_bench.suites.geneval_official"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

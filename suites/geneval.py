@@ -21,6 +21,11 @@ Colours: the official evaluator classifies each kept object's masked crop (on a 
 CLIP ViT-L-14 zero-shot. Here a detector may supply ``Detection.color`` (the ``mini`` detector does);
 a backend that wants the official route implements ``classify_colors(image, detections, classname)``,
 which ``GenEval.score`` prefers when present (the `mmdet` and `hf` backends, ``craft_bench.detectors``).
+
+Interop: a run folder also holds its images in the layout GenEval's generation script writes and its
+evaluator reads (``<NNNNN>/metadata.jsonl`` with the prompt's metadata line, ``<NNNNN>/samples/<NNNN>.png``),
+so ``evaluation/evaluate_images.py RUN_FOLDER`` runs on it unchanged; ``craft-bench geneval summarize``
+(``suites/geneval_official.py``) reads that evaluator's results.jsonl back into a results.json with CIs.
 """
 
 from __future__ import annotations
@@ -367,6 +372,11 @@ class GenEval(Suite):
                 }
             )
         return records
+
+    def write_run_files(self, run_dir: Path, items: Sequence[PromptItem], requests: Sequence[Any], store: Any) -> None:
+        from craft_bench.suites.geneval_official import write_layout
+
+        write_layout(run_dir, items, requests, store)
 
     def close(self) -> None:
         self._detector = None
