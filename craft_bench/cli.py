@@ -103,7 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from craft_bench.report.tables import results_table
     from craft_bench.runner import RunRequest, run
     from craft_bench.spec import parse_set_args
 
@@ -113,12 +112,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         dtype=args.dtype, progress=not args.no_progress,
     )
     results, run_dir = run(req)
-    if args.json:
+    print_results(results, args.json, f"run folder: {run_dir}")
+    return 0
+
+
+def print_results(results: dict[str, Any], as_json: bool, footer: str) -> None:
+    """results.json as JSON, or its table followed by ``footer``."""
+    if as_json:
         print(json.dumps(results, indent=2, ensure_ascii=False))
     else:
+        from craft_bench.report.tables import results_table
+
         print(results_table(results))
-        print(f"run folder: {run_dir}")
-    return 0
+        print(footer)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:

@@ -143,7 +143,7 @@ def summarize_official(path: str | Path, out_dir: str | Path | None = None, meth
 
 
 def main(argv: list[str] | None = None) -> int:
-    from craft_bench.cli import OneLineParser
+    from craft_bench.cli import OneLineParser, print_results
 
     parser = OneLineParser(prog="craft-bench geneval", description="GenEval interop with the official scripts.")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=OneLineParser)
@@ -162,11 +162,5 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     results, folder = summarize_official(args.results, args.out, args.method, args.model, args.seed)
-    if args.json:
-        print(json.dumps(results, indent=2, ensure_ascii=False))
-    else:
-        from craft_bench.report.tables import results_table
-
-        print(results_table(results))
-        print(f"written: {folder / 'results.json'}")
+    print_results(results, args.json, f"written: {folder / 'results.json'}")
     return 0

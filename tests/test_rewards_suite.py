@@ -42,13 +42,7 @@ def test_mini_default_is_mini_clip_and_mini_aes_on_the_mini_prompts(cli, tmp_pat
 
 @pytest.fixture(scope="module")
 def real_sources(tmp_path_factory):
-    root = tmp_path_factory.mktemp("suite-rewards")
-    hps_arch = T.build_hps(root / "hps")
-    aes_mlp, clip = T.build_aes(root / "aes")
-    ir = T.build_imagereward(root / "imagereward")
-    pick = T.build_pickscore(root / "pickscore")
-    return (f"hps={root / 'hps'},hps.arch={hps_arch},aes={aes_mlp},aes.clip={clip},clip={clip},imagereward={ir},"
-            f"pickscore={pick},pickscore.processor={pick}")
+    return ",".join(T.build_reward_set(tmp_path_factory.mktemp("suite-rewards"), pickscore=True))
 
 
 def test_real_rewards_on_hpdv2_prompts_with_the_hps_convention(cli, tiny_sdxl, real_sources, tmp_path):
