@@ -9,7 +9,8 @@ mini-world models. Prompt sets (``suite.prompts``):
   ``hpsv2.benchmark_prompts`` downloads (tgxs002/HPSv2 ``hpsv2/utils.py: download_benchmark_prompts``). They
   are not shipped: give the folder (``suite.hpdv2=DIR`` or ``$CRAFT_BENCH_HPDV2``), a JSON file of
   ``{style: [prompts]}`` (``--prompts``), or let the hub fetch them where it is reachable.
-* ``parti`` -- PartiPrompts (shipped; strata = Category), or the mini Parti-style set for mini-world models.
+* ``parti`` -- PartiPrompts (shipped; strata = Category), or for mini-world models the mini Parti-style set of
+  the ``parti`` suite's defaults (so the two suites share images).
 * ``mini`` -- the mini world's GenEval-format prompts (strata = task); item ids equal GenEval-mini's, so the
   images are shared with a GenEval run of the same model, sampler and seed.
 
@@ -29,7 +30,7 @@ from typing import Any, Sequence
 from craft_bench.api import MetricDef, PromptItem, RunContext, Suite
 from craft_bench.errors import UserError
 from craft_bench.spec import setting
-from craft_bench.suites.parti import load_scorer, ordered_unique, parti_items, parti_lines, read_parti, slug
+from craft_bench.suites.parti import Parti, load_scorer, ordered_unique, parti_items, parti_lines, read_parti, slug
 
 HPDV2_STYLES = ("anime", "concept-art", "paintings", "photo")
 HPDV2_REPO = "zhwang/HPDv2"  # a hub *dataset*; files benchmark/<style>.json
@@ -111,8 +112,8 @@ class RewardBench(Suite):
         hps_version: str = setting("v2.1", "HPS checkpoint version (v2.1 or v2.0)")
         sources: str = setting("", "reward weights, comma-separated NAME=PATH as in `craft-bench score --source` (default: env vars / hub)")
         images_per_prompt: int = setting(1, "images per prompt (HPSv2's benchmark: 1)")
-        n_per_task: int = setting(40, "mini prompt set: prompts per GenEval task; mini Parti set: prompts per challenge")
-        prompt_seed: int = setting(1000, "mini prompt sets: prompt seed (1000 = GenEval-mini's, whose images are then shared)")
+        n_per_task: int = setting(40, "mini prompt set: prompts per GenEval task")
+        prompt_seed: int = setting(1000, "mini prompt set: prompt seed (1000 = GenEval-mini's, whose images are then shared)")
 
         def __post_init__(self) -> None:
             if self.images_per_prompt < 1:
@@ -155,8 +156,9 @@ class RewardBench(Suite):
                 items = style_items(read_hpdv2(prompts_path), c.images_per_prompt)
         elif which == "hpdv2":
             items = style_items(read_hpdv2(c.hpdv2 or None), c.images_per_prompt)
-        elif which == "parti":
-            items = parti_items(parti_lines(ctx, "auto", None, c.n_per_task, c.prompt_seed), c.images_per_prompt)
+        elif which == "parti":  # the parti suite's own set (on mini: its defaults), so the two share images
+            pc = Parti.Config()
+            items = parti_items(parti_lines(ctx, "auto", None, pc.n_per_challenge, pc.prompt_seed), c.images_per_prompt)
         else:
             from craft_bench.mini.prompts import geneval_prompts
 

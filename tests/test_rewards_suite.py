@@ -38,6 +38,10 @@ def test_mini_default_is_mini_clip_and_mini_aes_on_the_mini_prompts(cli, tmp_pat
     # Items are GenEval-mini's, so image i of a prompt is the very image a GenEval-mini run makes.
     gen = cli.run_json("run", "--method", "vanilla", "--suite", "geneval", "--out", str(out), "--limit", "12", "--set", "suite.images_per_prompt=1")
     assert gen["generation"]["cached"] == 12
+    # On Parti prompts the set is the parti suite's, images included.
+    cli.run_json("run", "--method", "vanilla", "--suite", "parti", "--out", str(out), "--limit", "8")
+    parti = cli.run_json("run", "--method", "vanilla", "--suite", "rewards", "--out", str(out), "--limit", "8", "--set", "suite.prompts=parti")
+    assert parti["generation"]["cached"] == 8 and "mini-aes.circles" in parti["metrics"]
 
 
 @pytest.fixture(scope="module")
