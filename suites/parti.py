@@ -109,19 +109,6 @@ def judge_name(requested: str, ctx: RunContext) -> str:
     return "mini-clip" if is_mini_world(ctx.spec.model) else "hps"
 
 
-def load_scorer(names: Sequence[str], sources: str, ctx: RunContext, options: dict[str, dict[str, Any]] | None = None) -> Any:
-    """A CompositeScorer of registered rewards; ``sources`` in `craft-bench score --source` syntax, comma-separated
-    (``hps=/w/HPS_v2.1_compressed.pt,aes.clip=/w/ViT-L-14.pt``); unset rewards use their env var or hub default."""
-    from craft_bench.rewards.cli import parse_sources
-    from craft_bench.rewards.composite import CompositeScorer
-
-    paths, extra = parse_sources([p for p in (s.strip() for s in sources.split(",")) if p])
-    merged = {k: dict(v) for k, v in (options or {}).items()}
-    for name, opts in extra.items():
-        merged.setdefault(name, {}).update(opts)
-    return CompositeScorer.load(list(names), sources=paths, device=ctx.device, options=merged)
-
-
 def win(score: float, baseline_score: float) -> float:
     """1 if the method's image scores higher, 0 if lower, 1/2 (half credit) on an exact tie."""
     return 1.0 if score > baseline_score else 0.0 if score < baseline_score else 0.5
@@ -183,10 +170,12 @@ class Parti(PairedSuite):
         return out
 
     def _load(self, ctx: RunContext) -> Any:
+        from craft_bench.rewards.composite import CompositeScorer
+
         name = judge_name(self.config.judge, ctx)
         if self._scorer is None or self._judge != name:
             options = {"hps": {"version": self.config.hps_version}}
-            self._scorer = load_scorer([name], self.config.sources, ctx, options)
+            self._scorer = CompositeScorer.from_source_list([name], self.config.sources, ctx.device, options)
             self._judge = name
         return self._scorer
 

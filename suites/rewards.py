@@ -30,7 +30,7 @@ from typing import Any, Sequence
 from craft_bench.api import MetricDef, PromptItem, RunContext, Suite
 from craft_bench.errors import UserError
 from craft_bench.spec import setting
-from craft_bench.suites.parti import Parti, load_scorer, ordered_unique, parti_items, parti_lines, read_parti, slug
+from craft_bench.suites.parti import Parti, ordered_unique, parti_items, parti_lines, read_parti, slug
 
 HPDV2_STYLES = ("anime", "concept-art", "paintings", "photo")
 HPDV2_REPO = "zhwang/HPDv2"  # a hub *dataset*; files benchmark/<style>.json
@@ -196,7 +196,9 @@ class RewardBench(Suite):
         if len(items) != len(images):
             raise ValueError(f"{len(items)} items but {len(images)} images")
         if self._scorer is None:
-            self._scorer = load_scorer(self._names, self.config.sources, ctx, {"hps": {"version": self.config.hps_version}})
+            from craft_bench.rewards.composite import CompositeScorer
+
+            self._scorer = CompositeScorer.from_source_list(self._names, self.config.sources, ctx.device, {"hps": {"version": self.config.hps_version}})
         wide = self._scorer.wide(self._scorer.score(list(images), [it.prompt for it in items]))
         return [{name: float(wide.loc[i, name]) for name in self._names} for i in range(len(items))]
 
