@@ -138,6 +138,9 @@ def test_real_model_misses_are_one_line_errors(weights, monkeypatch, tmp_path):
         HFMask2Former.preflight()
     T.check_one_line(err.value, "config.json", "facebook/mask2former-swin-small-coco-instance", "suite.detector_weights")
     with pytest.raises(UserError) as err:
+        HFMask2Former.load(weights=str(tmp_path))  # a folder that is not a saved Mask2Former
+    T.check_one_line(err.value, "config.json", str(tmp_path), "suite.detector_weights")
+    with pytest.raises(UserError) as err:
         HFMask2Former.preflight(weights=str(weights["hf"]))  # detector there, colour CLIP not
     T.check_one_line(err.value, "open_clip_model.safetensors", "suite.color_weights", "CRAFT_BENCH_CLIP_L14")
     with pytest.raises(UserError) as err:

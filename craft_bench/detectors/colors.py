@@ -49,6 +49,16 @@ def masked_crop(image: "Image.Image", det: Detection, background: str = BACKGROU
     return image.crop(tuple(det.box[:4]))
 
 
+def check_weights(source: str = "") -> None:
+    """The classifier's CLIP weights are there: a local path, or the hub file cached / downloadable -- or one line."""
+    from craft_bench.rewards.common import hub_file, resolve_source
+    from craft_bench.rewards.openai_clip import CLIP_L14_ENV, CLIP_L14_FILE, CLIP_L14_HUB
+
+    src = resolve_source("geneval colour classifier", CLIP_L14_ENV, source, CLIP_L14_HUB, OPTION)
+    if not src.local:
+        hub_file(src, CLIP_L14_FILE)
+
+
 class ClipColorClassifier:
     """Zero-shot colour of each detected object, as GenEval's ``color_classification``."""
 

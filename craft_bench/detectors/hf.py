@@ -15,6 +15,7 @@ processor), else ``$CRAFT_BENCH_GENEVAL_HF``, else the hub id above. Loaded with
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 from craft_bench.api import Detection
@@ -33,23 +34,14 @@ def _source(weights: str | None) -> Any:
     return resolve_source("geneval detector (hf)", ENV, weights, HUB_ID, OPTION)
 
 
-def _local_or_cached(src: Any) -> str:
-    """A local folder, or the hub snapshot (downloaded where the hub answers, else from the cache) -- or one line."""
-    if src.local:
-        return src.value
-    from craft_bench.rewards.common import hub_file
+def _check_present(src: Any) -> None:
+    """A local folder with a config.json, or a hub repo whose config.json is cached or downloadable -- or one line."""
+    if not src.local:
+        from craft_bench.rewards.common import hub_file
 
-    config = hub_file(src, "config.json")  # the one-line error names the file when offline and uncached
-    try:
-        from huggingface_hub import snapshot_download
-
-        from craft_bench.rewards.common import hub_reachable
-
-        return snapshot_download(src.value, local_files_only=not hub_reachable())
-    except Exception:
-        import os
-
-        return os.path.dirname(config)
+        hub_file(src, "config.json")  # the one-line error names the file and the two ways to provide it
+    elif not (Path(src.value) / "config.json").is_file():
+        raise UserError(f"geneval detector (hf): '{src.value}' has no config.json (a save_pretrained folder of a Mask2Former); {src.hint()}")
 
 
 class HFMask2Former(Mask2FormerDetector):
@@ -64,14 +56,10 @@ class HFMask2Former(Mask2FormerDetector):
 
     @classmethod
     def preflight(cls, weights: str = "", color_weights: str = "", **_: Any) -> None:
-        _local_or_cached(_source(weights))
-        from craft_bench.detectors.colors import OPTION as COLOR_OPTION
-        from craft_bench.rewards.common import hub_file, resolve_source
-        from craft_bench.rewards.openai_clip import CLIP_L14_ENV, CLIP_L14_FILE, CLIP_L14_HUB
+        from craft_bench.detectors.colors import check_weights
 
-        csrc = resolve_source("geneval colour classifier", CLIP_L14_ENV, color_weights, CLIP_L14_HUB, COLOR_OPTION)
-        if not csrc.local:
-            hub_file(csrc, CLIP_L14_FILE)
+        _check_present(_source(weights))
+        check_weights(color_weights)
 
     @classmethod
     def load(cls, device: str = "cpu", weights: str = "", color_weights: str = "", **_: Any) -> "HFMask2Former":
@@ -80,16 +68,19 @@ class HFMask2Former(Mask2FormerDetector):
         from craft_bench.models import quiet_library_bars
 
         quiet_library_bars()
+        from craft_bench.rewards.common import hub_reachable
+
         src = _source(weights)
-        folder = _local_or_cached(src)
+        _check_present(src)
+        offline = {} if src.local else {"local_files_only": not hub_reachable()}
         try:
-            model = Mask2FormerForUniversalSegmentation.from_pretrained(folder)
-            processor = Mask2FormerImageProcessor.from_pretrained(folder)
+            model = Mask2FormerForUniversalSegmentation.from_pretrained(src.value, **offline)
+            processor = Mask2FormerImageProcessor.from_pretrained(src.value, **offline)
         except (OSError, ValueError) as exc:
-            raise UserError(f"geneval detector (hf): cannot load a Mask2Former from '{folder}' ({type(exc).__name__}: "
+            raise UserError(f"geneval detector (hf): cannot load a Mask2Former from '{src.value}' ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0][:120]}); {src.hint()}") from None
         if model.config.num_labels != N_CLASSES:
-            raise UserError(f"geneval detector (hf): '{folder}' predicts {model.config.num_labels} classes, not COCO's {N_CLASSES}; "
+            raise UserError(f"geneval detector (hf): '{src.value}' predicts {model.config.num_labels} classes, not COCO's {N_CLASSES}; "
                             f"give a COCO instance-segmentation Mask2Former ({HUB_ID})")
         return cls(model, processor, ClipColorClassifier.load(color_weights or None, device), device)
 

@@ -97,17 +97,6 @@ def config_path(config: str = "") -> Path:
                     "pass --set suite.detector_config=FILE")
 
 
-def check_colors(color_weights: str = "") -> None:
-    """The colour classifier's CLIP weights are reachable (local path, or hub file cached / downloadable)."""
-    from craft_bench.detectors.colors import OPTION
-    from craft_bench.rewards.common import hub_file, resolve_source
-    from craft_bench.rewards.openai_clip import CLIP_L14_ENV, CLIP_L14_FILE, CLIP_L14_HUB
-
-    src = resolve_source("geneval colour classifier", CLIP_L14_ENV, color_weights, CLIP_L14_HUB, OPTION)
-    if not src.local:
-        hub_file(src, CLIP_L14_FILE)
-
-
 def build_model(config: Path, device: str = "cpu") -> Any:
     """The detector from its config, randomly initialised (no backbone download), in eval mode; the test pipeline
     without its annotation loader (an image to detect in has none)."""
@@ -132,10 +121,12 @@ class MmdetMask2Former(Mask2FormerDetector):
 
     @classmethod
     def preflight(cls, weights: str = "", config: str = "", color_weights: str = "", **_: Any) -> None:
+        from craft_bench.detectors.colors import check_weights
+
         _require_mmdet()
         checkpoint_path(weights)
         config_path(config)
-        check_colors(color_weights)
+        check_weights(color_weights)
 
     @classmethod
     def load(cls, device: str = "cpu", weights: str = "", config: str = "", color_weights: str = "", **_: Any) -> "MmdetMask2Former":
