@@ -260,15 +260,17 @@ def run(req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sy
         atomic_write_json(run_dir / "run_spec.json", {"spec_hash": spec.hash, **to_jsonable(spec)})
         ctx = RunContext(spec=spec, store=store, device=r.device, dtype=spec.dtype, seed=spec.seed, progress=req.progress)
 
+        # Items first: a suite checks what it needs to score (a detector's weights, a prompt file) before any training.
+        items = limit_items(r.suite.items(ctx, r.prompts_path), spec.limit)
+        if not items:
+            raise UserError(f"suite '{spec.suite.name}' has no prompts to run (check --prompts / --limit)")
+
         base = Checkpoint(model=spec.model, base_dir=str(r.model_path), digest=spec.model.digest)
         t0 = time.perf_counter()
         checkpoint = r.method.prepare(base, ctx)
         train_s = checkpoint.train_s if checkpoint is not base else 0.0
         prep_s = time.perf_counter() - t0
 
-        items = limit_items(r.suite.items(ctx, r.prompts_path), spec.limit)
-        if not items:
-            raise UserError(f"suite '{spec.suite.name}' has no prompts to run (check --prompts / --limit)")
         requests = plan(items, checkpoint, spec.sampler, spec.seed, spec.dtype)
         log(f"run {spec.method.name} x {spec.suite.name} on {spec.model.name}: {len(items)} prompts, {len(requests)} images -> {run_dir}")
         gen = generate(requests, store, _pipeline_factory(r, checkpoint), spec.sampler, progress=req.progress)

@@ -208,3 +208,10 @@ def test_mmdet_backend_loads_the_official_config_and_detects(tmp_path):
     assert det.classify_colors(images[0], found[0][:2], "bench")[0] in COLORS
     same = MmdetMask2Former.load(weights=str(v3), color_weights=str(clip)).detect(images[:1])[0]
     assert [(d.label, round(d.score, 5)) for d in same] == [(d.label, round(d.score, 5)) for d in found[0]]
+
+
+def test_a_missing_detector_stops_the_run_before_training(cli, tiny_sdxl, tmp_path, monkeypatch):
+    monkeypatch.delenv("CRAFT_BENCH_GENEVAL_MMDET", raising=False)
+    proc = cli("run", "--method", "redshift", "--suite", "geneval", "--model", str(tiny_sdxl), "--out", str(tmp_path), check=False)
+    assert proc.returncode == 2 and "mmdet" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())  # nothing trained
