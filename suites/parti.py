@@ -170,9 +170,10 @@ class Parti(PairedSuite):
         return out
 
     def _load(self, ctx: RunContext) -> Any:
+        from craft_bench import registry
         from craft_bench.rewards.composite import CompositeScorer
 
-        name = judge_name(self.config.judge, ctx)
+        name = registry.rewards.resolve_name(judge_name(self.config.judge, ctx))
         if self._scorer is None or self._judge != name:
             options = {"hps": {"version": self.config.hps_version}}
             self._scorer = CompositeScorer.from_source_list([name], self.config.sources, ctx.device, options)
@@ -186,11 +187,12 @@ class Parti(PairedSuite):
         prompts = [it.prompt for it in items]
         both = scorer.score(list(images) + list(baseline_images), prompts + prompts)
         values = both["score"].tolist()
+        better = 1.0 if getattr(scorer.rewards[self._judge], "higher_is_better", True) else -1.0  # a lower-is-better judge wins low
         n = len(items)
         records = []
         for item, s, b in zip(items, values[:n], values[n:]):
             records.append({
-                "score": s, "baseline_score": b, "score_delta": s - b, "win": win(s, b),
+                "score": s, "baseline_score": b, "score_delta": s - b, "win": win(better * s, better * b),
                 "category": item.metadata["category"], "challenge": item.metadata["challenge"], "judge": self._judge,
             })
         return records

@@ -114,3 +114,29 @@ def test_bad_baselines_are_one_line_errors(cli, tmp_path):
     assert proc.returncode == 2 and "run_spec.json" in proc.stderr
     proc = cli("run", "--method", "vanilla", "--suite", "parti", "--out", str(tmp_path), "--set", "suite.judge=hpss", check=False)
     assert proc.returncode == 2 and "hps" in proc.stderr
+
+
+def test_a_lower_is_better_judge_wins_with_the_lower_score(monkeypatch):
+    """A plug-in judge whose scores are costs: the image with the lower score wins."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from craft_bench.api import PromptItem, RunContext
+    from craft_bench.suites.parti import Parti
+
+    class Cost:
+        higher_is_better = False
+
+    class Scorer:
+        rewards = {"cost": Cost()}
+
+        def score(self, images, prompts):
+            return pd.DataFrame({"item": range(len(images)), "reward": "cost", "score": [float(i) for i in images]})
+
+    suite = Parti(Parti.Config(judge="cost"))
+    monkeypatch.setattr(suite, "_load", lambda ctx: (setattr(suite, "_judge", "cost"), Scorer())[1])
+    item = PromptItem("parti-0000", "x", 1, {"category": "Animals", "challenge": "Basic"}, "Animals")
+    ctx = RunContext(spec=SimpleNamespace(model=SimpleNamespace(name="mini")), store=None, device="cpu", dtype="float32", seed=0)
+    recs = suite.score_pairs([item, item, item], [1, 5, 3], [2, 4, 3], ctx)
+    assert [r["win"] for r in recs] == [1.0, 0.0, 0.5]
