@@ -184,7 +184,7 @@ def test_geneval_with_the_hf_backend_end_to_end(cli, tiny_sdxl, weights, tmp_pat
         assert os.path.samefile(png, out / "images" / r["image"][:2] / f"{r['image']}.png")
 
 
-def test_mmdet_backend_loads_the_official_config_and_detects(tmp_path):
+def test_mmdet_backend_loads_the_official_config_and_detects(cli, tiny_sdxl, tmp_path):
     """Runs where mmdetection is installed (``pip install 'craft-bench[geneval]'``); skipped elsewhere."""
     pytest.importorskip("mmdet.apis", reason="mmdetection not installed (pip install 'craft-bench[geneval]')")
     from craft_bench.detectors.mmdetection import MmdetMask2Former, upgrade_v2_keys
@@ -208,6 +208,14 @@ def test_mmdet_backend_loads_the_official_config_and_detects(tmp_path):
     assert det.classify_colors(images[0], found[0][:2], "bench")[0] in COLORS
     same = MmdetMask2Former.load(weights=str(v3), color_weights=str(clip)).detect(images[:1])[0]
     assert [(d.label, round(d.score, 5)) for d in same] == [(d.label, round(d.score, 5)) for d in found[0]]
+
+    # Through the suite: real models default to this backend.
+    prompts = tmp_path / "meta.jsonl"
+    prompts.write_text(json.dumps({"tag": "single_object", "include": [{"class": "bench", "count": 1}], "prompt": "a photo of a bench"}) + "\n")
+    res = cli.run_json("run", "--method", "vanilla", "--suite", "geneval", "--model", str(tiny_sdxl), "--out", str(tmp_path / "res"),
+                       "--prompts", str(prompts), "--set", "steps=2", "--set", "suite.images_per_prompt=1",
+                       "--set", f"suite.detector_weights={v2}", "--set", f"suite.color_weights={clip}")
+    assert res["metrics"]["single_object"]["value"] == 1.0 and res["metrics"]["overall"]["n"] == 1
 
 
 def test_a_missing_detector_stops_the_run_before_training(cli, tiny_sdxl, tmp_path, monkeypatch):
