@@ -49,6 +49,8 @@ class MetricDef:
     where_stratum: str | None = None  # restrict to one stratum (per-task metrics)
     per_prompt: str = "mean"  # "mean" (over images) | "all" / "any" (a prompt counts if all / any of its images are true)
     scale: float = 1.0  # e.g. 100 for HPS-style reporting
+    where: tuple[tuple[str, Any], ...] = ()  # restrict to records whose columns equal these values (Parti's challenges)
+    sign_test_null: float | None = None  # also report a two-sided sign test of per-prompt means against this value
 
 
 @dataclass
@@ -176,8 +178,36 @@ class Suite(ABC):
         """One record (dict of columns) per image; ``images[i]`` belongs to ``items[i]``."""
         ...
 
+    def write_run_files(self, run_dir: Path, items: Sequence[PromptItem], requests: Sequence[Any], store: "Store") -> None:
+        """Extra files the suite keeps in the run folder (GenEval: its official evaluator's image layout).
+
+        Called once the images exist and are scored, before results.json is written; ``requests`` are the
+        run's ``generate.ImageRequest``s in item order."""
+
     def close(self) -> None:
         """Release models loaded for scoring."""
+
+
+class PairedSuite(Suite):
+    """A suite that judges each image against a baseline model's image of the same prompt and seed.
+
+    The suite names its baseline (``baseline_ref``: a registered method, or a finished run folder whose method
+    is re-prepared); the runner prepares it, generates its images with the run's sampler, seeds and dtype
+    through ``craft_bench.generate`` and calls ``score_pairs``. The suite still never samples.
+    """
+
+    def baseline_ref(self) -> str:
+        return str(getattr(self.config, "baseline"))
+
+    @abstractmethod
+    def score_pairs(
+        self, items: Sequence[PromptItem], images: Sequence["Image.Image"], baseline_images: Sequence["Image.Image"], ctx: RunContext
+    ) -> list[dict[str, Any]]:
+        """One record per pair; ``images[i]`` and ``baseline_images[i]`` share ``items[i]`` and their seed."""
+        ...
+
+    def score(self, items: Sequence[PromptItem], images: Sequence["Image.Image"], ctx: RunContext) -> list[dict[str, Any]]:
+        raise TypeError(f"suite '{self.name}' is paired: the runner calls score_pairs with the baseline's images")
 
 
 class Reward(ABC):
@@ -212,10 +242,24 @@ class Detection:
 
 
 class Detector(ABC):
-    """A GenEval detection backend: per image, the objects it sees."""
+    """A GenEval detection backend: per image, the objects it sees.
+
+    ``load(device, **options)`` builds it (options: ``weights``, ``config``, ``color_weights``; a backend
+    ignores what it does not use); ``preflight(**options)`` raises a UserError before any image is generated
+    when the backend cannot run (package or weights missing). A backend may also implement
+    ``classify_colors(image, detections, classname) -> list[str]`` (GenEval's CLIP colour classifier).
+    """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+
+    @classmethod
+    def load(cls, device: str = "cpu", **options: Any) -> "Detector":
+        return cls()
+
+    @classmethod
+    def preflight(cls, **options: Any) -> None:
+        """Fail early, with one line naming what is missing and how to provide it."""
 
     @abstractmethod
     def detect(self, images: Sequence["Image.Image"]) -> list[list[Detection]]:

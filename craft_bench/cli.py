@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(sub)
     sub.add_parser("score", help="score a folder of images with reward models (craft-bench score --help)", add_help=False)
     sub.add_parser("mini", help="the embedded mini world: train its models (craft-bench mini --help)", add_help=False)
+    sub.add_parser("geneval", help="GenEval interop: summarize the official evaluator's results.jsonl (craft-bench geneval --help)", add_help=False)
     return parser
 
 
@@ -127,7 +128,6 @@ def _relaunch(n: int, argv: Sequence[str]) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from craft_bench.report.tables import results_table
     from craft_bench.runner import RunRequest, run
     from craft_bench.spec import parse_set_args
 
@@ -142,12 +142,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     results, run_dir = run(req)
     if results is None:  # a helper process of a multi-process run: the first process reports
         return 0
-    if args.json:
+    print_results(results, args.json, f"run folder: {run_dir}")
+    return 0
+
+
+def print_results(results: dict[str, Any], as_json: bool, footer: str) -> None:
+    """results.json as JSON, or its table followed by ``footer``."""
+    if as_json:
         print(json.dumps(results, indent=2, ensure_ascii=False))
     else:
+        from craft_bench.report.tables import results_table
+
         print(results_table(results))
-        print(f"run folder: {run_dir}")
-    return 0
+        print(footer)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -240,7 +247,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "compare": cmd_compare,
     "report": cmd_report,
 }
-DELEGATED = {"score": "craft_bench.rewards.cli", "mini": "craft_bench.mini.cli"}
+DELEGATED = {"score": "craft_bench.rewards.cli", "mini": "craft_bench.mini.cli", "geneval": "craft_bench.suites.geneval_official"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

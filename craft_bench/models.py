@@ -164,6 +164,12 @@ def folder_world(source: str | Path | None) -> str | None:
     return world if isinstance(world, str) else None
 
 
+def is_mini_world(model: Any) -> bool:
+    """``--model mini``, or a folder the mini recipes wrote (its craft_bench.json says world "mini"): suites
+    use the mini prompt sets, detector and rewards for it."""
+    return getattr(model, "name", None) == "mini" or folder_world(getattr(model, "source", None)) == "mini"
+
+
 def _cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "craft-bench"

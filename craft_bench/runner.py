@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from craft_bench import registry
-from craft_bench.api import Checkpoint, MetricDef, PromptItem, RunContext, Suite
+from craft_bench.api import Checkpoint, MetricDef, PairedSuite, PromptItem, RunContext, Suite
 from craft_bench.errors import UserError
 from craft_bench.generate import plan, generate
 from craft_bench.spec import (
@@ -56,6 +56,17 @@ class RunRequest:
     progress: bool = True
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """What a paired suite's images are judged against: a method (+ config) and the seed it trains with."""
+
+    method: PluginSpec
+    seed: int
+
+    def identity(self) -> dict[str, Any]:
+        return {"method": self.method.name, "version": self.method.version, "config": self.method.config, "seed": self.seed}
+
+
 @dataclass
 class Resolved:
     spec: RunSpec
@@ -64,6 +75,7 @@ class Resolved:
     model_path: Path
     prompts_path: Path | None
     device: str
+    baseline: Baseline | None = None
 
 
 def _split_overrides(sets: Sequence[tuple[str, str]], targets: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -101,6 +113,33 @@ def _check_prompts(path: str | None) -> Path | None:
     return p
 
 
+def resolve_baseline(ref: str, model: Any, seed: int) -> Baseline:
+    """A paired suite's baseline: a registered method (default config, this run's seed), or a finished run
+    folder (its method, config and seed, which must be of this run's base model)."""
+    path = Path(ref).expanduser()
+    if not path.exists():
+        cls = registry.methods.get(ref)
+        return Baseline(PluginSpec(cls.name, cls.version, config_to_pairs(cls.Config())), seed)
+    spec_file = (path if path.is_dir() else path.parent) / "run_spec.json"
+    try:
+        run = json.loads(spec_file.read_text())
+        method = PluginSpec(run["method"]["name"], run["method"]["version"], tuple((k, v) for k, v in run["method"]["config"]))
+        run_digest, run_seed = run["model"]["digest"], int(run["seed"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"baseline '{ref}': not a run folder with a readable run_spec.json ({type(exc).__name__}); give a method name or a finished run folder") from None
+    if run_digest != model.digest:
+        raise UserError(f"baseline '{ref}' was run on another base model than '{model.name}'; give a run of the same --model, or a method name")
+    cls = registry.methods.get(method.name)
+    if cls.version != method.version:
+        raise UserError(f"baseline '{ref}' was made by {method.name} version {method.version}, this install has version {cls.version}; give the method name instead")
+    return Baseline(method, run_seed)
+
+
+def _baseline_method(baseline: Baseline) -> Any:
+    cls = registry.methods.get(baseline.method.name)
+    return cls(cls.Config(**dict(baseline.method.config)))
+
+
 def resolve(req: RunRequest) -> Resolved:
     from craft_bench.generate import file_digest
     from craft_bench.models import default_dtype, resolve_device, resolve_model
@@ -122,17 +161,24 @@ def resolve(req: RunRequest) -> Resolved:
     dtype = req.dtype or default_dtype(device, model_spec.family)
     if dtype not in ("float32", "float16", "bfloat16"):
         raise UserError(f"--dtype {dtype}: use float32, float16 or bfloat16")
+    suite = suite_cls(suite_cfg)
+    suite_pairs = config_to_pairs(suite_cfg)
+    baseline = None
+    if isinstance(suite, PairedSuite):
+        # The baseline's identity (method, config, seed), not the name or path it was given by, keys the run.
+        baseline = resolve_baseline(suite.baseline_ref(), model_spec, req.seed)
+        suite_pairs = tuple((k, baseline.identity() if k == "baseline" else v) for k, v in suite_pairs)
     spec = RunSpec(
         model=model_spec,
         method=PluginSpec(method_cls.name, method_cls.version, config_to_pairs(method_cfg)),
-        suite=PluginSpec(suite_cls.name, suite_cls.version, config_to_pairs(suite_cfg)),
+        suite=PluginSpec(suite_cls.name, suite_cls.version, suite_pairs),
         sampler=sampler,
         seed=req.seed,
         limit=req.limit,
         prompts=file_digest(prompts_path) if prompts_path else None,
         dtype=dtype,
     )
-    return Resolved(spec, method_cls(method_cfg), suite_cls(suite_cfg), model_path, prompts_path, device)
+    return Resolved(spec, method_cls(method_cfg), suite, model_path, prompts_path, device, baseline)
 
 
 def limit_items(items: list[PromptItem], limit: int | None) -> list[PromptItem]:
@@ -217,46 +263,75 @@ def run(req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sy
         atomic_write_json(run_dir / "run_spec.json", {"spec_hash": spec.hash, **to_jsonable(spec)})
         ctx = RunContext(spec=spec, store=store, device=r.device, dtype=spec.dtype, seed=spec.seed, progress=req.progress)
 
+        # Items first: a suite checks what it needs to score (a detector's weights, a prompt file) before any training.
+        items = limit_items(r.suite.items(ctx, r.prompts_path), spec.limit)
+        if not items:
+            raise UserError(f"suite '{spec.suite.name}' has no prompts to run (check --prompts / --limit)")
+
         base = Checkpoint(model=spec.model, base_dir=str(r.model_path), digest=spec.model.digest)
         t0 = time.perf_counter()
         checkpoint = r.method.prepare(base, ctx)
         train_s = checkpoint.train_s if checkpoint is not base else 0.0
         prep_s = time.perf_counter() - t0
-        if int(os.environ.get("RANK", "0")) > 0:  # a helper process of a multi-process (training) run is done
+        if helper:  # a helper process of a multi-process (training) run is done after training
             return None, run_dir
 
-        items = limit_items(r.suite.items(ctx, r.prompts_path), spec.limit)
-        if not items:
-            raise UserError(f"suite '{spec.suite.name}' has no prompts to run (check --prompts / --limit)")
         requests = plan(items, checkpoint, spec.sampler, spec.seed, spec.dtype)
-
-        from craft_bench.models import load_pipeline
-
-        def factory() -> Any:
-            return load_pipeline(r.model_path, spec.model.family, ctx.device, spec.dtype, checkpoint.adapter_dir, spec.sampler.scheduler)
-
         log(f"run {spec.method.name} x {spec.suite.name} on {spec.model.name}: {len(items)} prompts, {len(requests)} images -> {run_dir}")
-        gen = generate(requests, store, factory, spec.sampler, progress=req.progress)
+        gen = generate(requests, store, _pipeline_factory(r, checkpoint), spec.sampler, progress=req.progress)
+        generation = {"images": gen.requested, "generated": gen.generated, "cached": gen.cached}
+        gen_s = gen.seconds
+
+        baseline_requests = None
+        if r.baseline is not None:
+            # Same items, sampler, run seed and dtype: image i of prompt p has the same initial noise in both.
+            bspec = dataclasses.replace(spec, method=r.baseline.method, seed=r.baseline.seed)
+            bctx = dataclasses.replace(ctx, spec=bspec, seed=r.baseline.seed)
+            baseline_ckpt = _baseline_method(r.baseline).prepare(base, bctx)
+            baseline_requests = plan(items, baseline_ckpt, spec.sampler, spec.seed, spec.dtype)
+            log(f"baseline {r.baseline.method.name}: {len(baseline_requests)} images with the same seeds")
+            bgen = generate(baseline_requests, store, _pipeline_factory(r, baseline_ckpt), spec.sampler, progress=req.progress)
+            generation["baseline"] = {"images": bgen.requested, "generated": bgen.generated, "cached": bgen.cached}
+            gen_s += bgen.seconds
 
         t1 = time.perf_counter()
-        records = _score(r.suite, items, requests, store, ctx, run_dir, req.progress)
+        records = _score(r.suite, items, requests, store, ctx, run_dir, req.progress, baseline_requests)
         score_s = time.perf_counter() - t1
         r.suite.close()
+        r.suite.write_run_files(run_dir, items, requests, store)
 
-        results = build_results(spec, r.suite, records, checkpoint, gen_s=gen.seconds, score_s=score_s, train_s=train_s or (prep_s if r.method.trainable else 0.0), device=ctx.device)
-        results["generation"] = {"images": gen.requested, "generated": gen.generated, "cached": gen.cached}
+        results = build_results(spec, r.suite, records, checkpoint, gen_s=gen_s, score_s=score_s, train_s=train_s or (prep_s if r.method.trainable else 0.0), device=ctx.device)
+        results["generation"] = generation
+        if r.baseline is not None:
+            results["baseline"] = {**r.baseline.identity(), "digest": baseline_ckpt.digest}
         atomic_write_text(run_dir / "samples.jsonl", "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records))
         atomic_write_json(results_path, results)
         (run_dir / "samples.partial.jsonl").unlink(missing_ok=True)
     return results, run_dir
 
 
-def _score(suite: Suite, items: list[PromptItem], requests: list[Any], store: Store, ctx: RunContext, run_dir: Path, progress: bool) -> list[dict[str, Any]]:
+def _pipeline_factory(r: Resolved, checkpoint: Checkpoint) -> Callable[[], Any]:
+    """Loads the pipeline for ``checkpoint`` only when called (a fully cached run never loads one)."""
+
+    def factory() -> Any:
+        from craft_bench.models import load_pipeline
+
+        spec = r.spec
+        return load_pipeline(r.model_path, spec.model.family, r.device, spec.dtype, checkpoint.adapter_dir, spec.sampler.scheduler)
+
+    return factory
+
+
+def _score(
+    suite: Suite, items: list[PromptItem], requests: list[Any], store: Store, ctx: RunContext, run_dir: Path, progress: bool,
+    baseline_requests: list[Any] | None = None,
+) -> list[dict[str, Any]]:
     from tqdm.auto import tqdm
 
     partial = run_dir / "samples.partial.jsonl"
     done = _read_partial(partial)
     by_id = {it.id: it for it in items}
+    paired = {(b.item_id, b.index): b for b in baseline_requests} if baseline_requests is not None else None
     todo = [rq for rq in requests if (rq.item_id, rq.index) not in done]
     # Rewrite the partial file with only complete lines, then append.
     atomic_write_text(partial, "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in done.values()))
@@ -265,11 +340,17 @@ def _score(suite: Suite, items: list[PromptItem], requests: list[Any], store: St
             chunk = todo[start : start + SCORE_CHUNK]
             chunk_items = [by_id[rq.item_id] for rq in chunk]
             images = [store.load_image(rq.key) for rq in chunk]
-            scored = suite.score(chunk_items, images, ctx)
+            if paired is None:
+                scored = suite.score(chunk_items, images, ctx)
+            else:
+                refs = [store.load_image(paired[(rq.item_id, rq.index)].key) for rq in chunk]
+                scored = suite.score_pairs(chunk_items, images, refs, ctx)  # type: ignore[attr-defined]
             if len(scored) != len(chunk):
                 raise RuntimeError(f"suite '{suite.name}' returned {len(scored)} records for {len(chunk)} images")
             for rq, item, rec in zip(chunk, chunk_items, scored):
                 full = {"item_id": rq.item_id, "index": rq.index, "seed": rq.seed, "prompt": rq.prompt, "stratum": item.stratum, "image": rq.key, **rec}
+                if paired is not None:
+                    full["baseline_image"] = paired[(rq.item_id, rq.index)].key
                 done[(rq.item_id, rq.index)] = full
                 fh.write(json.dumps(full, ensure_ascii=False) + "\n")
             fh.flush()
@@ -278,16 +359,20 @@ def _score(suite: Suite, items: list[PromptItem], requests: list[Any], store: St
     return [done[(rq.item_id, rq.index)] for rq in requests]
 
 
-def build_results(spec: RunSpec, suite: Suite, records: list[dict[str, Any]], checkpoint: Checkpoint, gen_s: float, score_s: float, train_s: float, device: str) -> dict[str, Any]:
+def compute_metrics(metric_defs: Sequence[MetricDef], records: Sequence[dict[str, Any]], seed: int) -> dict[str, Any]:
+    """results.json's ``metrics``: each declared metric's value and bootstrap CI (absent when no record has it)."""
     from craft_bench.report.stats import summarize
 
-    metric_defs = suite.metrics()
     metrics: dict[str, Any] = {}
     for m in metric_defs:
-        mv = summarize(m, records, seed=spec.seed)
-        if mv is None:
-            continue
-        metrics[m.name] = {**mv.as_dict(), "higher_is_better": m.higher_is_better, "display_name": m.display_name}
+        mv = summarize(m, records, seed=seed)
+        if mv is not None:
+            metrics[m.name] = {**mv.as_dict(), "higher_is_better": m.higher_is_better, "display_name": m.display_name}
+    return metrics
+
+
+def build_results(spec: RunSpec, suite: Suite, records: list[dict[str, Any]], checkpoint: Checkpoint, gen_s: float, score_s: float, train_s: float, device: str) -> dict[str, Any]:
+    metric_defs = suite.metrics()
     results: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "suite": spec.suite.name,
@@ -297,7 +382,7 @@ def build_results(spec: RunSpec, suite: Suite, records: list[dict[str, Any]], ch
         "spec_hash": spec.hash,
         "seed": spec.seed,
         "headline": suite.headline,
-        "metrics": metrics,
+        "metrics": compute_metrics(metric_defs, records, spec.seed),
         "metric_defs": [metric_def_dict(m) for m in metric_defs],
         "timing": {"generate_s": round(gen_s, 3), "score_s": round(score_s, 3), "train_s": round(train_s, 3), "device": _device_name(device)},
         "versions": versions(),

@@ -20,7 +20,12 @@ The rule engine reimplements the decision procedure of GenEval's official evalua
 Colours: the official evaluator classifies each kept object's masked crop (on a #999 background) with
 CLIP ViT-L-14 zero-shot. Here a detector may supply ``Detection.color`` (the ``mini`` detector does);
 a backend that wants the official route implements ``classify_colors(image, detections, classname)``,
-which ``GenEval.score`` prefers when present.
+which ``GenEval.score`` prefers when present (the `mmdet` and `hf` backends, ``craft_bench.detectors``).
+
+Interop: a run folder also holds its images in the layout GenEval's generation script writes and its
+evaluator reads (``<NNNNN>/metadata.jsonl`` with the prompt's metadata line, ``<NNNNN>/samples/<NNNN>.png``),
+so ``evaluation/evaluate_images.py RUN_FOLDER`` runs on it unchanged; ``craft-bench geneval summarize``
+(``suites/geneval_official.py``) reads that evaluator's results.jsonl back into a results.json with CIs.
 """
 
 from __future__ import annotations
@@ -254,7 +259,10 @@ class GenEval(Suite):
         prompts: str = setting("auto", "prompt set: auto (mini for mini-world models, else official), mini, official")
         n_per_task: int = setting(40, "mini prompt set: prompts per task")
         prompt_seed: int = setting(1000, "mini prompt set: prompt seed (keep apart from training prompt seeds)")
-        detector: str = setting("auto", "detection backend: auto (mini for mini-world models), or a registered detector")
+        detector: str = setting("auto", "detection backend: auto (mini for mini-world models, else mmdet), mmdet (official), hf, or a registered detector")
+        detector_weights: str = setting("", "detector weights: mmdet checkpoint file or folder / hf model folder (default: env var, else official name or hub)")
+        detector_config: str = setting("", "mmdet config file (default: the Mask2Former Swin-S config shipped with mmdet)")
+        color_weights: str = setting("", "OpenAI CLIP ViT-L/14 weights for colours (default: $CRAFT_BENCH_CLIP_L14, else hub)")
         threshold: float = setting(OFFICIAL.threshold, "confidence a detection must exceed (official: 0.3)")
         counting_threshold: float = setting(OFFICIAL.counting_threshold, "confidence threshold for counting prompts (official: 0.9)")
         max_objects: int = setting(OFFICIAL.max_objects, "detections kept per class (official: 16)")
@@ -281,11 +289,9 @@ class GenEval(Suite):
 
     @staticmethod
     def _is_mini(ctx: RunContext) -> bool:
-        """``--model mini``, or a folder the mini recipes wrote (its craft_bench.json says world "mini")."""
-        from craft_bench.models import folder_world
+        from craft_bench.models import is_mini_world
 
-        model = ctx.spec.model
-        return model.name == "mini" or folder_world(getattr(model, "source", None)) == "mini"
+        return is_mini_world(ctx.spec.model)
 
     def metadata_lines(self, ctx: RunContext, prompts_path: Path | None = None) -> list[dict]:
         if prompts_path is not None:
@@ -299,10 +305,15 @@ class GenEval(Suite):
             return geneval_prompts(self.config.n_per_task, self.config.prompt_seed)
         return read_metadata(official_metadata_path())
 
+    def _detector_options(self) -> dict[str, str]:
+        c = self.config
+        return {"weights": c.detector_weights, "config": c.detector_config, "color_weights": c.color_weights}
+
     def items(self, ctx: RunContext, prompts_path: Path | None = None) -> list[PromptItem]:
         from craft_bench import registry
 
-        registry.detectors.resolve_name(self.detector_name(ctx))  # fail before any image is generated
+        # Fail before any image is generated: an unknown backend, a missing package or missing weights.
+        registry.detectors.get(self.detector_name(ctx)).preflight(**self._detector_options())
         items = []
         seen: dict[str, int] = {}
         for line in self.metadata_lines(ctx, prompts_path):
@@ -327,14 +338,10 @@ class GenEval(Suite):
         return out
 
     def detector_name(self, ctx: RunContext) -> str:
+        """``auto``: the exact ``mini`` detector for mini-world models, the official ``mmdet`` backend otherwise."""
         name = self.config.detector
         if name == "auto":
-            if not self._is_mini(ctx):
-                raise UserError(
-                    "GenEval on real models needs the Mask2Former (mmdet) detection backend, which craft-bench "
-                    "does not provide yet; pass --set suite.detector=<registered detector>"
-                )
-            name = "mini"
+            name = "mini" if self._is_mini(ctx) else "mmdet"
         return name
 
     def _load_detector(self, ctx: RunContext):
@@ -342,7 +349,7 @@ class GenEval(Suite):
 
         name = self.detector_name(ctx)
         if self._detector is None or self._detector_name != name:
-            self._detector = registry.detectors.get(name)()
+            self._detector = registry.detectors.get(name).load(device=ctx.device, **self._detector_options())
             self._detector_name = name
         return self._detector
 
@@ -365,6 +372,11 @@ class GenEval(Suite):
                 }
             )
         return records
+
+    def write_run_files(self, run_dir: Path, items: Sequence[PromptItem], requests: Sequence[Any], store: Any) -> None:
+        from craft_bench.suites.geneval_official import write_layout
+
+        write_layout(run_dir, items, requests, store)
 
     def close(self) -> None:
         self._detector = None

@@ -47,14 +47,12 @@ def test_folders_written_by_the_mini_recipes_are_mini_models(tmp_path):
     suite = GenEval(GenEval.Config(n_per_task=2))
     folder_ctx = RunContext(spec=SimpleNamespace(model=SimpleNamespace(name="step-005000", source=str(tmp_path))),
                             store=None, device="cpu", dtype="float32", seed=0)
-    with pytest.raises(UserError, match="detection backend"):  # a plain folder is a real model
-        suite.detector_name(folder_ctx)
+    assert suite.detector_name(folder_ctx) == "mmdet"  # a plain folder is a real model: the official detector
     write_folder_hint(tmp_path)
     assert suite.detector_name(folder_ctx) == "mini"
     assert [i.metadata for i in suite.items(folder_ctx)] == geneval_prompts(2, 1000)
     (tmp_path / "craft_bench.json").write_text("{broken")  # unreadable: not a mini folder, no crash
-    with pytest.raises(UserError, match="detection backend"):
-        suite.detector_name(folder_ctx)
+    assert suite.detector_name(folder_ctx) == "mmdet"
 
 
 def test_items_for_real_models_are_the_official_prompts():
@@ -86,11 +84,13 @@ def test_metric_declarations():
     assert metrics["prompts_correct"].per_prompt == "any"  # summary_scores.py: any image correct
 
 
-def test_real_models_need_a_detection_backend():
-    with pytest.raises(UserError, match="Mask2Former"):
-        GenEval().items(ctx("sdxl"))  # before any image is generated
+def test_real_models_use_the_official_detector_and_fail_early_without_it(monkeypatch):
+    monkeypatch.delenv("CRAFT_BENCH_GENEVAL_MMDET", raising=False)
+    assert GenEval().detector_name(ctx("sdxl")) == "mmdet"
+    with pytest.raises(UserError, match="mmdet"):
+        GenEval().items(ctx("sdxl"))  # before any image is generated: no mmdetection here, or no checkpoint
     with pytest.raises(UserError, match="unknown detector"):
-        GenEval(GenEval.Config(detector="mmdet")).items(ctx("mini"))
+        GenEval(GenEval.Config(detector="mask-rcnn")).items(ctx("mini"))
     assert GenEval().detector_name(ctx("mini")) == "mini"
     assert GenEval(GenEval.Config(detector="mini")).detector_name(ctx("sdxl")) == "mini"
 

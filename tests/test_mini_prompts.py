@@ -138,3 +138,23 @@ def test_captions_and_training_pairs():
     scene = pairs[0][0]
     assert caption_for(scene, np.random.default_rng(1)) == caption_for(scene, np.random.default_rng(1))
     assert all(any(o.shape in c for o in scene.objects) for c in [caption_for(scene, rng) for _ in range(20)])
+
+
+def test_parti_style_set_has_its_challenges_and_categories():
+    from collections import Counter
+
+    from craft_bench.mini.prompts import PARTI_CHALLENGES, parse_prompt, parti_category, parti_prompts
+
+    rows = parti_prompts(30, 2000)
+    assert rows == parti_prompts(30, 2000) and rows != parti_prompts(30, 2001)
+    assert Counter(r["challenge"] for r in rows) == {c: 30 for c in PARTI_CHALLENGES}
+    assert [r["challenge"] for r in rows[:8]] == list(PARTI_CHALLENGES)  # interleaved: --limit mixes challenges
+    assert {r["category"] for r in rows} == {"Circles", "Squares", "Triangles", "Diamonds", "Crosses"}
+    assert all(r["category"] == parti_category(r["prompt"]) for r in rows)
+    by = {c: [r["prompt"] for r in rows if r["challenge"] == c] for c in PARTI_CHALLENGES}
+    assert len(set(by["Basic"])) == 10  # its whole space (5 shapes, with or without "a photo of"), then repeats
+    assert all(len(set(by[c])) == 30 for c in ("Fine-grained Detail", "Properties & Positioning", "Complex"))
+    assert all(parse_prompt(p)["tag"] == "color_attr" for p in by["Fine-grained Detail"])
+    assert all(" and " in p for p in by["Complex"])  # 3-4 objects in at least two groups
+    assert all(parse_prompt(p) is None for p in by["Linguistic Structures"])  # never the plain GenEval phrasing
+    assert parti_category("two big crosses and a circle") == "Crosses" and parti_category("nothing") == "Other"

@@ -137,6 +137,8 @@ def test_wheel_ships_plugin_folders_as_subpackages(tmp_path):
     assert "craft_bench/suites/data/geneval/evaluation_metadata.jsonl" in names
     assert "craft_bench/suites/data/geneval/SOURCE_COMMIT" in names
     assert {"craft_bench/report/static/report.css", "craft_bench/report/static/report.js"} <= names  # the report's assets
+    assert {"craft_bench/suites/data/parti/PartiPrompts.tsv", "craft_bench/suites/data/parti/SOURCE_COMMIT"} <= names
+    assert {"craft_bench/detectors/hf.py", "craft_bench/detectors/mmdetection.py", "craft_bench/suites/parti.py"} <= names
     assert "craft_bench/cli.py" in names and not any(n.startswith(("methods/", "suites/", "tests/")) for n in names)
     # install it into an isolated target and import the plug-in folders from there
     target = tmp_path / "site"

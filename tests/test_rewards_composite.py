@@ -20,16 +20,11 @@ NAMES = ["hps", "aes", "clip", "imagereward"]
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
-    root = tmp_path_factory.mktemp("composite")
-    hps_arch = T.build_hps(root / "hps")
-    aes_mlp, clip = T.build_aes(root / "aes")
-    ir = T.build_imagereward(root / "imagereward")
-    return {
-        "sources": {"hps": str(root / "hps"), "aes": str(aes_mlp), "clip": str(clip), "imagereward": str(ir)},
-        "options": {"hps": {"arch": str(hps_arch)}, "aes": {"clip_source": str(clip)}},
-        "cli": [f"--source=hps={root / 'hps'}", f"--source=hps.arch={hps_arch}", f"--source=aes={aes_mlp}",
-                f"--source=aes.clip={clip}", f"--source=clip={clip}", f"--source=imagereward={ir}"],
-    }
+    from craft_bench.rewards.cli import parse_sources
+
+    pairs = T.build_reward_set(tmp_path_factory.mktemp("composite"))
+    paths, options = parse_sources(pairs)
+    return {"sources": paths, "options": options, "cli": [f"--source={p}" for p in pairs]}
 
 
 @pytest.fixture(scope="module")

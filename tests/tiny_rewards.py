@@ -274,6 +274,18 @@ def build_imagereward(folder: Path, seed: int = 4, hidden: int = 64, size: str =
     return folder
 
 
+def build_reward_set(root: Path, pickscore: bool = False) -> list[str]:
+    """Tiny checkpoints of the real rewards under ``root``, as `craft-bench score --source` pairs (NAME=PATH)."""
+    hps_arch = build_hps(root / "hps")
+    aes_mlp, clip = build_aes(root / "aes")
+    ir = build_imagereward(root / "imagereward")
+    pairs = [f"hps={root / 'hps'}", f"hps.arch={hps_arch}", f"aes={aes_mlp}", f"aes.clip={clip}", f"clip={clip}", f"imagereward={ir}"]
+    if pickscore:
+        pick = build_pickscore(root / "pickscore")
+        pairs += [f"pickscore={pick}", f"pickscore.processor={pick}"]
+    return pairs
+
+
 def check_one_line(exc: BaseException, *needles: str) -> None:
     text = str(exc)
     assert "\n" not in text, text

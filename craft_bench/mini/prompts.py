@@ -361,3 +361,112 @@ def training_pairs(n: int, seed: int, task_share: float = 0.75, original_share: 
             text = caption_for(scene, rng)
         pairs.append((scene, text))
     return pairs
+
+
+# --------------------------------------------------------------------------- a Parti-style prompt set
+
+# PartiPrompts (Yu et al. 2022) tags each prompt with a Category (what it depicts) and a Challenge (what makes
+# it hard). The mini world's analog: the category is the first shape a prompt names; the challenges are the
+# Parti challenges the mini grammar can express, each with a generator below.
+PARTI_CHALLENGES = (
+    "Basic",
+    "Simple Detail",
+    "Quantity",
+    "Fine-grained Detail",
+    "Properties & Positioning",
+    "Style & Format",
+    "Linguistic Structures",
+    "Complex",
+)
+_STYLE_FRAMES = tuple(f for f in FRAMES if f not in ("{}", "a photo of {}"))
+
+
+def _pick(rng: np.random.Generator, options) -> Any:
+    return options[int(rng.integers(len(options)))]
+
+
+def _random_line(rng: np.random.Generator, tasks: tuple[str, ...]) -> dict:
+    pool = _pool_json(_pick(rng, tasks))
+    return json.loads(_pick(rng, pool))
+
+
+def _parti_basic(rng: np.random.Generator) -> str:
+    return _pick(rng, ("", PREFIX)) + with_article(_pick(rng, SHAPES))
+
+
+def _parti_simple_detail(rng: np.random.Generator) -> str:
+    return _pick(rng, ("", PREFIX)) + f"{with_article(_pick(rng, COLOR_NAMES))} {_pick(rng, SHAPES)}"
+
+
+def _parti_quantity(rng: np.random.Generator) -> str:
+    return _pick(rng, ("", PREFIX)) + f"{NUMBERS[int(rng.integers(2, MAX_COUNT + 1))]} {plural(_pick(rng, SHAPES))}"
+
+
+def _parti_fine_detail(rng: np.random.Generator) -> str:
+    return _random_line(rng, ("color_attr",))["prompt"]
+
+
+def _parti_positioning(rng: np.random.Generator) -> str:
+    line = _random_line(rng, ("position",))
+    b, a = line["include"]
+    colors = rng.choice(len(COLOR_NAMES), size=2, replace=False)
+    na, nb = with_article(f"{COLOR_NAMES[colors[0]]} {a['class']}"), with_article(f"{COLOR_NAMES[colors[1]]} {b['class']}")
+    return f"{PREFIX}{na} {a['position'][0]} {nb}" if rng.random() < 0.5 else line["prompt"]
+
+
+def _parti_style(rng: np.random.Generator) -> str:
+    return _pick(rng, _STYLE_FRAMES).format(describe(random_scene(rng, int(rng.integers(1, 3))), rng))
+
+
+def _parti_linguistic(rng: np.random.Generator) -> str:
+    line = _random_line(rng, ("counting", "colors", "two_object", "position", "color_attr"))
+    return _pick(rng, _cores(line)[1:])  # every phrasing but the plain GenEval one
+
+
+def _parti_complex(rng: np.random.Generator) -> str:
+    """3-4 objects in at least two groups (three red squares alone are Quantity)."""
+    while True:
+        phrase = describe(random_scene(rng, int(rng.integers(3, 5))), rng)
+        if " and " in phrase:
+            return PREFIX + phrase
+
+
+_PARTI_DRAW = dict(zip(PARTI_CHALLENGES, (
+    _parti_basic, _parti_simple_detail, _parti_quantity, _parti_fine_detail, _parti_positioning, _parti_style,
+    _parti_linguistic, _parti_complex,
+)))
+
+
+def parti_category(prompt: str) -> str:
+    """The first shape a prompt names, as a Parti-style category ("Circles"); "Other" if none."""
+    words = prompt.lower().replace(",", " ").split()
+    for word in words:
+        for shape in SHAPES:
+            if word in (shape, plural(shape)):
+                return plural(shape).capitalize()
+    return "Other"
+
+
+def parti_prompts(n_per_challenge: int, seed: int) -> list[dict]:
+    """``n_per_challenge`` prompts per challenge: ``{"prompt", "category", "challenge"}``, drawn with ``seed``,
+    interleaved across challenges (so the first prompts of any category mix challenges, as --limit takes them).
+
+    Within a challenge prompts are distinct while its space allows (Basic has 10), then repeat."""
+    if n_per_challenge < 0:
+        raise ValueError("n_per_challenge must be >= 0")
+    blocks: list[list[dict]] = []
+    for c_index, challenge in enumerate(PARTI_CHALLENGES):
+        rng = np.random.default_rng([int(seed), 0x9A27, c_index])
+        draw = _PARTI_DRAW[challenge]
+        chosen: list[str] = []
+        for _ in range(100 * n_per_challenge):
+            if len(chosen) == n_per_challenge:
+                break
+            prompt = draw(rng)
+            if prompt not in chosen:
+                chosen.append(prompt)
+        distinct = len(chosen)
+        while len(chosen) < n_per_challenge:
+            chosen.append(chosen[len(chosen) % distinct])
+        blocks.append([{"prompt": p, "category": parti_category(p), "challenge": challenge} for p in chosen])
+    return [block[i] for i in range(n_per_challenge) for block in blocks]

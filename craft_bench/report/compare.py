@@ -11,6 +11,11 @@ from craft_bench.report.stats import Comparison, compare_metric
 from craft_bench.report.tables import load_records, load_results
 
 
+def metric_def_from_dict(d: dict[str, Any]) -> MetricDef:
+    """A MetricDef read back from results.json (JSON turned its ``where`` pairs into lists)."""
+    return MetricDef(**{**d, "where": tuple(tuple(pair) for pair in d.get("where", ()))})
+
+
 def compare_runs(path_a: str | Path, path_b: str | Path, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any], list[Comparison]]:
     a, dir_a = load_results(path_a)
     b, dir_b = load_results(path_b)
@@ -27,7 +32,7 @@ def compare_records(a: dict[str, Any], recs_a: list[dict[str, Any]], recs_b: lis
     comps = []
     for d in a.get("metric_defs", []):
         try:
-            m = MetricDef(**d)
+            m = metric_def_from_dict(d)
         except TypeError as exc:
             raise UserError(f"run {a.get('spec_hash', '?')[:8]}: its metric '{d.get('name')}' was written by another craft-bench version ({exc}); upgrade craft-bench") from None
         c = compare_metric(m, recs_a, recs_b, seed=seed)

@@ -45,6 +45,8 @@ def clusters_for(metric: MetricDef, records: Sequence[dict[str, Any]], only: set
     for r in records:
         if metric.where_stratum is not None and r.get("stratum") != metric.where_stratum:
             continue
+        if any(r.get(col) != want for col, want in metric.where):
+            continue
         if only is not None and (r["item_id"], r["seed"]) not in only:
             continue
         value = r.get(metric.column)
@@ -96,9 +98,25 @@ class MetricValue:
     ci_low: float
     ci_high: float
     n: int
+    p_value: float | None = None  # sign test against ``MetricDef.sign_test_null``, where declared
 
     def as_dict(self) -> dict[str, float | int]:
-        return {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high, "n": self.n}
+        out: dict[str, float | int] = {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high, "n": self.n}
+        if self.p_value is not None:
+            out["p_value"] = self.p_value
+        return out
+
+
+def sign_test(c: Clusters, null: float) -> float:
+    """Two-sided sign test over prompts: each prompt's mean is above or below ``null`` (equal ones are
+    dropped, the usual treatment of ties); exact binomial p-value, 1.0 when every prompt ties."""
+    from scipy import stats as sstats
+
+    means = c.sums / c.counts
+    above, below = int(np.sum(means > null)), int(np.sum(means < null))
+    if above + below == 0:
+        return 1.0
+    return float(sstats.binomtest(above, above + below, 0.5).pvalue)
 
 
 def _percentile_ci(samples: np.ndarray) -> tuple[float, float]:
@@ -112,13 +130,14 @@ def summarize(metric: MetricDef, records: Sequence[dict[str, Any]], seed: int = 
     if not c.ids:
         return None
     value = float(_estimate(c.sums, c.counts, c.strata, metric.scale))
+    p = sign_test(c, metric.sign_test_null) if metric.sign_test_null is not None else None
     if len(c.ids) < 2:
-        return MetricValue(value, value, value, c.n_records)
+        return MetricValue(value, value, value, c.n_records, p)
     rng = np.random.default_rng([seed, 0xB007])
     idx = _stratified_draws(c.strata, N_RESAMPLES, rng)
     boot = _estimate(c.sums[idx], c.counts[idx], c.strata, metric.scale)
     lo, hi = _percentile_ci(boot)
-    return MetricValue(value, lo, hi, c.n_records)
+    return MetricValue(value, lo, hi, c.n_records, p)
 
 
 @dataclass

@@ -27,15 +27,18 @@ def results_table(results: dict[str, Any]) -> str:
     """Metric | Value | 95% CI | n, headline first."""
     head = results.get("headline", "overall")
     names = sorted(results["metrics"], key=lambda n: (n != head, list(results["metrics"]).index(n)))
+    tested = any("p_value" in m for m in results["metrics"].values())
     rows = []
     for name in names:
         m = results["metrics"][name]
         arrow = "↑" if m.get("higher_is_better", True) else "↓"
-        rows.append([f"{m.get('display_name', name)} {arrow}", _fmt(m["value"]), f"[{_fmt(m['ci_low'])}, {_fmt(m['ci_high'])}]", m["n"]])
+        row = [f"{m.get('display_name', name)} {arrow}", _fmt(m["value"]), f"[{_fmt(m['ci_low'])}, {_fmt(m['ci_high'])}]", m["n"]]
+        rows.append(row + ([_fmt(m.get("p_value"))] if tested else []))
     title = f"{results['method']} x {results['suite']} on {results['model']} (spec {results['spec_hash'][:8]}, seed {results.get('seed', 0)})"
     t = results.get("timing", {})
     footer = f"generate {t.get('generate_s', 0):.1f}s, score {t.get('score_s', 0):.1f}s, train {t.get('train_s', 0):.1f}s on {t.get('device', '?')}"
-    return f"{title}\n{markdown(['Metric', 'Value', '95% CI', 'n'], rows)}\n{footer}"
+    headers = ["Metric", "Value", "95% CI", "n"] + (["sign test p"] if tested else [])
+    return f"{title}\n{markdown(headers, rows)}\n{footer}"
 
 
 def load_results(path: str | Path) -> tuple[dict[str, Any], Path]:

@@ -35,21 +35,23 @@ class WeightSource:
     env: str  # environment variable that overrides the default
     value: str  # local path or hub repo id
     local: bool
+    option: str = ""  # how a caller other than `craft-bench score` takes the path (``--set suite.color_weights=PATH``)
 
     def hint(self) -> str:
-        return f"pass --source {self.reward}=PATH (Python: source=PATH) or set {self.env}=PATH"
+        how = self.option or f"--source {self.reward}=PATH (Python: source=PATH)"
+        return f"pass {how} or set {self.env}=PATH"
 
 
-def resolve_source(reward: str, env: str, source: str | os.PathLike | None, default: str) -> WeightSource:
+def resolve_source(reward: str, env: str, source: str | os.PathLike | None, default: str, option: str = "") -> WeightSource:
     """The explicit source, else ``$env``, else ``default``; local when the path exists."""
-    value = os.fspath(source) if source is not None else os.environ.get(env) or default
+    value = os.fspath(source) if source else os.environ.get(env) or default
     path = Path(value).expanduser()
     if path.exists():
-        return WeightSource(reward, env, str(path), True)
+        return WeightSource(reward, env, str(path), True, option)
     if not _HUB_ID.match(value):
-        origin = "argument" if source is not None else f"${env}" if os.environ.get(env) else "default"
-        raise UserError(f"{reward}: weights not found at '{value}' (from {origin}); {WeightSource(reward, env, value, True).hint()}")
-    return WeightSource(reward, env, value, False)
+        origin = "argument" if source else f"${env}" if os.environ.get(env) else "default"
+        raise UserError(f"{reward}: weights not found at '{value}' (from {origin}); {WeightSource(reward, env, value, True, option).hint()}")
+    return WeightSource(reward, env, value, False, option)
 
 
 def hub_file(src: WeightSource, filename: str, repo: str | None = None) -> str:

@@ -72,6 +72,21 @@ class CompositeScorer:
             loaded[key] = load_reward(key, sources.get(key, sources.get(name)), device=device, dtype=dtype, **opts)
         return cls(loaded, batch_size=batch_size)
 
+    @classmethod
+    def from_source_list(
+        cls, names: Sequence[str], sources: str, device: str = "auto", options: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> "CompositeScorer":
+        """Rewards with weights given as one string, comma-separated `craft-bench score --source` pairs
+        (``hps=/w/HPS_v2.1_compressed.pt,aes.clip=/w/ViT-L-14.pt``), as suites take them in a setting; unnamed
+        rewards use their env var or hub default. Sub-options (``hps.arch``) are merged into ``options``."""
+        from craft_bench.rewards.cli import parse_sources
+
+        paths, extra = parse_sources([p for p in (s.strip() for s in sources.split(",")) if p])
+        merged = {k: dict(v) for k, v in (options or {}).items()}
+        for name, opts in extra.items():
+            merged.setdefault(name, {}).update(opts)
+        return cls.load(list(names), sources=paths, device=device, options=merged)
+
     def score(
         self,
         images: Sequence[ImageLike],

@@ -69,9 +69,10 @@ def build_from_state_dict(state_dict: dict[str, Any], what: str) -> Any:
     return model.eval()
 
 
-def load_openai_clip(reward: str, source: str | None, env: str = CLIP_L14_ENV) -> Any:
-    """(model, image_size) of the OpenAI CLIP at ``source`` / ``$env`` / the hub default."""
-    src = resolve_source(reward, env, source, CLIP_L14_HUB)
+def load_openai_clip(reward: str, source: str | None, env: str = CLIP_L14_ENV, option: str = "") -> Any:
+    """(model, image_size) of the OpenAI CLIP at ``source`` / ``$env`` / the hub default (``option``: how the
+    caller takes a path, for the error message)."""
+    src = resolve_source(reward, env, source, CLIP_L14_HUB, option)
     path = clip_checkpoint_path(src)
     model = build_from_state_dict(unwrap_state_dict(load_state_dict_file(path)), f"{reward} CLIP ({path})")
     return model, int(model.visual.image_size[0] if isinstance(model.visual.image_size, (tuple, list)) else model.visual.image_size)
