@@ -81,7 +81,7 @@ def test_vae_recipe_writes_a_loadable_fp16_vae(tiny_vae):
     vae = AutoencoderKL.from_pretrained(str(tiny_vae), torch_dtype=torch.float32)
     cfg = json.loads((tiny_vae / "config.json").read_text())
     assert cfg["scaling_factor"] == vae.config.scaling_factor and cfg["scaling_factor"] != 1.0
-    assert json.loads((tiny_vae / "_train" / "state.json").read_text())["step"] == 2
+    assert json.loads((tiny_vae / "_train" / "state" / "state.json").read_text())["step"] == 2
     # after freeze_encoder_at only the decoder trains: the encoder exported then is the final one
     frozen = load_file(str(tiny_vae / "_train" / "frozen-encoder" / "diffusion_pytorch_model.safetensors"))
     for key, value in weights.items():
@@ -103,7 +103,7 @@ def test_vae_recipe_refuses_to_overwrite_and_checks_seed(tiny_vae):
 def _states(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    return load_file(str(folder / "_train" / "state.safetensors"))
+    return load_file(str(folder / "_train" / "state" / "state.safetensors"))
 
 
 def test_base_recipe_resume_continues_the_same_run(tiny_vae, tmp_path):
@@ -119,7 +119,8 @@ def test_base_recipe_resume_continues_the_same_run(tiny_vae, tmp_path):
     for key in a:  # equal up to float rounding (kernels may pick another summation order after a reload)
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6, msg=key)
     other = train_base(tmp_path / "c", seed=2, steps=1, device="cpu", **kw)
-    assert not torch.equal(_states(tmp_path / "c")["unet.conv_in.weight"], _states(tmp_path / "b")["unet.conv_in.weight"])
+    key = "module.unet.conv_in.weight"
+    assert not torch.equal(_states(tmp_path / "c")[key], _states(tmp_path / "b")[key])
     assert other["files"]["unet/config.json"] == straight["files"]["unet/config.json"]
     assert (tmp_path / "a" / "_train" / "snapshots" / "step-000002" / "model_index.json").is_file()
 
@@ -139,15 +140,17 @@ def test_base_recipe_resume_continues_the_same_run(tiny_vae, tmp_path):
 
 
 def test_base_lr_schedule_is_warmup_stable_decay():
-    from craft_bench.mini.train import _lr_at
+    from craft_bench.train.loop import Schedule
 
-    assert _lr_at(0, 1.0, 10, 100, 0.2) == pytest.approx(0.1)
-    assert _lr_at(9, 1.0, 10, 100, 0.2) == 1.0
+    wsd = Schedule("wsd", warmup=10, cooldown=0.2, warmup_style="replace")  # the base recipe's schedule
+    lr = wsd.lr
+    assert lr(0, 100, 1.0) == pytest.approx(0.1)
+    assert lr(9, 100, 1.0) == 1.0
     # Before the cooldown the rate does not depend on the run length: a longer run resumes exactly.
-    assert [_lr_at(s, 1.0, 10, 100, 0.2) for s in range(80)] == [_lr_at(s, 1.0, 10, 500, 0.2) for s in range(80)]
-    decay = [_lr_at(s, 1.0, 10, 100, 0.2) for s in range(80, 100)]
+    assert [lr(s, 100, 1.0) for s in range(80)] == [lr(s, 500, 1.0) for s in range(80)]
+    decay = [lr(s, 100, 1.0) for s in range(80, 100)]
     assert decay[0] == 1.0 and decay[-1] == pytest.approx(0.05) and all(a > b for a, b in zip(decay, decay[1:]))
-    assert _lr_at(5000, 1.0, 10, 100, 0.0) == _lr_at(50, 1.0, 10, None, 0.2) == 1.0
+    assert Schedule("wsd", warmup=10, cooldown=0.0).lr(5000, 100, 1.0) == 1.0
 
 
 def test_base_resume_refuses_to_extend_a_cooled_down_run(tiny_vae, tmp_path):

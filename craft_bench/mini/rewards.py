@@ -41,7 +41,7 @@ import numpy as np
 from craft_bench.api import Reward
 from craft_bench.errors import UserError
 from craft_bench.models import resolve_device
-from craft_bench.train.state import load_optimizer, optimizer_tensors
+from craft_bench.train.loop import Loop, LoopSpec, Schedule, Task
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -410,7 +410,7 @@ def degrade_scene_image(image: np.ndarray, scene: Any, kind: str, rng: np.random
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
-# --------------------------------------------------------------------------- the shared training loop
+# --------------------------------------------------------------------------- recipes on the shared training loop
 
 
 @dataclass
@@ -426,93 +426,63 @@ class _Recipe:
     after_step: Callable[[], None] | None = None
 
 
-def _save_checkpoint(out: Path, model: "torch.nn.Module", opt: "torch.optim.Optimizer", info: dict[str, Any]) -> None:
-    """Write checkpoint/ atomically: build checkpoint.tmp, then swap it in."""
-    tmp, final, old = out / (CKPT_DIR + ".tmp"), out / CKPT_DIR, out / (CKPT_DIR + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    _save_tensors(tmp / MODEL_FILE, model.state_dict())
-    opt_tensors, groups = optimizer_tensors(opt)
-    opt_meta = {"param_groups": groups}
-    _save_tensors(tmp / "optimizer.safetensors", opt_tensors)
-    _save_json(tmp / "state.json", {**info, "optimizer": opt_meta})
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+class _RecipeTask(Task):
+    """A reward recipe as a task of the shared loop: the step's batch from ``rng([seed, step])``."""
 
+    shardable = False
 
-def _lr_at(step: int, steps: int, base: float, warmup: int) -> float:
-    """Linear warm-up, then cosine decay to 10% of ``base``: a pure function of the step, so resume needs no
-    scheduler state."""
-    warm = min(1.0, (step + 1) / max(1, warmup))
-    progress = min(1.0, step / max(1, steps))
-    return base * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+    def __init__(self, recipe: _Recipe, seed: int) -> None:
+        self.recipe, self.seed, self.name = recipe, seed, f"mini-{recipe.kind}"
+
+    def modules(self) -> dict[str, Any]:
+        return {"model": self.recipe.model}
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        named = list(self.recipe.model.named_parameters())
+        decay = [p for n, p in named if p.ndim >= 2 and "embedding" not in n]
+        no_decay = [p for n, p in named if not (p.ndim >= 2 and "embedding" not in n)]
+        return [{"params": decay, "weight_decay": self.recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def batch(self, step: int) -> dict[str, Any]:
+        return self.recipe.batch(np.random.default_rng([self.seed, step]))
+
+    def loss(self, batch: dict[str, Any], step: int) -> tuple[Any, dict[str, float]]:
+        return self.recipe.loss(batch)
+
+    def after_step(self, step: int) -> None:
+        if self.recipe.after_step:
+            self.recipe.after_step()
 
 
 def _run(recipe: _Recipe, out_dir: str | os.PathLike, seed: int, steps: int, device: str, resume: bool,
          checkpoint_every: int | None, progress: bool, stop_after: int | None = None) -> dict[str, Any]:
+    """Train a reward recipe with the shared loop: AdamW (betas 0.9/0.98, decay on matrices only), linear warm-up,
+    then cosine decay to 10% of the rate, gradient norm clipped at 1; checkpoints in ``out_dir``/checkpoint."""
     import torch
-    from safetensors.torch import load_file
-    from tqdm.auto import tqdm
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(device)
-    model = recipe.model.to(device)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr, betas=(0.9, 0.98))
-    start, wall_before, history = 0, 0.0, []
+    recipe.model.to(device)
     ckpt = out / CKPT_DIR
-    if resume and (ckpt / "state.json").is_file():
-        info = json.loads((ckpt / "state.json").read_text())
-        if info.get("seed") != seed:
-            raise UserError(f"cannot resume {ckpt}: it was trained with seed {info.get('seed')}, not {seed}")
-        model.load_state_dict({k: v.to(device) for k, v in load_file(str(ckpt / MODEL_FILE)).items()})
-        load_optimizer(opt, load_file(str(ckpt / "optimizer.safetensors"), device=device), info["optimizer"]["param_groups"])
-        start, wall_before, history = int(info["step"]), float(info["wall_s"]), info.get("history", [])
-    every = checkpoint_every or max(25, steps // 10)
-    t0 = time.perf_counter()
-    model.train()
-    bar = tqdm(total=steps, initial=min(start, steps), desc=f"mini train {recipe.kind}", disable=not progress)
-    logs: dict[str, float] = {}
-    end = steps if stop_after is None else min(steps, stop_after)
-    for step in range(start, end):
-        rng = np.random.default_rng([seed, step])
-        batch = recipe.batch(rng)
-        for g in opt.param_groups:
-            g["lr"] = _lr_at(step, steps, recipe.lr, recipe.warmup)
-        loss, logs = recipe.loss(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if recipe.after_step:
-            recipe.after_step()
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
-        done = step + 1
-        if done % 25 == 0 or done == steps:
-            history.append({"step": done, **{k: round(v, 5) for k, v in logs.items()}})
-        if done % every == 0 or done == end:
-            _save_checkpoint(out, model, opt, {"step": done, "steps": steps, "seed": seed, "kind": recipe.kind,
-                                               "wall_s": wall_before + time.perf_counter() - t0,
-                                               "history": history})
-    bar.close()
-    wall = wall_before + time.perf_counter() - t0
-    if end < steps:
-        return {"steps": end, "wall_s": round(wall, 1), "files": {}, "final": history[-1] if history else logs,
-                "stopped": True}
-    model.eval()
-    info = {"seed": seed, "steps": max(steps, start), "wall_s": round(wall, 1), "device": str(device),
+    if not resume:
+        shutil.rmtree(ckpt, ignore_errors=True)
+    spec = LoopSpec(steps=steps, lr=recipe.lr, schedule=Schedule("cosine", warmup=recipe.warmup, floor=0.1, warmup_style="ramp"),
+                    betas=(0.9, 0.98), max_grad_norm=1.0, ckpt_every=checkpoint_every or max(25, steps // 10), seed=seed)
+    recipe.model.train()
+    loop = Loop(_RecipeTask(recipe, seed), spec, ckpt, device=device, progress=progress, desc=f"mini train {recipe.kind}")
+    result = loop.run(stop_after)
+    history = result.history
+    if result.steps < steps:
+        return {"steps": result.steps, "wall_s": round(result.wall_s, 1), "files": {},
+                "final": history[-1] if history else result.last_logs, "stopped": True}
+    recipe.model.eval()
+    info = {"seed": seed, "steps": steps, "wall_s": round(result.wall_s, 1), "device": str(device),
             "torch": torch.__version__, "history": history[-5:]}
     files = recipe.export(out, info)
-    return {"steps": max(steps, start), "wall_s": round(wall, 1), "device": str(device),
+    return {"steps": steps, "wall_s": round(result.wall_s, 1), "device": str(device),
             "files": {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files},
-            "final": history[-1] if history else logs}
+            "final": history[-1] if history else result.last_logs}
 
 
 # --------------------------------------------------------------------------- mini-clip: recipe

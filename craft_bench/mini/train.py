@@ -1,9 +1,10 @@
 """Recipes that reproduce the mini world's shipped base model from a seed: ``train_vae`` and ``train_base``.
 
-Both read top to bottom (model, optimiser, data, loop), draw every random number from ``(seed, step)``
-so a run killed and resumed from its last checkpoint continues exactly as an uninterrupted run would,
-write a checkpoint (safetensors) every ``ckpt_every`` steps under ``<out>/_train/``, and run unchanged
-on CUDA where one is available (pass more steps there). Each returns a dict of stats: steps, wall_s, files.
+Each is a ``Task`` of the shared training loop (``craft_bench.train.loop``: optimiser, learning-rate schedule,
+EMA, checkpoints and resume are the loop's), draws every random number from ``(seed, step)`` so a run killed
+and resumed from its last checkpoint continues exactly as an uninterrupted run would, checkpoints (safetensors)
+every ``ckpt_every`` steps under ``<out>/_train/state/``, and runs unchanged on CUDA where one is available (pass
+more steps there). Each returns a dict of stats: steps, wall_s, files.
 
 - VAE: AutoencoderKL on 32-px crops of freshly rendered random scenes, L1 + MSE reconstruction with a small KL term,
   AdamW with warmup then a constant rate (so the checkpoint at step N is exactly the run with
@@ -31,13 +32,12 @@ import numpy as np
 from craft_bench.errors import UserError
 from craft_bench.generate import file_digest
 from craft_bench.models import quiet_library_bars, resolve_device
-from craft_bench.train.state import load_optimizer, optimizer_tensors
+from craft_bench.train.loop import Loop, LoopSpec, Schedule, Task
 
 VAE_STEPS = 2800
 BASE_STEPS = 6000
 TRAIN_DIR = "_train"  # checkpoints and caches inside a recipe's output folder
-STATE_FILE = "state.safetensors"
-META_FILE = "state.json"
+STATE_DIR = "state"  # the loop's checkpoint folder inside TRAIN_DIR
 
 
 # --------------------------------------------------------------------------- shared plumbing
@@ -58,49 +58,10 @@ def folder_files(folder: Path) -> dict[str, str]:
     }
 
 
-def _check_out(out_dir: Path, resume: bool) -> Path | None:
-    """The checkpoint to resume from, or None; refuses to overwrite a run without --resume."""
-    state = out_dir / TRAIN_DIR / STATE_FILE
-    if state.is_file():
-        if not resume:
-            raise UserError(f"{out_dir} already holds a training run; pass --resume to continue it or choose another --out")
-        return state
-    return None
-
-
-def _save_state(out_dir: Path, tensors: dict[str, Any], meta: dict[str, Any]) -> None:
-    """Write the checkpoint atomically: a kill at any moment leaves the previous one readable."""
-    from safetensors.torch import save_file
-
-    d = out_dir / TRAIN_DIR
-    d.mkdir(parents=True, exist_ok=True)
-    tmp = d / (STATE_FILE + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    tmp_meta = d / (META_FILE + ".tmp")
-    tmp_meta.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, d / STATE_FILE)
-    os.replace(tmp_meta, d / META_FILE)
-
-
-def _load_state(out_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    from safetensors.torch import load_file
-
-    d = out_dir / TRAIN_DIR
-    return load_file(str(d / STATE_FILE)), json.loads((d / META_FILE).read_text())
-
-
-def _check_meta(meta: dict[str, Any], recipe: str, seed: int) -> None:
-    if meta.get("recipe") != recipe or meta.get("seed") != seed:
-        raise UserError(
-            f"cannot resume: the checkpoint is recipe '{meta.get('recipe')}' seed {meta.get('seed')}, "
-            f"not '{recipe}' seed {seed}"
-        )
-
-
-def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True, unit="step")
+def _check_out(out_dir: Path, resume: bool) -> None:
+    """Refuse to overwrite a run without --resume (with it, the loop continues from the checkpoint)."""
+    if (out_dir / TRAIN_DIR / STATE_DIR / "state.json").is_file() and not resume:
+        raise UserError(f"{out_dir} already holds a training run; pass --resume to continue it or choose another --out")
 
 
 def write_folder_hint(folder: Path) -> None:
@@ -147,27 +108,6 @@ def _to_pixels(images: np.ndarray, device: str) -> Any:
     return (x / 127.5 - 1.0).to(device)
 
 
-def _lr_at(step: int, base_lr: float, warmup: int, total: int | None = None, cooldown: float = 0.0) -> float:
-    """Warmup-stable-decay: linear warmup, constant, then (``cooldown`` > 0) a linear decay to zero over
-    the last ``cooldown`` fraction of ``total`` steps (Hu et al. 2024, MiniCPM; Hagele et al. 2024).
-
-    Until the decay starts the rate does not depend on ``total``, so a checkpoint taken before that point
-    resumes into a longer run (``--resume --steps M``) exactly as if the run had been started with ``M``."""
-    if step < warmup:
-        return base_lr * (step + 1) / warmup
-    if total is None or cooldown <= 0:
-        return base_lr
-    start = _cooldown_start(total, cooldown)
-    if step < start:
-        return base_lr
-    return base_lr * (total - step) / (total - start)
-
-
-def _cooldown_start(total: int, cooldown: float) -> int:
-    """First step of the linear decay of a ``total``-step run whose last ``cooldown`` fraction decays."""
-    return total - max(1, round(cooldown * total))
-
-
 # --------------------------------------------------------------------------- VAE
 
 
@@ -196,6 +136,59 @@ def _finish_vae(vae: Any, dest: Path, seed: int, device: str) -> tuple[float, fl
 
 
 
+class _VaeTask(Task):
+    """The mini AutoencoderKL on random crops of fresh renders: L1 + MSE reconstruction plus a small KL term; the
+    encoder is frozen from ``freeze_at`` on (and exported then: train_base needs only a final encoder)."""
+
+    name = "mini-vae"
+    shardable = False
+
+    def __init__(self, vae: Any, out: Path, seed: int, batch_size: int, crop: int, freeze_at: int, kl_weight: float,
+                 device: str) -> None:
+        self.vae, self.out, self.seed, self.device = vae, out, seed, device
+        self.batch_size, self.crop, self.freeze_at, self.kl_weight = batch_size, crop, freeze_at, kl_weight
+        self.frozen = False
+
+    def modules(self) -> dict[str, Any]:
+        return {"model": self.vae}
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [{"params": list(self.vae.parameters()), "weight_decay": 0.0}]
+
+    def before_step(self, step: int) -> None:
+        if step >= self.freeze_at and not self.frozen:
+            for module in (self.vae.encoder, self.vae.quant_conv):
+                module.requires_grad_(False)
+            frozen = self.out / TRAIN_DIR / "frozen-encoder"
+            if not (frozen / "config.json").is_file():  # what train_base needs: the encoder is final from here on
+                _finish_vae(self.vae, frozen, self.seed, self.device)
+            self.frozen = True
+
+    def batch(self, step: int) -> Any:
+        """Random ``crop``-px windows of fresh renders: the VAE is convolutional, and crops cost 1/4 of a
+        full 64-px image while keeping the edges, corners and colours it must reproduce."""
+        from craft_bench.mini.scenes import random_scene, render_batch
+
+        rng = np.random.default_rng(step_seed(self.seed, step, 0))
+        images = render_batch([random_scene(rng) for _ in range(self.batch_size)])
+        if self.crop < images.shape[1]:
+            xy = rng.integers(0, images.shape[1] - self.crop + 1, size=(self.batch_size, 2))
+            images = np.stack([im[y : y + self.crop, x : x + self.crop] for im, (x, y) in zip(images, xy)])
+        return _to_pixels(images, self.device)
+
+    def loss(self, x: Any, step: int) -> tuple[Any, dict[str, float]]:
+        import torch
+
+        gen = torch.Generator(self.device).manual_seed(step_seed(self.seed, step, 1))
+        with torch.set_grad_enabled(step < self.freeze_at):
+            posterior = self.vae.encode(x).latent_dist
+        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen, device=self.device)
+        rec = self.vae.decode(z).sample
+        rec_loss = (rec - x).abs().mean() + ((rec - x) ** 2).mean()
+        kl = posterior.kl().mean() / x[0].numel()
+        return rec_loss + self.kl_weight * kl, {"rec": float(rec_loss.detach())}
+
+
 def train_vae(
     out_dir: str | Path,
     seed: int = 0,
@@ -211,89 +204,33 @@ def train_vae(
     ckpt_every: int = 100,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    stop_after: int | None = None,
 ) -> dict[str, Any]:
-    """Train the mini AutoencoderKL; the folder ``out_dir`` receives it (diffusers save_pretrained layout)."""
-    import torch
-
+    """Train the mini AutoencoderKL; the folder ``out_dir`` receives it (diffusers save_pretrained layout).
+    AdamW (weight decay 0), linear warmup over 100 steps then a constant rate (so the checkpoint at step N is
+    exactly the run with ``--steps N``), gradient norm clipped at 1."""
     from craft_bench.mini.model import build_vae
-    from craft_bench.mini.scenes import random_scene, render_batch
 
     if steps < 1:
         raise UserError(f"--steps must be at least 1, got {steps}")
     out = Path(out_dir)
     device = resolve_device(device)
-    ckpt = _check_out(out, resume)
-
+    _check_out(out, resume)
     vae = build_vae(seed).to(device)
-    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
-    start, wall_before, last_loss = 0, 0.0, float("nan")
-    if ckpt is not None:
-        tensors, meta = _load_state(out)
-        _check_meta(meta, "vae", seed)
-        vae.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        load_optimizer(opt, tensors, meta["param_groups"], prefix="opt.")
-        start, wall_before, last_loss = meta["step"], meta["wall_s"], meta.get("loss", last_loss)
-
-    def scenes_for(step: int) -> np.ndarray:
-        """Random ``crop``-px windows of fresh renders: the VAE is convolutional, and crops cost 1/4 of a
-        full 64-px image while keeping the edges, corners and colours it must reproduce."""
-        rng = np.random.default_rng(step_seed(seed, step, 0))
-        images = render_batch([random_scene(rng) for _ in range(batch_size)])
-        if crop >= images.shape[1]:
-            return images
-        xy = rng.integers(0, images.shape[1] - crop + 1, size=(batch_size, 2))
-        return np.stack([im[y : y + crop, x : x + crop] for im, (x, y) in zip(images, xy)])
-
-    def checkpoint(step: int) -> None:
-        tensors, groups = optimizer_tensors(opt, prefix="opt.")
-        tensors.update({f"model.{k}": v for k, v in vae.state_dict().items()})
-        meta = dict(recipe="vae", seed=seed, step=step, steps=steps, loss=last_loss,
-                    wall_s=wall_before + time.perf_counter() - t0, param_groups=groups)
-        _save_state(out, tensors, meta)
-
-    def freeze_encoder() -> None:
-        for module in (vae.encoder, vae.quant_conv):
-            module.requires_grad_(False)
-        frozen = out / TRAIN_DIR / "frozen-encoder"
-        if not (frozen / "config.json").is_file():  # what train_base needs: the encoder is final from here on
-            _finish_vae(vae, frozen, seed, device)
-
-    t0 = time.perf_counter()
     vae.train()
-    bar = _progress(steps, start, "mini vae", progress)
-    for step in range(start, steps):
-        if step == max(start, freeze_encoder_at):
-            freeze_encoder()
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(step, lr, 100, None)
-        x = _to_pixels(scenes_for(step), device)
-        gen = torch.Generator(device).manual_seed(step_seed(seed, step, 1))
-        with torch.set_grad_enabled(step < freeze_encoder_at):
-            posterior = vae.encode(x).latent_dist
-        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen, device=device)
-        rec = vae.decode(z).sample
-        rec_loss = (rec - x).abs().mean() + ((rec - x) ** 2).mean()
-        kl = posterior.kl().mean() / x[0].numel()
-        loss = rec_loss + kl_weight * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        last_loss = float(rec_loss.detach())
-        bar.update(1)
-        bar.set_postfix(loss=f"{last_loss:.4f}")
-        if (step + 1) % ckpt_every == 0 and step + 1 < steps:
-            checkpoint(step + 1)
-    bar.close()
-    checkpoint(steps)
-
+    task = _VaeTask(vae, out, seed, batch_size, crop, freeze_encoder_at, kl_weight, device)
+    spec = LoopSpec(steps=steps, lr=lr, schedule=Schedule("constant", warmup=100, warmup_style="replace"),
+                    weight_decay=0.0, max_grad_norm=1.0, ckpt_every=ckpt_every, seed=seed)
+    result = Loop(task, spec, out / TRAIN_DIR / STATE_DIR, device=device, progress=progress, desc="mini vae").run(stop_after)
+    if result.steps < steps:
+        return {"recipe": "vae", "steps": result.steps, "wall_s": round(result.wall_s, 1), "stopped": True}
     scaling, psnr = _finish_vae(vae, out, seed, device)
-    wall = wall_before + time.perf_counter() - t0
-    stats = dict(recipe="vae", seed=seed, steps=steps, wall_s=round(wall, 1), device=device, loss=last_loss,
-                 psnr_db=round(psnr, 2), scaling_factor=round(scaling, 6), files=folder_files(out))
+    stats = dict(recipe="vae", seed=seed, steps=steps, wall_s=round(result.wall_s, 1), device=device,
+                 loss=result.last_logs.get("rec"), psnr_db=round(psnr, 2), scaling_factor=round(scaling, 6),
+                 files=folder_files(out))
     (out / TRAIN_DIR / "stats.json").write_text(json.dumps(stats, indent=1))
     if log:
-        log(f"vae: {steps} steps, {wall:.0f} s, PSNR {psnr:.2f} dB, scaling factor {scaling:.4f}")
+        log(f"vae: {steps} steps, {result.wall_s:.0f} s, PSNR {psnr:.2f} dB, scaling factor {scaling:.4f}")
     return stats
 
 
@@ -336,6 +273,68 @@ def default_vae_dir() -> Path:
     return BASE_DIR / "vae"
 
 
+class _BaseTask(Task):
+    """The mini UNet and both text encoders from scratch on cached latents of rendered scenes: epsilon loss with
+    min-SNR weighting, 10% dropped conditioning (half zeroed embeddings, half the empty caption)."""
+
+    name = "mini-base"
+    shardable = False
+
+    def __init__(self, modules: dict[str, Any], data: dict[str, Any], scaling: float, seed: int, batch_size: int,
+                 drop_prob: float, snr_gamma: float, device: str, export: Callable[[Path, Any], None],
+                 snapshot_every: int, out: Path) -> None:
+        from craft_bench.mini.model import build_scheduler, time_ids
+
+        self._modules, self.data, self.scaling, self.seed = modules, data, scaling, seed
+        self.batch_size, self.drop_prob, self.snr_gamma, self.device = batch_size, drop_prob, snr_gamma, device
+        self.alphas_cumprod = build_scheduler().alphas_cumprod.to(device)
+        self.add_time_ids = time_ids(batch_size, device=device)
+        self.export, self.snapshot_every, self.out = export, snapshot_every, out
+        self.n = data["mean"].shape[0]
+
+    def modules(self) -> dict[str, Any]:
+        return self._modules
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [{"params": [p for m in self._modules.values() for p in m.parameters()], "weight_decay": 0.01}]
+
+    def batch(self, step: int) -> dict[str, Any]:
+        import torch
+
+        d, b, dev = self.data, self.batch_size, self.device
+        gen = torch.Generator(dev).manual_seed(step_seed(self.seed, step, 1))
+        idx = torch.randint(0, self.n, (b,), generator=gen, device=dev)
+        latents = (d["mean"][idx] + d["std"][idx] * torch.randn(d["mean"][idx].shape, generator=gen, device=dev)) * self.scaling
+        u = torch.rand(b, generator=gen, device=dev)
+        empty = ((u >= self.drop_prob / 2) & (u < self.drop_prob))[:, None]
+        keep = (u >= self.drop_prob / 2).float()
+        ids_1 = torch.where(empty, d["empty_1"], d["ids_1"][idx])
+        ids_2 = torch.where(empty, d["empty_2"], d["ids_2"][idx])
+        t = torch.randint(0, self.alphas_cumprod.shape[0], (b,), generator=gen, device=dev)
+        noise = torch.randn(latents.shape, generator=gen, device=dev)
+        return {"latents": latents, "ids_1": ids_1, "ids_2": ids_2, "keep": keep, "t": t, "noise": noise}
+
+    def loss(self, b: dict[str, Any], step: int) -> tuple[Any, dict[str, float]]:
+        import torch
+
+        from craft_bench.mini.model import encode_prompts
+
+        m = self.prepared
+        embeds, pooled = encode_prompts(m["text_encoder"], m["text_encoder_2"], b["ids_1"], b["ids_2"])
+        embeds, pooled = embeds * b["keep"][:, None, None], pooled * b["keep"][:, None]
+        ac = self.alphas_cumprod[b["t"]][:, None, None, None]
+        noisy = ac.sqrt() * b["latents"] + (1 - ac).sqrt() * b["noise"]
+        pred = m["unet"](noisy, b["t"], encoder_hidden_states=embeds,
+                         added_cond_kwargs={"text_embeds": pooled, "time_ids": self.add_time_ids}).sample
+        snr = self.alphas_cumprod[b["t"]] / (1 - self.alphas_cumprod[b["t"]])
+        weight = torch.clamp(snr, max=self.snr_gamma) / snr
+        return (weight * ((pred - b["noise"]) ** 2).mean(dim=(1, 2, 3))).mean(), {}
+
+    def on_checkpoint(self, step: int, loop: Loop) -> None:
+        if self.snapshot_every and step % self.snapshot_every == 0:
+            self.export(self.out / TRAIN_DIR / "snapshots" / f"step-{step:06d}", loop)
+
+
 def train_base(
     out_dir: str | Path,
     seed: int = 0,
@@ -356,23 +355,19 @@ def train_base(
     snapshot_every: int = 500,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    stop_after: int | None = None,
 ) -> dict[str, Any]:
     """Train the mini UNet and text encoders; ``out_dir`` receives the whole pipeline (save_pretrained).
 
-    The VAE comes from ``vae_dir`` (default: the shipped one). Every ``snapshot_every`` steps the EMA
-    pipeline is also exported to ``out_dir/_train/snapshots/step-N`` so intermediate models can be evaluated.
+    AdamW (betas 0.9/0.999, weight decay 0.01), warmup-stable-decay learning rate (linear cooldown over the last
+    ``cooldown`` share of the steps), gradient norm clipped at 1, EMA of the weights (what is exported). The VAE
+    comes from ``vae_dir`` (default: the shipped one). Every ``snapshot_every`` steps the EMA pipeline is also
+    exported to ``out_dir/_train/snapshots/step-N`` so intermediate models can be evaluated.
     """
     import torch
     from diffusers import AutoencoderKL
 
-    from craft_bench.mini.model import (
-        assemble_pipeline,
-        build_scheduler,
-        build_text_encoders,
-        build_unet,
-        encode_prompts,
-        time_ids,
-    )
+    from craft_bench.mini.model import assemble_pipeline, build_text_encoders, build_unet
     from craft_bench.mini.tokenizer import build_tokenizers
 
     if steps < 1:
@@ -380,7 +375,7 @@ def train_base(
     quiet_library_bars()  # transformers' "Writing model shards" bar at each export would break ours
     out = Path(out_dir)
     device = resolve_device(device)
-    ckpt = _check_out(out, resume)
+    _check_out(out, resume)
     vae_path = Path(vae_dir) if vae_dir else default_vae_dir()
     if not (vae_path / "config.json").is_file():
         raise UserError(f"no trained VAE in {vae_path}; run `craft-bench mini train vae` first or pass its folder")
@@ -389,115 +384,41 @@ def train_base(
     scaling = float(vae.config.scaling_factor)
     tokenizers = build_tokenizers(out / TRAIN_DIR / "tokenizer")
     data = {k: v.to(device) for k, v in _base_data(out, seed, n_pairs, vae, tokenizers, device).items()}
-    n = data["mean"].shape[0]
-
     unet = build_unet(seed + 1).to(device)
     te1, te2 = build_text_encoders(seed + 2)
-    te1, te2 = te1.to(device), te2.to(device)
-    modules = {"unet": unet, "text_encoder": te1, "text_encoder_2": te2}
-    params = [p for m in modules.values() for p in m.parameters()]
-    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), weight_decay=0.01)
-    ema = [p.detach().clone() for p in params]
-    alphas_cumprod = build_scheduler().alphas_cumprod.to(device)
-    add_time_ids = time_ids(batch_size, device=device)
+    modules = {"unet": unet, "text_encoder": te1.to(device), "text_encoder_2": te2.to(device)}
+    for m in modules.values():
+        m.train()
 
-    start, wall_before, last_loss = 0, 0.0, float("nan")
-    if ckpt is not None:
-        tensors, meta = _load_state(out)
-        _check_meta(meta, "base", seed)
-        for name, m in modules.items():
-            m.load_state_dict({k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")})
-        for i, e in enumerate(ema):
-            e.copy_(tensors[f"ema.{i}"])
-        load_optimizer(opt, tensors, meta["param_groups"], prefix="opt.")
-        start, wall_before, last_loss = meta["step"], meta["wall_s"], meta.get("loss", last_loss)
-        old_total, old_cooldown = int(meta.get("steps", steps)), float(meta.get("cooldown", 0.0))
-        if old_total != steps and old_cooldown > 0 and start > max(warmup, _cooldown_start(old_total, old_cooldown)):
-            raise UserError(f"the checkpoint in {out} (step {start}) is already in the learning-rate cooldown of its "
-                            f"--steps {old_total} run; resume with --steps {old_total}, or train a new run with --steps {steps}")
-
-    def export(dest: Path) -> None:
+    def export(dest: Path, loop: Loop) -> None:
         """The EMA weights as a StableDiffusionXLPipeline folder (fp16 safetensors), written atomically."""
-        live = [p.detach().clone() for p in params]
-        with torch.no_grad():
-            for p, e in zip(params, ema):
-                p.copy_(e)
         tmp = dest.parent / (dest.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        assemble_pipeline(vae, unet, te1, te2, *tokenizers).save_pretrained(str(tmp), safe_serialization=True)
-        with torch.no_grad():
-            for p, v in zip(params, live):
-                p.copy_(v)
+        with loop.ema_weights():
+            assemble_pipeline(vae, unet, modules["text_encoder"], modules["text_encoder_2"], *tokenizers).save_pretrained(
+                str(tmp), safe_serialization=True)
         to_fp16_files(tmp)
         write_folder_hint(tmp)
         _replace_dir(tmp, dest)
 
-    def checkpoint(step: int) -> None:
-        tensors, groups = optimizer_tensors(opt, prefix="opt.")
-        for name, m in modules.items():
-            tensors.update({f"{name}.{k}": v for k, v in m.state_dict().items()})
-        tensors.update({f"ema.{i}": e for i, e in enumerate(ema)})
-        meta = dict(recipe="base", seed=seed, step=step, steps=steps, cooldown=cooldown, loss=last_loss,
-                    wall_s=wall_before + time.perf_counter() - t0, param_groups=groups)
-        _save_state(out, tensors, meta)
-        if snapshot_every and step % snapshot_every == 0:
-            export(out / TRAIN_DIR / "snapshots" / f"step-{step:06d}")
-
-    t0 = time.perf_counter()
-    for m in modules.values():
-        m.train()
-    loss_avg = None
-    bar = _progress(steps, start, "mini base", progress)
-    for step in range(start, steps):
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(step, lr, warmup, steps, cooldown)
-        gen = torch.Generator(device).manual_seed(step_seed(seed, step, 1))
-        idx = torch.randint(0, n, (batch_size,), generator=gen, device=device)
-        latents = (data["mean"][idx] + data["std"][idx] * torch.randn(data["mean"][idx].shape, generator=gen, device=device)) * scaling
-        u = torch.rand(batch_size, generator=gen, device=device)
-        empty = ((u >= drop_prob / 2) & (u < drop_prob))[:, None]
-        keep = (u >= drop_prob / 2).float()
-        ids_1 = torch.where(empty, data["empty_1"], data["ids_1"][idx])
-        ids_2 = torch.where(empty, data["empty_2"], data["ids_2"][idx])
-        embeds, pooled = encode_prompts(te1, te2, ids_1, ids_2)
-        embeds, pooled = embeds * keep[:, None, None], pooled * keep[:, None]
-
-        t = torch.randint(0, alphas_cumprod.shape[0], (batch_size,), generator=gen, device=device)
-        noise = torch.randn(latents.shape, generator=gen, device=device)
-        ac = alphas_cumprod[t][:, None, None, None]
-        noisy = ac.sqrt() * latents + (1 - ac).sqrt() * noise
-        pred = unet(noisy, t, encoder_hidden_states=embeds,
-                    added_cond_kwargs={"text_embeds": pooled, "time_ids": add_time_ids}).sample
-        snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
-        weight = torch.clamp(snr, max=snr_gamma) / snr
-        loss = (weight * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
-
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        decay = min(ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - decay)
-        last_loss = float(loss.detach())
-        loss_avg = last_loss if loss_avg is None else 0.98 * loss_avg + 0.02 * last_loss
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_avg:.4f}")
-        if (step + 1) % ckpt_every == 0 and step + 1 < steps:
-            checkpoint(step + 1)
-    bar.close()
-    checkpoint(steps)
-    export(out / TRAIN_DIR / "final")
+    task = _BaseTask(modules, data, scaling, seed, batch_size, drop_prob, snr_gamma, device, export, snapshot_every, out)
+    spec = LoopSpec(steps=steps, lr=lr, schedule=Schedule("wsd", warmup=warmup, cooldown=cooldown, warmup_style="replace"),
+                    betas=(0.9, 0.999), weight_decay=0.01, max_grad_norm=1.0, ema_decay=ema_decay, ckpt_every=ckpt_every,
+                    seed=seed)
+    loop = Loop(task, spec, out / TRAIN_DIR / STATE_DIR, device=device, progress=progress, desc="mini base")
+    result = loop.run(stop_after)
+    if result.steps < steps:
+        return {"recipe": "base", "steps": result.steps, "wall_s": round(result.wall_s, 1), "stopped": True}
+    export(out / TRAIN_DIR / "final", loop)
     for item in (out / TRAIN_DIR / "final").iterdir():
         target = out / item.name
         if target.is_dir():
             shutil.rmtree(target)
         os.replace(item, target)
     shutil.rmtree(out / TRAIN_DIR / "final", ignore_errors=True)
-    wall = wall_before + time.perf_counter() - t0
-    stats = dict(recipe="base", seed=seed, steps=steps, wall_s=round(wall, 1), device=device, loss=last_loss,
-                 vae=str(vae_path), n_pairs=n_pairs, files=folder_files(out))
+    stats = dict(recipe="base", seed=seed, steps=steps, wall_s=round(result.wall_s, 1), device=device,
+                 loss=result.last_logs.get("loss"), vae=str(vae_path), n_pairs=n_pairs, files=folder_files(out))
     (out / TRAIN_DIR / "stats.json").write_text(json.dumps(stats, indent=1))
     if log:
-        log(f"base: {steps} steps, {wall:.0f} s, final loss {last_loss:.4f}")
+        log(f"base: {steps} steps, {result.wall_s:.0f} s, final loss {stats['loss']:.4f}")
     return stats

@@ -61,6 +61,8 @@ class TrainConfig:
     gradient_checkpointing: bool = setting(False, "recompute UNet activations in the backward pass (less memory)")
     mixed_precision: str = setting("auto", "no, bf16, fp16 or auto (bf16 on CUDA, none on CPU)")
     ckpt_every: int = setting(50, "checkpoint every N steps (a killed run resumes from the last one)")
+    cache_encodings: bool = setting(True, "encode latents and prompts once (cached); false: every step, as "
+                                          "diffusers' training scripts do (kept for benchmarks)")
 
     def __post_init__(self) -> None:
         for name in ("lr", "steps", "batch_size"):
@@ -394,15 +396,27 @@ def step_generator(seed: int, step: int) -> Any:
 @dataclass
 class Encoded:
     """Training examples with their cached encodings: per image field a latent per example, the prompt's
-    conditioning per example, and per-example numbers."""
+    conditioning per example, and per-example numbers. Without caching (``paths``/``prompts`` set instead of
+    ``latents``/``cond``) every step encodes its examples again."""
 
-    latents: dict[str, Any]  # field -> tensor [N, C, H, W]
-    cond: dict[str, Any]  # embeds [N, L, D], (pooled [N, P], time_ids [N, 6])
+    latents: dict[str, Any] | None  # field -> tensor [N, C, H, W]
+    cond: dict[str, Any] | None  # embeds [N, L, D], (pooled [N, P], time_ids [N, 6])
     numbers: dict[str, Any]  # field -> tensor [N]
     empty: dict[str, Any]  # the unconditional conditioning of one example
+    paths: dict[str, list[str]] | None = None
+    prompts: list[str] | None = None
 
     def __len__(self) -> int:
-        return int(next(iter(self.latents.values())).shape[0])
+        return len(self.prompts) if self.prompts is not None else int(next(iter(self.cond.values())).shape[0])
+
+    def rows(self, model: "DiffusionModel", idx: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(latents, conditioning) of examples ``idx``: from the cache, or encoded now."""
+        if self.latents is not None:
+            return {k: v[idx] for k, v in self.latents.items()}, {k: v[idx] for k, v in self.cond.items()}
+        from PIL import Image
+
+        lat = {f: model.encode_images([Image.open(p[int(i)]).convert("RGB") for i in idx]) for f, p in self.paths.items()}
+        return lat, model.encode_prompts([self.prompts[int(i)] for i in idx])
 
 
 class DiffusionTask(Task):
@@ -446,21 +460,21 @@ class DiffusionTask(Task):
         idx = torch.from_numpy(self.indices(step))
         b = len(idx)
         gen = step_generator(self.seed, step)
-        first = next(iter(self.data.latents.values()))
+        latents, raw_cond = self.data.rows(self.model, idx)
+        first = next(iter(latents.values()))
         noise = torch.randn((b, *first.shape[1:]), generator=gen)
         t = torch.randint(0, len(self.model.alphas_cumprod), (b,), generator=gen)
         drop = torch.rand(b, generator=gen) < self.cond_dropout
         cond = {}
-        for k, v in self.data.cond.items():
-            rows = v[idx]
+        for k, rows in raw_cond.items():
             if drop.any():
                 rows = torch.where(drop.view(-1, *([1] * (rows.dim() - 1))), self.data.empty[k].unsqueeze(0), rows)
             cond[k] = rows
         dev = self.model.device
         batch = {"noise": noise.to(dev), "timesteps": t.to(dev), "cond": {k: v.to(dev) for k, v in cond.items()},
                  "snr_weight": self.model.snr_weights(t.to(dev), self.snr_gamma)}
-        for k, v in self.data.latents.items():
-            batch[k] = v[idx].to(dev)
+        for k, v in latents.items():
+            batch[k] = v.to(dev)
         for k, v in self.data.numbers.items():
             batch[k] = v[idx].to(dev)
         return batch
@@ -513,15 +527,19 @@ def fit(examples: Sequence[dict[str, Any]], loss_fn: Callable[[dict[str, Any], D
                            lora_targets=s["lora_targets"], gradient_checkpointing=s["gradient_checkpointing"],
                            needs_reference=needs_reference, init_adapter=init_adapter, seed=seed)
     t0 = time.perf_counter()
-    cache = EncodingCache(results_root, model)
-    latents = {f: torch.stack(cache.latents([e[f] for e in examples])) for f in image_fields}
-    rows = cache.embeddings([e[prompt_field] for e in examples])
-    cond = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
-    empty = model.empty_condition()
     numbers = {f: torch.tensor([float(e[f]) for e in examples], dtype=torch.float32) for f in number_fields}
-    model.release_encoders()
+    empty = model.empty_condition()
+    cache = EncodingCache(results_root, model)
+    if s.get("cache_encodings", True):
+        latents = {f: torch.stack(cache.latents([e[f] for e in examples])) for f in image_fields}
+        rows = cache.embeddings([e[prompt_field] for e in examples])
+        cond = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+        model.release_encoders()
+        data = Encoded(latents, cond, numbers, empty)
+    else:  # every step encodes its examples (the VAE and text encoders stay on the device)
+        data = Encoded(None, None, numbers, empty, paths={f: [e[f] for e in examples] for f in image_fields},
+                       prompts=[e[prompt_field] for e in examples])
     encode_s = time.perf_counter() - t0
-    data = Encoded(latents, cond, numbers, empty)
     task = DiffusionTask(model, data, loss_fn, int(s["batch_size"]), seed, float(s["cond_dropout"]), float(s["snr_gamma"]))
     spec = LoopSpec(steps=int(s["steps"]), lr=float(s["lr"]),
                     schedule=Schedule(kind=s["schedule"], warmup=int(s["warmup"]), warmup_style="ramp"),

@@ -181,6 +181,7 @@ class LoopResult:
     history: list[dict[str, Any]]
     peak_memory_bytes: int
     resumed_from: int
+    step_times: list[float] = field(default_factory=list)  # seconds of each step run in this call
 
 
 class Loop:
@@ -210,6 +211,9 @@ class Loop:
         if not groups:
             raise ValueError(f"task '{self.task.name}' has no trainable parameters")
         self.params = [p for g in groups for p in g["params"]]
+        # Clipping sums squared norms in the modules' parameter order (float sums depend on the order).
+        trained = {id(p) for p in self.params}
+        self.clip_params = [p for m in self.task.modules().values() for p in m.parameters() if id(p) in trained]
         defaults = {"lr": self.spec.lr, "weight_decay": self.spec.weight_decay}
         groups = [{**defaults, **g} for g in groups]
         self.optimizer = _make_optimizer(self.spec, groups, torch)
@@ -258,8 +262,9 @@ class Loop:
                             f"not '{self.task.name}' seed {self.spec.seed}; choose another output folder")
         step, old_total = int(meta["step"]), int(meta.get("steps", self.spec.steps))
         if not self.spec.schedule.resumable(step, old_total, self.spec.steps):
+            why = " (its learning-rate cooldown has started)" if self.spec.schedule.kind == "wsd" else ""
             raise UserError(f"the checkpoint in {self.ckpt_dir} (step {step} of {old_total}) cannot continue a "
-                            f"{self.spec.steps}-step run with the same learning rates; resume with steps={old_total} "
+                            f"{self.spec.steps}-step run with the same learning rates{why}; resume with steps={old_total} "
                             f"or start a new run")
         tensors = load_file(str(self.ckpt_dir / STATE_FILE))
         self.task.load_state_tensors({k[7:]: v for k, v in tensors.items() if k.startswith("module.")})
@@ -305,11 +310,13 @@ class Loop:
             raise UserError(f"task '{task.name}' runs in one process without gradient accumulation")
         t0 = time.perf_counter()
         logs: dict[str, float] = {}
+        step_times: list[float] = []
         bar = tqdm(total=spec.steps, initial=start, desc=self.desc, unit="step", dynamic_ncols=True,
                    disable=not (self.progress and acc.is_main_process))
         log_fh = open(self.ckpt_dir.parent / LOG_FILE, "a") if acc.is_main_process else None
         try:
             for step in range(start, end):
+                t_step = time.perf_counter()
                 lr = spec.schedule.lr(step, spec.steps, spec.lr)
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr
@@ -340,6 +347,7 @@ class Loop:
                 self.step = done = step + 1
                 logs = _mean_logs(part_logs, acc)
                 logs["lr"], logs["grad_norm"] = lr, grad_norm
+                step_times.append(time.perf_counter() - t_step)
                 if log_fh and (done % self.log_every == 0 or done == end):
                     log_fh.write(json.dumps({"step": done, **{k: _round(v) for k, v in logs.items()}}) + "\n")
                     log_fh.flush()
@@ -356,7 +364,8 @@ class Loop:
             if log_fh:
                 log_fh.close()
         return LoopResult(steps=self.step, wall_s=wall_before + time.perf_counter() - t0, last_logs=logs,
-                          history=history, peak_memory_bytes=peak_memory(self.device), resumed_from=start)
+                          history=history, peak_memory_bytes=peak_memory(self.device), resumed_from=start,
+                          step_times=step_times)
 
     def _clip(self) -> float:
         import torch
@@ -365,8 +374,8 @@ class Loop:
             grads = [p.grad for p in self.params if p.grad is not None]
             return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))) if grads else 0.0
         if self.accelerator.num_processes > 1 or self.spec.mixed_precision != "no":
-            return float(self.accelerator.clip_grad_norm_(self.params, self.spec.max_grad_norm))
-        return float(torch.nn.utils.clip_grad_norm_(self.params, self.spec.max_grad_norm))
+            return float(self.accelerator.clip_grad_norm_(self.clip_params, self.spec.max_grad_norm))
+        return float(torch.nn.utils.clip_grad_norm_(self.clip_params, self.spec.max_grad_norm))
 
     def _diverged(self, step: int, value: float) -> None:
         last = self.ckpt_dir / META_FILE
