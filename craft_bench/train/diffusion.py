@@ -58,6 +58,8 @@ class TrainConfig:
     ema_decay: float = setting(0.0, "EMA of the trained weights (0: off; the EMA weights are what is saved)")
     snr_gamma: float = setting(0.0, "min-SNR-gamma loss weighting (Hang et al. 2023; 0: off, 5 is their value)")
     cond_dropout: float = setting(0.0, "share of examples trained with empty conditioning (keeps the CFG branch)")
+    timestep_min: float = setting(0.0, "train on timesteps from this share of the schedule (0: all; 0.5: the noisier half, "
+                                       "where layout and composition are decided)")
     gradient_checkpointing: bool = setting(False, "recompute UNet activations in the backward pass (less memory)")
     mixed_precision: str = setting("auto", "no, bf16, fp16 or auto (bf16 on CUDA, none on CPU)")
     ckpt_every: int = setting(50, "checkpoint every N steps (a killed run resumes from the last one)")
@@ -73,6 +75,8 @@ class TrainConfig:
             raise ValueError(f"lr must be a finite number, got {self.lr}")
         if self.grad_accum < 1 or self.ckpt_every < 1 or self.warmup < 0:
             raise ValueError("grad_accum and ckpt_every must be >= 1 and warmup >= 0")
+        if not 0.0 <= self.timestep_min < 1.0:
+            raise ValueError("timestep_min must be in [0, 1)")
         if self.lora_rank is not None and self.lora_rank < 0:
             raise ValueError("lora_rank must be >= 0 (0 = full fine-tuning)")
         if self.schedule not in ("constant", "cosine"):
@@ -425,9 +429,10 @@ class DiffusionTask(Task):
     name = "diffusion"
 
     def __init__(self, model: DiffusionModel, data: Encoded, loss_fn: Callable[[dict[str, Any], DiffusionModel], Any],
-                 batch_size: int, seed: int, cond_dropout: float, snr_gamma: float) -> None:
+                 batch_size: int, seed: int, cond_dropout: float, snr_gamma: float, timestep_min: float = 0.0) -> None:
         self.model, self.data, self.loss_fn = model, data, loss_fn
         self.batch_size, self.seed, self.cond_dropout, self.snr_gamma = batch_size, seed, cond_dropout, snr_gamma
+        self.t_low = int(round(timestep_min * len(model.alphas_cumprod)))
 
     def modules(self) -> dict[str, Any]:
         return {"unet": self.model.unet}
@@ -463,7 +468,7 @@ class DiffusionTask(Task):
         latents, raw_cond = self.data.rows(self.model, idx)
         first = next(iter(latents.values()))
         noise = torch.randn((b, *first.shape[1:]), generator=gen)
-        t = torch.randint(0, len(self.model.alphas_cumprod), (b,), generator=gen)
+        t = torch.randint(self.t_low, len(self.model.alphas_cumprod), (b,), generator=gen)
         drop = torch.rand(b, generator=gen) < self.cond_dropout
         cond = {}
         for k, rows in raw_cond.items():
@@ -540,7 +545,8 @@ def fit(examples: Sequence[dict[str, Any]], loss_fn: Callable[[dict[str, Any], D
         data = Encoded(None, None, numbers, empty, paths={f: [e[f] for e in examples] for f in image_fields},
                        prompts=[e[prompt_field] for e in examples])
     encode_s = time.perf_counter() - t0
-    task = DiffusionTask(model, data, loss_fn, int(s["batch_size"]), seed, float(s["cond_dropout"]), float(s["snr_gamma"]))
+    task = DiffusionTask(model, data, loss_fn, int(s["batch_size"]), seed, float(s["cond_dropout"]), float(s["snr_gamma"]),
+                         float(s.get("timestep_min", 0.0)))
     spec = LoopSpec(steps=int(s["steps"]), lr=float(s["lr"]),
                     schedule=Schedule(kind=s["schedule"], warmup=int(s["warmup"]), warmup_style="ramp"),
                     optimizer=s["optimizer"], weight_decay=float(s["weight_decay"]),
