@@ -61,3 +61,14 @@ def test_two_processes_train_the_same_lora(cli, tiny_sdxl, prompts, tmp_path):
     la, lb = ([json.loads(x)["loss"] for x in (f / "train_log.jsonl").read_text().splitlines()] for f in (a, b))
     assert la == pytest.approx(lb, rel=1e-4)
     assert json.loads((b / "train_info.json").read_text())["processes"] == 2
+
+
+def test_two_rounds_train_from_the_first_rounds_model(cli, tiny_sdxl, prompts, tmp_path):
+    out = tmp_path / "res"
+    results = cli.run_json(*craft_args(tiny_sdxl, prompts, out, "--set", "method.rounds=2"))
+    train = results["train"]
+    assert len(train["rounds"]) == 2 and train["steps"] == 4 and train["samples_used"] == 8
+    folders = sorted((p for p in (out / "checkpoints").iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    assert len(folders) == 2  # one checkpoint per round; round 2's candidates come from round 1's model
+    r1, r2 = (json.loads((f / "examples.jsonl").read_text().splitlines()[0]) for f in folders)
+    assert r1["image_key"] != r2["image_key"]

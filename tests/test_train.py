@@ -245,3 +245,11 @@ def test_two_processes_train_like_one(tiny_sdxl, examples, tmp_path):
     assert logs[0] == logs[1] and len(logs[0].splitlines()) == 3  # same loss and gradient norm at every step
     info = json.loads((tmp_path / "two" / "info.json").read_text())
     assert info == {"processes": 2, "steps": 3}
+
+
+def test_adafactor_gradient_checkpointing_ema_and_min_snr(tiny_sdxl, examples, tmp_path):
+    """The optional parts of the loop run: Adafactor (transformers), gradient checkpointing, EMA, min-SNR, cosine."""
+    r = fit_tiny(tiny_sdxl, examples, tmp_path, optimizer="adafactor", gradient_checkpointing=True, ema_decay=0.9,
+                 snr_gamma=5.0, schedule="cosine", warmup=1, timestep_min=0.5)
+    assert r.loop.steps == 4 and all(np.isfinite(h["loss"]) for h in r.loop.history)
+    assert r.train_settings["optimizer"] == "adafactor"
