@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto: cuda if available)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument("--vae", default=None, help="base only: the VAE folder to train on (default: the shipped VAE)")
+    train.add_argument("--caption-noise", type=float, default=0.0,
+                       help="base only: share of wrongly captioned task pairs (an experiment; the shipped base has 0)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -52,11 +54,15 @@ def _recipe(name: str) -> Callable[..., dict[str, Any]]:
 
 
 def run_train(recipe: str, seed: int, steps: int | None, out: str | None, device: str, resume: bool,
-              vae: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
+              vae: str | None = None, progress: bool = True, caption_noise: float = 0.0) -> list[dict[str, Any]]:
     if steps is not None and steps < 1:
         raise UserError(f"--steps must be at least 1, got {steps}")
     if vae is not None and recipe not in ("base", "all"):
         raise UserError("--vae applies to the base recipe only")
+    if caption_noise and recipe != "base":
+        raise UserError("--caption-noise applies to the base recipe only")
+    if not 0.0 <= caption_noise < 1.0:
+        raise UserError(f"--caption-noise {caption_noise}: give a share in [0, 1)")
     names = RECIPES if recipe == "all" else (recipe,)
     root = Path(out) if out else None
     results = []
@@ -70,6 +76,8 @@ def run_train(recipe: str, seed: int, steps: int | None, out: str | None, device
             kwargs["steps"] = steps
         kwargs["progress"] = progress
         if name == "base":
+            if caption_noise:
+                kwargs["caption_noise"] = caption_noise
             if recipe == "all":
                 kwargs["vae_dir"] = (root or DEFAULT_OUT) / "vae"
             elif vae:
@@ -89,5 +97,6 @@ def main(argv: list[str]) -> int:
     if args.verb != "train":
         parser.print_help()
         return 0 if args.verb is None else 2
-    run_train(args.recipe, args.seed, args.steps, args.out, args.device, args.resume, args.vae, not args.no_progress)
+    run_train(args.recipe, args.seed, args.steps, args.out, args.device, args.resume, args.vae, not args.no_progress,
+              args.caption_noise)
     return 0

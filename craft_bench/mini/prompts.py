@@ -339,10 +339,38 @@ def caption_for(scene: Scene, rng: np.random.Generator) -> str:
     return FRAMES[int(rng.integers(len(FRAMES)))].format(describe(scene, rng))
 
 
-def training_pairs(n: int, seed: int, task_share: float = 0.75, original_share: float = 0.4) -> list[tuple[Scene, str]]:
+def mislabel(meta: dict, rng: np.random.Generator) -> dict:
+    """The metadata line of a wrong caption for ``meta``'s scenes: one attribute changed (another shape, count,
+    colour, the opposite relation, or the two colours swapped), as a noisy web caption would be."""
+    import copy
+
+    m = copy.deepcopy(meta)
+    inc, tag = m["include"], m["tag"]
+    if tag in ("single_object", "two_object"):
+        used = {r["class"] for r in inc}
+        j = int(rng.integers(len(inc)))
+        inc[j]["class"] = str(rng.choice([s for s in SHAPES if s not in used]))
+    elif tag == "counting":
+        n = int(rng.choice([c for c in range(2, MAX_COUNT + 1) if c != inc[0]["count"]]))
+        inc[0]["count"] = n
+        m["exclude"] = [{"class": inc[0]["class"], "count": n + 1}]
+    elif tag == "colors":
+        inc[0]["color"] = str(rng.choice([c for c in COLOR_NAMES if c != inc[0]["color"]]))
+    elif tag == "position":
+        opposite = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+        inc[1]["position"] = [opposite[inc[1]["position"][0]], inc[1]["position"][1]]
+    else:  # color_attr
+        inc[0]["color"], inc[1]["color"] = inc[1]["color"], inc[0]["color"]
+    m["prompt"] = geneval_phrase(tag, inc)
+    return m
+
+
+def training_pairs(n: int, seed: int, task_share: float = 0.75, original_share: float = 0.4,
+                   caption_noise: float = 0.0) -> list[tuple[Scene, str]]:
     """The captioned distribution the base model learns: ``task_share`` of pairs are a random task's prompt
     (the GenEval phrasing with probability ``original_share``, else a paraphrase) with a satisfying scene;
-    the rest are free random scenes with descriptive captions."""
+    the rest are free random scenes with descriptive captions. With ``caption_noise`` > 0 that share of the
+    task pairs is captioned wrongly (``mislabel``), like web captions (the shipped base has none)."""
     rng = np.random.default_rng(seed)
     pools = {t: _pool_json(t) for t in TASKS}
     pairs: list[tuple[Scene, str]] = []
@@ -351,6 +379,8 @@ def training_pairs(n: int, seed: int, task_share: float = 0.75, original_share: 
             task = TASKS[int(rng.integers(len(TASKS)))]
             meta = json.loads(pools[task][int(rng.integers(len(pools[task])))])
             scene = scene_for(meta, rng)
+            if caption_noise > 0 and rng.random() < caption_noise:  # no draw at all without noise: same stream
+                meta = mislabel(meta, rng)
             if rng.random() < original_share:
                 text = meta["prompt"]
             else:

@@ -237,7 +237,8 @@ def train_vae(
 # --------------------------------------------------------------------------- base (UNet + text encoders)
 
 
-def _base_data(out: Path, seed: int, n_pairs: int, vae: Any, tokenizers: tuple[Any, Any], device: str) -> dict[str, Any]:
+def _base_data(out: Path, seed: int, n_pairs: int, vae: Any, tokenizers: tuple[Any, Any], device: str,
+               caption_noise: float = 0.0) -> dict[str, Any]:
     """Latent moments and token ids of ``n_pairs`` rendered training scenes, cached in ``out/_train``."""
     import torch
     from safetensors.torch import load_file, save_file
@@ -245,10 +246,11 @@ def _base_data(out: Path, seed: int, n_pairs: int, vae: Any, tokenizers: tuple[A
     from craft_bench.mini.prompts import training_pairs
     from craft_bench.mini.scenes import render_batch
 
-    cache = out / TRAIN_DIR / f"data-{seed}-{n_pairs}.safetensors"
+    noise = f"-noise{caption_noise:g}" if caption_noise else ""
+    cache = out / TRAIN_DIR / f"data-{seed}-{n_pairs}{noise}.safetensors"
     if cache.is_file():
         return load_file(str(cache))
-    pairs = training_pairs(n_pairs, seed)
+    pairs = training_pairs(n_pairs, seed, caption_noise=caption_noise)
     captions = [c for _, c in pairs]
     ids = [tok(captions + [""], padding="max_length", max_length=tok.model_max_length, truncation=True,
                return_tensors="pt").input_ids for tok in tokenizers]
@@ -351,13 +353,15 @@ def train_base(
     snr_gamma: float = 5.0,
     drop_prob: float = 0.1,
     n_pairs: int = 10000,
+    caption_noise: float = 0.0,
     ckpt_every: int = 100,
     snapshot_every: int = 500,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     stop_after: int | None = None,
 ) -> dict[str, Any]:
-    """Train the mini UNet and text encoders; ``out_dir`` receives the whole pipeline (save_pretrained).
+    """Train the mini UNet and text encoders (``caption_noise``: share of wrongly captioned task pairs, for
+    experiments; the shipped base has none); ``out_dir`` receives the whole pipeline (save_pretrained).
 
     AdamW (betas 0.9/0.999, weight decay 0.01), warmup-stable-decay learning rate (linear cooldown over the last
     ``cooldown`` share of the steps), gradient norm clipped at 1, EMA of the weights (what is exported). The VAE
@@ -383,7 +387,7 @@ def train_base(
     vae = AutoencoderKL.from_pretrained(str(vae_path), torch_dtype=torch.float32).to(device).eval().requires_grad_(False)
     scaling = float(vae.config.scaling_factor)
     tokenizers = build_tokenizers(out / TRAIN_DIR / "tokenizer")
-    data = {k: v.to(device) for k, v in _base_data(out, seed, n_pairs, vae, tokenizers, device).items()}
+    data = {k: v.to(device) for k, v in _base_data(out, seed, n_pairs, vae, tokenizers, device, caption_noise).items()}
     unet = build_unet(seed + 1).to(device)
     te1, te2 = build_text_encoders(seed + 2)
     modules = {"unet": unet, "text_encoder": te1.to(device), "text_encoder_2": te2.to(device)}
@@ -417,7 +421,8 @@ def train_base(
         os.replace(item, target)
     shutil.rmtree(out / TRAIN_DIR / "final", ignore_errors=True)
     stats = dict(recipe="base", seed=seed, steps=steps, wall_s=round(result.wall_s, 1), device=device,
-                 loss=result.last_logs.get("loss"), vae=str(vae_path), n_pairs=n_pairs, files=folder_files(out))
+                 loss=result.last_logs.get("loss"), vae=str(vae_path), n_pairs=n_pairs, caption_noise=caption_noise,
+                 files=folder_files(out))
     (out / TRAIN_DIR / "stats.json").write_text(json.dumps(stats, indent=1))
     if log:
         log(f"base: {steps} steps, {result.wall_s:.0f} s, final loss {stats['loss']:.4f}")
