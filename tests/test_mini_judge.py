@@ -23,7 +23,7 @@ def judged():
 
 def test_the_set_is_what_its_readme_says():
     rows = read_set(DEFAULT_SET, "labels.jsonl")
-    assert len(rows) >= 1500 and {r["split"] for r in rows} == {"dev", "test", "holdout"}
+    assert len(rows) >= 1500 and {r["split"] for r in rows} >= {"dev", "test", "holdout", "trained", "trained2"}
     assert len({r["image_key"] for r in rows}) == len(rows)  # no image twice
     for r in rows:
         assert (DEFAULT_SET / "images" / f"{r['id']}.png").is_file()
@@ -37,7 +37,7 @@ def test_the_set_is_what_its_readme_says():
 
 def test_the_mini_detector_agrees_with_people(judged):
     """Issue 10's acceptance: >= 95% agreement overall and per task, false negatives and false positives each
-    <= 5% of their class (measured: 0.985 overall over 1291 consensus-labelled images)."""
+    <= 5% of their class (measured: 0.984 overall over 1494 consensus-labelled images)."""
     mini = judged[0]["mini"]
     assert mini["all"].rate >= 0.95
     for task in TASKS:

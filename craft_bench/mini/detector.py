@@ -31,9 +31,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from craft_bench.api import Detection, Detector
+from craft_bench.api import Detection
 from craft_bench.mini.scenes import CANVAS, COLORS, SHAPES
-from craft_bench.mini.shapes import shape_fits, size_preference
+from craft_bench.mini.shapes import ArrayDetector, shape_fits, size_preference
 
 # Shades a person gives each colour name (sRGB). The first of each is the mini world's palette colour; the
 # others are the darker, lighter and shifted versions generated images show (named as in common usage:
@@ -103,15 +103,11 @@ class MiniDetectorConfig:
     split_color: float = 30.0  # CIELAB distance between a region's two main colours that may make it two objects
 
 
-class MiniDetector(Detector):
+class MiniDetector(ArrayDetector):
     name = "mini"
     description = "mini world's detector: the shapes a person sees in generated images"
 
-    def __init__(self, config: MiniDetectorConfig | None = None) -> None:
-        self.config = config or MiniDetectorConfig()
-
-    def detect(self, images: Sequence[Any]) -> list[list[Detection]]:
-        return [self.detect_array(_as_array(img)) for img in images]
+    Config = MiniDetectorConfig
 
     def detect_array(self, image: np.ndarray) -> list[Detection]:
         """Detections in one uint8 (H, W, 3) image."""
@@ -344,13 +340,3 @@ def _cut(y0: int, y1: int, x0: int, x1: int, h: int, w: int, bh: int, bw: int) -
         elif h - y1 <= 1 < y0:
             b = bw - bh
     return t, b, l, r
-
-
-def _as_array(img: Any) -> np.ndarray:
-    if isinstance(img, np.ndarray):
-        arr = img
-    else:  # PIL image
-        arr = np.asarray(img.convert("RGB"))
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 RGB image, got shape {arr.shape} dtype {arr.dtype}")
-    return arr

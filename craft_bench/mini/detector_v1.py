@@ -36,9 +36,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from craft_bench.api import Detection, Detector
+from craft_bench.api import Detection
 from craft_bench.mini.scenes import BACKGROUND, CANVAS, COLORS
-from craft_bench.mini.shapes import best_template, size_preference
+from craft_bench.mini.shapes import ArrayDetector, best_template, size_preference
 
 _COLOR_NAMES = tuple(COLORS)
 _PALETTE = np.array([BACKGROUND] + [COLORS[c] for c in _COLOR_NAMES], dtype=np.float32)  # index 0 = background
@@ -69,15 +69,11 @@ class MiniDetectorConfig:
     max_fill_share: float = 0.15  # holes are filled only when they add at most this share of the area
 
 
-class MiniDetectorV1(Detector):
+class MiniDetectorV1(ArrayDetector):
     name = "mini-v1"
     description = "first mini detector: exact on renders, judges colour flatness (kept for reproducing old numbers)"
 
-    def __init__(self, config: MiniDetectorConfig | None = None) -> None:
-        self.config = config or MiniDetectorConfig()
-
-    def detect(self, images: Sequence[Any]) -> list[list[Detection]]:
-        return [self.detect_array(_as_array(img)) for img in images]
+    Config = MiniDetectorConfig
 
     def detect_array(self, image: np.ndarray) -> list[Detection]:
         """Detections in one uint8 (H, W, 3) image."""
@@ -192,13 +188,3 @@ def _unmix(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     best_alpha = np.take_along_axis(alpha, best[..., None], -1)[..., 0]
     labels = np.where(best_alpha > 0.5, best + 1, 0)
     return labels, alpha, resid
-
-
-def _as_array(img: Any) -> np.ndarray:
-    if isinstance(img, np.ndarray):
-        arr = img
-    else:  # PIL image
-        arr = np.asarray(img.convert("RGB"))
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 RGB image, got shape {arr.shape} dtype {arr.dtype}")
-    return arr

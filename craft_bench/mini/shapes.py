@@ -9,7 +9,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from craft_bench.api import Detection
+from typing import Any, ClassVar, Sequence
+
+from craft_bench.api import Detection, Detector
 from craft_bench.mini.scenes import CANVAS, CROSS_ARM, SHAPES, Scene, render, shape_mask
 
 _MARGIN = 3
@@ -18,15 +20,20 @@ _TEMPLATE_SCALES = (1.0, 1.1, 1.2, 1.3)  # blur pulls corners in, so the true sh
 _BLUR_PENALTY = 0.03  # IoU given up per px of template blur
 
 
-def _sharp_variants(shape: str, bw: int, bh: int) -> list[np.ndarray]:
-    """Unblurred masks of ``shape`` fitted to a bw x bh box, in a window with a _MARGIN px border."""
+def _sharp_variants(shape: str, bw: int, bh: int, arms: tuple[float, ...] = (CROSS_ARM,)) -> list[np.ndarray]:
+    """Unblurred masks of ``shape`` fitted to a bw x bh box, in a window with a _MARGIN px border (crosses with
+    each arm thickness in ``arms``, as a share of the size)."""
     hh, ww = bh + 2 * _MARGIN, bw + 2 * _MARGIN
     if shape == "cross":
         # Arms are a whole number of pixels wide and may sit half a pixel off-centre (the renderer
         # rasterises at arbitrary sub-pixel positions), which matters at 14 px.
         out = []
-        for kh in sorted({max(int(np.floor(bh * CROSS_ARM)), 1), int(np.ceil(bh * CROSS_ARM))}):
-            for kw in sorted({max(int(np.floor(bw * CROSS_ARM)), 1), int(np.ceil(bw * CROSS_ARM))}):
+        heights = sorted({k for a in arms for k in (max(int(np.floor(bh * a)), 1), int(np.ceil(bh * a)))})
+        widths = sorted({k for a in arms for k in (max(int(np.floor(bw * a)), 1), int(np.ceil(bw * a)))})
+        for kh in heights:
+            for kw in widths:
+                if abs(kh / bh - kw / bw) > 0.1:  # arms about equally thick
+                    continue
                 for r0 in sorted({(bh - kh) // 2, (bh - kh + 1) // 2}):
                     for c0 in sorted({(bw - kw) // 2, (bw - kw + 1) // 2}):
                         m = np.zeros((hh, ww), dtype=bool)
@@ -54,7 +61,8 @@ def _templates(bw: int, bh: int, rounded: bool = False) -> tuple[np.ndarray, np.
 
     masks, shape_of, sigma_of = [], [], []
     for si, shape in enumerate(SHAPES):
-        for sharp in _sharp_variants(shape, bw, bh):
+        # Generated crosses are often drawn with thinner arms than the renderer's; a person still sees a cross.
+        for sharp in _sharp_variants(shape, bw, bh, _ROUNDED_ARMS if rounded else (CROSS_ARM,)):
             soft = sharp.astype(np.float32)
             for sigma in _TEMPLATE_BLURS:
                 masks.append((gaussian_filter(soft, sigma, mode="constant") if sigma > 0 else soft) > 0.5)
@@ -76,6 +84,7 @@ def _templates(bw: int, bh: int, rounded: bool = False) -> tuple[np.ndarray, np.
 
 
 _ROUNDINGS = (1.5, 2.5, 3.5)
+_ROUNDED_ARMS = (0.24, CROSS_ARM)
 
 
 def _disk(radius: float) -> np.ndarray:
@@ -157,3 +166,27 @@ def shape_fits(local: np.ndarray, cut: tuple[int, int, int, int] = (0, 0, 0, 0))
     out = np.full(len(SHAPES), -1.0)
     np.maximum.at(out, shape_of, iou)
     return out
+
+
+class ArrayDetector(Detector):
+    """A mini detector: looks at one uint8 (H, W, 3) array at a time (``detect_array``), configured by ``Config``."""
+
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config or self.Config()
+
+    def detect(self, images: Sequence[Any]) -> list[list[Detection]]:
+        return [self.detect_array(as_rgb_array(img)) for img in images]
+
+    def detect_array(self, image: np.ndarray) -> list[Detection]:
+        raise NotImplementedError
+
+
+def as_rgb_array(img: Any) -> np.ndarray:
+    """A PIL image or uint8 array as a uint8 (H, W, 3) array; anything else is a ValueError."""
+    arr = img if isinstance(img, np.ndarray) else np.asarray(img.convert("RGB"))
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 RGB image, got shape {arr.shape} dtype {arr.dtype}")
+    return arr
+
