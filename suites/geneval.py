@@ -248,7 +248,7 @@ def read_metadata(path: str | Path) -> list[dict]:
 
 class GenEval(Suite):
     name = "geneval"
-    version = "2"  # 2: the mini detector judges generated images as a person does (data/mini-judge)
+    version = "3"  # 2: the mini detector judges generated images as a person does (data/mini-judge); 3: thin-armed crosses
     description = "GenEval compositional alignment: six tasks scored by a detector with the official rules"
     headline = "overall"
     facets = {"stratum": "task"}
