@@ -24,8 +24,11 @@ def digest(obj: Any) -> str:
 
 
 def to_jsonable(obj: Any) -> Any:
+    """Plain JSON values. A dataclass field marked ``omit_default`` is left out while it has its default, so a
+    setting added later does not change the hash (identity) of the specs that do not use it."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in fields(obj)}
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in fields(obj)
+                if not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default)}
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -176,6 +179,8 @@ def field_help(cfg_type: type) -> list[tuple[str, str, Any, str]]:
     return out
 
 
-def setting(default: Any, help: str, **kw: Any) -> Any:
-    """A config field with help text (``x: int = setting(4, "candidates per prompt")``)."""
-    return field(default=default, metadata={"help": help}, **kw)
+def setting(default: Any, help: str, omit_default: bool = False, **kw: Any) -> Any:
+    """A config field with help text (``x: int = setting(4, "candidates per prompt")``). ``omit_default``: a
+    setting added after specs were published stays out of the spec (and its hash) while at its default."""
+    meta = {"help": help, "omit_default": True} if omit_default else {"help": help}
+    return field(default=default, metadata=meta, **kw)

@@ -146,3 +146,26 @@ def test_wheel_ships_plugin_folders_as_subpackages(tmp_path):
     code = "import craft_bench.methods.vanilla as v, craft_bench.suites as s; print(v.__file__); print(s.__file__)"
     out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {code}"], capture_output=True, text=True, check=True).stdout
     assert out.count(str(target)) == 2
+
+
+def test_a_setting_added_later_stays_out_of_the_hash_at_its_default():
+    """omit_default: specs published before a setting existed keep their hash (cached runs and checkpoints stay
+    valid); using the setting changes it."""
+    from dataclasses import dataclass, replace
+
+    from craft_bench.spec import config_to_pairs, digest, setting
+
+    @dataclass(frozen=True)
+    class Before:
+        lr: float = setting(1e-4, "lr")
+
+    @dataclass(frozen=True)
+    class After:
+        lr: float = setting(1e-4, "lr")
+        timestep_min: float = setting(0.0, "added later", omit_default=True)
+
+    assert config_to_pairs(After()) == config_to_pairs(Before())
+    assert digest(config_to_pairs(After())) == digest(config_to_pairs(Before()))
+    used = replace(After(), timestep_min=0.5)
+    assert ("timestep_min", 0.5) in config_to_pairs(used)
+    assert digest(config_to_pairs(used)) != digest(config_to_pairs(Before()))

@@ -59,12 +59,12 @@ class TrainConfig:
     snr_gamma: float = setting(0.0, "min-SNR-gamma loss weighting (Hang et al. 2023; 0: off, 5 is their value)")
     cond_dropout: float = setting(0.0, "share of examples trained with empty conditioning (keeps the CFG branch)")
     timestep_min: float = setting(0.0, "train on timesteps from this share of the schedule (0: all; 0.5: the noisier half, "
-                                       "where layout and composition are decided)")
+                                       "where layout and composition are decided)", omit_default=True)
     gradient_checkpointing: bool = setting(False, "recompute UNet activations in the backward pass (less memory)")
     mixed_precision: str = setting("auto", "no, bf16, fp16 or auto (bf16 on CUDA, none on CPU)")
     ckpt_every: int = setting(50, "checkpoint every N steps (a killed run resumes from the last one)")
     cache_encodings: bool = setting(True, "encode latents and prompts once (cached); false: every step, as "
-                                          "diffusers' training scripts do (kept for benchmarks)")
+                                          "diffusers' training scripts do (kept for benchmarks)", omit_default=True)
 
     def __post_init__(self) -> None:
         for name in ("lr", "steps", "batch_size"):
