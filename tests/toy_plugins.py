@@ -92,6 +92,39 @@ class RedShift(Method):
                           train_info={"samples_used": 0, "steps": 0, "images_generated": 0, "reward_calls": 0})
 
 
+class UnetShift(Method):
+    """Test-only method: a full-UNet checkpoint (a ``unet/`` folder, as a full fine-tune writes) whose output is
+    shifted, so a suite sees the method's UNet (also under a ControlNet)."""
+
+    name = "unetshift"
+    description = "test-only: a unet/ checkpoint with a shifted output bias"
+    trainable = True
+
+    @dataclass(frozen=True)
+    class Config:
+        shift: float = setting(0.5, "added to the UNet's conv_out bias")
+
+    def prepare(self, base: Checkpoint, ctx: RunContext) -> Checkpoint:
+        import torch
+        from diffusers import UNet2DConditionModel
+
+        from craft_bench.spec import digest
+
+        h = self.checkpoint_hash(base, ctx)
+        final = ctx.store.checkpoint_dir(h)
+        with ctx.store.lock(f"ckpt-{h}"):
+            if not (final / "unet" / "config.json").is_file():
+                tmp = ctx.store.temp_dir_for(final)
+                shutil.rmtree(tmp, ignore_errors=True)
+                unet = UNet2DConditionModel.from_pretrained(Path(base.base_dir) / "unet")
+                with torch.no_grad():
+                    unet.conv_out.bias += self.config.shift
+                unet.save_pretrained(tmp / "unet")
+                tmp.replace(final)
+        return Checkpoint(model=base.model, base_dir=base.base_dir, adapter_dir=str(final), digest=digest([base.digest, h]),
+                          train_info={"samples_used": 0, "steps": 0, "images_generated": 0, "reward_calls": 0})
+
+
 def _inverted_craft() -> Any:
     """Test-only CRAFT variant with its filter inverted: it keeps the candidates the rewards like least (every reward
     score negated before filtering), the kind of bug a regression gate must catch."""
@@ -112,6 +145,7 @@ def _inverted_craft() -> Any:
 registry.suites.register("toy", ToySuite, replace=True)
 registry.methods.register("craft-inverted", "toy_plugins:CRAFT_INVERTED", "test-only: CRAFT with its filter inverted", replace=True)
 registry.methods.register("redshift", RedShift, replace=True)
+registry.methods.register("unetshift", UnetShift, replace=True)
 
 
 def __getattr__(name: str) -> Any:  # the CRAFT variant is built on first use (it imports torch-free craft code)
