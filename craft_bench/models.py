@@ -271,6 +271,7 @@ SCHEDULERS = {
     "ddim": "DDIMScheduler",
     "dpm++": "DPMSolverMultistepScheduler",
     "pndm": "PNDMScheduler",
+    "unipc": "UniPCMultistepScheduler",  # ControlNet++'s SD1.5 evaluation sampler (20 steps)
 }
 
 

@@ -138,7 +138,7 @@ def read_data(source: str | Path, kind: str) -> list[Reference]:
     root = meta.parent
     if not meta.is_file():
         raise UserError(f"ControlNet data '{source}': no {METADATA_FILE}; give a folder of reference images with a {METADATA_FILE} "
-                        f"(docs/controlnet.md) via --set suite.data=DIR, --prompts DIR or ${DATA_ENV}")
+                        f"(docs/controlnet.md) via --set suite.data=DIR, --prompts DIR/{METADATA_FILE} or ${DATA_ENV}")
     rows: list[Reference] = []
     try:
         lines = meta.read_text(encoding="utf-8").splitlines()
