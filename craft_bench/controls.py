@@ -120,18 +120,12 @@ class HFDepthEstimator:
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
         from craft_bench.models import quiet_library_bars
-        from craft_bench.rewards.common import hub_reachable
+        from craft_bench.rewards.common import load_pretrained
 
         quiet_library_bars()
         cls.preflight(source)
         src = cls._source(source)
-        offline = {} if src.local else {"local_files_only": not hub_reachable()}
-        try:
-            model = AutoModelForDepthEstimation.from_pretrained(src.value, **offline)
-            processor = AutoImageProcessor.from_pretrained(src.value, **offline)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"depth estimator: cannot load '{src.value}' ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0][:120]}); {src.hint()}") from None
+        model, processor = load_pretrained(src, AutoModelForDepthEstimation, AutoImageProcessor, "a depth model")
         return cls(model, processor, device, src.value)
 
     def estimate(self, images: Sequence[Any]) -> list[np.ndarray]:
