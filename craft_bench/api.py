@@ -178,6 +178,12 @@ class Suite(ABC):
         """One record (dict of columns) per image; ``images[i]`` belongs to ``items[i]``."""
         ...
 
+    def controlnet(self, ctx: RunContext) -> str | None:
+        """Local folder of the ControlNet (diffusers ``save_pretrained`` layout) that generation conditions on the
+        items' control images, or None (plain text-to-image). Called after ``items``; the weights' digest enters
+        every image key, and the method's UNet or LoRA is loaded under it (a ControlNet plug-in)."""
+        return None
+
     def write_run_files(self, run_dir: Path, items: Sequence[PromptItem], requests: Sequence[Any], store: "Store") -> None:
         """Extra files the suite keeps in the run folder (GenEval: its official evaluator's image layout).
 

@@ -164,9 +164,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for kind in kinds:
         reg = registry.REGISTRIES[kind]
         print(f"{kind}:")
-        for entry in reg.entries():
+        entries = list(reg.entries())
+        width = max([14] + [len(e.name) for e in entries])
+        for entry in entries:
             alias = f" (aliases: {', '.join(entry.aliases)})" if entry.aliases else ""
-            print(f"  {entry.name:<14} {entry.description}{alias}")
+            print(f"  {entry.name:<{width}} {entry.description}{alias}")
             if args.verbose and kind in ("methods", "suites"):
                 from craft_bench.spec import field_help
 

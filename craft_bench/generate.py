@@ -36,18 +36,20 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def image_key(checkpoint_digest: str, sampler: SamplerSpec, seed: int, prompt: str, dtype: str, control_digest: str | None = None) -> str:
-    return digest(
-        {
-            "checkpoint": checkpoint_digest,
-            "sampler": sampler.key_fields(),
-            "seed": seed,
-            "prompt": prompt,
-            "dtype": dtype,
-            "control": control_digest,
-            "generation_version": GENERATION_VERSION,
-        }
-    )
+def image_key(checkpoint_digest: str, sampler: SamplerSpec, seed: int, prompt: str, dtype: str, control_digest: str | None = None,
+              controlnet_digest: str | None = None) -> str:
+    fields = {
+        "checkpoint": checkpoint_digest,
+        "sampler": sampler.key_fields(),
+        "seed": seed,
+        "prompt": prompt,
+        "dtype": dtype,
+        "control": control_digest,
+        "generation_version": GENERATION_VERSION,
+    }
+    if controlnet_digest is not None:  # only then, so the keys of plain text-to-image images stay what they were
+        fields["controlnet"] = controlnet_digest
+    return digest(fields)
 
 
 @dataclass(frozen=True)
@@ -60,14 +62,19 @@ class ImageRequest:
     control_image: str | None = None
 
 
-def plan(items: Sequence[PromptItem], checkpoint: Checkpoint, sampler: SamplerSpec, run_seed: int, dtype: str) -> list[ImageRequest]:
-    """Every image a suite needs, in item order, with its seed and cache key."""
+def plan(items: Sequence[PromptItem], checkpoint: Checkpoint, sampler: SamplerSpec, run_seed: int, dtype: str,
+         controlnet: str | Path | None = None) -> list[ImageRequest]:
+    """Every image a suite needs, in item order, with its seed and cache key (``controlnet``: the folder of the
+    ControlNet that conditions on the items' control images, whose weights are part of the key)."""
+    from craft_bench.models import weights_digest
+
+    controlnet_digest = weights_digest(Path(controlnet)) if controlnet else None
     requests = []
     for item in items:
         control = file_digest(item.control_image) if item.control_image else None
         for i in range(item.n_images):
             seed = derive_seed(run_seed, item.id, i)
-            key = image_key(checkpoint.digest, sampler, seed, item.prompt, dtype, control)
+            key = image_key(checkpoint.digest, sampler, seed, item.prompt, dtype, control, controlnet_digest)
             requests.append(ImageRequest(item.id, item.prompt, i, seed, key, item.control_image))
     return requests
 

@@ -271,6 +271,7 @@ SCHEDULERS = {
     "ddim": "DDIMScheduler",
     "dpm++": "DPMSolverMultistepScheduler",
     "pndm": "PNDMScheduler",
+    "unipc": "UniPCMultistepScheduler",  # ControlNet++'s SD1.5 evaluation sampler (20 steps)
 }
 
 
@@ -300,18 +301,25 @@ def quiet_library_bars() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def load_pipeline(source: Path | str, family: str, device: str, dtype: str, adapter_dir: str | None = None, scheduler: str = "default") -> Any:
-    """Build the diffusers pipeline for a model folder, with trained weights applied if given."""
+def load_pipeline(source: Path | str, family: str, device: str, dtype: str, adapter_dir: str | None = None, scheduler: str = "default",
+                  controlnet: Path | str | None = None) -> Any:
+    """Build the diffusers pipeline for a model folder, with trained weights applied if given; with ``controlnet``
+    (a ``ControlNetModel`` folder) the family's ControlNet pipeline, the trained UNet or LoRA under the ControlNet."""
     import diffusers
 
     quiet_library_bars()
     kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype)}
     if family == "sdxl":
-        cls = diffusers.StableDiffusionXLPipeline
+        cls = diffusers.StableDiffusionXLControlNetPipeline if controlnet else diffusers.StableDiffusionXLPipeline
         kwargs["add_watermarker"] = False
     else:
-        cls = diffusers.StableDiffusionPipeline
+        cls = diffusers.StableDiffusionControlNetPipeline if controlnet else diffusers.StableDiffusionPipeline
         kwargs.update(safety_checker=None, requires_safety_checker=False)
+    if controlnet:
+        try:
+            kwargs["controlnet"] = diffusers.ControlNetModel.from_pretrained(str(controlnet), dtype=torch_dtype(dtype))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot load a ControlNet from {controlnet}: {str(exc).splitlines()[0]}") from None
     if adapter_dir:
         # Fully trained components replace the base's; the folder layout is diffusers' own.
         for name, loader in _COMPONENT_LOADERS.items():

@@ -170,6 +170,8 @@ models.register("mini", "craft_bench.mini.model:MINI", "the embedded mini world'
 suites.register("geneval", "craft_bench.suites.geneval:GenEval", "GenEval compositional alignment: six tasks scored by a detector with the official rules")
 suites.register("parti", "craft_bench.suites.parti:Parti", "Parti-Prompts win rate against a baseline, judged by a reward (HPS v2.1; mini-clip on mini)")
 suites.register("rewards", "craft_bench.suites.rewards:RewardBench", "reward benchmarks: HPS v2.1, PickScore, AES, ImageReward, CLIP score means (HPDv2 / Parti prompts)")
+suites.register("controlnet-canny", "craft_bench.suites.controlnet_canny:ControlNetCanny", "ControlNet canny: edge F1 / MS-SSIM of outputs against their canny condition, plus rewards (ControlNet++ protocol)")
+suites.register("controlnet-depth", "craft_bench.suites.controlnet_depth:ControlNetDepth", "ControlNet depth: RMSE of the depth re-estimated on outputs against their depth condition, plus rewards (ControlNet++ protocol)")
 detectors.register("mini", "craft_bench.mini.detector:MiniDetector", "mini world's detector: the shapes a person sees in generated images")
 detectors.register("mini-v1", "craft_bench.mini.detector_v1:MiniDetectorV1", "first mini detector: exact on renders, judges colour flatness (kept for reproducing old numbers)")
 detectors.register("mmdet", "craft_bench.detectors.mmdetection:MmdetMask2Former", "GenEval's official detector: mmdetection Mask2Former Swin-S + CLIP ViT-L-14 colours (pip install 'craft-bench[geneval]')")

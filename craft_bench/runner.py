@@ -276,9 +276,10 @@ def run(req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sy
         if helper:  # a helper process of a multi-process (training) run is done after training
             return None, run_dir
 
-        requests = plan(items, checkpoint, spec.sampler, spec.seed, spec.dtype)
+        controlnet = r.suite.controlnet(ctx)
+        requests = plan(items, checkpoint, spec.sampler, spec.seed, spec.dtype, controlnet)
         log(f"run {spec.method.name} x {spec.suite.name} on {spec.model.name}: {len(items)} prompts, {len(requests)} images -> {run_dir}")
-        gen = generate(requests, store, _pipeline_factory(r, checkpoint), spec.sampler, progress=req.progress)
+        gen = generate(requests, store, _pipeline_factory(r, checkpoint, controlnet), spec.sampler, progress=req.progress)
         generation = {"images": gen.requested, "generated": gen.generated, "cached": gen.cached}
         gen_s = gen.seconds
 
@@ -288,9 +289,9 @@ def run(req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sy
             bspec = dataclasses.replace(spec, method=r.baseline.method, seed=r.baseline.seed)
             bctx = dataclasses.replace(ctx, spec=bspec, seed=r.baseline.seed)
             baseline_ckpt = _baseline_method(r.baseline).prepare(base, bctx)
-            baseline_requests = plan(items, baseline_ckpt, spec.sampler, spec.seed, spec.dtype)
+            baseline_requests = plan(items, baseline_ckpt, spec.sampler, spec.seed, spec.dtype, controlnet)
             log(f"baseline {r.baseline.method.name}: {len(baseline_requests)} images with the same seeds")
-            bgen = generate(baseline_requests, store, _pipeline_factory(r, baseline_ckpt), spec.sampler, progress=req.progress)
+            bgen = generate(baseline_requests, store, _pipeline_factory(r, baseline_ckpt, controlnet), spec.sampler, progress=req.progress)
             generation["baseline"] = {"images": bgen.requested, "generated": bgen.generated, "cached": bgen.cached}
             gen_s += bgen.seconds
 
@@ -310,14 +311,16 @@ def run(req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sy
     return results, run_dir
 
 
-def _pipeline_factory(r: Resolved, checkpoint: Checkpoint) -> Callable[[], Any]:
-    """Loads the pipeline for ``checkpoint`` only when called (a fully cached run never loads one)."""
+def _pipeline_factory(r: Resolved, checkpoint: Checkpoint, controlnet: str | None = None) -> Callable[[], Any]:
+    """Loads the pipeline for ``checkpoint`` (under ``controlnet`` if given) only when called (a fully cached run
+    never loads one)."""
 
     def factory() -> Any:
         from craft_bench.models import load_pipeline
 
         spec = r.spec
-        return load_pipeline(r.model_path, spec.model.family, r.device, spec.dtype, checkpoint.adapter_dir, spec.sampler.scheduler)
+        return load_pipeline(r.model_path, spec.model.family, r.device, spec.dtype, checkpoint.adapter_dir, spec.sampler.scheduler,
+                             controlnet=controlnet)
 
     return factory
 

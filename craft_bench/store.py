@@ -62,6 +62,7 @@ class Store:
 
         images/<k[:2]>/<k>.png      checkpoints/<hash>/      runs/<suite>/<method>__<model>__<hash8>/
         leaderboard/<suite>.{md,csv,json}   baselines/   locks/
+        controls/<d[:2]>/<d>.png    (condition images of ControlNet suites; d = sha256 of the PNG bytes)
     """
 
     def __init__(self, root: Path | str | None = None, create: bool = True) -> None:
@@ -98,6 +99,10 @@ class Store:
     def leaderboard_dir(self) -> Path:
         return self.root / "leaderboard"
 
+    @property
+    def controls_dir(self) -> Path:
+        return self.root / "controls"
+
     def image_path(self, key: str) -> Path:
         return self.images_dir / key[:2] / f"{key}.png"
 
@@ -117,6 +122,19 @@ class Store:
         image.save(buf, format="PNG")
         path = self.image_path(key)
         atomic_write_bytes(path, buf.getvalue())
+        return path
+
+    def save_control(self, image: "Any") -> Path:
+        """Store a condition image under the sha256 of its PNG bytes (same image, same file) and return its path."""
+        import hashlib
+
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        data = buf.getvalue()
+        d = hashlib.sha256(data).hexdigest()
+        path = self.controls_dir / d[:2] / f"{d}.png"
+        if not path.is_file():
+            atomic_write_bytes(path, data)
         return path
 
     def load_image(self, key: str) -> "Any":

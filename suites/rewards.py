@@ -90,6 +90,30 @@ def read_hpdv2(source: str | Path | None = None) -> dict[str, list[str]]:
     return _check_styles(out, str(folder))
 
 
+def reward_names(text: str, ctx: RunContext) -> tuple[str, ...]:
+    """A suite's ``rewards`` setting as registered names: ``auto`` = mini-clip and mini-aes for mini-world models,
+    else HPS, PickScore, AES, ImageReward and CLIP score; unknown names fail here, before any image is generated."""
+    from craft_bench import registry
+    from craft_bench.models import is_mini_world
+
+    if text == "auto":
+        text = MINI_REWARDS if is_mini_world(ctx.spec.model) else REAL_REWARDS
+    names = tuple(registry.rewards.resolve_name(n.strip()) for n in text.split(",") if n.strip())
+    if not names:
+        raise UserError("--set suite.rewards: name at least one reward (craft-bench ls rewards)")
+    return names
+
+
+def reward_display(name: str, hps_version: str = "v2.1") -> str:
+    return f"HPS {hps_version}" if name == "hps" else DISPLAY.get(name, name)
+
+
+def reward_columns(scorer: Any, names: Sequence[str], images: Sequence[Any], prompts: Sequence[str]) -> list[dict[str, float]]:
+    """One dict {reward: score} per image, from a ``CompositeScorer`` that loads ``names``."""
+    wide = scorer.wide(scorer.score(list(images), list(prompts)))
+    return [{name: float(wide.loc[i, name]) for name in names} for i in range(len(images))]
+
+
 def style_items(styles: dict[str, list[str]], n_images: int) -> list[PromptItem]:
     """Item ``<style>-<index>``: the index is the prompt's position in its style's list (HPSv2 names images so)."""
     return [
@@ -130,16 +154,7 @@ class RewardBench(Suite):
         self._strata: tuple[str, ...] = HPDV2_STYLES
 
     def reward_names(self, ctx: RunContext) -> tuple[str, ...]:
-        from craft_bench import registry
-        from craft_bench.models import is_mini_world
-
-        text = self.config.rewards
-        if text == "auto":
-            text = MINI_REWARDS if is_mini_world(ctx.spec.model) else REAL_REWARDS
-        names = tuple(registry.rewards.resolve_name(n.strip()) for n in text.split(",") if n.strip())
-        if not names:
-            raise UserError("--set suite.rewards: name at least one reward (craft-bench ls rewards)")
-        return names
+        return reward_names(self.config.rewards, ctx)
 
     def items(self, ctx: RunContext, prompts_path: Path | None = None) -> list[PromptItem]:
         from craft_bench.models import is_mini_world
@@ -171,9 +186,7 @@ class RewardBench(Suite):
         return items
 
     def _display(self, name: str) -> str:
-        if name == "hps":
-            return f"HPS {self.config.hps_version}"
-        return DISPLAY.get(name, name)
+        return reward_display(name, self.config.hps_version)
 
     def metrics(self) -> list[MetricDef]:
         """Per reward: mean and per-stratum means; HPS also x100 per stratum and on average (HPSv2's table)."""
@@ -199,8 +212,7 @@ class RewardBench(Suite):
             from craft_bench.rewards.composite import CompositeScorer
 
             self._scorer = CompositeScorer.from_source_list(self._names, self.config.sources, ctx.device, {"hps": {"version": self.config.hps_version}})
-        wide = self._scorer.wide(self._scorer.score(list(images), [it.prompt for it in items]))
-        return [{name: float(wide.loc[i, name]) for name in self._names} for i in range(len(items))]
+        return reward_columns(self._scorer, self._names, images, [it.prompt for it in items])
 
     def close(self) -> None:
         self._scorer = None

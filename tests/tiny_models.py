@@ -75,3 +75,33 @@ def build_tiny_sd15(out: Path, seed: int = 0) -> Path:
     )
     pipe.save_pretrained(out)
     return out
+
+
+def build_tiny_controlnet(model_dir: Path, out: Path, seed: int = 0) -> Path:
+    """A ControlNet made from a tiny model's UNet (diffusers' ``from_unet``), with its zero convolutions given random
+    weights so it visibly steers generation, saved in the real layout (config.json + safetensors)."""
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel.from_pretrained(Path(model_dir) / "unet")
+    # the tiny VAE downsamples 2x, so the conditioning embedding has one stride-2 stage
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    with torch.no_grad():
+        for block in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block, controlnet.controlnet_cond_embedding.conv_out]:
+            torch.nn.init.normal_(block.weight, std=0.3)
+    controlnet.save_pretrained(out)
+    return out
+
+
+def build_tiny_dpt(out: Path, seed: int = 0) -> Path:
+    """A tiny DPT depth estimator and its image processor, saved with save_pretrained (transformers' layout)."""
+    import torch
+    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
+
+    torch.manual_seed(seed)
+    config = DPTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37, image_size=32, patch_size=8,
+                       backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[16, 16, 32, 32], fusion_hidden_size=16)
+    DPTForDepthEstimation(config).save_pretrained(out)
+    DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=False).save_pretrained(out)
+    return out

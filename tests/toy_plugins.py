@@ -60,36 +60,67 @@ class ToySuite(Suite):
         return out
 
 
-class RedShift(Method):
-    """Test-only method: shifts the VAE decoder's red output, a measurable change of the model."""
+class ComponentShift(Method):
+    """Test-only methods that write one edited diffusers component (``component``/ in the checkpoint folder, the
+    layout a full fine-tune writes), a measurable change of the model."""
 
-    name = "redshift"
-    description = "test-only: shift the VAE decoder's red channel"
     trainable = True
+    component = ""
 
-    @dataclass(frozen=True)
-    class Config:
-        shift: float = setting(0.6, "added to the decoder's red output bias")
+    def edit(self, module: Any) -> None:
+        raise NotImplementedError
 
     def prepare(self, base: Checkpoint, ctx: RunContext) -> Checkpoint:
+        import diffusers
         import torch
-        from diffusers import AutoencoderKL
 
         from craft_bench.spec import digest
 
         h = self.checkpoint_hash(base, ctx)
         final = ctx.store.checkpoint_dir(h)
         with ctx.store.lock(f"ckpt-{h}"):
-            if not (final / "vae" / "config.json").is_file():
+            if not (final / self.component / "config.json").is_file():
                 tmp = ctx.store.temp_dir_for(final)
                 shutil.rmtree(tmp, ignore_errors=True)
-                vae = AutoencoderKL.from_pretrained(Path(base.base_dir) / "vae")
+                cls = diffusers.AutoencoderKL if self.component == "vae" else diffusers.UNet2DConditionModel
+                module = cls.from_pretrained(Path(base.base_dir) / self.component)
                 with torch.no_grad():
-                    vae.decoder.conv_out.bias[0] += self.config.shift
-                vae.save_pretrained(tmp / "vae")
+                    self.edit(module)
+                module.save_pretrained(tmp / self.component)
                 tmp.replace(final)
         return Checkpoint(model=base.model, base_dir=base.base_dir, adapter_dir=str(final), digest=digest([base.digest, h]),
                           train_info={"samples_used": 0, "steps": 0, "images_generated": 0, "reward_calls": 0})
+
+
+class RedShift(ComponentShift):
+    """Test-only method: shifts the VAE decoder's red output."""
+
+    name = "redshift"
+    description = "test-only: shift the VAE decoder's red channel"
+    component = "vae"
+
+    @dataclass(frozen=True)
+    class Config:
+        shift: float = setting(0.6, "added to the decoder's red output bias")
+
+    def edit(self, vae: Any) -> None:
+        vae.decoder.conv_out.bias[0] += self.config.shift
+
+
+class UnetShift(ComponentShift):
+    """Test-only method: a full-UNet checkpoint whose output is shifted, so a suite sees the method's UNet (also
+    under a ControlNet)."""
+
+    name = "unetshift"
+    description = "test-only: a unet/ checkpoint with a shifted output bias"
+    component = "unet"
+
+    @dataclass(frozen=True)
+    class Config:
+        shift: float = setting(0.5, "added to the UNet's conv_out bias")
+
+    def edit(self, unet: Any) -> None:
+        unet.conv_out.bias += self.config.shift
 
 
 def _inverted_craft() -> Any:
@@ -112,6 +143,7 @@ def _inverted_craft() -> Any:
 registry.suites.register("toy", ToySuite, replace=True)
 registry.methods.register("craft-inverted", "toy_plugins:CRAFT_INVERTED", "test-only: CRAFT with its filter inverted", replace=True)
 registry.methods.register("redshift", RedShift, replace=True)
+registry.methods.register("unetshift", UnetShift, replace=True)
 
 
 def __getattr__(name: str) -> Any:  # the CRAFT variant is built on first use (it imports torch-free craft code)

@@ -68,17 +68,11 @@ class HFMask2Former(Mask2FormerDetector):
         from craft_bench.models import quiet_library_bars
 
         quiet_library_bars()
-        from craft_bench.rewards.common import hub_reachable
+        from craft_bench.rewards.common import load_pretrained
 
         src = _source(weights)
         _check_present(src)
-        offline = {} if src.local else {"local_files_only": not hub_reachable()}
-        try:
-            model = Mask2FormerForUniversalSegmentation.from_pretrained(src.value, **offline)
-            processor = Mask2FormerImageProcessor.from_pretrained(src.value, **offline)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"geneval detector (hf): cannot load a Mask2Former from '{src.value}' ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0][:120]}); {src.hint()}") from None
+        model, processor = load_pretrained(src, Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessor, "a Mask2Former")
         if model.config.num_labels != N_CLASSES:
             raise UserError(f"geneval detector (hf): '{src.value}' predicts {model.config.num_labels} classes, not COCO's {N_CLASSES}; "
                             f"give a COCO instance-segmentation Mask2Former ({HUB_ID})")

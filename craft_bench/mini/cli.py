@@ -1,10 +1,12 @@
 """`craft-bench mini ...`: reproduce the mini world's shipped weights.
 
-    craft-bench mini train [vae|base|clip|aes|all] [--seed N] [--steps N] [--out DIR] [--device D] [--resume]
+    craft-bench mini train [vae|base|clip|aes|controlnet-canny|controlnet-depth|all] [--seed N] [--steps N]
+                           [--out DIR] [--device D] [--resume] [--vae DIR] [--base DIR]
 
 Each recipe writes into ``--out`` (default ``results/mini/<recipe>``); ``all`` runs vae, base (on that
-VAE), clip and aes into ``--out/<recipe>``. ``--steps`` applies to every recipe ``all`` runs. Copy a
-result into ``craft_bench/mini/weights/`` to ship it.
+VAE), clip and aes into ``--out/<recipe>``. ``--steps`` applies to every recipe ``all`` runs. The ControlNet
+recipes train on a finished base model (``--base``, default the shipped one) and are not part of ``all``.
+Copy a result into ``craft_bench/mini/weights/`` to ship it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any, Callable
 from craft_bench.cli import OneLineParser
 from craft_bench.errors import UserError
 
-RECIPES = ("vae", "base", "clip", "aes")
+RECIPES = ("vae", "base", "clip", "aes")  # what `all` runs, in dependency order
+CONTROLNET_RECIPES = ("controlnet-canny", "controlnet-depth")
 DEFAULT_OUT = Path("results") / "mini"
 
 
@@ -26,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="{train}")
     train = sub.add_parser("train", help="train a shipped mini-world model from a seed", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("recipe", nargs="?", default="all", choices=RECIPES + ("all",),
+    train.add_argument("recipe", nargs="?", default="all", choices=RECIPES + CONTROLNET_RECIPES + ("all",),
                        help="what to train (default: all, in dependency order)")
     train.add_argument("--seed", type=int, default=0, help="seed of every random number of the run (default 0)")
     train.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the recipe's shipped setting)")
@@ -36,11 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--vae", default=None, help="base only: the VAE folder to train on (default: the shipped VAE)")
     train.add_argument("--caption-noise", type=float, default=0.0,
                        help="base only: share of wrongly captioned task pairs (an experiment; the shipped base has 0)")
+    train.add_argument("--base", default=None, help="controlnet-* only: the base model folder to train on (default: the shipped one)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
 
 def _recipe(name: str) -> Callable[..., dict[str, Any]]:
+    if name in CONTROLNET_RECIPES:
+        import functools
+
+        from craft_bench.mini.controlnet import train_controlnet
+
+        return functools.partial(train_controlnet, name.split("-", 1)[1])
     if name in ("vae", "base"):
         from craft_bench.mini import train
 
@@ -54,7 +64,8 @@ def _recipe(name: str) -> Callable[..., dict[str, Any]]:
 
 
 def run_train(recipe: str, seed: int, steps: int | None, out: str | None, device: str, resume: bool,
-              vae: str | None = None, progress: bool = True, caption_noise: float = 0.0) -> list[dict[str, Any]]:
+              vae: str | None = None, progress: bool = True, caption_noise: float = 0.0,
+              base: str | None = None) -> list[dict[str, Any]]:
     if steps is not None and steps < 1:
         raise UserError(f"--steps must be at least 1, got {steps}")
     if vae is not None and recipe not in ("base", "all"):
@@ -63,6 +74,8 @@ def run_train(recipe: str, seed: int, steps: int | None, out: str | None, device
         raise UserError("--caption-noise applies to the base recipe only")
     if not 0.0 <= caption_noise < 1.0:
         raise UserError(f"--caption-noise {caption_noise}: give a share in [0, 1)")
+    if base is not None and recipe not in CONTROLNET_RECIPES:
+        raise UserError("--base applies to the controlnet-canny and controlnet-depth recipes only")
     names = RECIPES if recipe == "all" else (recipe,)
     root = Path(out) if out else None
     results = []
@@ -82,6 +95,8 @@ def run_train(recipe: str, seed: int, steps: int | None, out: str | None, device
                 kwargs["vae_dir"] = (root or DEFAULT_OUT) / "vae"
             elif vae:
                 kwargs["vae_dir"] = vae
+        if base and name in CONTROLNET_RECIPES:
+            kwargs["base_dir"] = base
         stats = _recipe(name)(**kwargs)
         results.append(stats)
         shown = {k: v for k, v in stats.items() if k != "files"}
@@ -98,5 +113,5 @@ def main(argv: list[str]) -> int:
         parser.print_help()
         return 0 if args.verb is None else 2
     run_train(args.recipe, args.seed, args.steps, args.out, args.device, args.resume, args.vae, not args.no_progress,
-              args.caption_noise)
+              args.caption_noise, args.base)
     return 0

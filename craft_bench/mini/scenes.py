@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -86,7 +86,8 @@ def shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, half_w: float, half_h
     raise ValueError(f"unknown shape '{shape}' (known: {', '.join(SHAPES)})")
 
 
-def _paint(canvas: np.ndarray, obj: Obj, scale: float) -> None:
+def _paint(canvas: np.ndarray, obj: Obj, scale: float, value: Any = None) -> None:
+    """Paint ``obj``'s pixels of ``canvas`` with its colour (or with ``value``, e.g. a depth)."""
     h, w = canvas.shape[:2]
     cx, cy, half = obj.x * scale, obj.y * scale, obj.size * scale / 2
     x0, x1 = max(int(np.floor(cx - half)) - 1, 0), min(int(np.ceil(cx + half)) + 1, w)
@@ -96,7 +97,7 @@ def _paint(canvas: np.ndarray, obj: Obj, scale: float) -> None:
     dx = (np.arange(x0, x1) + 0.5 - cx)[None, :]
     dy = (np.arange(y0, y1) + 0.5 - cy)[:, None]
     mask = shape_mask(obj.shape, dx, dy, half, half)
-    canvas[y0:y1, x0:x1][mask] = COLORS[obj.color]
+    canvas[y0:y1, x0:x1][mask] = COLORS[obj.color] if value is None else value
 
 
 def render(scene: Scene, size: int = 64) -> np.ndarray:
@@ -106,6 +107,18 @@ def render(scene: Scene, size: int = 64) -> np.ndarray:
     scale = size / CANVAS
     for obj in scene.objects:
         _paint(canvas, obj, scale)
+    return canvas
+
+
+def render_layers(scene: Scene, values: Sequence[float], size: int = 64, background: float = 0.0) -> np.ndarray:
+    """A float32 (size, size) map: ``background`` everywhere, each object's pixels set to its entry of
+    ``values``, painted in layer order as ``render`` paints colours (a later object covers an earlier one)."""
+    if len(values) != len(scene.objects):
+        raise ValueError(f"{len(values)} values for {len(scene.objects)} objects")
+    canvas = np.full((size, size), background, dtype=np.float32)
+    scale = size / CANVAS
+    for obj, value in zip(scene.objects, values):
+        _paint(canvas, obj, scale, float(value))
     return canvas
 
 

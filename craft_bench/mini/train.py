@@ -108,6 +108,21 @@ def _to_pixels(images: np.ndarray, device: str) -> Any:
     return (x / 127.5 - 1.0).to(device)
 
 
+def add_noise(latents: Any, noise: Any, alphas_cumprod: Any, t: Any) -> Any:
+    """The forward process at timesteps ``t``: sqrt(a_t) x0 + sqrt(1 - a_t) eps."""
+    ac = alphas_cumprod[t][:, None, None, None]
+    return ac.sqrt() * latents + (1 - ac).sqrt() * noise
+
+
+def min_snr_loss(pred: Any, noise: Any, alphas_cumprod: Any, t: Any, gamma: float) -> Any:
+    """Epsilon MSE per sample weighted by min-SNR-gamma (Hang et al. 2023: w = min(SNR, gamma) / SNR), batch mean."""
+    import torch
+
+    snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
+    weight = torch.clamp(snr, max=gamma) / snr
+    return (weight * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
+
+
 # --------------------------------------------------------------------------- VAE
 
 
@@ -314,23 +329,18 @@ class _BaseTask(Task):
         ids_2 = torch.where(empty, d["empty_2"], d["ids_2"][idx])
         t = torch.randint(0, self.alphas_cumprod.shape[0], (b,), generator=gen, device=dev)
         noise = torch.randn(latents.shape, generator=gen, device=dev)
-        return {"latents": latents, "ids_1": ids_1, "ids_2": ids_2, "keep": keep, "t": t, "noise": noise}
+        return {"latents": latents, "ids_1": ids_1, "ids_2": ids_2, "keep": keep, "t": t, "noise": noise, "idx": idx}
 
     def loss(self, b: dict[str, Any], step: int) -> tuple[Any, dict[str, float]]:
-        import torch
-
         from craft_bench.mini.model import encode_prompts
 
         m = self.prepared
         embeds, pooled = encode_prompts(m["text_encoder"], m["text_encoder_2"], b["ids_1"], b["ids_2"])
         embeds, pooled = embeds * b["keep"][:, None, None], pooled * b["keep"][:, None]
-        ac = self.alphas_cumprod[b["t"]][:, None, None, None]
-        noisy = ac.sqrt() * b["latents"] + (1 - ac).sqrt() * b["noise"]
+        noisy = add_noise(b["latents"], b["noise"], self.alphas_cumprod, b["t"])
         pred = m["unet"](noisy, b["t"], encoder_hidden_states=embeds,
                          added_cond_kwargs={"text_embeds": pooled, "time_ids": self.add_time_ids}).sample
-        snr = self.alphas_cumprod[b["t"]] / (1 - self.alphas_cumprod[b["t"]])
-        weight = torch.clamp(snr, max=self.snr_gamma) / snr
-        return (weight * ((pred - b["noise"]) ** 2).mean(dim=(1, 2, 3))).mean(), {}
+        return min_snr_loss(pred, b["noise"], self.alphas_cumprod, b["t"], self.snr_gamma), {}
 
     def on_checkpoint(self, step: int, loop: Loop) -> None:
         if self.snapshot_every and step % self.snapshot_every == 0:

@@ -98,6 +98,17 @@ def pretrained_error(src: WeightSource, what: str, exc: Exception) -> UserError:
     )
 
 
+def load_pretrained(src: WeightSource, model_cls: Any, processor_cls: Any, what: str) -> tuple[Any, Any]:
+    """A transformers model and its processor by ``from_pretrained`` from the source's folder or hub id (offline:
+    the local cache only), or a one-line error naming the source and how to provide it."""
+    offline = {} if src.local else {"local_files_only": not hub_reachable()}
+    try:
+        return model_cls.from_pretrained(src.value, **offline), processor_cls.from_pretrained(src.value, **offline)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{src.reward}: cannot load {what} from '{src.value}' ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:120]}); {src.hint()}") from None
+
+
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, Any]:
     """A checkpoint from ``.safetensors`` or a pickle loaded with ``weights_only=True`` (never arbitrary code)."""
     path = os.fspath(path)
