@@ -177,11 +177,13 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from craft_bench.report.collect import settings_label, spec_of
     from craft_bench.report.tables import render_leaderboard
     from craft_bench.store import Store, atomic_write_text
 
     store = Store(args.out)
     by_suite: dict[str, list[dict[str, Any]]] = {}
+    settings: dict[str, list[str]] = {}
     for path in store.iter_results(args.suite):
         try:
             res = json.loads(path.read_text())
@@ -189,6 +191,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             print(f"craft-bench: skipping unreadable {path}", file=sys.stderr)
             continue
         by_suite.setdefault(res["suite"], []).append(res)
+        settings.setdefault(res["suite"], []).append(settings_label(spec_of(path.parent)))
     if not by_suite:
         where = f" for suite '{args.suite}'" if args.suite else ""
         raise UserError(f"no finished runs{where} under {store.root}; run `craft-bench run ...` first or pass --out")
@@ -196,8 +199,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     with store.lock("leaderboard"):
         for suite, rows in sorted(by_suite.items()):
             for fmt in ext:
-                atomic_write_text(store.leaderboard_dir / f"{suite}.{ext[fmt]}", render_leaderboard(suite, rows, fmt))
-            print(render_leaderboard(suite, rows, args.format))
+                atomic_write_text(store.leaderboard_dir / f"{suite}.{ext[fmt]}", render_leaderboard(suite, rows, fmt, settings[suite]))
+            print(render_leaderboard(suite, rows, args.format, settings[suite]))
             print()
     return 0
 
@@ -206,11 +209,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from craft_bench.report.compare import compare_runs, headline_regressed
     from craft_bench.report.tables import comparison_table
 
+    from craft_bench.report.collect import spec_differences, spec_of
+    from craft_bench.report.tables import load_results
+
     a, b, comps = compare_runs(args.a, args.b)
+    differ = spec_differences(*(spec_of(load_results(p)[1]) for p in (args.a, args.b)))
     if args.json:
-        print(json.dumps({"a": a["spec_hash"], "b": b["spec_hash"], "suite": a["suite"], "metrics": [c.as_dict() for c in comps]}, indent=2))
+        print(json.dumps({"a": a["spec_hash"], "b": b["spec_hash"], "suite": a["suite"], "metrics": [c.as_dict() for c in comps],
+                          "settings_differ": [{"setting": k, "a": va, "b": vb} for k, va, vb in differ]}, indent=2))
     else:
-        print(comparison_table(a, b, comps))
+        print(comparison_table(a, b, comps, differ))
     if args.fail_on_regression and headline_regressed(a, comps):
         print(f"craft-bench: regression: B is significantly worse than A on '{a.get('headline', 'overall')}'", file=sys.stderr)
         return EXIT_REGRESSION
@@ -264,6 +272,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return VERBS[args.verb](args)
     except UserError as exc:
         print(f"craft-bench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a full disk anywhere (checkpoints, logs, caches): one line; atomic writes left nothing partial
+        from craft_bench.store import disk_full_error
+
+        full = disk_full_error(exc, exc.filename or "the results folder")
+        if full is None:
+            raise
+        print(f"craft-bench: error: {full}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("craft-bench: interrupted; finished work is kept, rerun the same command to resume", file=sys.stderr)
