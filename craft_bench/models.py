@@ -329,7 +329,13 @@ def quiet_library_bars() -> None:
 
 def _load_problem(exc: BaseException) -> str:
     """diffusers' / transformers' loading error in one short sentence with the fix."""
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    size = next((ln for ln in lines if ln.startswith("size mismatch for ")), None)
+    if size:  # torch's load_state_dict
+        m = re.match(r"size mismatch for (\S+): copying a param with shape (.+) from checkpoint, the shape in current model is (.+)\.$", size)
+        detail = f"{m.group(1)}: {m.group(2)} vs {m.group(3)}" if m else size[:160]
+        return f"shapes do not match ({detail}; {sum(ln.startswith('size mismatch') for ln in lines)} tensors)"
     m = re.search(r"(\S+) expected shape (torch\.Size\(\[[^]]*\]\)), but got (torch\.Size\(\[[^]]*\]\))", text)
     if m:
         return (f"its weights are of another architecture than its config ({m.group(1)}: expected {m.group(2)}, got "
@@ -354,16 +360,22 @@ def load_pipeline(source: Path | str, family: str, device: str, dtype: str, adap
         for name, loader in _COMPONENT_LOADERS.items():
             sub = Path(adapter_dir) / name
             if (sub / "config.json").is_file():
-                kwargs[name] = loader().from_pretrained(sub, dtype=torch_dtype(dtype))
+                try:
+                    kwargs[name] = loader().from_pretrained(sub, dtype=torch_dtype(dtype))
+                except (OSError, ValueError, RuntimeError) as exc:
+                    raise UserError(f"cannot load the trained {name} in {sub}: {_load_problem(exc)}") from None
     try:
         pipe = cls.from_pretrained(str(source), **kwargs)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         raise UserError(f"cannot load a {family} pipeline from {source}: {_load_problem(exc)}") from None
     if adapter_dir and any(Path(adapter_dir).glob("pytorch_lora_weights.*")):
         level = diffusers.utils.logging.get_verbosity()
         diffusers.utils.logging.set_verbosity_error()  # "no LoRA keys for the text encoders": by design, UNet only
         try:
             pipe.load_lora_weights(adapter_dir)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise UserError(f"the LoRA weights in {adapter_dir} do not fit the {family} model {source} ({_load_problem(exc)}); "
+                            "give a LoRA trained on this base model") from None
         finally:
             diffusers.utils.logging.set_verbosity(level)
         pipe.fuse_lora()

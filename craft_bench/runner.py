@@ -311,6 +311,10 @@ def _execute(r: Resolved, req: RunRequest, store: Store, run_dir: Path, shard: A
     items = limit_items(r.suite.items(ctx, r.prompts_path), spec.limit)
     if not items:
         raise UserError(f"suite '{spec.suite.name}' has no prompts to run (check --prompts / --limit)")
+    few = next((it for it in items if it.n_images < 1), None)
+    if few is not None:
+        raise UserError(f"suite '{spec.suite.name}' asks for {few.n_images} images of prompt '{few.id}'; give at least one "
+                        "image per prompt (e.g. --set suite.images_per_prompt=1)")
 
     base = Checkpoint(model=spec.model, base_dir=str(r.model_path), digest=spec.model.digest)
     t0 = time.perf_counter()

@@ -154,6 +154,7 @@ class Parti(PairedSuite):
         c = self.config
         lines = parti_lines(ctx, c.prompts, prompts_path, c.n_per_challenge, c.prompt_seed)
         self._strata = (ordered_unique([r["category"] for r in lines]), ordered_unique([r["challenge"] for r in lines]))
+        self._load(ctx)  # missing judge weights fail before any image is generated
         return parti_items(lines, c.images_per_prompt)
 
     def metrics(self) -> list[MetricDef]:

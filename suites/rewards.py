@@ -168,6 +168,7 @@ class RewardBench(Suite):
                 items.append(PromptItem(id=f"{line['tag']}-{k:04d}", prompt=line["prompt"], n_images=c.images_per_prompt,
                                         stratum=line["tag"], metadata={"tag": line["tag"]}))
         self._strata = ordered_unique([it.stratum for it in items])
+        self._load(ctx)  # missing weights fail before any image is generated
         return items
 
     def _display(self, name: str) -> str:
@@ -195,12 +196,16 @@ class RewardBench(Suite):
     def score(self, items: Sequence[PromptItem], images: Sequence[Any], ctx: RunContext) -> list[dict[str, Any]]:
         if len(items) != len(images):
             raise ValueError(f"{len(items)} items but {len(images)} images")
+        scorer = self._load(ctx)
+        wide = scorer.wide(scorer.score(list(images), [it.prompt for it in items]))
+        return [{name: float(wide.loc[i, name]) for name in self._names} for i in range(len(items))]
+
+    def _load(self, ctx: RunContext) -> Any:
         if self._scorer is None:
             from craft_bench.rewards.composite import CompositeScorer
 
             self._scorer = CompositeScorer.from_source_list(self._names, self.config.sources, ctx.device, {"hps": {"version": self.config.hps_version}})
-        wide = self._scorer.wide(self._scorer.score(list(images), [it.prompt for it in items]))
-        return [{name: float(wide.loc[i, name]) for name in self._names} for i in range(len(items))]
+        return self._scorer
 
     def close(self) -> None:
         self._scorer = None
