@@ -63,6 +63,8 @@ class Pool:
     prompts: list[str]
     candidates: list[Candidate]
     timings: dict[str, float]  # expand_s, generate_s, score_s
+    # The method's cost: the images and reward evaluations the pool takes, whatever the cache already held, so a
+    # resumed, repeated or pool-sharing run reports what an uninterrupted one does (timings show the work done now).
     images_generated: int
     reward_evaluations: int
 
@@ -173,9 +175,9 @@ def build_pool(spec: PoolSpec, model: Checkpoint, sampler: SamplerSpec, ctx: Run
                                         image_key=r.key, image_path=str(ctx.store.image_path(r.key)),
                                         metadata=metas[g]))
     t = time.perf_counter()
-    evaluations = score_candidates(candidates, spec, ctx, scorer)
+    score_candidates(candidates, spec, ctx, scorer)
     timings["score_s"] = time.perf_counter() - t
-    return Pool(spec, prompts, candidates, timings, gen.generated, evaluations)
+    return Pool(spec, prompts, candidates, timings, len({r.key for r in requests}), len(candidates) * len(spec.rewards))
 
 
 # --------------------------------------------------------------------------- rewards
