@@ -40,7 +40,8 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print results.json to stdout instead of the table")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--num-processes", type=int, default=1, metavar="N",
-                   help="train on N processes (torchrun; DDP); the same as `torchrun --nproc_per_node N -m craft_bench run ...`")
+                   help="train (DDP), generate and score on N processes (torchrun); the same results as one process; "
+                        "the same as `torchrun --nproc_per_node N -m craft_bench run ...` (docs/scaling.md)")
 
 
 def _add_ls(sub: Any) -> None:
@@ -106,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _relaunch(n: int, argv: Sequence[str]) -> int:
-    """Run this command again on ``n`` processes under torchrun (every process trains its share of each batch;
-    the first one also generates and scores)."""
+    """Run this command again on ``n`` processes under torchrun (every process trains its share of each batch and
+    generates and scores its share of the images; the first one writes the run)."""
     import subprocess
 
     if n < 1:

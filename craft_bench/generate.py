@@ -156,6 +156,8 @@ class ImageFeed:
             self._cond.notify_all()
 
     def wait(self, keys: Sequence[str]) -> None:
+        if self.regenerate is not None:
+            return  # sync mode: nothing is being made beside the consumer (every process's images are stored)
         with self._cond:
             while not self._ready.issuperset(keys):
                 if self._closed is not None and not self._redo:

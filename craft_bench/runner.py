@@ -36,7 +36,7 @@ from craft_bench.spec import (
 )
 from craft_bench.store import CorruptImage, Store, atomic_write_json, atomic_write_text
 
-SCORE_CHUNK = 64  # images scored per partial-results flush
+SCORE_CHUNK = int(os.environ.get("CRAFT_BENCH_SCORE_CHUNK", "64"))  # images scored per partial-results flush (and per process share)
 
 
 @dataclass
