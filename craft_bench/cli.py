@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from craft_bench import __version__
@@ -85,6 +86,30 @@ def _add_report(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _add_bench(sub: Any) -> None:
+    p = sub.add_parser("bench", help="measure UNet step time and MFU, images/s against plain diffusers, trainer step time", description=(
+        "One run measures: the UNet's step time, FLOPs (counted from its config) and MFU; images/s with CFG at --steps through "
+        "craft-bench's generation path and through a plain default diffusers call, with peak memory (the ratio is the figure); the "
+        "trainer's LoRA step time with cached encodings vs encoding every step as diffusers' training scripts do. "
+        "sdxl-random / sd15-random are the real architectures from their public configs with random weights (nothing is downloaded)."))
+    p.add_argument("--model", default="mini", help="mini, sdxl-random, sd15-random, or a local diffusers folder [default: mini]")
+    p.add_argument("--device", default=None, help="torch device [default: cuda if available, else cpu]")
+    p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"], help="[default: float16 on CUDA, float32 on CPU]")
+    p.add_argument("--resolution", type=int, default=None, metavar="PX", help="image size [default: the model's native resolution]")
+    p.add_argument("--steps", type=int, default=30, help="denoising steps per image [default: 30]")
+    p.add_argument("--batch", type=int, default=None, help="prompts per generation batch [default: 16 mini, 8 sd15, 4 sdxl]")
+    p.add_argument("--images", type=int, default=16, help="images timed per generation path [default: 16]")
+    p.add_argument("--repeats", type=int, default=5, help="UNet calls timed [default: 5]")
+    p.add_argument("--train-steps", type=int, default=8, help="trainer steps timed per mode [default: 8]")
+    p.add_argument("--train-batch", type=int, default=4, help="trainer batch [default: 4]")
+    p.add_argument("--lora-rank", type=int, default=4, help="trainer LoRA rank [default: 4, the diffusers script's default]")
+    p.add_argument("--channels-last", action="store_true", help="craft-bench's path with a channels_last UNet")
+    p.add_argument("--compile", action="store_true", help="craft-bench's path with a torch.compile'd UNet")
+    p.add_argument("--peak-tflops", type=float, default=None, help="the device's dense peak for MFU [default: known GPUs' data sheets]")
+    p.add_argument("--parts", default="unet,generate,train", help="what to measure [default: unet,generate,train]")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the figures, versions and device to FILE")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="craft-bench", description=(
         "Benchmark harness for preference-aligned text-to-image diffusion models. "
@@ -97,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_leaderboard(sub)
     _add_compare(sub)
     _add_report(sub)
+    _add_bench(sub)
     sub.add_parser("score", help="score a folder of images with reward models (craft-bench score --help)", add_help=False)
     sub.add_parser("mini", help="the embedded mini world: train its models (craft-bench mini --help)", add_help=False)
     sub.add_parser("geneval", help="GenEval interop: summarize the official evaluator's results.jsonl (craft-bench geneval --help)", add_help=False)
@@ -236,6 +262,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from craft_bench.bench import BenchConfig, run_bench
+    from craft_bench.store import atomic_write_json
+
+    cfg = BenchConfig(model=args.model, device=args.device, dtype=args.dtype, resolution=args.resolution, steps=args.steps,
+                      batch=args.batch, images=args.images, repeats=args.repeats, train_steps=args.train_steps,
+                      train_batch=args.train_batch, lora_rank=args.lora_rank, channels_last=args.channels_last,
+                      compile=args.compile, peak_tflops=args.peak_tflops,
+                      parts=tuple(p.strip() for p in args.parts.split(",") if p.strip()))
+    result = run_bench(cfg)
+    if args.json:
+        atomic_write_json(Path(args.json), result)
+        print(f"figures written to {args.json}")
+    return 0
+
+
 def _delegate(module: str) -> Callable[[list[str]], int]:
     def call(argv: list[str]) -> int:
         import importlib
@@ -255,6 +297,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "leaderboard": cmd_leaderboard,
     "compare": cmd_compare,
     "report": cmd_report,
+    "bench": cmd_bench,
 }
 DELEGATED = {"score": "craft_bench.rewards.cli", "mini": "craft_bench.mini.cli", "geneval": "craft_bench.suites.geneval_official"}
 

@@ -343,6 +343,21 @@ def _load_problem(exc: BaseException) -> str:
     return text.split(". If you")[0]
 
 
+def apply_speed_settings(pipe: Any, sampler: SamplerSpec) -> Any:
+    """The sampler's execution settings on a loaded pipeline: channels_last, torch.compile, sliced or tiled VAE decoding."""
+    import torch
+
+    if sampler.channels_last:
+        pipe.unet.to(memory_format=torch.channels_last)
+    if sampler.compile:
+        pipe.unet = torch.compile(pipe.unet, mode="max-autotune-no-cudagraphs")
+    if sampler.vae_decode == "sliced":
+        pipe.vae.enable_slicing()
+    elif sampler.vae_decode == "tiled":
+        pipe.vae.enable_tiling()
+    return pipe
+
+
 def load_pipeline(source: Path | str, family: str, device: str, dtype: str, adapter_dir: str | None = None, scheduler: str = "default") -> Any:
     """Build the diffusers pipeline for a model folder, with trained weights applied if given."""
     import diffusers

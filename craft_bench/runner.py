@@ -452,10 +452,11 @@ def _pipeline_factory(r: Resolved, checkpoint: Checkpoint) -> Callable[[], Any]:
     """Loads the pipeline for ``checkpoint`` only when called (a fully cached run never loads one)."""
 
     def factory() -> Any:
-        from craft_bench.models import load_pipeline
+        from craft_bench.models import apply_speed_settings, load_pipeline
 
         spec = r.spec
-        return load_pipeline(r.model_path, spec.model.family, r.device, spec.dtype, checkpoint.adapter_dir, spec.sampler.scheduler)
+        pipe = load_pipeline(r.model_path, spec.model.family, r.device, spec.dtype, checkpoint.adapter_dir, spec.sampler.scheduler)
+        return apply_speed_settings(pipe, spec.sampler)
 
     return factory
 

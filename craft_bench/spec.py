@@ -24,13 +24,19 @@ def digest(obj: Any) -> str:
 
 
 def to_jsonable(obj: Any) -> Any:
+    """Plain JSON values. A dataclass field marked ``omit_default`` is left out while it has its default, so a
+    setting added later does not change the hash (identity) of the specs that do not use it."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in fields(obj)}
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in fields(obj)
+                if not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default)}
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]
     return obj
+
+
+EXECUTION_FIELDS = ("batch_size", "channels_last", "compile")  # sampler settings that change how, not what, is computed
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,14 @@ class SamplerSpec:
     scheduler: str = "default"
     negative_prompt: str = ""
     batch_size: int = 8
+    # How the pipeline runs; these change no pixel beyond float rounding (as the batch size), so no image key holds
+    # them; "tiled" VAE decoding does change pixels and keys the images.
+    channels_last: bool = field(default=False, metadata={"omit_default": True, "execution": True,
+                                                         "help": "run the UNet in channels_last memory format (often faster on GPUs)"})
+    compile: bool = field(default=False, metadata={"omit_default": True, "execution": True,
+                                                   "help": "torch.compile the UNet (slow first batch, faster after)"})
+    vae_decode: str = field(default="full", metadata={"omit_default": True,
+                                                      "help": "full, sliced (one image at a time: less memory) or tiled (tiles: far less memory; pixels differ)"})
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot sample (the image size's fit to the model is checked by ``models.check_sampler``)."""
@@ -63,11 +77,16 @@ class SamplerSpec:
             raise ValueError(f"guidance_scale must be a finite number >= 0, not {g!r} (e.g. --set guidance_scale=5; 1 turns guidance off)")
         if not isinstance(self.scheduler, str) or not self.scheduler:
             raise ValueError("scheduler must be a name (craft-bench ls -v lists them)")
+        if self.vae_decode not in ("full", "sliced", "tiled"):
+            raise ValueError(f"vae_decode must be full, sliced or tiled, not {self.vae_decode!r}")
 
     def key_fields(self) -> dict[str, Any]:
         """The fields that change pixels (batch size does not, by construction of per-image seeds)."""
-        d = dataclasses.asdict(self)
-        d.pop("batch_size")
+        d = to_jsonable(self)
+        for name in EXECUTION_FIELDS:
+            d.pop(name, None)
+        if d.get("vae_decode") == "sliced":  # the same decoder on one image at a time
+            d.pop("vae_decode")
         return d
 
 

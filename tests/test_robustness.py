@@ -290,3 +290,29 @@ def test_prompts_and_names_cannot_write_outside_the_results_root(cli, tiny_sdxl,
     created = {p for p in tmp_path.rglob("*")} - before
     assert created and all(p == out or out in p.parents or p == out.parent for p in created), sorted(created)
     assert len(list(out.glob("images/*/*.png"))) == 6
+
+
+def test_speed_settings_share_the_images_and_tiling_keys_them(cli, tiny_sdxl, tmp_path):
+    """channels_last and sliced VAE decoding change how, not what, is computed: same image keys, the same pixels here;
+    tiled decoding changes pixels, so it keys its images; none of them changes an existing spec's hash."""
+    from craft_bench.spec import SamplerSpec, digest
+
+    assert digest(SamplerSpec()) == digest({f: v for f, v in SamplerSpec().__dict__.items()
+                                            if f not in ("channels_last", "compile", "vae_decode")})
+    args = ["run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl), *FAST, "--set", "n_prompts=3", "--json"]
+    plain = json.loads(cli(*args, "--out", str(tmp_path / "a")).stdout)
+    fast = json.loads(cli(*args, "--set", "channels_last=true", "--set", "vae_decode=sliced", "--out", str(tmp_path / "b")).stdout)
+    assert fast["spec_hash"] != plain["spec_hash"]
+    a, b = _image_bytes(tmp_path / "a"), _image_bytes(tmp_path / "b")
+    assert a.keys() == b.keys()  # the same images, so one run's cache serves the other
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    diff = max(int(np.abs(np.asarray(Image.open(io.BytesIO(a[k])), dtype=int) - np.asarray(Image.open(io.BytesIO(b[k])), dtype=int)).max())
+               for k in a)
+    assert diff <= 1  # float rounding of another convolution layout: at most one level of one channel
+    assert fast["metrics"]["overall"]["value"] == pytest.approx(plain["metrics"]["overall"]["value"], abs=1e-3)
+    json.loads(cli(*args, "--set", "vae_decode=tiled", "--out", str(tmp_path / "a")).stdout)
+    assert len(_image_bytes(tmp_path / "a")) == 12  # tiled images are other images

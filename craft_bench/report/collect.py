@@ -266,15 +266,18 @@ def _flat_settings(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def spec_differences(spec_a: dict[str, Any], spec_b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(setting, A's value, B's value) for every setting two runs do not share (batch size aside: it changes no pixel)."""
+    """(setting, A's value, B's value) for every setting two runs do not share (batch size, channels_last and compile
+    aside: they change no pixel)."""
     a, b = _flat_settings(spec_a), _flat_settings(spec_b)
     keys = sorted(set(a) | set(b), key=lambda k: (k.count("."), k))
-    return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k) and k != "batch_size"]
+    from craft_bench.spec import EXECUTION_FIELDS
+
+    return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k) and k not in EXECUTION_FIELDS]
 
 
 # --------------------------------------------------------------------------- labels
 
-NOT_IN_LABELS = {("sampler", "batch_size")}  # does not change pixels
+NOT_IN_LABELS = {("sampler", "batch_size"), ("sampler", "channels_last"), ("sampler", "compile")}  # do not change pixels
 
 
 def assign_labels(runs: list[Run]) -> None:
