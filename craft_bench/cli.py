@@ -206,7 +206,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from craft_bench.report.collect import settings_label, spec_of
     from craft_bench.report.tables import render_leaderboard
-    from craft_bench.store import Store, atomic_write_text
+    from craft_bench.store import Store, atomic_write_text, safe_name
 
     store = Store(args.out)
     by_suite: dict[str, list[dict[str, Any]]] = {}
@@ -226,7 +226,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     with store.lock("leaderboard"):
         for suite, rows in sorted(by_suite.items()):
             for fmt in ext:
-                atomic_write_text(store.leaderboard_dir / f"{suite}.{ext[fmt]}", render_leaderboard(suite, rows, fmt, settings[suite]))
+                atomic_write_text(store.leaderboard_dir / f"{safe_name(suite)}.{ext[fmt]}", render_leaderboard(suite, rows, fmt, settings[suite]))
             print(render_leaderboard(suite, rows, args.format, settings[suite]))
             print()
     return 0

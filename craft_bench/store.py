@@ -40,6 +40,12 @@ def default_root() -> Path:
     return Path(os.environ.get(DEFAULT_ROOT_ENV, "results"))
 
 
+def safe_name(name: str) -> str:
+    """A name as one path component: letters, digits, '.', '_', '-' (no '/', no '..'), so no plug-in, model or suite name
+    can place a file outside the results root."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "x"
+
+
 def _host_tag() -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", socket.gethostname())[:32] or "host"
 
@@ -62,6 +68,38 @@ def disk_full_error(exc: BaseException, path: Path | str) -> UserError | None:
         return None
     return UserError(f"cannot write {path}: {os.strerror(code)} (the disk or quota is full); nothing partial was kept: "
                      "free some space (or pass --out DIR on another disk) and run again; finished work is kept")
+
+
+def verify_sha256(path: Path | str, expected: str, what: str, fix: str) -> None:
+    """A prompt or data file is the one pinned: its sha256 equals ``expected``, else a one-line UserError."""
+    from craft_bench.generate import file_digest
+
+    found = file_digest(path)
+    if found != expected:
+        raise UserError(f"{path}: sha256 {found[:12]}... differs from the pinned {what} ({expected[:12]}...); {fix}")
+
+
+def trust_on_first_use(name: str, path: Path | str) -> None:
+    """For a fetched file whose published digest is not pinned in the code: the first fetch records its sha256 in
+    ``~/.cache/craft-bench/pins.json``, and a later fetch that differs (the upstream file changed, or the download was
+    tampered with) is refused, so results never silently change their prompts."""
+    from craft_bench.generate import file_digest
+    from craft_bench.models import _cache_dir
+
+    pins_path = _cache_dir() / "pins.json"
+    try:
+        pins = json.loads(pins_path.read_text())
+    except (OSError, ValueError):
+        pins = {}
+    found = file_digest(path)
+    if name not in pins:
+        pins[name] = found
+        with contextlib.suppress(OSError):
+            atomic_write_json(pins_path, pins)
+        return
+    if pins[name] != found:
+        raise UserError(f"{name}: the fetched file's sha256 {found[:12]}... differs from the one first fetched here "
+                        f"({pins[name][:12]}..., pinned in {pins_path}); check the source, and remove that pin to accept the new file")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -147,8 +185,7 @@ class Store:
         return self.images_dir / key[:2] / f"{key}.png"
 
     def run_dir(self, suite: str, method: str, model: str, short_hash: str) -> Path:
-        safe_model = re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-") or "model"
-        return self.runs_dir / suite / f"{method}__{safe_model}__{short_hash}"
+        return self.runs_dir / safe_name(suite) / f"{safe_name(method)}__{safe_name(model)}__{safe_name(short_hash)}"
 
     def checkpoint_dir(self, ckpt_hash: str) -> Path:
         return self.checkpoints_dir / ckpt_hash

@@ -228,9 +228,16 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, float]:
 # --------------------------------------------------------------------------- prompt sets
 
 
+GENEVAL_METADATA_SHA256 = "5c48e0813e812e3c373fa5c8ed07a8f0a483be30272b4427b0559c8048e67c13"  # at SOURCE_COMMIT
+
+
 def official_metadata_path() -> Path:
-    """GenEval's evaluation_metadata.jsonl, shipped in the package (commit in SOURCE_COMMIT)."""
-    return Path(str(resources.files("craft_bench.suites") / "data" / "geneval" / "evaluation_metadata.jsonl"))
+    """GenEval's evaluation_metadata.jsonl, shipped in the package (commit in SOURCE_COMMIT), sha256-checked."""
+    from craft_bench.store import verify_sha256
+
+    path = Path(str(resources.files("craft_bench.suites") / "data" / "geneval" / "evaluation_metadata.jsonl"))
+    verify_sha256(path, GENEVAL_METADATA_SHA256, "GenEval evaluation_metadata.jsonl", "reinstall craft-bench")
+    return path
 
 
 def read_metadata(path: str | Path) -> list[dict]:
