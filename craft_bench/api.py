@@ -267,6 +267,11 @@ class Detector(ABC):
     def preflight(cls, **options: Any) -> None:
         """Fail early, with one line naming what is missing and how to provide it."""
 
+    @classmethod
+    def class_names(cls) -> tuple[str, ...] | None:
+        """The object classes it can detect (GenEval refuses a prompt asking for another), or None if not declared."""
+        return None
+
     @abstractmethod
     def detect(self, images: Sequence["Image.Image"]) -> list[list[Detection]]:
         ...

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from craft_bench import __version__
@@ -40,7 +41,8 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print results.json to stdout instead of the table")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--num-processes", type=int, default=1, metavar="N",
-                   help="train on N processes (torchrun; DDP); the same as `torchrun --nproc_per_node N -m craft_bench run ...`")
+                   help="train (DDP), generate and score on N processes (torchrun); the same results as one process; "
+                        "the same as `torchrun --nproc_per_node N -m craft_bench run ...` (docs/scaling.md)")
 
 
 def _add_ls(sub: Any) -> None:
@@ -84,6 +86,30 @@ def _add_report(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _add_bench(sub: Any) -> None:
+    p = sub.add_parser("bench", help="measure UNet step time and MFU, images/s against plain diffusers, trainer step time", description=(
+        "One run measures: the UNet's step time, FLOPs (counted from its config) and MFU; images/s with CFG at --steps through "
+        "craft-bench's generation path and through a plain default diffusers call, with peak memory (the ratio is the figure); the "
+        "trainer's LoRA step time with cached encodings vs encoding every step as diffusers' training scripts do. "
+        "sdxl-random / sd15-random are the real architectures from their public configs with random weights (nothing is downloaded)."))
+    p.add_argument("--model", default="mini", help="mini, sdxl-random, sd15-random, or a local diffusers folder [default: mini]")
+    p.add_argument("--device", default=None, help="torch device [default: cuda if available, else cpu]")
+    p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"], help="[default: float16 on CUDA, float32 on CPU]")
+    p.add_argument("--resolution", type=int, default=None, metavar="PX", help="image size [default: the model's native resolution]")
+    p.add_argument("--steps", type=int, default=30, help="denoising steps per image [default: 30]")
+    p.add_argument("--batch", type=int, default=None, help="prompts per generation batch [default: 16 mini, 8 sd15, 4 sdxl]")
+    p.add_argument("--images", type=int, default=16, help="images timed per generation path [default: 16]")
+    p.add_argument("--repeats", type=int, default=5, help="UNet calls timed [default: 5]")
+    p.add_argument("--train-steps", type=int, default=8, help="trainer steps timed per mode [default: 8]")
+    p.add_argument("--train-batch", type=int, default=4, help="trainer batch [default: 4]")
+    p.add_argument("--lora-rank", type=int, default=4, help="trainer LoRA rank [default: 4, the diffusers script's default]")
+    p.add_argument("--channels-last", action="store_true", help="craft-bench's path with a channels_last UNet")
+    p.add_argument("--compile", action="store_true", help="craft-bench's path with a torch.compile'd UNet")
+    p.add_argument("--peak-tflops", type=float, default=None, help="the device's dense peak for MFU [default: known GPUs' data sheets]")
+    p.add_argument("--parts", default="unet,generate,train", help="what to measure [default: unet,generate,train]")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the figures, versions and device to FILE")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="craft-bench", description=(
         "Benchmark harness for preference-aligned text-to-image diffusion models. "
@@ -96,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_leaderboard(sub)
     _add_compare(sub)
     _add_report(sub)
+    _add_bench(sub)
     sub.add_parser("score", help="score a folder of images with reward models (craft-bench score --help)", add_help=False)
     sub.add_parser("mini", help="the embedded mini world: train its models (craft-bench mini --help)", add_help=False)
     sub.add_parser("geneval", help="GenEval interop: summarize the official evaluator's results.jsonl (craft-bench geneval --help)", add_help=False)
@@ -106,8 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _relaunch(n: int, argv: Sequence[str]) -> int:
-    """Run this command again on ``n`` processes under torchrun (every process trains its share of each batch;
-    the first one also generates and scores)."""
+    """Run this command again on ``n`` processes under torchrun (every process trains its share of each batch and
+    generates and scores its share of the images; the first one writes the run)."""
     import subprocess
 
     if n < 1:
@@ -179,11 +206,13 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from craft_bench.report.collect import settings_label, spec_of
     from craft_bench.report.tables import render_leaderboard
-    from craft_bench.store import Store, atomic_write_text
+    from craft_bench.store import Store, atomic_write_text, safe_name
 
     store = Store(args.out)
     by_suite: dict[str, list[dict[str, Any]]] = {}
+    settings: dict[str, list[str]] = {}
     for path in store.iter_results(args.suite):
         try:
             res = json.loads(path.read_text())
@@ -191,6 +220,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             print(f"craft-bench: skipping unreadable {path}", file=sys.stderr)
             continue
         by_suite.setdefault(res["suite"], []).append(res)
+        settings.setdefault(res["suite"], []).append(settings_label(spec_of(path.parent)))
     if not by_suite:
         where = f" for suite '{args.suite}'" if args.suite else ""
         raise UserError(f"no finished runs{where} under {store.root}; run `craft-bench run ...` first or pass --out")
@@ -198,8 +228,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     with store.lock("leaderboard"):
         for suite, rows in sorted(by_suite.items()):
             for fmt in ext:
-                atomic_write_text(store.leaderboard_dir / f"{suite}.{ext[fmt]}", render_leaderboard(suite, rows, fmt))
-            print(render_leaderboard(suite, rows, args.format))
+                atomic_write_text(store.leaderboard_dir / f"{safe_name(suite)}.{ext[fmt]}", render_leaderboard(suite, rows, fmt, settings[suite]))
+            print(render_leaderboard(suite, rows, args.format, settings[suite]))
             print()
     return 0
 
@@ -208,11 +238,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from craft_bench.report.compare import compare_runs, headline_regressed
     from craft_bench.report.tables import comparison_table
 
+    from craft_bench.report.collect import spec_differences, spec_of
+    from craft_bench.report.tables import load_results
+
     a, b, comps = compare_runs(args.a, args.b)
+    differ = spec_differences(*(spec_of(load_results(p)[1]) for p in (args.a, args.b)))
     if args.json:
-        print(json.dumps({"a": a["spec_hash"], "b": b["spec_hash"], "suite": a["suite"], "metrics": [c.as_dict() for c in comps]}, indent=2))
+        print(json.dumps({"a": a["spec_hash"], "b": b["spec_hash"], "suite": a["suite"], "metrics": [c.as_dict() for c in comps],
+                          "settings_differ": [{"setting": k, "a": va, "b": vb} for k, va, vb in differ]}, indent=2))
     else:
-        print(comparison_table(a, b, comps))
+        print(comparison_table(a, b, comps, differ))
     if args.fail_on_regression and headline_regressed(a, comps):
         print(f"craft-bench: regression: B is significantly worse than A on '{a.get('headline', 'overall')}'", file=sys.stderr)
         return EXIT_REGRESSION
@@ -226,6 +261,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     for note in summary.notes:
         print(f"craft-bench: note: {note}", file=sys.stderr)
     print(summary_json(summary) if args.json else summary_line(summary))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from craft_bench.bench import BenchConfig, run_bench
+    from craft_bench.store import atomic_write_json
+
+    cfg = BenchConfig(model=args.model, device=args.device, dtype=args.dtype, resolution=args.resolution, steps=args.steps,
+                      batch=args.batch, images=args.images, repeats=args.repeats, train_steps=args.train_steps,
+                      train_batch=args.train_batch, lora_rank=args.lora_rank, channels_last=args.channels_last,
+                      compile=args.compile, peak_tflops=args.peak_tflops,
+                      parts=tuple(p.strip() for p in args.parts.split(",") if p.strip()))
+    result = run_bench(cfg)
+    if args.json:
+        atomic_write_json(Path(args.json), result)
+        print(f"figures written to {args.json}")
     return 0
 
 
@@ -248,6 +299,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "leaderboard": cmd_leaderboard,
     "compare": cmd_compare,
     "report": cmd_report,
+    "bench": cmd_bench,
 }
 DELEGATED = {"score": "craft_bench.rewards.cli", "mini": "craft_bench.mini.cli", "geneval": "craft_bench.suites.geneval_official"}
 
@@ -266,6 +318,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return VERBS[args.verb](args)
     except UserError as exc:
         print(f"craft-bench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a full disk anywhere (checkpoints, logs, caches): one line; atomic writes left nothing partial
+        from craft_bench.store import disk_full_error
+
+        full = disk_full_error(exc, exc.filename or "the results folder")
+        if full is None:
+            raise
+        print(f"craft-bench: error: {full}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("craft-bench: interrupted; finished work is kept, rerun the same command to resume", file=sys.stderr)

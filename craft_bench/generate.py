@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from craft_bench.api import Checkpoint, PromptItem
+from craft_bench.errors import UserError
 from craft_bench.spec import SamplerSpec, digest
 from craft_bench.store import Store
 
@@ -93,7 +94,19 @@ def _batches(seq: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 
 
 def sample(pipe: Any, requests: Sequence[ImageRequest], sampler: SamplerSpec) -> list[Any]:
-    """Run the pipeline on one batch; each image gets its own CPU generator (device-independent noise)."""
+    """PIL images of one batch (``sample_arrays``)."""
+    from PIL import Image
+
+    return [Image.fromarray(a) for a in sample_arrays(pipe, requests, sampler)]
+
+
+def sample_arrays(pipe: Any, requests: Sequence[ImageRequest], sampler: SamplerSpec) -> list[Any]:
+    """Run the pipeline on one batch; each image gets its own CPU generator (device-independent noise).
+
+    Returns one uint8 HxWx3 array per image, rounded as diffusers' own ``numpy_to_pil`` rounds (so the PNG bytes
+    are those of ``output_type="pil"``). An image with a NaN or infinite pixel (e.g. a float16 overflow) is refused
+    with a one-line error before anything is stored: a broken image must never be cached as a result."""
+    import numpy as np
     import torch
 
     kwargs: dict[str, Any] = dict(
@@ -103,7 +116,7 @@ def sample(pipe: Any, requests: Sequence[ImageRequest], sampler: SamplerSpec) ->
         height=sampler.height,
         width=sampler.width,
         generator=[torch.Generator("cpu").manual_seed(r.seed) for r in requests],
-        output_type="pil",
+        output_type="np",
     )
     if sampler.negative_prompt:
         kwargs["negative_prompt"] = [sampler.negative_prompt] * len(requests)
@@ -112,7 +125,68 @@ def sample(pipe: Any, requests: Sequence[ImageRequest], sampler: SamplerSpec) ->
 
         kwargs["image"] = [Image.open(r.control_image).convert("RGB") for r in requests]
     with torch.inference_mode():
-        return list(pipe(**kwargs).images)
+        images = np.asarray(pipe(**kwargs).images)
+    out = []
+    for r, image in zip(requests, images):
+        if not np.isfinite(image).all():
+            raise UserError(f"the model produced NaN or infinite pixels for prompt '{r.prompt[:60]}' (seed {r.seed}); nothing "
+                            "was cached. With float16 try --dtype bfloat16 or --dtype float32")
+        out.append((image * 255).round().astype("uint8"))
+    return out
+
+
+class ImageFeed:
+    """Which images exist, for a consumer (the scorer) that runs while they are being made.
+
+    ``mark(keys)`` is called as images are stored; ``wait(keys)`` blocks until all of them exist. A consumer that
+    finds a stored image unreadable calls ``redo(requests)``: in the background, the generating thread makes
+    them again (``take_redo``); without a producer (``sync``) they are made on the spot by ``regenerate``."""
+
+    def __init__(self, ready: Iterable[str] = (), regenerate: Any = None) -> None:
+        import threading
+
+        self._cond = threading.Condition()
+        self._ready: set[str] = set(ready)
+        self._redo: list[ImageRequest] = []
+        self._closed: BaseException | None = None
+        self.regenerate = regenerate  # sync mode: a callable(requests) that makes them now
+
+    def mark(self, keys: Iterable[str]) -> None:
+        with self._cond:
+            self._ready.update(keys)
+            self._cond.notify_all()
+
+    def close(self, error: BaseException | None = None) -> None:
+        """No more images will come (``error``: the producer failed); waiting consumers stop."""
+        with self._cond:
+            self._closed = error or RuntimeError("image generation stopped")
+            self._cond.notify_all()
+
+    def wait(self, keys: Sequence[str]) -> None:
+        if self.regenerate is not None:
+            return  # sync mode: nothing is being made beside the consumer (every process's images are stored)
+        with self._cond:
+            while not self._ready.issuperset(keys):
+                if self._closed is not None and not self._redo:
+                    raise self._closed
+                self._cond.wait(0.5)
+
+    def redo(self, requests: Sequence[ImageRequest]) -> None:
+        if self.regenerate is not None:
+            self.regenerate(list(requests))
+            return
+        with self._cond:
+            self._ready.difference_update(r.key for r in requests)
+            self._redo.extend(requests)
+            self._cond.notify_all()
+        self.wait([r.key for r in requests])
+
+    def take_redo(self, timeout: float) -> list[ImageRequest]:
+        with self._cond:
+            if not self._redo:
+                self._cond.wait(timeout)
+            out, self._redo = self._redo, []
+            return out
 
 
 def generate(
@@ -121,9 +195,18 @@ def generate(
     pipeline_factory: Any,
     sampler: SamplerSpec,
     progress: bool = True,
+    shard: Any = None,
+    on_saved: Any = None,
 ) -> GenerationStats:
     """Generate every request whose image is not in the store. ``pipeline_factory()`` is called
-    only if something is missing, so a fully cached run never loads a model."""
+    only if something is missing, so a fully cached run never loads a model.
+
+    PNG encoding and writing run in a background thread while the next batch denoises; ``on_saved(keys)`` is
+    called (from that thread) as images land. With ``shard`` (``craft_bench.parallel.Shard``, several processes)
+    every process takes every N-th batch of the same list of missing images; the batches are those one process
+    would make, so the images are the same."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from tqdm.auto import tqdm
 
     stats = GenerationStats(requested=len(requests))
@@ -135,15 +218,39 @@ def generate(
         seen.add(r.key)
         missing.append(r)
     stats.cached = len(requests) - len(missing)
-    if not missing:
+    batches = list(_batches(missing, max(1, sampler.batch_size)))
+    if shard is not None:
+        shard.barrier()  # every process has listed the missing images before any is written
+        batches = shard.mine(batches)
+    if not batches:
         return stats
     start = time.perf_counter()
     pipe = pipeline_factory()
-    with tqdm(total=len(missing), desc="generate", unit="img", disable=not progress, leave=False) as bar:
-        for batch in _batches(missing, max(1, sampler.batch_size)):
-            for r, image in zip(batch, sample(pipe, batch, sampler)):
-                store.save_image(r.key, image)
-            stats.generated += len(batch)
-            bar.update(len(batch))
+
+    def write(batch: Sequence[ImageRequest], arrays: list[Any]) -> None:
+        from PIL import Image
+
+        for r, array in zip(batch, arrays):
+            store.save_image(r.key, Image.fromarray(array))
+        if on_saved is not None:
+            on_saved([r.key for r in batch])
+
+    pending: list[Future] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="png") as writer, \
+            tqdm(total=sum(map(len, batches)), desc="generate", unit="img", disable=not progress, leave=False) as bar:
+        try:
+            for batch in batches:
+                arrays = sample_arrays(pipe, batch, sampler)
+                while len(pending) >= 2:  # at most two batches wait for their PNGs: bounded memory
+                    pending.pop(0).result()
+                pending.append(writer.submit(write, batch, arrays))
+                stats.generated += len(batch)
+                bar.update(len(batch))
+            for f in pending:
+                f.result()
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
     stats.seconds = time.perf_counter() - start
     return stats

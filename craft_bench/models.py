@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -146,9 +147,35 @@ def folder_sampler(path: Path, base: SamplerSpec) -> SamplerSpec:
             if isinstance(value, (dict, list, bool)) or value is None:
                 raise ValueError(f"sampler.{key} must be a {type(fields[key]).__name__}")
             fields[key] = type(fields[key])(value)
+        return SamplerSpec(**fields)
     except (OSError, ValueError, TypeError) as exc:
         raise UserError(f"{path / FOLDER_HINT}: {exc}; fix or delete the file") from None
-    return SamplerSpec(**fields)
+
+
+def vae_factor(path: Path) -> int:
+    """How much the model's VAE downsamples (2 ** (blocks - 1)): 8 for SD1.5 and SDXL, 4 for mini."""
+    vae = _read_json(Path(path) / "vae" / "config.json")
+    return 2 ** (len(vae.get("block_out_channels", [0, 0, 0, 0])) - 1)
+
+
+def check_sampler(sampler: SamplerSpec, path: Path) -> None:
+    """What only the model can tell about a sampler, checked before anything runs: a known scheduler, and an image
+    size the VAE and the diffusers pipelines accept (a multiple of the VAE factor and of 8, which the pipelines'
+    ``check_inputs`` require)."""
+    if sampler.scheduler != "default" and sampler.scheduler not in SCHEDULERS:
+        import difflib
+
+        close = difflib.get_close_matches(sampler.scheduler, list(SCHEDULERS), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise UserError(f"--set scheduler={sampler.scheduler}: unknown scheduler{hint} (known: default, {', '.join(SCHEDULERS)})")
+    factor = vae_factor(path)
+    multiple = factor * 8 // math.gcd(factor, 8)
+    for name in ("height", "width"):
+        v = getattr(sampler, name)
+        if v % multiple:
+            lower = max(multiple, v - v % multiple)
+            raise UserError(f"--set {name}={v}: the image size must be a multiple of {multiple} for this model (its VAE "
+                            f"downsamples by {factor}); e.g. --set {name}={lower}")
 
 
 def folder_world(source: str | Path | None) -> str | None:
@@ -301,6 +328,37 @@ def quiet_library_bars() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def _load_problem(exc: BaseException) -> str:
+    """diffusers' / transformers' loading error in one short sentence with the fix."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    size = next((ln for ln in lines if ln.startswith("size mismatch for ")), None)
+    if size:  # torch's load_state_dict
+        m = re.match(r"size mismatch for (\S+): copying a param with shape (.+) from checkpoint, the shape in current model is (.+)\.$", size)
+        detail = f"{m.group(1)}: {m.group(2)} vs {m.group(3)}" if m else size[:160]
+        return f"shapes do not match ({detail}; {sum(ln.startswith('size mismatch') for ln in lines)} tensors)"
+    m = re.search(r"(\S+) expected shape (torch\.Size\(\[[^]]*\]\)), but got (torch\.Size\(\[[^]]*\]\))", text)
+    if m:
+        return (f"its weights are of another architecture than its config ({m.group(1)}: expected {m.group(2)}, got "
+                f"{m.group(3)}); give weights saved from this model's architecture")
+    return text.split(". If you")[0]
+
+
+def apply_speed_settings(pipe: Any, sampler: SamplerSpec) -> Any:
+    """The sampler's execution settings on a loaded pipeline: channels_last, torch.compile, sliced or tiled VAE decoding."""
+    import torch
+
+    if sampler.channels_last:
+        pipe.unet.to(memory_format=torch.channels_last)
+    if sampler.compile:
+        pipe.unet = torch.compile(pipe.unet, mode="max-autotune-no-cudagraphs")
+    if sampler.vae_decode == "sliced":
+        pipe.vae.enable_slicing()
+    elif sampler.vae_decode == "tiled":
+        pipe.vae.enable_tiling()
+    return pipe
+
+
 def load_pipeline(source: Path | str, family: str, device: str, dtype: str, adapter_dir: str | None = None, scheduler: str = "default",
                   controlnet: Path | str | None = None) -> Any:
     """Build the diffusers pipeline for a model folder, with trained weights applied if given; with ``controlnet``
@@ -319,22 +377,28 @@ def load_pipeline(source: Path | str, family: str, device: str, dtype: str, adap
         try:
             kwargs["controlnet"] = diffusers.ControlNetModel.from_pretrained(str(controlnet), dtype=torch_dtype(dtype))
         except (OSError, ValueError) as exc:
-            raise UserError(f"cannot load a ControlNet from {controlnet}: {str(exc).splitlines()[0]}") from None
+            raise UserError(f"cannot load a ControlNet from {controlnet}: {_load_problem(exc)}") from None
     if adapter_dir:
         # Fully trained components replace the base's; the folder layout is diffusers' own.
         for name, loader in _COMPONENT_LOADERS.items():
             sub = Path(adapter_dir) / name
             if (sub / "config.json").is_file():
-                kwargs[name] = loader().from_pretrained(sub, dtype=torch_dtype(dtype))
+                try:
+                    kwargs[name] = loader().from_pretrained(sub, dtype=torch_dtype(dtype))
+                except (OSError, ValueError, RuntimeError) as exc:
+                    raise UserError(f"cannot load the trained {name} in {sub}: {_load_problem(exc)}") from None
     try:
         pipe = cls.from_pretrained(str(source), **kwargs)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load a {family} pipeline from {source}: {str(exc).splitlines()[0]}") from None
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise UserError(f"cannot load a {family} pipeline from {source}: {_load_problem(exc)}") from None
     if adapter_dir and any(Path(adapter_dir).glob("pytorch_lora_weights.*")):
         level = diffusers.utils.logging.get_verbosity()
         diffusers.utils.logging.set_verbosity_error()  # "no LoRA keys for the text encoders": by design, UNet only
         try:
             pipe.load_lora_weights(adapter_dir)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise UserError(f"the LoRA weights in {adapter_dir} do not fit the {family} model {source} ({_load_problem(exc)}); "
+                            "give a LoRA trained on this base model") from None
         finally:
             diffusers.utils.logging.set_verbosity(level)
         pipe.fuse_lora()

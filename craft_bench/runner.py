@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 from craft_bench import registry
 from craft_bench.api import Checkpoint, MetricDef, PairedSuite, PromptItem, RunContext, Suite
 from craft_bench.errors import UserError
-from craft_bench.generate import plan, generate
+from craft_bench.generate import ImageFeed, generate, plan
 from craft_bench.spec import (
     SCHEMA_VERSION,
     PluginSpec,
@@ -34,9 +34,9 @@ from craft_bench.spec import (
     config_to_pairs,
     to_jsonable,
 )
-from craft_bench.store import Store, atomic_write_json, atomic_write_text
+from craft_bench.store import CorruptImage, Store, atomic_write_json, atomic_write_text
 
-SCORE_CHUNK = 64  # images scored per partial-results flush
+SCORE_CHUNK = int(os.environ.get("CRAFT_BENCH_SCORE_CHUNK", "64"))  # images scored per partial-results flush (and per process share)
 
 
 @dataclass
@@ -54,6 +54,7 @@ class RunRequest:
     device: str | None = None
     dtype: str | None = None
     progress: bool = True
+    overlap: bool = True  # score images while the next ones are generated (one process)
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,8 @@ def _baseline_method(baseline: Baseline) -> Any:
 
 def resolve(req: RunRequest) -> Resolved:
     from craft_bench.generate import file_digest
-    from craft_bench.models import default_dtype, resolve_device, resolve_model
+    from craft_bench.models import check_sampler, default_dtype, resolve_device, resolve_model
+    from craft_bench.parallel import process_device
 
     method_cls = registry.methods.get(req.method)
     suite_cls = registry.suites.get(req.suite)
@@ -154,10 +156,11 @@ def resolve(req: RunRequest) -> Resolved:
     targets = {"sampler": default_sampler, "method": method_cls.Config(), "suite": suite_cls.Config()}
     routed = _split_overrides(req.sets, targets)
     sampler: SamplerSpec = apply_overrides(default_sampler, routed["sampler"], "the sampler")
-    method_cfg = apply_overrides(targets["method"], routed["method"], f"method '{method_cls.name}'")
-    suite_cfg = apply_overrides(targets["suite"], routed["suite"], f"suite '{suite_cls.name}'")
+    check_sampler(sampler, model_path)
+    method_cfg = apply_overrides(targets["method"], routed["method"], f"method '{method_cls.name}'", prefix="method.")
+    suite_cfg = apply_overrides(targets["suite"], routed["suite"], f"suite '{suite_cls.name}'", prefix="suite.")
 
-    device = resolve_device(req.device)
+    device = process_device(resolve_device(req.device))
     dtype = req.dtype or default_dtype(device, model_spec.family)
     if dtype not in ("float32", "float16", "bfloat16"):
         raise UserError(f"--dtype {dtype}: use float32, float16 or bfloat16")
@@ -245,70 +248,205 @@ def _device_name(device: str) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+PARTIAL = "samples.partial.jsonl"  # scored records of an unfinished run (one file per extra process: samples.partial.<rank>.jsonl)
+
+
 def run(req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> tuple[dict[str, Any] | None, Path]:
-    """Execute a run (or return the finished one) and return (results, run folder)."""
+    """Execute a run (or return the finished one) and return (results, run folder).
+
+    With several processes (torchrun) every process takes its share of training, generation and scoring; only the
+    first takes the run's lock, writes the run folder and returns the results (the others return None)."""
+    from craft_bench.parallel import shard_from_env
+
+    r = resolve(req)  # bad input stops here, before the results folder is touched
     store = Store(req.out)
-    r = resolve(req)
     spec = r.spec
     run_dir = store.run_dir(spec.suite.name, spec.method.name, spec.model.name, spec.short_hash)
     results_path = run_dir / "results.json"
-
-    # With several processes (torchrun) only the first takes the run's lock; the others only help it train.
-    helper = int(os.environ.get("RANK", "0")) > 0
-    with (contextlib.nullcontext() if helper else store.lock(f"run-{spec.hash}")):
-        if results_path.exists():
-            log(f"cached: {run_dir}")
-            return json.loads(results_path.read_text()), run_dir
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / "run_spec.json", {"spec_hash": spec.hash, **to_jsonable(spec)})
-        ctx = RunContext(spec=spec, store=store, device=r.device, dtype=spec.dtype, seed=spec.seed, progress=req.progress)
-
-        # Items first: a suite checks what it needs to score (a detector's weights, a prompt file) before any training.
-        items = limit_items(r.suite.items(ctx, r.prompts_path), spec.limit)
-        if not items:
-            raise UserError(f"suite '{spec.suite.name}' has no prompts to run (check --prompts / --limit)")
-
-        base = Checkpoint(model=spec.model, base_dir=str(r.model_path), digest=spec.model.digest)
-        t0 = time.perf_counter()
-        checkpoint = r.method.prepare(base, ctx)
-        train_s = checkpoint.train_s if checkpoint is not base else 0.0
-        prep_s = time.perf_counter() - t0
-        if helper:  # a helper process of a multi-process (training) run is done after training
+    shard = shard_from_env(r.device)
+    lead = shard is None or shard.is_main
+    with (store.lock(f"run-{spec.hash}") if lead else contextlib.nullcontext()):
+        finished = results_path.exists()
+        if shard is not None:
+            finished = shard.broadcast(finished)
+        if finished:
+            if lead:
+                log(f"cached: {run_dir}")
+                return json.loads(results_path.read_text()), run_dir
             return None, run_dir
-
-        controlnet = r.suite.controlnet(ctx)
-        requests = plan(items, checkpoint, spec.sampler, spec.seed, spec.dtype, controlnet)
-        log(f"run {spec.method.name} x {spec.suite.name} on {spec.model.name}: {len(items)} prompts, {len(requests)} images -> {run_dir}")
-        gen = generate(requests, store, _pipeline_factory(r, checkpoint, controlnet), spec.sampler, progress=req.progress)
-        generation = {"images": gen.requested, "generated": gen.generated, "cached": gen.cached}
-        gen_s = gen.seconds
-
-        baseline_requests = None
-        if r.baseline is not None:
-            # Same items, sampler, run seed and dtype: image i of prompt p has the same initial noise in both.
-            bspec = dataclasses.replace(spec, method=r.baseline.method, seed=r.baseline.seed)
-            bctx = dataclasses.replace(ctx, spec=bspec, seed=r.baseline.seed)
-            baseline_ckpt = _baseline_method(r.baseline).prepare(base, bctx)
-            baseline_requests = plan(items, baseline_ckpt, spec.sampler, spec.seed, spec.dtype, controlnet)
-            log(f"baseline {r.baseline.method.name}: {len(baseline_requests)} images with the same seeds")
-            bgen = generate(baseline_requests, store, _pipeline_factory(r, baseline_ckpt, controlnet), spec.sampler, progress=req.progress)
-            generation["baseline"] = {"images": bgen.requested, "generated": bgen.generated, "cached": bgen.cached}
-            gen_s += bgen.seconds
-
-        t1 = time.perf_counter()
-        records = _score(r.suite, items, requests, store, ctx, run_dir, req.progress, baseline_requests)
-        score_s = time.perf_counter() - t1
-        r.suite.close()
-        r.suite.write_run_files(run_dir, items, requests, store)
-
-        results = build_results(spec, r.suite, records, checkpoint, gen_s=gen_s, score_s=score_s, train_s=train_s or (prep_s if r.method.trainable else 0.0), device=ctx.device)
-        results["generation"] = generation
-        if r.baseline is not None:
-            results["baseline"] = {**r.baseline.identity(), "digest": baseline_ckpt.digest}
-        atomic_write_text(run_dir / "samples.jsonl", "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records))
-        atomic_write_json(results_path, results)
-        (run_dir / "samples.partial.jsonl").unlink(missing_ok=True)
+        try:
+            results = _execute(r, req, store, run_dir, shard, log)
+        except BaseException:
+            if lead:
+                discard_unfinished(run_dir)
+            raise
     return results, run_dir
+
+
+def discard_unfinished(run_dir: Path) -> None:
+    """After a failed run: keep only what was computed (scored records), so nothing there looks like a run."""
+    import shutil
+
+    if not run_dir.is_dir() or (run_dir / "results.json").exists():
+        return
+    for p in run_dir.iterdir():
+        keep = p.name.startswith("samples.partial") and p.is_file() and p.stat().st_size > 0
+        if keep:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                p.unlink()
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()  # only when empty
+
+
+def _execute(r: Resolved, req: RunRequest, store: Store, run_dir: Path, shard: Any, log: Callable[[str], None]) -> dict[str, Any] | None:
+    spec = r.spec
+    lead = shard is None or shard.is_main
+    ctx = RunContext(spec=spec, store=store, device=r.device, dtype=spec.dtype, seed=spec.seed, progress=req.progress and lead)
+
+    # Items first: a suite checks what it needs to score (a detector's weights, a prompt file) before any training.
+    items = limit_items(r.suite.items(ctx, r.prompts_path), spec.limit)
+    if not items:
+        raise UserError(f"suite '{spec.suite.name}' has no prompts to run (check --prompts / --limit)")
+    few = next((it for it in items if it.n_images < 1), None)
+    if few is not None:
+        raise UserError(f"suite '{spec.suite.name}' asks for {few.n_images} images of prompt '{few.id}'; give at least one "
+                        "image per prompt (e.g. --set suite.images_per_prompt=1)")
+
+    base = Checkpoint(model=spec.model, base_dir=str(r.model_path), digest=spec.model.digest)
+    t0 = time.perf_counter()
+    checkpoint = r.method.prepare(base, ctx)
+    train_s = checkpoint.train_s if checkpoint is not base else 0.0
+    prep_s = time.perf_counter() - t0
+    controlnet = r.suite.controlnet(ctx)
+    jobs = [(plan(items, checkpoint, spec.sampler, spec.seed, spec.dtype, controlnet), checkpoint)]
+    baseline_ckpt = None
+    if r.baseline is not None:
+        # Same items, sampler, run seed and dtype: image i of prompt p has the same initial noise in both.
+        bspec = dataclasses.replace(spec, method=r.baseline.method, seed=r.baseline.seed)
+        bctx = dataclasses.replace(ctx, spec=bspec, seed=r.baseline.seed)
+        baseline_ckpt = _baseline_method(r.baseline).prepare(base, bctx)
+        jobs.append((plan(items, baseline_ckpt, spec.sampler, spec.seed, spec.dtype, controlnet), baseline_ckpt))
+    requests = jobs[0][0]
+    baseline_requests = jobs[1][0] if len(jobs) > 1 else None
+    if lead:
+        log(f"run {spec.method.name} x {spec.suite.name} on {spec.model.name}: {len(items)} prompts, {len(requests)} images -> {run_dir}"
+            + (f" ({shard.world} processes)" if shard is not None else ""))
+        if baseline_requests is not None:
+            log(f"baseline {r.baseline.method.name}: {len(baseline_requests)} images with the same seeds")
+
+    factory_of = {rq.key: _pipeline_factory(r, ckpt, controlnet) for rqs, ckpt in jobs for rq in rqs}
+
+    def regenerate(rqs: list[Any]) -> None:
+        """Make ``rqs`` again (their cached files were unreadable), each with its own checkpoint's pipeline."""
+        log(f"{len(rqs)} cached image(s) did not decode; generating them again")
+        for factory in {id(factory_of[rq.key]): factory_of[rq.key] for rq in rqs}.values():
+            generate([rq for rq in rqs if factory_of[rq.key] is factory], store, factory, spec.sampler, progress=False,
+                     on_saved=feed.mark)
+
+    every = [rq for rqs, _ in jobs for rq in rqs]
+    overlap = shard is None and req.overlap
+    feed = ImageFeed(ready=[rq.key for rq in every if store.has_image(rq.key)], regenerate=None if overlap else regenerate)
+    gens: list[Any] = []
+    if overlap:
+        # Scoring runs beside generation: each chunk is scored as soon as its images are stored.
+        records, score_s = _score_beside(lambda: _score(r.suite, items, requests, store, ctx, run_dir, req.progress,
+                                                        baseline_requests, feed),
+                                         lambda: [gens.append(generate(rqs, store, _pipeline_factory(r, ckpt, controlnet), spec.sampler,
+                                                                       progress=req.progress, on_saved=feed.mark))
+                                                  for rqs, ckpt in jobs],
+                                         feed, regenerate)
+    else:
+        for rqs, ckpt in jobs:
+            gens.append(generate(rqs, store, _pipeline_factory(r, ckpt, controlnet), spec.sampler, progress=ctx.progress, shard=shard,
+                                 on_saved=feed.mark))
+        if shard is not None:
+            shard.barrier()  # every process's images are stored
+        t2 = time.perf_counter()
+        records = _score(r.suite, items, requests, store, ctx, run_dir, ctx.progress, baseline_requests, feed, shard)
+        score_s = time.perf_counter() - t2
+    r.suite.close()
+    counts = [(g.generated, g.seconds) for g in gens]
+    if shard is not None:
+        every_counts = shard.gather(counts)
+        counts = [(sum(c[i][0] for c in every_counts), max(c[i][1] for c in every_counts)) for i in range(len(gens))]
+    if not lead:
+        return None
+    gen_s = sum(c[1] for c in counts)
+    generation: dict[str, Any] = {"images": gens[0].requested, "generated": counts[0][0], "cached": gens[0].cached}
+    if baseline_requests is not None:
+        generation["baseline"] = {"images": gens[1].requested, "generated": counts[1][0], "cached": gens[1].cached}
+    r.suite.write_run_files(run_dir, items, requests, store)
+
+    results = build_results(spec, r.suite, records, checkpoint, gen_s=gen_s, score_s=score_s, train_s=train_s or (prep_s if r.method.trainable else 0.0), device=ctx.device)
+    results["generation"] = generation
+    if shard is not None:
+        results["processes"] = shard.world
+    if r.baseline is not None:
+        results["baseline"] = {**r.baseline.identity(), "digest": baseline_ckpt.digest}
+    check_results(results, records, requests)
+    atomic_write_json(run_dir / "run_spec.json", {"spec_hash": spec.hash, **to_jsonable(spec)})
+    atomic_write_text(run_dir / "samples.jsonl", "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records))
+    atomic_write_json(run_dir / "results.json", results)
+    for p in run_dir.glob("samples.partial*.jsonl"):
+        p.unlink(missing_ok=True)
+    return results
+
+
+def _score_beside(score: Callable[[], list[dict[str, Any]]], produce: Callable[[], Any], feed: ImageFeed,
+                  regenerate: Callable[[list[Any]], None]) -> tuple[list[dict[str, Any]], float]:
+    """Run ``score`` in a thread while ``produce`` generates in this one; then serve the scorer's requests to make
+    unreadable images again until it is done. Returns the records and the scorer's own seconds."""
+    import threading
+
+    out: dict[str, Any] = {}
+
+    def target() -> None:
+        t = time.perf_counter()
+        try:
+            out["records"] = score()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            out["error"] = exc
+        finally:
+            out["seconds"] = time.perf_counter() - t
+            feed.close()
+
+    scorer = threading.Thread(target=target, name="craft-bench-score", daemon=True)
+    scorer.start()
+    try:
+        produce()
+        while scorer.is_alive():
+            redo = feed.take_redo(0.2)
+            if redo:
+                regenerate(redo)
+        scorer.join()
+    except BaseException as exc:
+        feed.close(exc)
+        scorer.join()
+        raise
+    if "error" in out:
+        raise out["error"]
+    return out["records"], out["seconds"]
+
+
+def check_results(results: dict[str, Any], records: Sequence[dict[str, Any]], requests: Sequence[Any]) -> None:
+    """Only a complete, valid run is written: one record per image and a finite value for every metric."""
+    import math
+
+    if len(records) != len(requests):
+        raise RuntimeError(f"{len(records)} records for {len(requests)} images")
+    head = results.get("headline", "overall")
+    if head not in results["metrics"]:
+        raise UserError(f"the run gave no value for its headline metric '{head}' (no record had it); results.json was not "
+                        "written; check the suite's settings")
+    for name, m in results["metrics"].items():
+        bad = [k for k in ("value", "ci_low", "ci_high") if not (isinstance(m.get(k), (int, float)) and math.isfinite(m[k]))]
+        if bad:
+            raise UserError(f"the run's metric '{name}' is not a finite number ({m.get(bad[0])}); results.json was not written "
+                            "(the scores are kept in the run folder's samples.partial.jsonl); check the model's images and the suite's settings")
 
 
 def _pipeline_factory(r: Resolved, checkpoint: Checkpoint, controlnet: str | None = None) -> Callable[[], Any]:
@@ -316,37 +454,75 @@ def _pipeline_factory(r: Resolved, checkpoint: Checkpoint, controlnet: str | Non
     never loads one)."""
 
     def factory() -> Any:
-        from craft_bench.models import load_pipeline
+        from craft_bench.models import apply_speed_settings, load_pipeline
 
         spec = r.spec
-        return load_pipeline(r.model_path, spec.model.family, r.device, spec.dtype, checkpoint.adapter_dir, spec.sampler.scheduler,
+        pipe = load_pipeline(r.model_path, spec.model.family, r.device, spec.dtype, checkpoint.adapter_dir, spec.sampler.scheduler,
                              controlnet=controlnet)
+        return apply_speed_settings(pipe, spec.sampler)
 
     return factory
 
 
+def _load_images(store: Store, requests: Sequence[Any], feed: ImageFeed | None) -> list[Any]:
+    """The stored images of ``requests``; ones that do not decode (or vanished) are made again once."""
+    for attempt in (0, 1):
+        images, bad = [], []
+        for rq in requests:
+            try:
+                images.append(store.load_image(rq.key))
+            except (CorruptImage, FileNotFoundError):
+                bad.append(rq)
+        if not bad:
+            return images
+        if feed is None or attempt:
+            raise UserError(f"cached image {store.image_path(bad[0].key)} cannot be read, even after making it again; "
+                            "check the results folder's disk")
+        feed.redo(bad)
+    raise AssertionError("unreachable")
+
+
 def _score(
     suite: Suite, items: list[PromptItem], requests: list[Any], store: Store, ctx: RunContext, run_dir: Path, progress: bool,
-    baseline_requests: list[Any] | None = None,
+    baseline_requests: list[Any] | None = None, feed: ImageFeed | None = None, shard: Any = None,
 ) -> list[dict[str, Any]]:
+    """Score every image not yet in the run's partial records, in chunks of ``SCORE_CHUNK`` (each appended to the
+    partial file with fsync, so a killed run re-scores only what is missing). With ``feed`` a chunk waits until its
+    images exist; with ``shard`` process r scores chunks r, r + N, ... and the records are merged on every process."""
     from tqdm.auto import tqdm
 
-    partial = run_dir / "samples.partial.jsonl"
-    done = _read_partial(partial)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lead = shard is None or shard.is_main
+    partial = run_dir / (PARTIAL if lead else f"samples.partial.{shard.rank}.jsonl")
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    for path in sorted(run_dir.glob("samples.partial*.jsonl")):
+        done.update(_read_partial(path))
     by_id = {it.id: it for it in items}
     paired = {(b.item_id, b.index): b for b in baseline_requests} if baseline_requests is not None else None
     todo = [rq for rq in requests if (rq.item_id, rq.index) not in done]
-    # Rewrite the partial file with only complete lines, then append.
-    atomic_write_text(partial, "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in done.values()))
-    with open(partial, "a") as fh, tqdm(total=len(todo), desc="score", unit="img", disable=not progress, leave=False) as bar:
-        for start in range(0, len(todo), SCORE_CHUNK):
-            chunk = todo[start : start + SCORE_CHUNK]
+    chunks = [todo[i : i + SCORE_CHUNK] for i in range(0, len(todo), SCORE_CHUNK)]
+    if shard is not None:
+        shard.barrier()  # every process has read the partial records
+        chunks = shard.mine(chunks)
+    if lead:  # only complete lines, in one file, then append
+        atomic_write_text(run_dir / PARTIAL, "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in done.values()))
+        for path in run_dir.glob("samples.partial.*.jsonl"):
+            path.unlink(missing_ok=True)
+    if shard is not None:
+        shard.barrier()
+    new: dict[tuple[str, int], dict[str, Any]] = {}
+    with open(partial, "a") as fh, tqdm(total=sum(map(len, chunks)), desc="score", unit="img", disable=not progress,
+                                        leave=False, position=1) as bar:
+        for chunk in chunks:
             chunk_items = [by_id[rq.item_id] for rq in chunk]
-            images = [store.load_image(rq.key) for rq in chunk]
+            refs_rq = [paired[(rq.item_id, rq.index)] for rq in chunk] if paired is not None else []
+            if feed is not None:
+                feed.wait([rq.key for rq in chunk + refs_rq])
+            images = _load_images(store, chunk, feed)
             if paired is None:
                 scored = suite.score(chunk_items, images, ctx)
             else:
-                refs = [store.load_image(paired[(rq.item_id, rq.index)].key) for rq in chunk]
+                refs = _load_images(store, refs_rq, feed)
                 scored = suite.score_pairs(chunk_items, images, refs, ctx)  # type: ignore[attr-defined]
             if len(scored) != len(chunk):
                 raise RuntimeError(f"suite '{suite.name}' returned {len(scored)} records for {len(chunk)} images")
@@ -354,11 +530,13 @@ def _score(
                 full = {"item_id": rq.item_id, "index": rq.index, "seed": rq.seed, "prompt": rq.prompt, "stratum": item.stratum, "image": rq.key, **rec}
                 if paired is not None:
                     full["baseline_image"] = paired[(rq.item_id, rq.index)].key
-                done[(rq.item_id, rq.index)] = full
+                new[(rq.item_id, rq.index)] = full
                 fh.write(json.dumps(full, ensure_ascii=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
             bar.update(len(chunk))
+    for part in (shard.gather(new) if shard is not None else [new]):
+        done.update(part)
     return [done[(rq.item_id, rq.index)] for rq in requests]
 
 

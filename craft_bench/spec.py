@@ -36,6 +36,9 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+EXECUTION_FIELDS = ("batch_size", "channels_last", "compile")  # sampler settings that change how, not what, is computed
+
+
 @dataclass(frozen=True)
 class SamplerSpec:
     """How images are sampled for evaluation. Defaults come from the model preset."""
@@ -47,11 +50,43 @@ class SamplerSpec:
     scheduler: str = "default"
     negative_prompt: str = ""
     batch_size: int = 8
+    # How the pipeline runs; these change no pixel beyond float rounding (as the batch size), so no image key holds
+    # them; "tiled" VAE decoding does change pixels and keys the images.
+    channels_last: bool = field(default=False, metadata={"omit_default": True, "execution": True,
+                                                         "help": "run the UNet in channels_last memory format (often faster on GPUs)"})
+    compile: bool = field(default=False, metadata={"omit_default": True, "execution": True,
+                                                   "help": "torch.compile the UNet (slow first batch, faster after)"})
+    vae_decode: str = field(default="full", metadata={"omit_default": True,
+                                                      "help": "full, sliced (one image at a time: less memory) or tiled (tiles: far less memory; pixels differ)"})
+
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot sample (the image size's fit to the model is checked by ``models.check_sampler``)."""
+        import math
+
+        def whole(name: str, low: int, example: str) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"{name} must be a whole number >= {low}, not {v!r} (e.g. --set {name}={example})")
+
+        whole("steps", 1, "20")
+        whole("batch_size", 1, "8")
+        whole("height", 8, "512")
+        whole("width", 8, "512")
+        g = self.guidance_scale
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g < 0:
+            raise ValueError(f"guidance_scale must be a finite number >= 0, not {g!r} (e.g. --set guidance_scale=5; 1 turns guidance off)")
+        if not isinstance(self.scheduler, str) or not self.scheduler:
+            raise ValueError("scheduler must be a name (craft-bench ls -v lists them)")
+        if self.vae_decode not in ("full", "sliced", "tiled"):
+            raise ValueError(f"vae_decode must be full, sliced or tiled, not {self.vae_decode!r}")
 
     def key_fields(self) -> dict[str, Any]:
         """The fields that change pixels (batch size does not, by construction of per-image seeds)."""
-        d = dataclasses.asdict(self)
-        d.pop("batch_size")
+        d = to_jsonable(self)
+        for name in EXECUTION_FIELDS:
+            d.pop(name, None)
+        if d.get("vae_decode") == "sliced":  # the same decoder on one image at a time
+            d.pop("vae_decode")
         return d
 
 
@@ -139,7 +174,7 @@ def parse_value(raw: str, annotation: Any, key: str) -> Any:
         raise UserError(f"--set {key}={raw}: expected a value of type {name}") from None
 
 
-def apply_overrides(cfg: Any, overrides: dict[str, str], where: str) -> Any:
+def apply_overrides(cfg: Any, overrides: dict[str, str], where: str, prefix: str = "") -> Any:
     """Return a copy of dataclass ``cfg`` with string overrides parsed by field type."""
     if not overrides:
         return cfg
@@ -152,7 +187,8 @@ def apply_overrides(cfg: Any, overrides: dict[str, str], where: str) -> Any:
     try:
         return dataclasses.replace(cfg, **values)
     except (ValueError, TypeError) as exc:
-        raise UserError(f"--set for {where}: {exc}") from None
+        given = " ".join(f"{prefix}{k}={v}" for k, v in overrides.items())
+        raise UserError(f"--set {given} ({where}): {exc}") from None
 
 
 def parse_set_args(items: list[str]) -> list[tuple[str, str]]:

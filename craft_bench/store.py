@@ -11,9 +11,11 @@ import contextlib
 import errno
 import fcntl
 import io
+import itertools
 import json
 import os
 import re
+import socket
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -21,22 +23,103 @@ from typing import Any, Iterator
 from craft_bench.errors import UserError
 
 DEFAULT_ROOT_ENV = "CRAFT_BENCH_RESULTS"
-_TMP_RE = re.compile(r"^\..+\.(\d+)\.tmp$")
+# Temp files: ".<name>.<pid>.tmp" (older versions) or ".<name>.<host>-<pid>-<n>.tmp". The host keeps a cleaner on one
+# machine of a shared file system from removing a live writer's file on another (whose pid it cannot check).
+_TMP_RE = re.compile(r"^\..+\.(?:(?P<host>[A-Za-z0-9_]+)-)?(?P<pid>\d+)(?:-\d+)?\.tmp$")
+FOREIGN_TMP_AGE_S = 24 * 3600  # a temp file of another host is only removed when it is older than this
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_counter = itertools.count()
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk every complete PNG ends with
+
+
+class CorruptImage(OSError):
+    """A cached image that does not decode (cut short or damaged); it has been removed so it is made again."""
 
 
 def default_root() -> Path:
     return Path(os.environ.get(DEFAULT_ROOT_ENV, "results"))
 
 
+def safe_name(name: str) -> str:
+    """A name as one path component: letters, digits, '.', '_', '-' (no '/', no '..'), so no plug-in, model or suite name
+    can place a file outside the results root."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "x"
+
+
+def _host_tag() -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", socket.gethostname())[:32] or "host"
+
+
+def temp_path(final: Path) -> Path:
+    """A sibling of ``final`` to build it in before an atomic ``os.replace``: unique per host, process and call
+    (threads of one process may write side by side), hidden, and recognisable by ``clean_stale_temp_files``."""
+    final = Path(final)
+    return final.parent / f".{final.name}.{_host_tag()}-{os.getpid()}-{next(_counter)}.tmp"
+
+
+def disk_full_error(exc: BaseException, path: Path | str) -> UserError | None:
+    """The one-line error for a write that failed because the disk (or quota, or file-size limit) is full, else None.
+    Knows OSError and the errors of libraries that report the OS error in their message (safetensors: "os error 28")."""
+    code = getattr(exc, "errno", None) if isinstance(exc, OSError) else None
+    if code is None:
+        m = re.search(r"os error (\d+)", str(exc))
+        code = int(m.group(1)) if m else None
+    if code not in _DISK_FULL:
+        return None
+    return UserError(f"cannot write {path}: {os.strerror(code)} (the disk or quota is full); nothing partial was kept: "
+                     "free some space (or pass --out DIR on another disk) and run again; finished work is kept")
+
+
+def verify_sha256(path: Path | str, expected: str, what: str, fix: str) -> None:
+    """A prompt or data file is the one pinned: its sha256 equals ``expected``, else a one-line UserError."""
+    from craft_bench.generate import file_digest
+
+    found = file_digest(path)
+    if found != expected:
+        raise UserError(f"{path}: sha256 {found[:12]}... differs from the pinned {what} ({expected[:12]}...); {fix}")
+
+
+def trust_on_first_use(name: str, path: Path | str) -> None:
+    """For a fetched file whose published digest is not pinned in the code: the first fetch records its sha256 in
+    ``~/.cache/craft-bench/pins.json``, and a later fetch that differs (the upstream file changed, or the download was
+    tampered with) is refused, so results never silently change their prompts."""
+    from craft_bench.generate import file_digest
+    from craft_bench.models import _cache_dir
+
+    pins_path = _cache_dir() / "pins.json"
+    try:
+        pins = json.loads(pins_path.read_text())
+    except (OSError, ValueError):
+        pins = {}
+    found = file_digest(path)
+    if name not in pins:
+        pins[name] = found
+        with contextlib.suppress(OSError):
+            atomic_write_json(pins_path, pins)
+        return
+    if pins[name] != found:
+        raise UserError(f"{name}: the fetched file's sha256 {found[:12]}... differs from the one first fetched here "
+                        f"({pins[name][:12]}..., pinned in {pins_path}); check the source, and remove that pin to accept the new file")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(exc, OSError):
+            full = disk_full_error(exc, path)
+            if full is not None:
+                raise full from None
+        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -107,15 +190,22 @@ class Store:
         return self.images_dir / key[:2] / f"{key}.png"
 
     def run_dir(self, suite: str, method: str, model: str, short_hash: str) -> Path:
-        safe_model = re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-") or "model"
-        return self.runs_dir / suite / f"{method}__{safe_model}__{short_hash}"
+        return self.runs_dir / safe_name(suite) / f"{safe_name(method)}__{safe_name(model)}__{safe_name(short_hash)}"
 
     def checkpoint_dir(self, ckpt_hash: str) -> Path:
         return self.checkpoints_dir / ckpt_hash
 
     # ------------------------------------------------------------------ images
     def has_image(self, key: str) -> bool:
-        return self.image_path(key).is_file()
+        """The image exists and is complete as far as a cheap look tells: it ends with PNG's IEND chunk (a write
+        cut short does not). ``load_image`` decodes it fully."""
+        path = self.image_path(key)
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(-len(_PNG_END), os.SEEK_END)
+                return fh.read() == _PNG_END
+        except OSError:
+            return False
 
     def save_image(self, key: str, image: "Any") -> Path:
         buf = io.BytesIO()
@@ -138,10 +228,21 @@ class Store:
         return path
 
     def load_image(self, key: str) -> "Any":
+        """The image as RGB; a file that does not decode is removed and reported as ``CorruptImage`` (callers make it
+        again), a missing one as FileNotFoundError."""
         from PIL import Image
 
-        with Image.open(self.image_path(key)) as im:
-            return im.convert("RGB")
+        path = self.image_path(key)
+        try:
+            with Image.open(path) as im:
+                im.load()
+                return im.convert("RGB")
+        except FileNotFoundError:
+            raise
+        except (OSError, SyntaxError, ValueError) as exc:  # PIL: OSError (truncated, bad CRC), SyntaxError (not a PNG)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise CorruptImage(f"cached image {path} does not decode ({exc})") from None
 
     # ------------------------------------------------------------------ locks and hygiene
     @contextlib.contextmanager
@@ -166,30 +267,44 @@ class Store:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def clean_stale_temp_files(self) -> int:
-        """Remove temp files left by writers that were killed (their pid is gone)."""
+        """Remove temp files left by writers that were killed: this host's whose pid is gone, other hosts' (a shared
+        file system) once older than ``FOREIGN_TMP_AGE_S``, since their pids cannot be checked from here."""
         removed = 0
-        for sub in ("images", "runs", "checkpoints", "leaderboard"):
+        here = _host_tag()
+        now = time.time()
+        for sub in ("images", "runs", "checkpoints", "leaderboard", "cache"):
             base = self.root / sub
             if not base.exists():
                 continue
             for dirpath, dirnames, filenames in os.walk(base):
                 for name in filenames + dirnames:
                     m = _TMP_RE.match(name)
-                    if m and not _pid_alive(int(m.group(1))):
-                        target = Path(dirpath) / name
-                        if target.is_dir():
-                            import shutil
+                    if not m:
+                        continue
+                    target = Path(dirpath) / name
+                    host = m.group("host")
+                    if host is None or host == here:
+                        stale = not _pid_alive(int(m.group("pid")))
+                    else:
+                        try:
+                            stale = now - target.stat().st_mtime > FOREIGN_TMP_AGE_S
+                        except OSError:
+                            stale = False
+                    if not stale:
+                        continue
+                    if target.is_dir():
+                        import shutil
 
-                            shutil.rmtree(target, ignore_errors=True)
-                        else:
-                            with contextlib.suppress(FileNotFoundError):
-                                target.unlink()
-                        removed += 1
+                        shutil.rmtree(target, ignore_errors=True)
+                    else:
+                        with contextlib.suppress(FileNotFoundError):
+                            target.unlink()
+                    removed += 1
         return removed
 
     def temp_dir_for(self, final: Path) -> Path:
-        """A pid-tagged sibling folder to build ``final`` in before an atomic rename."""
-        return final.parent / f".{final.name}.{os.getpid()}.tmp"
+        """A sibling folder to build ``final`` in before an atomic rename (``temp_path``)."""
+        return temp_path(final)
 
     # ------------------------------------------------------------------ runs
     def iter_results(self, suite: str | None = None) -> Iterator[Path]:

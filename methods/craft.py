@@ -57,6 +57,10 @@ class CraftConfig(TrainConfig):
     reg_weight: float = setting(0.0, "weight of matching the starting model's prediction (0: off)")
     rounds: int = setting(1, "rounds of candidates -> filter -> training with the updated model")
 
+    def candidates(self) -> int:
+        """Candidates in a full pool: k per original and per expanded prompt."""
+        return self.pool_size * (1 + (self.expansions if self.expansion != "none" else 0)) * self.k
+
     def __post_init__(self) -> None:
         super().__post_init__()
         checks = [
@@ -71,6 +75,8 @@ class CraftConfig(TrainConfig):
             (self.expansions >= 0 and self.reg_weight >= 0, "expansions and reg_weight must be >= 0"),
             (self.expansion == "none" or self.expansions >= 1, "an expansion needs expansions >= 1"),
             (self.guidance is None or (np.isfinite(self.guidance) and self.guidance >= 0), "guidance must be >= 0"),
+            (self.budget <= self.candidates(), f"budget {self.budget} is larger than the pool ({self.candidates()} candidates = "
+                                               "pool_size x (1 + expansions) x k); lower method.budget or raise method.pool_size"),
         ]
         for ok, msg in checks:
             if not ok:

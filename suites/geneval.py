@@ -228,9 +228,16 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, float]:
 # --------------------------------------------------------------------------- prompt sets
 
 
+GENEVAL_METADATA_SHA256 = "5c48e0813e812e3c373fa5c8ed07a8f0a483be30272b4427b0559c8048e67c13"  # at SOURCE_COMMIT
+
+
 def official_metadata_path() -> Path:
-    """GenEval's evaluation_metadata.jsonl, shipped in the package (commit in SOURCE_COMMIT)."""
-    return Path(str(resources.files("craft_bench.suites") / "data" / "geneval" / "evaluation_metadata.jsonl"))
+    """GenEval's evaluation_metadata.jsonl, shipped in the package (commit in SOURCE_COMMIT), sha256-checked."""
+    from craft_bench.store import verify_sha256
+
+    path = Path(str(resources.files("craft_bench.suites") / "data" / "geneval" / "evaluation_metadata.jsonl"))
+    verify_sha256(path, GENEVAL_METADATA_SHA256, "GenEval evaluation_metadata.jsonl", "reinstall craft-bench")
+    return path
 
 
 def read_metadata(path: str | Path) -> list[dict]:
@@ -239,8 +246,27 @@ def read_metadata(path: str | Path) -> list[dict]:
 
     try:
         return _read(path)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"cannot read GenEval metadata '{path}': it is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read GenEval metadata '{path}': {exc}") from None
+
+
+def check_lines(lines: Sequence[dict], classes: Sequence[str] | None, where: str, detector: str) -> None:
+    """A prompt set the suite can score: known tasks, and (when the detector names its classes) known classes."""
+    for number, line in enumerate(lines, 1):
+        if line["tag"] not in TASKS:
+            raise UserError(f"{where}, line {number}: unknown GenEval task '{line['tag']}' (tasks: {', '.join(TASKS)})")
+        if classes is None:
+            continue
+        for clause in list(line.get("include", [])) + list(line.get("exclude", [])):
+            if clause["class"] not in classes:
+                import difflib
+
+                close = difflib.get_close_matches(clause["class"], list(classes), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise UserError(f"{where}, line {number}: detector '{detector}' knows no class '{clause['class']}'{hint} "
+                                f"({len(classes)} classes, e.g. {', '.join(classes[:5])})")
 
 
 # --------------------------------------------------------------------------- the suite
@@ -312,11 +338,15 @@ class GenEval(Suite):
     def items(self, ctx: RunContext, prompts_path: Path | None = None) -> list[PromptItem]:
         from craft_bench import registry
 
-        # Fail before any image is generated: an unknown backend, a missing package or missing weights.
-        registry.detectors.get(self.detector_name(ctx)).preflight(**self._detector_options())
+        # Fail before any image is generated: an unknown backend, a missing package or missing weights, a prompt the
+        # detector cannot judge.
+        detector = registry.detectors.get(self.detector_name(ctx))
+        detector.preflight(**self._detector_options())
+        lines = self.metadata_lines(ctx, prompts_path)
+        check_lines(lines, detector.class_names(), f"--prompts {prompts_path}" if prompts_path else "GenEval prompts", detector.name)
         items = []
         seen: dict[str, int] = {}
-        for line in self.metadata_lines(ctx, prompts_path):
+        for line in lines:
             k = seen[line["tag"]] = seen.get(line["tag"], -1) + 1
             items.append(
                 PromptItem(

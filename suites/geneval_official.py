@@ -32,11 +32,11 @@ from typing import Any, Sequence
 
 from craft_bench.api import PromptItem
 from craft_bench.errors import UserError
-from craft_bench.store import atomic_write_json, atomic_write_text
+from craft_bench.store import atomic_write_json, atomic_write_text, temp_path
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
-    tmp = dst.parent / f".{dst.name}.{os.getpid()}.tmp"
+    tmp = temp_path(dst)
     tmp.unlink(missing_ok=True)
     try:
         os.link(src, tmp)

@@ -56,12 +56,12 @@ def parti_path() -> Path:
 def read_parti(path: str | Path | None = None) -> list[dict[str, str]]:
     """Rows ``{"prompt", "category", "challenge"}`` of PartiPrompts.tsv (the shipped copy, sha256-checked,
     or a user's file with the same Prompt / Category / Challenge columns)."""
-    from craft_bench.generate import file_digest
+    from craft_bench.store import verify_sha256
 
     shipped = path is None
     path = parti_path() if shipped else Path(path)
-    if shipped and file_digest(path) != PARTI_SHA256:
-        raise UserError(f"{path}: sha256 differs from the pinned PartiPrompts.tsv ({PARTI_SHA256[:12]}...); reinstall craft-bench")
+    if shipped:
+        verify_sha256(path, PARTI_SHA256, "PartiPrompts.tsv", "reinstall craft-bench")
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh, delimiter="\t"))
@@ -154,6 +154,7 @@ class Parti(PairedSuite):
         c = self.config
         lines = parti_lines(ctx, c.prompts, prompts_path, c.n_per_challenge, c.prompt_seed)
         self._strata = (ordered_unique([r["category"] for r in lines]), ordered_unique([r["challenge"] for r in lines]))
+        self._load(ctx)  # missing judge weights fail before any image is generated
         return parti_items(lines, c.images_per_prompt)
 
     def metrics(self) -> list[MetricDef]:

@@ -30,11 +30,13 @@ from typing import Any, Sequence
 from craft_bench.api import MetricDef, PromptItem, RunContext, Suite
 from craft_bench.errors import UserError
 from craft_bench.spec import setting
+from craft_bench.store import trust_on_first_use
 from craft_bench.suites.parti import Parti, ordered_unique, parti_items, parti_lines, read_parti, slug
 
 HPDV2_STYLES = ("anime", "concept-art", "paintings", "photo")
 HPDV2_REPO = "zhwang/HPDv2"  # a hub *dataset*; files benchmark/<style>.json
 HPDV2_ENV = "CRAFT_BENCH_HPDV2"
+HPDV2_PER_STYLE = 800  # the benchmark's 3200 prompts, 800 per style (HPDv2's dataset card)
 REAL_REWARDS = "hps,pickscore,aes,imagereward,clip"
 MINI_REWARDS = "mini-clip,mini-aes"
 DISPLAY = {"hps": "HPS", "pickscore": "PickScore", "aes": "LAION aesthetic", "imagereward": "ImageReward", "clip": "CLIP score"}
@@ -60,7 +62,13 @@ def _hpdv2_hub() -> dict[str, list[str]]:
                 f"rewards: cannot get HPDv2 'benchmark/{style}.json' from hub dataset '{HPDV2_REPO}' ({type(exc).__name__}; offline?); "
                 f"download the four benchmark/<style>.json files and pass --set suite.hpdv2=DIR or set {HPDV2_ENV}=DIR"
             ) from None
+        # No published digest of these files could be pinned here (no network); the first fetch's sha256 is pinned
+        # instead, and the content must be HPDv2's benchmark shape (800 prompts per style).
+        trust_on_first_use(f"hpdv2:{HPDV2_REPO}/benchmark/{style}.json", path)
         out[style] = json.loads(Path(path).read_text())
+        if not (isinstance(out[style], list) and len(out[style]) == HPDV2_PER_STYLE and all(isinstance(p, str) for p in out[style])):
+            raise UserError(f"HPDv2 'benchmark/{style}.json' from '{HPDV2_REPO}' is not a list of {HPDV2_PER_STYLE} prompts; "
+                            f"check the download (or give the files: --set suite.hpdv2=DIR)")
     return out
 
 
@@ -183,6 +191,7 @@ class RewardBench(Suite):
                 items.append(PromptItem(id=f"{line['tag']}-{k:04d}", prompt=line["prompt"], n_images=c.images_per_prompt,
                                         stratum=line["tag"], metadata={"tag": line["tag"]}))
         self._strata = ordered_unique([it.stratum for it in items])
+        self._load(ctx)  # missing weights fail before any image is generated
         return items
 
     def _display(self, name: str) -> str:
@@ -208,11 +217,14 @@ class RewardBench(Suite):
     def score(self, items: Sequence[PromptItem], images: Sequence[Any], ctx: RunContext) -> list[dict[str, Any]]:
         if len(items) != len(images):
             raise ValueError(f"{len(items)} items but {len(images)} images")
+        return reward_columns(self._load(ctx), self._names, images, [it.prompt for it in items])
+
+    def _load(self, ctx: RunContext) -> Any:
         if self._scorer is None:
             from craft_bench.rewards.composite import CompositeScorer
 
             self._scorer = CompositeScorer.from_source_list(self._names, self.config.sources, ctx.device, {"hps": {"version": self.config.hps_version}})
-        return reward_columns(self._scorer, self._names, images, [it.prompt for it in items])
+        return self._scorer
 
     def close(self) -> None:
         self._scorer = None

@@ -90,3 +90,24 @@ def test_limit_keeps_strata_balanced_and_prompts_file(cli, tiny_sdxl, tmp_path):
     prompts.write_text("a red square\na blue circle\n")
     res2 = cli.run_json("run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl), "--out", str(tmp_path), "--prompts", str(prompts), *FAST)
     assert res2["metrics"]["overall"]["n"] == 4 and res2["spec_hash"] != res["spec_hash"]
+
+
+def test_leaderboard_and_compare_show_the_settings_that_differ(cli, tiny_sdxl, tmp_path):
+    """Runs that differ only in sampler settings are told apart: the leaderboard lists each run's non-default
+    settings, compare names the settings the two runs do not share."""
+    out = str(tmp_path / "res")
+    base = ["run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl), "--out", out, "--set", "batch_size=4"]
+    a = cli.run_json(*base, "--set", "steps=2")
+    b = cli.run_json(*base, "--set", "steps=3", "--set", "guidance_scale=2")
+    lb = {r["spec"]: r for r in json.loads(cli("leaderboard", "--out", out, "--format", "json").stdout)["rows"]}
+    assert lb[a["spec_hash"][:8]]["settings"] == "steps=2"
+    assert lb[b["spec_hash"][:8]]["settings"] == "steps=3 guidance_scale=2.0"
+    md = cli("leaderboard", "--out", out).stdout
+    assert "| settings" in md and "steps=3 guidance_scale=2.0" in md
+    rows = list(csv.DictReader(io.StringIO((Path(out) / "leaderboard" / "toy.csv").read_text())))
+    assert sorted(r["settings"] for r in rows) == ["steps=2", "steps=3 guidance_scale=2.0"]
+    runs = {json.loads(p.read_text())["spec_hash"]: p.parent for p in _results_files(Path(out))}
+    table = cli("compare", str(runs[a["spec_hash"]]), str(runs[b["spec_hash"]])).stdout
+    assert "settings that differ: guidance_scale A=5.0 B=2.0; steps A=2 B=3" in table
+    differ = json.loads(cli("compare", str(runs[a["spec_hash"]]), str(runs[b["spec_hash"]]), "--json").stdout)["settings_differ"]
+    assert differ == [{"setting": "guidance_scale", "a": 5.0, "b": 2.0}, {"setting": "steps", "a": 2, "b": 3}]

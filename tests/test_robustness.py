@@ -8,6 +8,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 FAST = ["--set", "steps=2", "--set", "batch_size=2", "--no-progress"]
 
 
@@ -150,3 +152,167 @@ def test_weights_digest_is_memoised_and_tracks_changes(tiny_sdxl, tmp_path, monk
     w.write_bytes(bytes(data))
     os.utime(w, ns=(time.time_ns(), time.time_ns() + 1000))
     assert weights_digest(copy) != d1
+
+
+# --------------------------------------------------------------------------- only finished, valid runs
+
+
+def _error(proc) -> str:
+    """The one error line of a failed command (after any log lines), exit status 2, no traceback."""
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("craft-bench: error: ")]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, (proc.returncode, proc.stderr)
+    assert proc.stderr.strip().splitlines()[-1] == errors[0]
+    return errors[0]
+
+
+def _assert_nothing_kept(out: Path) -> None:
+    """No run folder, no image, no temp file: what a run that failed before finishing may leave."""
+    assert not list(out.glob("runs/*/*")), list(out.glob("runs/*/*"))
+    assert not list(out.glob("images/*/*.png"))
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_failed_run_leaves_no_run_folder(cli, tiny_sdxl, tiny_sd15, tmp_path):
+    """A model folder whose UNet weights are of another architecture fails when the pipeline loads: one line, and
+    nothing in the results root looks like a run (no run_spec.json-only folder)."""
+    import shutil
+
+    broken = Path(shutil.copytree(tiny_sdxl, tmp_path / "broken-sdxl"))
+    shutil.copy(tiny_sd15 / "unet" / "diffusion_pytorch_model.safetensors", broken / "unet" / "diffusion_pytorch_model.safetensors")
+    out = tmp_path / "res"
+    proc = cli("run", "--method", "vanilla", "--suite", "toy", "--model", str(broken), "--out", str(out), *FAST, check=False)
+    err = _error(proc)
+    assert "cannot load" in err and "another architecture" in err
+    _assert_nothing_kept(out)
+    assert "no finished runs" in cli("leaderboard", "--out", str(out), check=False).stderr
+
+
+def test_non_finite_metric_is_never_written(cli, tiny_sdxl, tmp_path, toy_plugins, monkeypatch):
+    real = toy_plugins.ToySuite.score
+
+    def nan_score(self, items, images, ctx):
+        return [{**rec, "redness": float("nan")} for rec in real(self, items, images, ctx)]
+
+    monkeypatch.setattr(toy_plugins.ToySuite, "score", nan_score)
+    out = tmp_path / "res"
+    proc = cli("run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl), "--out", str(out), *FAST, check=False)
+    assert "not a finite number" in _error(proc)
+    (run_dir,) = out.glob("runs/*/*")
+    assert sorted(p.name for p in run_dir.iterdir()) == ["samples.partial.jsonl"]  # the scores are kept, nothing else
+    assert "no finished runs" in cli("leaderboard", "--out", str(out), check=False).stderr
+
+
+@pytest.mark.parametrize("overlap", [True, False], ids=["scored-beside-generation", "scored-after"])
+def test_corrupted_cached_images_are_detected_and_regenerated(tiny_sdxl, tmp_path, toy_plugins, overlap, monkeypatch):
+    """A truncated PNG (no IEND) is seen when the cache is listed; one damaged in the middle (IEND intact) when it is
+    decoded for scoring. Both are made again, byte-identical, and the results equal the first run's."""
+    from craft_bench.runner import RunRequest, run
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    out = tmp_path / "res"
+    req = lambda bs: RunRequest(method="vanilla", suite="toy", model=str(tiny_sdxl), out=str(out), progress=False,  # noqa: E731
+                                sets=[("steps", "2"), ("batch_size", str(bs))], overlap=overlap)
+    first, _ = run(req(2), log=lambda s: None)
+    images = sorted((out / "images").glob("*/*.png"))
+    original = {p: p.read_bytes() for p in images}
+    truncated, damaged = images[3], images[7]
+    truncated.write_bytes(original[truncated][: len(original[truncated]) // 2])
+    data = bytearray(original[damaged])
+    data[len(data) // 2: len(data) // 2 + 16] = bytes(16)
+    damaged.write_bytes(bytes(data))
+
+    logs: list[str] = []
+    second, _ = run(req(4), log=logs.append)  # another spec (batch size), the same image keys
+    assert second["generation"]["generated"] == 1  # the truncated one, seen before generation
+    assert any("did not decode" in line for line in logs)  # the damaged one, seen while scoring
+    assert {p: p.read_bytes() for p in images} == original
+    assert _strip(first)["metrics"] == _strip(second)["metrics"]
+
+
+def _fsize_limit(limit: int):
+    def preexec() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # Python ignores SIGXFSZ: writes fail with EFBIG
+
+    return preexec
+
+
+def test_full_disk_is_one_line_and_leaves_no_partial_file(cli, tiny_sdxl, tmp_path):
+    """Files may not grow past 2 KB (RLIMIT_FSIZE, as on a full disk): the first PNG write fails."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "res"
+    args = [sys.executable, "-m", "craft_bench", "run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl),
+            "--out", str(out), *FAST]
+    proc = subprocess.run(args, env=cli.env, capture_output=True, text=True, timeout=300, preexec_fn=_fsize_limit(2048))
+    err = _error(proc)
+    assert "disk or quota is full" in err and "--out" in err
+    _assert_nothing_kept(out)
+
+
+def test_full_tmpfs_keeps_what_was_written_and_the_rerun_finishes(cli, tiny_sdxl, tmp_path):
+    """A real full file system: a 600 KB tmpfs (needs root; skipped elsewhere). The images that fit are complete and
+    kept; after the disk is grown the rerun generates only the rest."""
+    import subprocess
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root); the RLIMIT_FSIZE test covers the error path")
+    try:
+        args = ["run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl), "--out", str(mnt / "res"),
+                "--set", "steps=1", "--set", "batch_size=8", "--set", "n_prompts=40", "--set", "images_per_prompt=2", "--no-progress"]
+        proc = cli(*args, check=False, subprocess=True)
+        assert "No space left on device" in _error(proc)
+        kept = list((mnt / "res" / "images").glob("*/*.png"))
+        assert kept and not [p for p in mnt.rglob("*") if p.name.endswith(".tmp")]
+        from PIL import Image
+
+        for p in kept:
+            Image.open(p).load()
+        assert not list((mnt / "res").glob("runs/*/*/results.json"))
+        subprocess.run(["mount", "-o", "remount,size=8m", str(mnt)], check=True)
+        done = json.loads(cli(*args, "--json", subprocess=True).stdout)
+        assert done["generation"]["cached"] == len(kept) and done["generation"]["generated"] == 80 - len(kept)
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_prompts_and_names_cannot_write_outside_the_results_root(cli, tiny_sdxl, tmp_path):
+    """Cache paths come from hashes: a prompt such as '../../x' or an absolute path names no file."""
+    prompts = tmp_path / "evil.txt"
+    prompts.write_text("../../x\n/etc/evil\n..\\\\..\\\\y\n")
+    out = tmp_path / "deep" / "res"
+    before = {p for p in tmp_path.rglob("*")}
+    cli("run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl), "--out", str(out), "--prompts", str(prompts), *FAST)
+    created = {p for p in tmp_path.rglob("*")} - before
+    assert created and all(p == out or out in p.parents or p == out.parent for p in created), sorted(created)
+    assert len(list(out.glob("images/*/*.png"))) == 6
+
+
+def test_speed_settings_share_the_images_and_tiling_keys_them(cli, tiny_sdxl, tmp_path):
+    """channels_last and sliced VAE decoding change how, not what, is computed: same image keys, the same pixels here;
+    tiled decoding changes pixels, so it keys its images; none of them changes an existing spec's hash."""
+    from craft_bench.spec import SamplerSpec, digest
+
+    assert digest(SamplerSpec()) == digest({f: v for f, v in SamplerSpec().__dict__.items()
+                                            if f not in ("channels_last", "compile", "vae_decode")})
+    args = ["run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl), *FAST, "--set", "n_prompts=3", "--json"]
+    plain = json.loads(cli(*args, "--out", str(tmp_path / "a")).stdout)
+    fast = json.loads(cli(*args, "--set", "channels_last=true", "--set", "vae_decode=sliced", "--out", str(tmp_path / "b")).stdout)
+    assert fast["spec_hash"] != plain["spec_hash"]
+    a, b = _image_bytes(tmp_path / "a"), _image_bytes(tmp_path / "b")
+    assert a.keys() == b.keys()  # the same images, so one run's cache serves the other
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    diff = max(int(np.abs(np.asarray(Image.open(io.BytesIO(a[k])), dtype=int) - np.asarray(Image.open(io.BytesIO(b[k])), dtype=int)).max())
+               for k in a)
+    assert diff <= 1  # float rounding of another convolution layout: at most one level of one channel
+    assert fast["metrics"]["overall"]["value"] == pytest.approx(plain["metrics"]["overall"]["value"], abs=1e-3)
+    json.loads(cli(*args, "--set", "vae_decode=tiled", "--out", str(tmp_path / "a")).stdout)
+    assert len(_image_bytes(tmp_path / "a")) == 12  # tiled images are other images

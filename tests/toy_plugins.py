@@ -31,6 +31,7 @@ class ToySuite(Suite):
     class Config:
         n_prompts: int = setting(8, "number of prompts")
         images_per_prompt: int = setting(2, "images per prompt")
+        delay_s: float = setting(0.0, "seconds of sleep per scored image (tests that kill a run while it scores)")
 
     def items(self, ctx: RunContext, prompts_path: Path | None = None) -> list[PromptItem]:
         if prompts_path is not None:
@@ -52,8 +53,11 @@ class ToySuite(Suite):
         ]
 
     def score(self, items: Sequence[PromptItem], images: Sequence[Any], ctx: RunContext) -> list[dict[str, Any]]:
+        import time
+
         out = []
         for img in images:
+            time.sleep(self.config.delay_s)
             a = np.asarray(img, dtype=np.float64) / 255.0
             redness = float(a[..., 0].mean() - a[..., 1:].mean())
             out.append({"redness": redness, "bright": int(a.mean() > 0.5)})

@@ -79,6 +79,10 @@ class Mask2FormerDetector(Detector):
         self.colors = colors
         self.classnames = object_names()
 
+    @classmethod
+    def class_names(cls) -> tuple[str, ...]:
+        return object_names()
+
     def to_detections(self, labels: Any, scores: Any, boxes: Any, masks: Any) -> list[Detection]:
         """Detections from per-instance arrays (label index, score, box, HxW bool mask or None)."""
         import numpy as np

@@ -151,8 +151,11 @@ def read_metadata(path) -> list[dict]:
             raw = raw.strip()
             if not raw:
                 continue
-            line = json.loads(raw)
-            validate_metadata(line, where=f"{path}:{number}")
+            try:
+                line = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"line {number} is not JSON ({exc.msg} at column {exc.colno}); one JSON object per line") from None
+            validate_metadata(line, where=f"line {number}")
             lines.append(line)
     return lines
 
@@ -161,6 +164,8 @@ def validate_metadata(line: dict, where: str = "metadata") -> None:
     """Raise ValueError unless ``line`` has GenEval's fields and types."""
     if not isinstance(line, dict) or not isinstance(line.get("tag"), str) or not isinstance(line.get("prompt"), str):
         raise ValueError(f"{where}: a GenEval metadata line needs string 'tag' and 'prompt'")
+    if not line["prompt"].strip():
+        raise ValueError(f"{where}: the prompt is empty; give every line a prompt")
     include = line.get("include", [])
     if not isinstance(include, list):
         raise ValueError(f"{where}: 'include' must be a list")

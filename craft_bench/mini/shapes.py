@@ -176,6 +176,10 @@ class ArrayDetector(Detector):
     def __init__(self, config: Any = None) -> None:
         self.config = config or self.Config()
 
+    @classmethod
+    def class_names(cls) -> tuple[str, ...]:
+        return tuple(SHAPES)
+
     def detect(self, images: Sequence[Any]) -> list[list[Detection]]:
         return [self.detect_array(as_rgb_array(img)) for img in images]
 

@@ -237,9 +237,47 @@ def settings_diff(spec: dict[str, Any]) -> tuple[list[Diff], list[str]]:
     return diffs, unknown
 
 
+def spec_of(run_dir: Path) -> dict[str, Any]:
+    """A run folder's run_spec.json ({} when it has none or it does not read)."""
+    try:
+        return json.loads((Path(run_dir) / "run_spec.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def settings_label(spec: dict[str, Any]) -> str:
+    """The run's settings that are not the defaults, as ``key=value`` words (what tells leaderboard rows apart)."""
+    if not spec:
+        return "?"
+    diffs, _ = settings_diff(spec)
+    return " ".join(d.label() for d in diffs if (d.section, d.key) not in NOT_IN_LABELS) or "defaults"
+
+
+def _flat_settings(spec: dict[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for section in ("method", "suite"):
+        for k, v in spec.get(section, {}).get("config", []):
+            flat[f"{section}.{k}"] = v
+    flat.update(spec.get("sampler", {}))
+    for k in ("seed", "limit", "prompts", "dtype"):
+        flat[k] = spec.get(k)
+    flat["model"] = spec.get("model", {}).get("name")
+    return flat
+
+
+def spec_differences(spec_a: dict[str, Any], spec_b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(setting, A's value, B's value) for every setting two runs do not share (batch size, channels_last and compile
+    aside: they change no pixel)."""
+    a, b = _flat_settings(spec_a), _flat_settings(spec_b)
+    keys = sorted(set(a) | set(b), key=lambda k: (k.count("."), k))
+    from craft_bench.spec import EXECUTION_FIELDS
+
+    return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k) and k not in EXECUTION_FIELDS]
+
+
 # --------------------------------------------------------------------------- labels
 
-NOT_IN_LABELS = {("sampler", "batch_size")}  # does not change pixels
+NOT_IN_LABELS = {("sampler", "batch_size"), ("sampler", "channels_last"), ("sampler", "compile")}  # do not change pixels
 
 
 def assign_labels(runs: list[Run]) -> None:

@@ -64,8 +64,12 @@ def load_records(run_dir: Path) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------ leaderboard
 
 
-def leaderboard_rows(all_results: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
-    """One row per run of one suite: method, model, seed, then each metric as value ± half CI."""
+FIXED_COLUMNS = ("method", "model", "seed", "spec", "settings", "train_s", "samples_used")
+
+
+def leaderboard_rows(all_results: list[dict[str, Any]], settings: Sequence[str] | None = None) -> tuple[list[str], list[list[Any]]]:
+    """One row per run of one suite: method, model, seed, spec (and, when given, the settings that are not the
+    defaults), then each metric as value ± half CI."""
     metric_names: list[str] = []
     for res in all_results:
         for name in res["metrics"]:
@@ -73,19 +77,22 @@ def leaderboard_rows(all_results: list[dict[str, Any]]) -> tuple[list[str], list
                 metric_names.append(name)
     head = all_results[0].get("headline", "overall") if all_results else "overall"
     metric_names.sort(key=lambda n: n != head)
-    headers = ["method", "model", "seed", "spec"] + metric_names + ["train_s", "samples_used"]
+    fixed = ["method", "model", "seed", "spec"] + (["settings"] if settings is not None else [])
+    headers = fixed + metric_names + ["train_s", "samples_used"]
     rows = []
-    for res in all_results:
+    for i, res in enumerate(all_results):
         row: list[Any] = [res["method"], res["model"], res.get("seed", 0), res["spec_hash"][:8]]
+        row += [settings[i]] if settings is not None else []
         row += [res["metrics"].get(name) for name in metric_names]
         row += [res.get("timing", {}).get("train_s", 0.0), (res.get("train") or {}).get("samples_used", "")]
         rows.append(row)
-    rows.sort(key=lambda r: -(r[4]["value"] if isinstance(r[4], dict) else float("-inf")))
+    first = len(fixed)
+    rows.sort(key=lambda r: -(r[first]["value"] if isinstance(r[first], dict) else float("-inf")))
     return headers, rows
 
 
-def render_leaderboard(suite: str, all_results: list[dict[str, Any]], fmt: str) -> str:
-    headers, rows = leaderboard_rows(all_results)
+def render_leaderboard(suite: str, all_results: list[dict[str, Any]], fmt: str, settings: Sequence[str] | None = None) -> str:
+    headers, rows = leaderboard_rows(all_results, settings)
     if fmt == "json":
         return json.dumps({"suite": suite, "rows": [dict(zip(headers, row)) for row in rows]}, indent=2)
 
@@ -100,12 +107,12 @@ def render_leaderboard(suite: str, all_results: list[dict[str, Any]], fmt: str) 
         w = csv.writer(buf)
         flat_headers = []
         for h in headers:
-            flat_headers += [h, f"{h}_ci_low", f"{h}_ci_high"] if h not in ("method", "model", "seed", "spec", "train_s", "samples_used") else [h]
+            flat_headers += [h, f"{h}_ci_low", f"{h}_ci_high"] if h not in FIXED_COLUMNS else [h]
         w.writerow(flat_headers)
         for row in rows:
             flat: list[Any] = []
             for h, c in zip(headers, row):
-                if h in ("method", "model", "seed", "spec", "train_s", "samples_used"):
+                if h in FIXED_COLUMNS:
                     flat.append(c)
                 elif isinstance(c, dict):
                     flat += [c["value"], c["ci_low"], c["ci_high"]]
@@ -119,13 +126,21 @@ def render_leaderboard(suite: str, all_results: list[dict[str, Any]], fmt: str) 
 # ------------------------------------------------------------------ compare
 
 
-def comparison_table(a: dict[str, Any], b: dict[str, Any], comps: list[Any]) -> str:
+def comparison_table(a: dict[str, Any], b: dict[str, Any], comps: list[Any], differences: Sequence[tuple[str, Any, Any]] = ()) -> str:
     rows = []
     for c in comps:
         arrow = "↑" if c.higher_is_better else "↓"
         rows.append([f"{c.display_name} {arrow}", _fmt(c.a), _fmt(c.b), f"{c.delta:+.4f}", f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]", f"{c.p_value:.4g}", c.n_prompts, c.verdict])
     title = f"B = {b['method']} on {b['model']} (spec {b['spec_hash'][:8]})  vs  A = {a['method']} on {a['model']} (spec {a['spec_hash'][:8]}), suite {a['suite']}"
     n = comps[0].n_pairs if comps else 0
-    return f"{title}\npaired over {n} shared images (same prompt, same seed)\n" + markdown(
+    differ = ""
+    if differences:
+        differ = "settings that differ: " + "; ".join(f"{k} A={_value(va)} B={_value(vb)}" for k, va, vb in differences) + "\n"
+    return f"{title}\n{differ}paired over {n} shared images (same prompt, same seed)\n" + markdown(
         ["Metric", "A", "B", "B - A", "95% CI", "p", "prompts", "verdict"], rows
     )
+
+
+def _value(v: Any) -> str:
+    text = v if isinstance(v, str) else json.dumps(v)
+    return text if len(text) <= 40 else text[:37] + "..."

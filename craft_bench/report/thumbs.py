@@ -14,6 +14,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from craft_bench.store import temp_path
+
 DISPLAY_PX = 192  # the longest side of an image as a page shows it (CSS pixels)
 THUMBS_DIR = "thumbs"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -42,7 +44,7 @@ def png_size(path: Path) -> tuple[int, int] | None:
 def _write_replace(target: Path, data: bytes) -> None:
     """Temp file + rename, so a killed build never leaves half a thumbnail. No fsync: a thumbnail can be
     remade, and thousands of fsyncs made a 2,880-thumbnail build 5x slower (16 s vs 3 s of CPU)."""
-    tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
+    tmp = temp_path(target)
     tmp.write_bytes(data)
     os.replace(tmp, target)
 

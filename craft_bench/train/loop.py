@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from craft_bench.errors import UserError
+from craft_bench.store import temp_path
 from craft_bench.train.state import load_optimizer, optimizer_tensors
 
 STATE_FILE = "state.safetensors"
@@ -243,11 +244,15 @@ class Loop:
         tensors, _ = optimizer_tensors(_raw_optimizer(self.optimizer), prefix="opt.")
         tensors.update({f"module.{k}": v for k, v in self.task.state_tensors().items()})
         tensors.update({f"ema.{i}": e for i, e in enumerate(self.ema)})
-        tmp = self.ckpt_dir.parent / f".{self.ckpt_dir.name}.{os.getpid()}.tmp"
+        tmp = temp_path(self.ckpt_dir)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / STATE_FILE))
-        (tmp / META_FILE).write_text(json.dumps(self._meta(wall_s, history), indent=1))
+        try:
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / STATE_FILE))
+            (tmp / META_FILE).write_text(json.dumps(self._meta(wall_s, history), indent=1))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # e.g. a full disk: the last complete checkpoint stays as it was
+            raise
         _swap_in(tmp, self.ckpt_dir)
 
     def _resume(self) -> tuple[int, float, list[dict[str, Any]]]:

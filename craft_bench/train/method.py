@@ -42,17 +42,9 @@ def settings_for(method: TrainableMethod, model: Any) -> dict[str, Any]:
 
 def _distributed(device: str) -> Any:
     """accelerate's process state when launched on several processes (torchrun), else None."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return None
-    from accelerate import PartialState
+    from craft_bench.parallel import process_state
 
-    state = PartialState(cpu=not str(device).startswith("cuda"))
-    if state.num_processes <= 1:
-        from craft_bench.errors import UserError
-
-        raise UserError(f"launched on {os.environ['WORLD_SIZE']} processes but accelerate sees one; launch with torchrun "
-                        "(craft-bench run --num-processes N does) or accelerate launch")
-    return state
+    return process_state(device)
 
 
 def train_checkpoint(method: TrainableMethod, base: Checkpoint, ctx: RunContext, log: Any = None) -> Checkpoint:
@@ -82,7 +74,7 @@ def train_checkpoint(method: TrainableMethod, base: Checkpoint, ctx: RunContext,
             state.wait_for_everyone()
         data_s = time.perf_counter() - t0
         work = final.parent / f"{final.name}.work"
-        tmp = final.parent / f".{final.name}.{os.getpid()}.tmp"
+        tmp = store.temp_dir_for(final)
         log(f"train {method.name}: {len(data.examples)} examples, {settings['steps']} steps at batch "
             f"{settings['batch_size']}, {'LoRA rank ' + str(settings['lora_rank']) if settings['lora_rank'] else 'full UNet'}")
         result = fit(data.examples, method.loss, base_dir=base.base_dir, family=base.model.family,

@@ -63,6 +63,8 @@ class Pool:
     prompts: list[str]
     candidates: list[Candidate]
     timings: dict[str, float]  # expand_s, generate_s, score_s
+    # The method's cost: the images and reward evaluations the pool takes, whatever the cache already held, so a
+    # resumed, repeated or pool-sharing run reports what an uninterrupted one does (timings show the work done now).
     images_generated: int
     reward_evaluations: int
 
@@ -139,8 +141,12 @@ def build_pool(spec: PoolSpec, model: Checkpoint, sampler: SamplerSpec, ctx: Run
     from craft_bench.models import load_pipeline
     from craft_bench.train.expand import expand
 
+    from craft_bench.rewards.composite import CompositeScorer
+
     timings: dict[str, float] = {}
     prompts, metas = pool_prompts(spec, mini_world)
+    # The rewards load first: an unknown reward or missing weights stop the run before any candidate is generated.
+    scorer = CompositeScorer.load(list(spec.rewards), device=ctx.device)
     t = time.perf_counter()
     expanded = expand(prompts, spec, ctx.store.root, mini_world, progress=ctx.progress) if spec.expansion != "none" else {}
     timings["expand_s"] = time.perf_counter() - t
@@ -169,9 +175,9 @@ def build_pool(spec: PoolSpec, model: Checkpoint, sampler: SamplerSpec, ctx: Run
                                         image_key=r.key, image_path=str(ctx.store.image_path(r.key)),
                                         metadata=metas[g]))
     t = time.perf_counter()
-    evaluations = score_candidates(candidates, spec, ctx)
+    score_candidates(candidates, spec, ctx, scorer)
     timings["score_s"] = time.perf_counter() - t
-    return Pool(spec, prompts, candidates, timings, gen.generated, evaluations)
+    return Pool(spec, prompts, candidates, timings, len({r.key for r in requests}), len(candidates) * len(spec.rewards))
 
 
 # --------------------------------------------------------------------------- rewards
@@ -190,13 +196,13 @@ def reward_identity(name: str, reward: Any) -> str:
     return digest({"reward": name, "source": getattr(reward, "source", None)})
 
 
-def score_candidates(candidates: Sequence[Candidate], spec: PoolSpec, ctx: RunContext) -> int:
+def score_candidates(candidates: Sequence[Candidate], spec: PoolSpec, ctx: RunContext, scorer: Any = None) -> int:
     """Fill ``scores`` of every candidate; returns the number of reward evaluations actually run."""
     from craft_bench.rewards.composite import CompositeScorer
 
     root = Path(ctx.store.root) / "cache" / "rewards"
     evaluations = 0
-    scorer = CompositeScorer.load(list(spec.rewards), device=ctx.device)
+    scorer = scorer or CompositeScorer.load(list(spec.rewards), device=ctx.device)
     for name, reward in scorer.rewards.items():
         ident = reward_identity(name, reward)
         todo = []
