@@ -89,6 +89,9 @@ class Method(ABC):
     version: ClassVar[str] = "1"
     description: ClassVar[str] = ""
     trainable: ClassVar[bool] = False
+    # The Config field `craft-bench sweep --budgets` sets (the training samples or pairs the method may use);
+    # None: the method takes no training budget (vanilla, a published checkpoint).
+    budget_field: ClassVar[str | None] = None
 
     @dataclass(frozen=True)
     class Config:
