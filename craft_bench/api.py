@@ -104,6 +104,12 @@ class Method(ABC):
     def prepare(self, base: Checkpoint, ctx: RunContext) -> Checkpoint:
         ...
 
+    @classmethod
+    def resolve_config(cls, config: Any) -> Any:
+        """The config as a run's identity records it: a method whose settings name input files records their
+        content here (e.g. a preference file's digest), so a changed file is another run. Default: unchanged."""
+        return config
+
     def checkpoint_hash(self, base: Checkpoint, ctx: RunContext) -> str:
         """Identity of the weights this method trains from ``base``: base weights + method spec + seed."""
         from craft_bench.spec import digest

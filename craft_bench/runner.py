@@ -154,7 +154,7 @@ def resolve(req: RunRequest) -> Resolved:
     targets = {"sampler": default_sampler, "method": method_cls.Config(), "suite": suite_cls.Config()}
     routed = _split_overrides(req.sets, targets)
     sampler: SamplerSpec = apply_overrides(default_sampler, routed["sampler"], "the sampler")
-    method_cfg = apply_overrides(targets["method"], routed["method"], f"method '{method_cls.name}'")
+    method_cfg = method_cls.resolve_config(apply_overrides(targets["method"], routed["method"], f"method '{method_cls.name}'"))
     suite_cfg = apply_overrides(targets["suite"], routed["suite"], f"suite '{suite_cls.name}'")
 
     device = resolve_device(req.device)

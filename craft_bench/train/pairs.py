@@ -39,6 +39,7 @@ class PairConfig(PoolConfig):
     pairs: int = setting(100, "at most this many preference pairs")
     pair_order: str = setting("gap", "which pairs when there are more: gap (largest composite-score gap first) or random "
                                      "(seeded by prompt_seed); a file's rows are always taken in a seeded random order")
+    data_digest: str = setting("", "sha256 of the data file, recorded when a run is resolved (part of its identity)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -94,7 +95,7 @@ class PairMethod(TrainableMethod):
         else:
             from craft_bench.train.prefs import file_pairs
 
-            examples, pool, accounting = file_pairs(Path(c.data), c, base, ctx, self.file_scores)
+            examples, pool, accounting = file_pairs(Path(c.data).expanduser(), c, base, ctx, self.file_scores)
             examples = self.annotate(examples, pool)
         return TrainingData(examples, accounting)
 
@@ -105,17 +106,17 @@ class PairMethod(TrainableMethod):
         """Per-pair numbers a loss needs beyond the images (SmPO: its soft label); default: none."""
         return examples
 
-    def checkpoint_hash(self, base: Checkpoint, ctx: RunContext) -> str:
-        """The base identity plus, for file data, the file's bytes (a changed file is another checkpoint)."""
-        h = super().checkpoint_hash(base, ctx)
-        if self.config.data == "pool":
-            return h
+    @classmethod
+    def resolve_config(cls, config: Any) -> Any:
+        """A preference file's content is part of the run's identity: its digest is recorded in ``data_digest``."""
+        import dataclasses
+
+        if config.data == "pool":
+            return dataclasses.replace(config, data_digest="")
         from craft_bench.generate import file_digest
-        from craft_bench.spec import digest
         from craft_bench.train.prefs import check_file
 
-        return digest([h, file_digest(check_file(Path(self.config.data)))])
-
+        return dataclasses.replace(config, data_digest=file_digest(check_file(Path(config.data).expanduser())))
 
 def pair_errors(model: Any, batch: dict[str, Any], noise_w: Any = None, noise_l: Any = None) -> tuple[Any, Any]:
     """Per-pair mean squared errors of the model's predictions for the winner and the loser, both noised at the
