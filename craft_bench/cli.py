@@ -183,14 +183,16 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from craft_bench.runner import RunRequest
     from craft_bench.spec import parse_set_args
     from craft_bench.sweep import SweepRequest, run_sweep, to_markdown
 
+    cells = RunRequest(method="", suite=args.suite, model=args.model, limit=args.limit, prompts=args.prompts, out=args.out,
+                       sets=parse_set_args(args.sets), device=args.device, dtype=args.dtype, progress=not args.no_progress)
     req = SweepRequest(
         methods=[m.strip() for m in args.methods.split(",") if m.strip()], budgets=_int_list(args.budgets, "--budgets"),
-        suite=args.suite, model=args.model, seeds=_int_list(args.seeds, "--seeds"), limit=args.limit, prompts=args.prompts,
-        out=args.out, sets=parse_set_args(args.sets), device=args.device, dtype=args.dtype, progress=not args.no_progress,
-        name=args.name, reference=args.reference, judges=[j.strip() for j in args.judges.split(",") if j.strip()],
+        cells=cells, seeds=_int_list(args.seeds, "--seeds"), name=args.name, reference=args.reference,
+        judges=[j.strip() for j in args.judges.split(",") if j.strip()],
     )
     doc, folder = run_sweep(req)
     print(json.dumps(doc, indent=2) if args.json else to_markdown(doc))

@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 
 from craft_bench import registry
 from craft_bench.errors import UserError
+from craft_bench.runner import RunRequest
 from craft_bench.spec import digest
 from craft_bench.store import Store, atomic_write_json, atomic_write_text
 
@@ -38,19 +39,19 @@ STAGES = ("candidates", "rewards", "expansion", "selection", "encoding", "optimi
 class SweepRequest:
     methods: list[str]
     budgets: list[int]
-    suite: str
-    model: str = "mini"
+    cells: RunRequest  # what every cell shares: suite, model, limit, prompts, out, --set, device, dtype, progress
     seeds: list[int] = field(default_factory=lambda: [0])
-    limit: int | None = None
-    prompts: str | None = None
-    out: str | None = None
-    sets: list[tuple[str, str]] = field(default_factory=list)
-    device: str | None = None
-    dtype: str | None = None
-    progress: bool = True
     name: str | None = None
     reference: str = "craft"
     judges: list[str] = field(default_factory=list)  # held-out rewards scored on every cell's images
+
+    @property
+    def suite(self) -> str:
+        return self.cells.suite
+
+    @property
+    def sets(self) -> list[tuple[str, str]]:
+        return self.cells.sets
 
 
 @dataclass
@@ -122,20 +123,19 @@ def plan(req: SweepRequest, store: Store) -> list[Cell]:
     return cells
 
 
-def _run_request(req: SweepRequest, cell: Cell) -> Any:
-    from craft_bench.runner import RunRequest
+def _run_request(req: SweepRequest, cell: Cell) -> RunRequest:
+    import dataclasses
 
-    return RunRequest(method=cell.method, suite=req.suite, model=req.model, seed=cell.seed, limit=req.limit,
-                      prompts=req.prompts, out=req.out, sets=list(cell.sets), device=req.device, dtype=req.dtype,
-                      progress=req.progress)
+    return dataclasses.replace(req.cells, method=cell.method, seed=cell.seed, sets=list(cell.sets))
 
 
 def sweep_name(req: SweepRequest) -> str:
     if req.name:
         return req.name
-    key = digest({"methods": req.methods, "budgets": sorted(req.budgets), "seeds": req.seeds, "limit": req.limit,
-                  "sets": sorted(req.sets), "prompts": req.prompts, "suite": req.suite, "model": req.model})
-    model = Path(req.model).name if ("/" in req.model or Path(req.model).exists()) else req.model
+    c = req.cells
+    key = digest({"methods": req.methods, "budgets": sorted(req.budgets), "seeds": req.seeds, "limit": c.limit,
+                  "sets": sorted(c.sets), "prompts": c.prompts, "suite": c.suite, "model": c.model})
+    model = Path(c.model).name if ("/" in c.model or Path(c.model).exists()) else c.model
     return f"{req.suite}-{model}-{key[:8]}"
 
 
@@ -149,17 +149,17 @@ def run_sweep(req: SweepRequest, log: Callable[[str], None] | None = None) -> tu
 
     log = log or (lambda s: print(s, file=sys.stderr))
     t0 = time.perf_counter()
-    store = Store(req.out)
+    store = Store(req.cells.out)
     cells = plan(req, store)
     if not any(registry.methods.resolve_name(m) == "vanilla" for m in req.methods):
         log("sweep: vanilla added (every delta is paired against it)")
     if req.judges:
         from craft_bench.rewards.composite import CompositeScorer
 
-        CompositeScorer.load(req.judges, device=req.device or "auto")  # a judge that cannot load stops us now
+        CompositeScorer.load(req.judges, device=req.cells.device or "auto")  # a judge that cannot load stops us now
     folder = store.root / "sweeps" / sweep_name(req)
     log(f"sweep: {len(cells)} cells -> {folder}")
-    bar = tqdm(cells, desc="sweep", unit="cell", disable=not req.progress)
+    bar = tqdm(cells, desc="sweep", unit="cell", disable=not req.cells.progress)
     for cell in bar:
         bar.set_postfix_str(f"{cell.method} {cell.budget or ''} s{cell.seed}".strip())
         t = time.perf_counter()
@@ -292,11 +292,10 @@ def reward_hacking(req: SweepRequest, cells: list[Cell], store: Store, suite_nam
     vanilla = {c.seed: c for c in done if c.method == "vanilla"}
     records = {id(c): load_records(c.run_dir) for c in done}
     scores: dict[int, dict[str, list[float]]] = {}
-    device = req.device or "auto"
     if judges:
         from craft_bench.models import resolve_device
 
-        device = resolve_device(req.device)
+        device = resolve_device(req.cells.device)
         for c in done:
             entries = [(r["image"], str(store.image_path(r["image"])), r["prompt"]) for r in records[id(c)]]
             scores[id(c)], _ = cached_scores(entries, judges, store.root, device)
@@ -335,7 +334,7 @@ def _document(req: SweepRequest, cells: list[Cell], store: Store, wall_s: float,
     cell_dicts = [_cell_dict(c, vanilla.get(c.seed), folder) for c in done]
     first = done[0].results if done else {}
     doc: dict[str, Any] = {
-        "schema_version": 1, "name": sweep_name(req), "suite": req.suite, "model": first.get("model", req.model),
+        "schema_version": 1, "name": sweep_name(req), "suite": req.suite, "model": first.get("model", req.cells.model),
         "headline": first.get("headline", "overall"),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "wall_s": round(wall_s, 3),
@@ -343,7 +342,7 @@ def _document(req: SweepRequest, cells: list[Cell], store: Store, wall_s: float,
         "complete": final and len(done) == len(cells), "cells_planned": len(cells),
         "methods": list(dict.fromkeys(c.method for c in cells)), "budgets": sorted(set(req.budgets)), "seeds": req.seeds,
         "budget_fields": {c.method: registry.methods.get(c.method).budget_field for c in cells},
-        "sets": [f"{k}={v}" for k, v in req.sets], "limit": req.limit, "reference": req.reference,
+        "sets": [f"{k}={v}" for k, v in req.sets], "limit": req.cells.limit, "reference": req.reference,
         "versions": versions(),
         "cells": cell_dicts,
     }

@@ -2,7 +2,6 @@
 module), the pairs drawn from the shared pool, SmPO's soft labels and its DDIM inversion against diffusers'
 DDIMInverseScheduler, and one real training step of each method on a tiny SDXL."""
 
-import contextlib
 import math
 from types import SimpleNamespace
 
@@ -16,6 +15,7 @@ from craft_bench.methods.mapo import MaPO, MaPOConfig, mapo_loss, phi
 from craft_bench.methods.smpo import PICKSCORE_MAX, PICKSCORE_MIN, SmPO, SmPOConfig, soft_label
 from craft_bench.train.pairs import pool_pairs
 from craft_bench.train.pool import Candidate, PoolSpec
+from fake_models import FakeModel
 
 
 def log_sigmoid(x: float) -> float:
@@ -81,37 +81,6 @@ def test_smpo_soft_label_by_hand():
     assert float(soft_label(0.3, 0.3)) == pytest.approx(0.5)
     # the factor on the DPO logit: (2 p_w - 1) * 10
     assert (2 * float(soft_label(1.0, 0.0)) - 1) * 10 == pytest.approx(4.621172, rel=1e-6)
-
-
-class FakeModel:
-    """The facade's arithmetic with fixed linear 'UNets' (policy 0.5 x, reference 0.25 x), to pin each loss."""
-
-    alphas = torch.linspace(0.99, 0.01, 1000)
-    alphas_cumprod = alphas
-    family = "sdxl"
-
-    def __init__(self):
-        self.ref = False
-
-    def noisy(self, x, n, t):
-        a = self.alphas[t].view(-1, 1, 1, 1)
-        return a.sqrt() * x + (1 - a).sqrt() * n
-
-    def target(self, x, n, t):
-        return n
-
-    def predict(self, noisy, t, cond):
-        return (0.25 if self.ref else 0.5) * noisy + cond["embeds"].mean() * 0
-
-    @contextlib.contextmanager
-    def reference(self):
-        self.ref = True
-        with torch.no_grad():
-            yield
-        self.ref = False
-
-    def invert(self, x0, t, cond, steps, renoise=False):
-        return 0.9 * x0 + 0.1  # any fixed map: the loss must turn it into eps = (x_inv - sqrt(abar) x0) / sqrt(1 - abar)
 
 
 def pair_batch(p_w=None):

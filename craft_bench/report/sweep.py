@@ -1,10 +1,9 @@
 """Sweep pages: data efficiency, training compute, training curves and reward hacking of a method sweep.
 
-`craft-bench sweep` (issue 12) does not exist yet. This module reads the sweep.json format proposed in
-docs/report.md, designed against issue 12's list of outputs, and each cell's train_log.jsonl (one JSON
-object per logged step: ``step`` plus any numbers, e.g. ``loss``, ``reward``, ``kept``). It is tested with a
-hand-written sweep.json over real mini runs; when the sweep verb lands it should write this format (or
-this reader should follow what it writes).
+Reads the sweep.json `craft-bench sweep` writes (``craft_bench.sweep``; format in docs/report.md) and each cell's
+train_log.jsonl (one JSON object per logged step: ``step`` plus any numbers, e.g. ``loss``, ``reward``, ``kept``).
+Tested with a hand-written sweep.json over real mini runs (tests/test_report.py) and with a real sweep
+(tests/test_sweep.py). The sweep verb draws its own plots with ``plots`` too.
 
 Plots are drawn with matplotlib (Agg) as PNG and SVG, the SVG with a fixed hash salt and no date so a
 rebuild of the same sweep writes the same bytes.
