@@ -394,7 +394,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
            f"(training + evaluation, as each was run) {doc['cells_s']:.0f} s.", "",
            "| method | budget | seed | headline | Δ vs vanilla | verdict | samples | train s | " + " | ".join(STAGES) +
            " | images gen. | reward calls | peak MB |",
-           "|---" * (13 + len(STAGES)) + "|"]
+           "|---" * (11 + len(STAGES)) + "|"]
     for c in doc["cells"]:
         d = c["delta_vs_vanilla"]
         h = c["headline"]

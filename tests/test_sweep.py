@@ -55,6 +55,8 @@ def test_a_sweep_runs_resumes_and_writes_what_the_report_reads(cli, tiny_sdxl, p
     assert len(rows) == 5 and rows[1]["method"] == "diff-dpo" and float(rows[1]["train_s"]) > 0
     md = (folder / "sweep.md").read_text()
     assert "## Compute to match craft" in md and "## Reward hacking" in md and "*T*" in md and "*H*" in md
+    for table in (b for b in md.split("\n\n") if b.startswith("|")):  # every row as wide as its header
+        assert len({line.count("|") for line in table.splitlines()}) == 1, table
     for stem in ("headline-vs-samples", "headline-vs-compute", "training-curves"):
         assert (folder / "plots" / f"{stem}.png").stat().st_size > 1000 and (folder / "plots" / f"{stem}.svg").is_file()
     from craft_bench.report.sweep import load_sweep
