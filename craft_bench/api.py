@@ -89,6 +89,9 @@ class Method(ABC):
     version: ClassVar[str] = "1"
     description: ClassVar[str] = ""
     trainable: ClassVar[bool] = False
+    # The Config field `craft-bench sweep --budgets` sets (the training samples or pairs the method may use);
+    # None: the method takes no training budget (vanilla, a published checkpoint).
+    budget_field: ClassVar[str | None] = None
 
     @dataclass(frozen=True)
     class Config:
@@ -100,6 +103,12 @@ class Method(ABC):
     @abstractmethod
     def prepare(self, base: Checkpoint, ctx: RunContext) -> Checkpoint:
         ...
+
+    @classmethod
+    def resolve_config(cls, config: Any) -> Any:
+        """The config as a run's identity records it: a method whose settings name input files records their
+        content here (e.g. a preference file's digest), so a changed file is another run. Default: unchanged."""
+        return config
 
     def checkpoint_hash(self, base: Checkpoint, ctx: RunContext) -> str:
         """Identity of the weights this method trains from ``base``: base weights + method spec + seed."""

@@ -45,6 +45,31 @@ def _add_run(sub: Any) -> None:
                         "the same as `torchrun --nproc_per_node N -m craft_bench run ...` (docs/scaling.md)")
 
 
+def _add_sweep(sub: Any) -> None:
+    p = sub.add_parser("sweep", help="methods x training budgets x seeds: data efficiency, training compute, reward hacking", description=(
+        "Run every method at every training budget (the samples or pairs it may use; CRAFT: method.budget, diff-dpo/mapo/smpo: "
+        "method.pairs) and seed, each cell a normal cached, resumable run (a killed sweep redoes only the missing cells), "
+        "and write results/sweeps/<name>/{sweep.json,sweep.csv,sweep.md,plots/}: headline with CI, paired delta vs vanilla, "
+        "training seconds by stage, compute to match the reference method, and gains on trained-on vs held-out judges."))
+    p.add_argument("--methods", required=True, help="comma-separated methods, e.g. vanilla,diff-dpo,mapo,smpo,craft")
+    p.add_argument("--budgets", required=True, help="comma-separated training budgets (samples or pairs), e.g. 25,100,400")
+    p.add_argument("--suite", required=True, help="suite name (craft-bench ls suites)")
+    p.add_argument("--model", default="mini", help="preset name or a local diffusers folder [default: mini]")
+    p.add_argument("--seeds", default="0", help="comma-separated run seeds (training and evaluation) [default: 0]")
+    p.add_argument("--limit", type=int, default=None, help="use only K prompts of the suite, taken evenly across its strata")
+    p.add_argument("--prompts", default=None, help="a prompt file to use instead of the suite's own")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting for every cell that has it (method.X goes to the methods that have X); repeatable")
+    p.add_argument("--name", default=None, help="sweep folder name [default: <suite>-<model>-<hash of the grid>]")
+    p.add_argument("--reference", default="craft", help="the method compute-to-match ratios are measured against [default: craft]")
+    p.add_argument("--judges", default="", help="comma-separated held-out rewards also scored on every cell's images (e.g. imagereward)")
+    p.add_argument("--out", default=None, help="results root [default: $CRAFT_BENCH_RESULTS or ./results]")
+    p.add_argument("--device", default=None, help="torch device [default: cuda if available, else cpu]")
+    p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--json", action="store_true", help="print sweep.json instead of sweep.md")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
 def _add_ls(sub: Any) -> None:
     p = sub.add_parser("ls", help="list methods, suites, models, rewards or detectors")
     p.add_argument("kind", nargs="?", default=None, choices=["methods", "suites", "models", "rewards", "detectors"])
@@ -118,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"craft-bench {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=OneLineParser)
     _add_run(sub)
+    _add_sweep(sub)
     _add_ls(sub)
     _add_leaderboard(sub)
     _add_compare(sub)
@@ -170,6 +196,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     if results is None:  # a helper process of a multi-process run: the first process reports
         return 0
     print_results(results, args.json, f"run folder: {run_dir}")
+    return 0
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{flag} {text}: give comma-separated whole numbers, e.g. {flag} 25,100") from None
+    if not values:
+        raise UserError(f"{flag}: give at least one number")
+    return values
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from craft_bench.runner import RunRequest
+    from craft_bench.spec import parse_set_args
+    from craft_bench.sweep import SweepRequest, run_sweep, to_markdown
+
+    cells = RunRequest(method="", suite=args.suite, model=args.model, limit=args.limit, prompts=args.prompts, out=args.out,
+                       sets=parse_set_args(args.sets), device=args.device, dtype=args.dtype, progress=not args.no_progress)
+    req = SweepRequest(
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()], budgets=_int_list(args.budgets, "--budgets"),
+        cells=cells, seeds=_int_list(args.seeds, "--seeds"), name=args.name, reference=args.reference,
+        judges=[j.strip() for j in args.judges.split(",") if j.strip()],
+    )
+    doc, folder = run_sweep(req)
+    print(json.dumps(doc, indent=2) if args.json else to_markdown(doc))
+    if not args.json:
+        print(f"sweep folder: {folder}")
     return 0
 
 
@@ -295,6 +350,7 @@ def _delegate(module: str) -> Callable[[list[str]], int]:
 
 VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
+    "sweep": cmd_sweep,
     "ls": cmd_ls,
     "leaderboard": cmd_leaderboard,
     "compare": cmd_compare,

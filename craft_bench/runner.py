@@ -157,7 +157,7 @@ def resolve(req: RunRequest) -> Resolved:
     routed = _split_overrides(req.sets, targets)
     sampler: SamplerSpec = apply_overrides(default_sampler, routed["sampler"], "the sampler")
     check_sampler(sampler, model_path)
-    method_cfg = apply_overrides(targets["method"], routed["method"], f"method '{method_cls.name}'", prefix="method.")
+    method_cfg = method_cls.resolve_config(apply_overrides(targets["method"], routed["method"], f"method '{method_cls.name}'", prefix="method."))
     suite_cfg = apply_overrides(targets["suite"], routed["suite"], f"suite '{suite_cls.name}'", prefix="suite.")
 
     device = process_device(resolve_device(req.device))

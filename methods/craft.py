@@ -27,27 +27,18 @@ import numpy as np
 
 from craft_bench.api import Checkpoint, RunContext, TrainableMethod, TrainingData
 from craft_bench.spec import setting
-from craft_bench.train.diffusion import TrainConfig
+from craft_bench.train.pool import PoolConfig, composite_scores
 
 # Which configured reward plays which of the paper's roles in the ``ha`` level (HPS and AES both improve).
 ROLES = {"hps": ("hps", "mini-clip", "pickscore"), "aes": ("aes", "mini-aes")}
 FILTERS = ("none", "single", "ha", "hpa")
 REFERENCES = ("original_mean", "group_mean", "same_seed")
 
+__all__ = ["Craft", "CraftConfig", "composite_scores", "select"]
+
 
 @dataclass(frozen=True)
-class CraftConfig(TrainConfig):
-    pool: str = setting("auto", "prompt pool: auto (mini grammar on mini models) or a prompt file")
-    pool_size: int = setting(100, "original prompts in the pool")
-    prompt_seed: int = setting(4242, "training prompt seed (apart from every evaluation seed)")
-    expansion: str = setting("template", "prompt expansion: none, template or llm")
-    expansions: int = setting(1, "expanded prompts per original prompt")
-    llm_model: str = setting("", "expansion=llm: a causal LM (hub id or local folder)")
-    llm_endpoint: str = setting("", "expansion=llm: an OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1)")
-    llm_temperature: float = setting(0.0, "expansion=llm: 0 = greedy, else seeded sampling")
-    k: int = setting(4, "candidates per prompt (original and expanded)")
-    guidance: float | None = setting(None, "guidance scale of the candidates (default: the sampler's)")
-    rewards: str = setting("auto", "comma-separated rewards (auto: hps,pickscore,aes; on mini mini-clip,mini-aes)")
+class CraftConfig(PoolConfig):
     filter: str = setting("hpa", "Composite Reward Filtering level: none, single, ha or hpa")
     reference: str = setting("original_mean", "what a candidate must beat: original_mean, group_mean or same_seed")
     budget: int = setting(100, "at most this many kept samples (best advantage first)")
@@ -57,24 +48,16 @@ class CraftConfig(TrainConfig):
     reg_weight: float = setting(0.0, "weight of matching the starting model's prediction (0: off)")
     rounds: int = setting(1, "rounds of candidates -> filter -> training with the updated model")
 
-    def candidates(self) -> int:
-        """Candidates in a full pool: k per original and per expanded prompt."""
-        return self.pool_size * (1 + (self.expansions if self.expansion != "none" else 0)) * self.k
-
     def __post_init__(self) -> None:
         super().__post_init__()
         checks = [
-            (self.expansion in ("none", "template", "llm"), "expansion must be none, template or llm"),
             (self.filter in FILTERS, f"filter must be one of {', '.join(FILTERS)}"),
             (self.reference in REFERENCES, f"reference must be one of {', '.join(REFERENCES)}"),
             (self.negatives in ("drop", "keep"), "negatives must be drop or keep"),
             (self.weighting in ("advantage", "uniform"), "weighting must be advantage or uniform"),
             (self.condition in ("original", "expanded"), "condition must be original or expanded"),
-            (self.k >= 2, "k must be at least 2 (advantages compare candidates of a group)"),
-            (self.pool_size >= 1 and self.budget >= 1 and self.rounds >= 1, "pool_size, budget and rounds must be >= 1"),
-            (self.expansions >= 0 and self.reg_weight >= 0, "expansions and reg_weight must be >= 0"),
-            (self.expansion == "none" or self.expansions >= 1, "an expansion needs expansions >= 1"),
-            (self.guidance is None or (np.isfinite(self.guidance) and self.guidance >= 0), "guidance must be >= 0"),
+            (self.budget >= 1 and self.rounds >= 1, "budget and rounds must be >= 1"),
+            (self.reg_weight >= 0, "reg_weight must be >= 0"),
             (self.budget <= self.candidates(), f"budget {self.budget} is larger than the pool ({self.candidates()} candidates = "
                                                "pool_size x (1 + expansions) x k); lower method.budget or raise method.pool_size"),
         ]
@@ -89,6 +72,7 @@ class Craft(TrainableMethod):
     description = "CRAFT: composite-reward-filtered, advantage-weighted fine-tuning on ~100 own samples"
     Config = CraftConfig
     number_fields: ClassVar[tuple[str, ...]] = ("weight",)
+    budget_field: ClassVar[str] = "budget"  # what `craft-bench sweep --budgets` sets: kept samples
     # Paper defaults (arXiv 2603.18991): SDXL full fine-tuning, AdamW 5e-5, batch 128, 200 steps; SD1.5 120
     # steps. Mini: chosen by the ablation in docs/methods.md.
     presets: ClassVar[dict[str, dict[str, Any]]] = {
@@ -117,38 +101,19 @@ class Craft(TrainableMethod):
         return current
 
     # ---------------------------------------------------------------- data
-    def pool_spec(self, ctx: RunContext, mini: bool) -> Any:
-        from craft_bench.train.pool import PoolSpec
-
-        c = self.config
-        rewards = c.rewards if c.rewards != "auto" else ("mini-clip,mini-aes" if mini else "hps,pickscore,aes")
-        llm = tuple(sorted({"llm_model": c.llm_model, "llm_endpoint": c.llm_endpoint,
-                            "llm_temperature": c.llm_temperature}.items())) if c.expansion == "llm" else ()
-        return PoolSpec(prompts=c.pool, size=c.pool_size, prompt_seed=c.prompt_seed, k=c.k, expansion=c.expansion,
-                        expansions_per_prompt=c.expansions if c.expansion != "none" else 0, llm=llm,
-                        rewards=tuple(r.strip() for r in rewards.split(",") if r.strip()), seed=ctx.seed)
-
     def build_data(self, base: Checkpoint, ctx: RunContext) -> TrainingData:
-        import dataclasses
         import time
 
-        from craft_bench.train.method import world_key
-        from craft_bench.train.pool import build_pool
+        from craft_bench.train.pool import build_method_pool, pool_accounting
 
-        mini = world_key(base.model) == "mini"
-        sampler = ctx.spec.sampler
-        if self.config.guidance is not None:
-            sampler = dataclasses.replace(sampler, guidance_scale=float(self.config.guidance))
-        pool = build_pool(self.pool_spec(ctx, mini), base, sampler, ctx, mini)
+        pool = build_method_pool(self.config, base, ctx)
         t = time.perf_counter()
         kept, stats = self.select(pool)
         filter_s = time.perf_counter() - t
         examples = [{"image": c.image_path, "prompt": c.original if self.config.condition == "original" else c.text,
                      "weight": w, "image_key": c.image_key, "advantage": a} for c, w, a in kept]
         return TrainingData(examples, {
-            "timing": {**pool.timings, "filter_s": filter_s},
-            "images_generated": pool.images_generated,
-            "reward_calls": pool.reward_evaluations,
+            **pool_accounting(pool, filter_s=filter_s),
             "pool": {"prompts": len(pool.prompts), "candidates": len(pool.candidates), **stats},
         })
 
@@ -172,16 +137,6 @@ class Craft(TrainableMethod):
             loss = loss + self.config.reg_weight * reg
             logs["reg"] = float(reg.detach())
         return loss, logs
-
-
-def composite_scores(pool: Any) -> np.ndarray:
-    """The mean over rewards of each reward's z-score over the whole pool (rewards on one scale)."""
-    names = list(pool.spec.rewards)
-    z = []
-    for name in names:
-        v = np.array([c.scores[name] for c in pool.candidates], dtype=np.float64)
-        z.append((v - v.mean()) / (v.std() + 1e-8))
-    return np.mean(z, axis=0)
 
 
 def select(pool: Any, config: CraftConfig, eps: float = 1e-6) -> tuple[list[tuple[Any, float, float]], dict[str, Any]]:

@@ -13,6 +13,7 @@ import torch
 from craft_bench import registry
 from craft_bench.methods.craft import Craft, CraftConfig, composite_scores, select
 from craft_bench.train.pool import Candidate, PoolSpec
+from fake_models import FakeModel
 
 
 def pool(scores, expanded=None, rewards=("mini-clip", "mini-aes")):
@@ -80,27 +81,6 @@ def test_budget_keeps_the_best_advantages_and_uniform_weighting():
     assert len(kept) == 5 and adv == sorted(adv, reverse=True) and min(adv) > 0
     kept_u, _ = select(pool(rows), CraftConfig(filter="none", budget=5, weighting="uniform"))
     assert [w for _, w, _ in kept_u] == [1.0] * 5
-
-
-class FakeModel:
-    """The facade's arithmetic with a fixed linear 'UNet', to pin the loss to its formula."""
-
-    alphas = torch.linspace(0.99, 0.01, 1000)
-
-    def noisy(self, x, n, t):
-        a = self.alphas[t].view(-1, 1, 1, 1)
-        return a.sqrt() * x + (1 - a).sqrt() * n
-
-    def target(self, x, n, t):
-        return n
-
-    def predict(self, noisy, t, cond):
-        return 0.5 * noisy + cond["embeds"].mean() * 0
-
-    def reference(self):
-        import contextlib
-
-        return contextlib.nullcontext()
 
 
 def test_loss_is_the_advantage_weighted_denoising_error():

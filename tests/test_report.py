@@ -2,8 +2,8 @@
 
 Runs: three GenEval-mini runs of the same 6 prompts x 2 seeds (vanilla, vanilla with 6 sampler steps, the
 test-only ``redshift`` method) and two runs of the test-only ``toy`` suite (continuous scores) on a tiny SDXL.
-The sweep page is built from a hand-written sweep.json over those runs, because `craft-bench sweep` does not
-exist yet (its format is the proposal in docs/report.md). Screenshots land in the test's tmp folder
+The sweep page is built from a hand-written sweep.json over those runs (in the format `craft-bench sweep` writes,
+docs/report.md; tests/test_sweep.py reports a real sweep). Screenshots land in the test's tmp folder
 (``report-shots/``) for a person to look at.
 """
 
@@ -50,7 +50,7 @@ def results_root(cli, tiny_sdxl, tmp_path_factory) -> dict:
 
 
 def _write_sweep(root: Path, runs: dict) -> None:
-    """A sweep.json as `craft-bench sweep` is proposed to write it, over three of the real runs."""
+    """A sweep.json in the format `craft-bench sweep` writes, over three of the real runs."""
     from craft_bench.report.compare import compare_records
 
     base, base_dir = runs["vanilla"]

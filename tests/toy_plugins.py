@@ -144,8 +144,24 @@ def _inverted_craft() -> Any:
     return CraftInverted
 
 
+def _flipped_dpo() -> Any:
+    """Test-only Diffusion-DPO with the sign of its logit flipped (it learns to prefer the rejected image), the kind
+    of bug a regression gate must catch."""
+    from craft_bench.methods.diff_dpo import DiffusionDPO
+
+    class DiffusionDPOFlipped(DiffusionDPO):
+        name = "diff-dpo-flipped"
+        description = "test-only: Diffusion-DPO with the logit's sign flipped"
+
+        def logit(self, err_w: Any, err_l: Any, ref_w: Any, ref_l: Any) -> Any:
+            return -super().logit(err_w, err_l, ref_w, ref_l)
+
+    return DiffusionDPOFlipped
+
+
 registry.suites.register("toy", ToySuite, replace=True)
 registry.methods.register("craft-inverted", "toy_plugins:CRAFT_INVERTED", "test-only: CRAFT with its filter inverted", replace=True)
+registry.methods.register("diff-dpo-flipped", "toy_plugins:DPO_FLIPPED", "test-only: Diffusion-DPO with the logit's sign flipped", replace=True)
 registry.methods.register("redshift", RedShift, replace=True)
 registry.methods.register("unetshift", UnetShift, replace=True)
 
@@ -153,4 +169,6 @@ registry.methods.register("unetshift", UnetShift, replace=True)
 def __getattr__(name: str) -> Any:  # the CRAFT variant is built on first use (it imports torch-free craft code)
     if name == "CRAFT_INVERTED":
         return _inverted_craft()
+    if name == "DPO_FLIPPED":
+        return _flipped_dpo()
     raise AttributeError(name)

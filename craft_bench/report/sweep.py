@@ -1,10 +1,9 @@
 """Sweep pages: data efficiency, training compute, training curves and reward hacking of a method sweep.
 
-`craft-bench sweep` (issue 12) does not exist yet. This module reads the sweep.json format proposed in
-docs/report.md, designed against issue 12's list of outputs, and each cell's train_log.jsonl (one JSON
-object per logged step: ``step`` plus any numbers, e.g. ``loss``, ``reward``, ``kept``). It is tested with a
-hand-written sweep.json over real mini runs; when the sweep verb lands it should write this format (or
-this reader should follow what it writes).
+Reads the sweep.json `craft-bench sweep` writes (``craft_bench.sweep``; format in docs/report.md) and each cell's
+train_log.jsonl (one JSON object per logged step: ``step`` plus any numbers, e.g. ``loss``, ``reward``, ``kept``).
+Tested with a hand-written sweep.json over real mini runs (tests/test_report.py) and with a real sweep
+(tests/test_sweep.py). The sweep verb draws its own plots with ``plots`` too.
 
 Plots are drawn with matplotlib (Agg) as PNG and SVG, the SVG with a fixed hash salt and no date so a
 rebuild of the same sweep writes the same bytes.
@@ -156,7 +155,10 @@ def _save(fig: Any, out: Path, stem: str) -> tuple[str, str]:
     return f"{out.name}/{stem}.png", f"{out.name}/{stem}.svg"
 
 
-def _headline_plot(sweep: Sweep, x_of: Any, xlabel: str, title: str, out: Path, stem: str) -> tuple[str, str] | None:
+def _headline_plot(sweep: Sweep, x_of: Any, xlabel: str, title: str, out: Path, stem: str,
+                   tick_every_x: bool = True) -> tuple[str, str] | None:
+    """``tick_every_x``: a tick at each distinct x when there are at most 8 (budgets); else matplotlib's log ticks
+    (seconds, which differ from cell to cell)."""
     import matplotlib.pyplot as plt
 
     methods = _methods(sweep)
@@ -189,13 +191,19 @@ def _headline_plot(sweep: Sweep, x_of: Any, xlabel: str, title: str, out: Path, 
         plt.close(fig)
         return None
     if drew:
-        from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
         ax.set_xscale("log")
         xs_all = sorted({x_of(c) for c in sweep.cells if not _is_reference(c) and x_of(c)})
-        ax.xaxis.set_major_locator(FixedLocator(xs_all) if len(xs_all) <= 8 else ax.xaxis.get_major_locator())
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_locator(NullLocator())
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        if tick_every_x and len(xs_all) <= 8:
+            ax.xaxis.set_major_locator(FixedLocator(xs_all))
+            ax.xaxis.set_minor_locator(NullLocator())
+        elif xs_all[-1] < 10 * xs_all[0]:  # within a decade: label the minor ticks too, plainly
+            ax.xaxis.set_minor_formatter(plain)
+        else:
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_formatter(plain)
         ax.margins(x=0.08)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{sweep.data.get('headline', 'overall')} (95% CI)")
@@ -245,17 +253,20 @@ def _curves_plot(sweep: Sweep, out: Path) -> tuple[tuple[str, str], list[str]] |
     return paths, keys
 
 
-def plots(sweep: Sweep, out: Path) -> dict[str, Any]:
+def plots(sweep: Sweep, out: Path, target: Path | None = None) -> dict[str, Any]:
+    """The sweep's plots (PNG + SVG) in ``target`` (default: ``out/sweep-<name>/``, the report's layout); paths
+    returned relative to ``target``'s parent."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     plt.rcParams["svg.hashsalt"] = "craft-bench"
-    target = out / f"sweep-{sweep.slug}"
+    target = target or out / f"sweep-{sweep.slug}"
     return {
         "samples": _headline_plot(sweep, lambda c: c.samples_used, "training samples used (log)", "headline vs samples used", target, "headline-vs-samples"),
-        "compute": _headline_plot(sweep, lambda c: c.train_total, "training compute, seconds (log)", "headline vs training compute", target, "headline-vs-compute"),
+        "compute": _headline_plot(sweep, lambda c: c.train_total, "training compute, seconds (log)", "headline vs training compute", target, "headline-vs-compute",
+                                  tick_every_x=False),
         "curves": _curves_plot(sweep, target),
     }
 

@@ -266,6 +266,43 @@ class DiffusionModel:
             kwargs["added_cond_kwargs"] = {"text_embeds": cond["pooled"], "time_ids": cond["time_ids"]}
         return unet(noisy, t, **kwargs).sample
 
+    def invert(self, latents: Any, t: Any, cond: dict[str, Any], steps: int, renoise: bool = False) -> Any:
+        """DDIM inversion of clean ``latents`` towards per-example timesteps ``t`` with the current weights (no
+        gradients): the inverse steps of a ``steps``-step schedule whose timesteps lie below t_i, taken with
+        diffusers' ``DDIMInverseScheduler`` built from the model's own scheduler config (Song et al. 2021, eq. 13
+        run backwards; its pixel-range ``clip_sample`` off: SDXL's and SD1.5's configs turn it off, and a latent
+        is not an image). ``renoise``: each step's noise prediction is the mean of the predictions at the latent
+        before and after a first inverse step (the correction SmPO's code applies, after ReNoise, Garibi et al.
+        2024). Returns the latents at each example's last inverse timestep below t_i (``latents`` where none)."""
+        import torch
+
+        sched = self._inverse_scheduler(steps)
+        x = latents.detach().clone()
+        with torch.no_grad():
+            for step_t in sched.timesteps.tolist():
+                active = (t > step_t).nonzero().flatten()
+                if len(active) == 0:
+                    continue
+                xa = x[active]
+                ca = {k: v[active] for k, v in cond.items()}
+                ta = torch.full((len(active),), int(step_t), device=x.device, dtype=torch.long)
+                pred = self.predict(xa, ta, ca)
+                if renoise:
+                    once = sched.step(pred, int(step_t), xa).prev_sample
+                    pred = (pred + self.predict(once, ta, ca)) / 2
+                x[active] = sched.step(pred, int(step_t), xa).prev_sample.to(x.dtype)
+        return x
+
+    def _inverse_scheduler(self, steps: int) -> Any:
+        from diffusers import DDIMInverseScheduler
+
+        cached = getattr(self, "_inverse", None)
+        if cached is None or cached.num_inference_steps != steps:
+            cached = DDIMInverseScheduler.from_pretrained(str(self.folder), subfolder="scheduler", clip_sample=False)
+            cached.set_timesteps(steps)
+            self._inverse = cached
+        return cached
+
     @contextlib.contextmanager
     def reference(self) -> Iterator[None]:
         """Run the starting weights (frozen, no gradients) for the ``with`` block."""

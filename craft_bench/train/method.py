@@ -89,6 +89,7 @@ def train_checkpoint(method: TrainableMethod, base: Checkpoint, ctx: RunContext,
         stages = dict(acc.get("timing", {}))
         stages.update(cache_s=round(result.encode_s, 3), optimize_s=round(result.loop.wall_s, 3))
         info = {
+            "checkpoint": h,
             "samples_used": len(data.examples),
             "steps": result.loop.steps,
             "images_generated": acc.get("images_generated", 0),

@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from craft_bench.api import Checkpoint, PromptItem, RunContext
 from craft_bench.errors import UserError
-from craft_bench.spec import SamplerSpec, digest
+from craft_bench.spec import SamplerSpec, digest, setting, to_jsonable
+from craft_bench.train.diffusion import TrainConfig
 
 # Prompt seed of the mini world's training pools: apart from every evaluation seed (GenEval-mini evaluates at
 # 1000 by default, the judge set used 2024 and 2025, the mini-clip recipe trains at 7919).
@@ -44,6 +47,58 @@ class PoolSpec:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class PoolConfig(TrainConfig):
+    """The candidate-pool settings of every method that learns from the model's own samples (CRAFT and the
+    DPO family inherit them), so with their defaults they all draw the same prompts, candidates and scores."""
+
+    pool: str = setting("auto", "prompt pool: auto (mini grammar on mini models) or a prompt file")
+    pool_size: int = setting(100, "original prompts in the pool")
+    prompt_seed: int = setting(MINI_TRAIN_PROMPT_SEED, "training prompt seed (apart from every evaluation seed)")
+    expansion: str = setting("template", "prompt expansion: none, template or llm")
+    expansions: int = setting(1, "expanded prompts per original prompt")
+    llm_model: str = setting("", "expansion=llm: a causal LM (hub id or local folder)")
+    llm_endpoint: str = setting("", "expansion=llm: an OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1)")
+    llm_temperature: float = setting(0.0, "expansion=llm: 0 = greedy, else seeded sampling")
+    k: int = setting(4, "candidates per prompt (original and expanded)")
+    guidance: float | None = setting(None, "guidance scale of the candidates (default: the sampler's)")
+    rewards: str = setting("auto", "comma-separated rewards (auto: hps,pickscore,aes; on mini mini-clip,mini-aes)")
+
+    def __post_init__(self) -> None:
+        import math
+
+        super().__post_init__()
+        checks = [
+            (self.expansion in ("none", "template", "llm"), "expansion must be none, template or llm"),
+            (self.k >= 2, "k must be at least 2 (a group's candidates are compared with each other)"),
+            (self.pool_size >= 1, "pool_size must be >= 1"),
+            (self.expansions >= 0, "expansions must be >= 0"),
+            (self.expansion == "none" or self.expansions >= 1, "an expansion needs expansions >= 1"),
+            (self.guidance is None or (math.isfinite(self.guidance) and self.guidance >= 0), "guidance must be >= 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+
+    def candidates(self) -> int:
+        """Candidates in a full pool: k per original and per expanded prompt."""
+        return self.pool_size * (1 + (self.expansions if self.expansion != "none" else 0)) * self.k
+
+    def reward_names(self, mini: bool) -> tuple[str, ...]:
+        """The configured rewards, ``auto`` resolved for the world, aliases resolved to registered names."""
+        from craft_bench.registry import rewards as registry
+
+        names = self.rewards if self.rewards != "auto" else ("mini-clip,mini-aes" if mini else "hps,pickscore,aes")
+        return tuple(registry.resolve_name(r.strip()) for r in names.split(",") if r.strip())
+
+    def pool_spec(self, seed: int, mini: bool) -> "PoolSpec":
+        llm = tuple(sorted({"llm_model": self.llm_model, "llm_endpoint": self.llm_endpoint,
+                            "llm_temperature": self.llm_temperature}.items())) if self.expansion == "llm" else ()
+        return PoolSpec(prompts=self.pool, size=self.pool_size, prompt_seed=self.prompt_seed, k=self.k,
+                        expansion=self.expansion, expansions_per_prompt=self.expansions if self.expansion != "none" else 0,
+                        llm=llm, rewards=self.reward_names(mini), seed=seed)
+
+
 @dataclass
 class Candidate:
     group: int  # index of the original prompt in the pool
@@ -62,11 +117,12 @@ class Pool:
     spec: PoolSpec
     prompts: list[str]
     candidates: list[Candidate]
-    timings: dict[str, float]  # expand_s, generate_s, score_s
+    timings: dict[str, float]  # expand_s, generate_s, score_s (measured now: near 0 when cached)
     # The method's cost: the images and reward evaluations the pool takes, whatever the cache already held, so a
-    # resumed, repeated or pool-sharing run reports what an uninterrupted one does (timings show the work done now).
+    # resumed, repeated or pool-sharing run reports what an uninterrupted one does (``cost``: its seconds).
     images_generated: int
     reward_evaluations: int
+    cost: dict[str, float] = field(default_factory=dict)  # what building the pool from nothing takes (see pool_cost)
 
 
 # --------------------------------------------------------------------------- prompts
@@ -139,9 +195,8 @@ def build_pool(spec: PoolSpec, model: Checkpoint, sampler: SamplerSpec, ctx: Run
     """Prompts, expansions, candidates and their scores (everything cached)."""
     from craft_bench.generate import generate, plan
     from craft_bench.models import load_pipeline
-    from craft_bench.train.expand import expand
-
     from craft_bench.rewards.composite import CompositeScorer
+    from craft_bench.train.expand import expand
 
     timings: dict[str, float] = {}
     prompts, metas = pool_prompts(spec, mini_world)
@@ -175,9 +230,78 @@ def build_pool(spec: PoolSpec, model: Checkpoint, sampler: SamplerSpec, ctx: Run
                                         image_key=r.key, image_path=str(ctx.store.image_path(r.key)),
                                         metadata=metas[g]))
     t = time.perf_counter()
-    score_candidates(candidates, spec, ctx, scorer)
+    evaluations = score_candidates(candidates, spec, ctx, scorer)
     timings["score_s"] = time.perf_counter() - t
-    return Pool(spec, prompts, candidates, timings, len({r.key for r in requests}), len(candidates) * len(spec.rewards))
+    cost = pool_cost(ctx.store.root, digest({"pool": to_jsonable(spec), "model": model.digest, "sampler": to_jsonable(sampler)}),
+                     timings, generated=gen.generated, images=len(requests), evaluations=evaluations,
+                     total_evaluations=len(candidates) * len(spec.rewards))
+    return Pool(spec, prompts, candidates, timings, len({r.key for r in requests}), len(candidates) * len(spec.rewards), cost)
+
+
+def build_method_pool(config: PoolConfig, base: Checkpoint, ctx: RunContext, log: Any = None) -> Pool:
+    """The pool a method's ``PoolConfig`` asks for, from ``base`` with the run's sampler (at the config's guidance)."""
+    import dataclasses
+
+    from craft_bench.train.method import world_key
+
+    mini = world_key(base.model) == "mini"
+    sampler = ctx.spec.sampler
+    if config.guidance is not None:
+        sampler = dataclasses.replace(sampler, guidance_scale=float(config.guidance))
+    return build_pool(config.pool_spec(ctx.seed, mini), base, sampler, ctx, mini, log=log)
+
+
+def pool_cost(root: str | Path, key: str, timings: dict[str, float], generated: int, images: int, evaluations: int,
+              total_evaluations: int) -> dict[str, float]:
+    """Seconds building the pool from nothing takes (candidate generation, reward scoring, expansion), whatever the
+    caches held this time, so that every method drawing on one pool is charged for it alike.
+
+    The first build that does work records it under ``<results>/cache/pools/<key>.json``, its seconds scaled to the
+    whole pool by the share it computed (images generated of all images, reward evaluations of all); a later build
+    that computed more replaces the record. A pool built entirely from caches no record knows of costs what was
+    measured (near 0)."""
+    from craft_bench.store import atomic_write_json
+
+    path = Path(root) / "cache" / "pools" / f"{key}.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        record = None
+    work = generated + evaluations
+    if work and (record is None or work > record.get("work", 0)):
+        record = {
+            "generate_s": timings.get("generate_s", 0.0) * images / generated if generated else (record or {}).get("generate_s", 0.0),
+            "score_s": timings.get("score_s", 0.0) * total_evaluations / evaluations if evaluations else (record or {}).get("score_s", 0.0),
+            "expand_s": max(timings.get("expand_s", 0.0), (record or {}).get("expand_s", 0.0)),
+            "work": work,
+        }
+        atomic_write_json(path, record)
+    if record is None:
+        return {k: float(timings.get(k, 0.0)) for k in ("generate_s", "score_s", "expand_s")}
+    return {k: float(record[k]) for k in ("generate_s", "score_s", "expand_s")}
+
+
+def pool_accounting(pool: Pool, **stage_seconds: float) -> dict[str, Any]:
+    """A pool-based method's ``TrainingData.accounting``: measured stage seconds (plus the method's own stages),
+    images generated and reward evaluations run now, the rewards trained on and the pool's cost from nothing."""
+    return {
+        "timing": {**pool.timings, **stage_seconds},
+        "images_generated": pool.images_generated,
+        "reward_calls": pool.reward_evaluations,
+        "rewards": list(pool.spec.rewards),
+        "pool_cost": {k: round(v, 3) for k, v in pool.cost.items()},
+    }
+
+
+def composite_scores(pool: Any) -> np.ndarray:
+    """The mean over rewards of each reward's z-score over the whole pool (rewards on one scale). CRAFT's filter
+    and the DPO family's pairs rank candidates by it."""
+    names = list(pool.spec.rewards)
+    z = []
+    for name in names:
+        v = np.array([c.scores[name] for c in pool.candidates], dtype=np.float64)
+        z.append((v - v.mean()) / (v.std() + 1e-8))
+    return np.mean(z, axis=0)
 
 
 # --------------------------------------------------------------------------- rewards
@@ -198,29 +322,48 @@ def reward_identity(name: str, reward: Any) -> str:
 
 def score_candidates(candidates: Sequence[Candidate], spec: PoolSpec, ctx: RunContext, scorer: Any = None) -> int:
     """Fill ``scores`` of every candidate; returns the number of reward evaluations actually run."""
-    from craft_bench.rewards.composite import CompositeScorer
-
-    root = Path(ctx.store.root) / "cache" / "rewards"
-    evaluations = 0
-    scorer = scorer or CompositeScorer.load(list(spec.rewards), device=ctx.device)
-    for name, reward in scorer.rewards.items():
-        ident = reward_identity(name, reward)
-        todo = []
-        for c in candidates:
-            prompt = c.original if spec.score_against == "original" else c.text
-            key = hashlib.sha256(json.dumps([ident, c.image_key, prompt]).encode()).hexdigest()
-            path = root / name / key[:2] / f"{key}.json"
-            if path.is_file():
-                c.scores[name] = json.loads(path.read_text())["score"]
-            else:
-                todo.append((c, prompt, path))
-        if todo:
-            single = CompositeScorer({name: reward}, batch_size=64)
-            frame = single.score([c.image_path for c, _, _ in todo], [p for _, p, _ in todo])
-            from craft_bench.store import atomic_write_json
-
-            for (c, _, path), value in zip(todo, frame["score"].tolist()):
-                c.scores[name] = float(value)
-                atomic_write_json(path, {"score": float(value)})
-            evaluations += len(todo)
+    entries = [(c.image_key, c.image_path, c.original if spec.score_against == "original" else c.text) for c in candidates]
+    scores, evaluations = cached_scores(entries, spec.rewards, ctx.store.root, ctx.device, scorer)
+    for name, values in scores.items():
+        for c, v in zip(candidates, values):
+            c.scores[name] = v
     return evaluations
+
+
+def cached_scores(entries: Sequence[tuple[str, str, str]], rewards: Sequence[str], root: str | Path,
+                  device: str, scorer: Any = None) -> tuple[dict[str, list[float]], int]:
+    """Each reward's score of each (image key, image path, prompt), cached under ``<results>/cache/rewards/`` by the
+    reward's weights, the image key and the prompt; returns the scores and the number of evaluations run now.
+    ``scorer``: a ``CompositeScorer`` already holding ``rewards`` (else they load on the first entry)."""
+    from craft_bench.rewards.composite import CompositeScorer
+    from craft_bench.store import atomic_write_json
+
+    base = Path(root) / "cache" / "rewards"
+    evaluations = 0
+    out: dict[str, list[float]] = {}
+    for name in rewards:
+        values: list[float | None] = [None] * len(entries)
+        todo = []
+        paths = []
+        ident = None
+        for i, (key, _, prompt) in enumerate(entries):
+            if ident is None:
+                if scorer is None:
+                    scorer = CompositeScorer.load(list(rewards), device=device)
+                ident = reward_identity(name, scorer.rewards[name])
+            h = hashlib.sha256(json.dumps([ident, key, prompt]).encode()).hexdigest()
+            path = base / name / h[:2] / f"{h}.json"
+            paths.append(path)
+            if path.is_file():
+                values[i] = json.loads(path.read_text())["score"]
+            else:
+                todo.append(i)
+        if todo:
+            single = CompositeScorer({name: scorer.rewards[name]}, batch_size=64)
+            frame = single.score([entries[i][1] for i in todo], [entries[i][2] for i in todo])
+            for i, value in zip(todo, frame["score"].tolist()):
+                values[i] = float(value)
+                atomic_write_json(paths[i], {"score": float(value)})
+            evaluations += len(todo)
+        out[name] = [float(v) for v in values]  # type: ignore[arg-type]
+    return out, evaluations

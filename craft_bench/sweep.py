@@ -1,0 +1,437 @@
+"""`craft-bench sweep`: methods x training budgets x seeds on one suite, every cell a normal cached, resumable
+`craft-bench run`, and what the grid shows: data efficiency, training compute, the compute a baseline needs to match
+CRAFT, and reward hacking.
+
+- A budget is the number of training samples or pairs a method may use, set on its ``Method.budget_field`` (CRAFT:
+  ``budget``, kept samples; diff-dpo, mapo, smpo: ``pairs``). Methods without one (vanilla, pretrained) get one cell
+  per seed. Vanilla is always run: deltas are paired against it, seed by seed.
+- Every pool-based cell draws from one candidate pool: ``pool_size`` is max(its default, the largest budget) unless
+  ``--set method.pool_size=N`` says otherwise (a pair method makes at most one pair per prompt).
+- A cell's training compute is what producing its checkpoint from nothing costs, whatever the caches held: the pool's
+  recorded cost (candidate generation, reward scoring, expansion; ``train.pool.pool_cost``), the method's selection,
+  latent/embedding encoding, and optimisation (seconds per step x steps).
+- Outputs, in ``<results>/sweeps/<name>/``: sweep.json (the format `craft-bench report` reads, docs/report.md),
+  sweep.csv, sweep.md and ``plots/`` (PNG + SVG). A killed sweep rerun redoes only the missing cells (each run is
+  cached by its spec hash); sweep.json is rewritten after every cell.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from craft_bench import registry
+from craft_bench.errors import UserError
+from craft_bench.runner import RunRequest
+from craft_bench.spec import digest
+from craft_bench.store import Store, atomic_write_json, atomic_write_text
+
+STAGES = ("candidates", "rewards", "expansion", "selection", "encoding", "optimisation")
+
+
+@dataclass
+class SweepRequest:
+    methods: list[str]
+    budgets: list[int]
+    cells: RunRequest  # what every cell shares: suite, model, limit, prompts, out, --set, device, dtype, progress
+    seeds: list[int] = field(default_factory=lambda: [0])
+    name: str | None = None
+    reference: str = "craft"
+    judges: list[str] = field(default_factory=list)  # held-out rewards scored on every cell's images
+
+    @property
+    def suite(self) -> str:
+        return self.cells.suite
+
+    @property
+    def sets(self) -> list[tuple[str, str]]:
+        return self.cells.sets
+
+
+@dataclass
+class Cell:
+    method: str
+    budget: int | None
+    seed: int
+    sets: list[tuple[str, str]]
+    results: dict[str, Any] | None = None
+    run_dir: Path | None = None
+    wall_s: float = 0.0
+    cached: bool = False
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+def _config_fields(cls: Any) -> set[str]:
+    import dataclasses
+
+    return {f.name for f in dataclasses.fields(cls.Config)}
+
+
+def plan(req: SweepRequest, store: Store) -> list[Cell]:
+    """The sweep's cells in run order (per seed: the untrained methods, then each budget's methods), their --set
+    lists and run folders, every cell resolved once so that a bad setting stops the sweep before any work."""
+    from craft_bench.runner import resolve
+    from craft_bench.spec import SamplerSpec
+
+    if not req.methods:
+        raise UserError("--methods: name at least one method (craft-bench ls methods)")
+    if not req.budgets or any(b < 1 for b in req.budgets):
+        raise UserError("--budgets: give positive numbers of training samples, e.g. 25,100,400")
+    names = list(dict.fromkeys(registry.methods.resolve_name(m) for m in ["vanilla", *req.methods]))
+    classes = {n: registry.methods.get(n) for n in names}
+    if req.reference not in names:
+        raise UserError(f"--reference {req.reference}: not among --methods ({', '.join(req.methods)})")
+    method_fields = {n: _config_fields(c) for n, c in classes.items()}
+    other = {f for f in SamplerSpec.__dataclass_fields__} | _config_fields(registry.suites.get(req.suite))
+    everyone = set().union(*method_fields.values())
+    for key, _ in req.sets:
+        prefix, dot, rest = key.partition(".")
+        if prefix == "method" and dot and rest not in everyone:
+            raise UserError(f"--set {key}: none of the sweep's methods has a setting '{rest}' (craft-bench ls methods -v)")
+    cells = []
+    for seed in req.seeds:
+        grid = [(n, None) for n in names if classes[n].budget_field is None]
+        grid += [(n, b) for b in sorted(set(req.budgets)) for n in names if classes[n].budget_field is not None]
+        for name, budget in grid:
+            mine = method_fields[name]
+            sets = []
+            for key, value in req.sets:
+                prefix, dot, rest = key.partition(".")
+                plain = key if not dot else (rest if prefix == "method" else None)
+                if plain is not None and plain in everyone and plain not in mine and (dot or plain not in other):
+                    continue  # another method's setting
+                sets.append((key, value))
+            field_name = classes[name].budget_field
+            if field_name:
+                sets.append((f"method.{field_name}", str(budget)))
+                given = {k.removeprefix("method.") for k, _ in req.sets}
+                if "pool_size" in mine and "pool_size" not in given:
+                    default = classes[name].Config().pool_size
+                    sets.append(("method.pool_size", str(max(default, max(req.budgets)))))
+            cell = Cell(name, budget, seed, sets)
+            spec = resolve(_run_request(req, cell)).spec
+            cell.run_dir = store.run_dir(spec.suite.name, spec.method.name, spec.model.name, spec.short_hash)
+            cells.append(cell)
+    return cells
+
+
+def _run_request(req: SweepRequest, cell: Cell) -> RunRequest:
+    import dataclasses
+
+    return dataclasses.replace(req.cells, method=cell.method, seed=cell.seed, sets=list(cell.sets))
+
+
+def sweep_name(req: SweepRequest) -> str:
+    if req.name:
+        return req.name
+    c = req.cells
+    key = digest({"methods": req.methods, "budgets": sorted(req.budgets), "seeds": req.seeds, "limit": c.limit,
+                  "sets": sorted(c.sets), "prompts": c.prompts, "suite": c.suite, "model": c.model})
+    model = Path(c.model).name if ("/" in c.model or Path(c.model).exists()) else c.model
+    return f"{req.suite}-{model}-{key[:8]}"
+
+
+def run_sweep(req: SweepRequest, log: Callable[[str], None] | None = None) -> tuple[dict[str, Any], Path]:
+    """Run (or reuse) every cell, then write sweep.json/.csv/.md and the plots; returns (sweep, its folder)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    from craft_bench.runner import run
+
+    log = log or (lambda s: print(s, file=sys.stderr))
+    t0 = time.perf_counter()
+    store = Store(req.cells.out)
+    cells = plan(req, store)
+    if not any(registry.methods.resolve_name(m) == "vanilla" for m in req.methods):
+        log("sweep: vanilla added (every delta is paired against it)")
+    if req.judges:
+        from craft_bench.rewards.composite import CompositeScorer
+
+        CompositeScorer.load(req.judges, device=req.cells.device or "auto")  # a judge that cannot load stops us now
+    folder = store.root / "sweeps" / sweep_name(req)
+    log(f"sweep: {len(cells)} cells -> {folder}")
+    bar = tqdm(cells, desc="sweep", unit="cell", disable=not req.cells.progress)
+    for cell in bar:
+        bar.set_postfix_str(f"{cell.method} {cell.budget or ''} s{cell.seed}".strip())
+        t = time.perf_counter()
+        cell.cached = (cell.run_dir / "results.json").is_file()
+        results, run_dir = run(_run_request(req, cell), log=log)
+        cell.results, cell.run_dir, cell.wall_s = results, run_dir, time.perf_counter() - t
+        _write(folder, _document(req, cells, store, time.perf_counter() - t0, final=False))
+    doc = _document(req, cells, store, time.perf_counter() - t0, final=True)
+    _write(folder, doc)
+    return doc, folder
+
+
+# --------------------------------------------------------------------------- what a cell is worth
+
+
+def training_stages(train: dict[str, Any] | None) -> dict[str, float]:
+    """Seconds producing a cell's checkpoint from nothing takes, by stage (see the module docstring)."""
+    if not train:
+        return {}
+    timing = train.get("timing", {})
+    cost = train.get("pool_cost") or {}
+    stages = {
+        "candidates": cost.get("generate_s", timing.get("generate_s", 0.0)),
+        "rewards": cost.get("score_s", timing.get("score_s", 0.0)),
+        "expansion": cost.get("expand_s", timing.get("expand_s", 0.0)),
+        "selection": timing.get("filter_s", 0.0) + timing.get("pairs_s", 0.0) + timing.get("read_s", 0.0),
+        "encoding": timing.get("cache_s", 0.0),
+        "optimisation": float(train.get("step_s", 0.0)) * int(train.get("steps", 0)),
+    }
+    return {k: round(float(v), 3) for k, v in stages.items()}
+
+
+def _headline(results: dict[str, Any]) -> dict[str, Any]:
+    m = results["metrics"][results.get("headline", "overall")]
+    return {k: m[k] for k in ("value", "ci_low", "ci_high", "n") if k in m}
+
+
+def _delta(vanilla: Cell | None, cell: Cell) -> dict[str, Any] | None:
+    from craft_bench.report.compare import compare_records
+    from craft_bench.report.tables import load_records
+
+    if vanilla is None or vanilla is cell or vanilla.results is None:
+        return None
+    comps = compare_records(vanilla.results, load_records(vanilla.run_dir), load_records(cell.run_dir), cell.seed)
+    head = next((c for c in comps if c.metric == vanilla.results.get("headline", "overall")), None)
+    if head is None:
+        return None
+    return {"delta": head.delta, "ci_low": head.ci_low, "ci_high": head.ci_high, "p_value": head.p_value,
+            "verdict": head.verdict, "n_prompts": head.n_prompts}
+
+
+def _cell_dict(cell: Cell, vanilla: Cell | None, folder: Path) -> dict[str, Any]:
+    import os
+
+    res = cell.results or {}
+    train = res.get("train")
+    log_path = cell.run_dir.parents[2] / "checkpoints" / train["checkpoint"] / "train_log.jsonl" \
+        if train and train.get("checkpoint") else None
+    return {
+        "method": cell.method, "budget": cell.budget, "seed": cell.seed,
+        "run": os.path.relpath(cell.run_dir, folder) if cell.run_dir else None,
+        "spec_hash": res.get("spec_hash"),
+        "headline": _headline(res),
+        "delta_vs_vanilla": _delta(vanilla, cell),
+        "samples_used": (train or {}).get("samples_used", 0),
+        "steps": (train or {}).get("steps", 0),
+        "train_s": training_stages(train),
+        "train_wall_s": res.get("timing", {}).get("train_s", 0.0),
+        "images_generated": (train or {}).get("images_generated", 0),
+        "reward_calls": (train or {}).get("reward_calls", 0),
+        "peak_memory_mb": round((train or {}).get("peak_memory_bytes", 0) / 2**20, 1) if train else None,
+        "trained_on": (train or {}).get("rewards", []),
+        "train_log": os.path.relpath(log_path, folder) if log_path and log_path.is_file() else None,
+        "eval_s": round(res.get("timing", {}).get("generate_s", 0.0) + res.get("timing", {}).get("score_s", 0.0), 3),
+        "cached": cell.cached,
+    }
+
+
+# --------------------------------------------------------------------------- grid-level tables
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return float(sum(xs) / len(xs))
+
+
+def compute_to_match(cells: list[dict[str, Any]], reference: str) -> list[dict[str, Any]]:
+    """For each trained method and each budget of the reference method: the training seconds the method needs to reach
+    the reference's headline there (seed means; the smallest budget of the grid that reaches it), as a ratio."""
+    by: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    for c in cells:
+        if c["budget"] is not None:
+            by.setdefault((c["method"], c["budget"]), []).append(c)
+
+    def summary(group: list[dict[str, Any]]) -> tuple[float, float, float]:
+        return (_mean([g["headline"]["value"] for g in group]), _mean([sum(g["train_s"].values()) for g in group]),
+                _mean([g["train_s"].get("optimisation", 0.0) for g in group]))
+
+    rows = []
+    methods = list(dict.fromkeys(m for m, _ in by if m != reference))
+    for ref_budget in sorted(b for m, b in by if m == reference):
+        target, ref_s, ref_opt = summary(by[(reference, ref_budget)])
+        for m in methods:
+            row = {"method": m, "reference": reference, "budget": ref_budget, "reference_headline": target,
+                   "reference_train_s": round(ref_s, 3), "ratio": None}
+            budgets = sorted(b for mm, b in by if mm == m)
+            hit = next((b for b in budgets if summary(by[(m, b)])[0] >= target), None)
+            if hit is None:
+                best = max(budgets, key=lambda b: summary(by[(m, b)])[0])
+                row["note"] = f"not reached within the grid (best {summary(by[(m, best)])[0]:.4f} at budget {best})"
+            else:
+                value, secs, opt = summary(by[(m, hit)])
+                row.update(matched_budget=hit, headline=value, train_s=round(secs, 3),
+                           ratio=round(secs / ref_s, 3) if ref_s else None,
+                           optimisation_ratio=round(opt / ref_opt, 3) if ref_opt else None)
+            rows.append(row)
+    return rows
+
+
+def reward_hacking(req: SweepRequest, cells: list[Cell], store: Store, suite_name: str) -> list[dict[str, Any]]:
+    """Per trained cell: its paired gain over vanilla (same seed, same images) on every reward any cell trained on and
+    on the extra judges, marked trained-on or held-out, next to its gain on the suite's headline (held out)."""
+    from craft_bench.api import MetricDef
+    from craft_bench.report.stats import compare_metric
+    from craft_bench.report.tables import load_records
+    from craft_bench.train.pool import cached_scores
+
+    done = [c for c in cells if c.results is not None]
+    trained = [c for c in done if c.results.get("train")]
+    judges = list(dict.fromkeys([r for c in trained for r in c.results["train"].get("rewards", [])] + list(req.judges)))
+    vanilla = {c.seed: c for c in done if c.method == "vanilla"}
+    records = {id(c): load_records(c.run_dir) for c in done}
+    scores: dict[int, dict[str, list[float]]] = {}
+    if judges:
+        from craft_bench.models import resolve_device
+
+        device = resolve_device(req.cells.device)
+        for c in done:
+            entries = [(r["image"], str(store.image_path(r["image"])), r["prompt"]) for r in records[id(c)]]
+            scores[id(c)], _ = cached_scores(entries, judges, store.root, device)
+    rows = []
+    for c in trained:
+        v = vanilla.get(c.seed)
+        if v is None:
+            continue
+        mine = c.results["train"].get("rewards", [])
+        for judge in judges:
+            metric = MetricDef(judge, judge, "score")
+            a = [{**r, "score": s} for r, s in zip(records[id(v)], scores[id(v)][judge])]
+            b = [{**r, "score": s} for r, s in zip(records[id(c)], scores[id(c)][judge])]
+            comp = compare_metric(metric, a, b, seed=c.seed)
+            if comp is not None:
+                rows.append({"method": c.method, "budget": c.budget, "seed": c.seed, "judge": judge,
+                             "trained_on": judge in mine, "gain": comp.delta, "ci_low": comp.ci_low,
+                             "ci_high": comp.ci_high, "p_value": comp.p_value, "verdict": comp.verdict})
+        d = _delta(v, c)
+        if d is not None:
+            rows.append({"method": c.method, "budget": c.budget, "seed": c.seed, "judge": suite_name, "trained_on": False,
+                         "gain": d["delta"], "ci_low": d["ci_low"], "ci_high": d["ci_high"], "p_value": d["p_value"],
+                         "verdict": d["verdict"]})
+    return rows
+
+
+# --------------------------------------------------------------------------- the files
+
+
+def _document(req: SweepRequest, cells: list[Cell], store: Store, wall_s: float, final: bool) -> dict[str, Any]:
+    from craft_bench.runner import versions
+
+    folder = store.root / "sweeps" / sweep_name(req)
+    done = [c for c in cells if c.results is not None]
+    vanilla = {c.seed: c for c in done if c.method == "vanilla"}
+    cell_dicts = [_cell_dict(c, vanilla.get(c.seed), folder) for c in done]
+    first = done[0].results if done else {}
+    doc: dict[str, Any] = {
+        "schema_version": 1, "name": sweep_name(req), "suite": req.suite, "model": first.get("model", req.cells.model),
+        "headline": first.get("headline", "overall"),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "wall_s": round(wall_s, 3),
+        "cells_s": round(sum(c["train_wall_s"] + c["eval_s"] for c in cell_dicts), 3),
+        "complete": final and len(done) == len(cells), "cells_planned": len(cells),
+        "methods": list(dict.fromkeys(c.method for c in cells)), "budgets": sorted(set(req.budgets)), "seeds": req.seeds,
+        "budget_fields": {c.method: registry.methods.get(c.method).budget_field for c in cells},
+        "sets": [f"{k}={v}" for k, v in req.sets], "limit": req.cells.limit, "reference": req.reference,
+        "versions": versions(),
+        "cells": cell_dicts,
+    }
+    if final:
+        doc["compute_to_match"] = compute_to_match(cell_dicts, req.reference)
+        doc["reward_hacking"] = reward_hacking(req, cells, store, req.suite)
+    return doc
+
+
+def _write(folder: Path, doc: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / "sweep.json", doc)
+    if not doc["cells"]:
+        return
+    atomic_write_text(folder / "sweep.csv", to_csv(doc))
+    if "compute_to_match" in doc:
+        atomic_write_text(folder / "sweep.md", to_markdown(doc))
+        from craft_bench.report.sweep import load_sweep, plots
+
+        plots(load_sweep(folder / "sweep.json"), folder, target=folder / "plots")
+
+
+def to_csv(doc: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["method", "budget", "seed", "headline", "ci_low", "ci_high", "delta", "delta_ci_low", "delta_ci_high",
+                "p_value", "verdict", "samples_used", "steps", "train_s", *[f"{s}_s" for s in STAGES],
+                "images_generated", "reward_calls", "peak_memory_mb", "run"])
+    for c in doc["cells"]:
+        d = c["delta_vs_vanilla"] or {}
+        h = c["headline"]
+        w.writerow([c["method"], c["budget"] if c["budget"] is not None else "", c["seed"], h["value"], h.get("ci_low"),
+                    h.get("ci_high"), d.get("delta", ""), d.get("ci_low", ""), d.get("ci_high", ""), d.get("p_value", ""),
+                    d.get("verdict", ""), c["samples_used"], c["steps"], round(sum(c["train_s"].values()), 3),
+                    *[c["train_s"].get(s, "") for s in STAGES], c["images_generated"], c["reward_calls"],
+                    c["peak_memory_mb"] if c["peak_memory_mb"] is not None else "", c["run"]])
+    return buf.getvalue()
+
+
+def _ci(value: float, lo: Any, hi: Any, signed: bool = False) -> str:
+    f = (lambda x: f"{x:+.4f}") if signed else (lambda x: f"{x:.4f}")
+    return f"{f(value)} [{f(lo)}, {f(hi)}]" if lo is not None else f(value)
+
+
+def to_markdown(doc: dict[str, Any]) -> str:
+    out = [f"# sweep {doc['name']}", "",
+           f"suite {doc['suite']}, model {doc['model']}, seeds {', '.join(map(str, doc['seeds']))}; "
+           f"headline `{doc['headline']}` (95% CI); wall time of this invocation {doc['wall_s']:.0f} s, all cells "
+           f"(training + evaluation, as each was run) {doc['cells_s']:.0f} s.", "",
+           "| method | budget | seed | headline | Δ vs vanilla | verdict | samples | train s | " + " | ".join(STAGES) +
+           " | images gen. | reward calls | peak MB |",
+           "|---" * (11 + len(STAGES)) + "|"]
+    for c in doc["cells"]:
+        d = c["delta_vs_vanilla"]
+        h = c["headline"]
+        out.append("| " + " | ".join([
+            c["method"], "" if c["budget"] is None else str(c["budget"]), str(c["seed"]),
+            _ci(h["value"], h.get("ci_low"), h.get("ci_high")),
+            _ci(d["delta"], d["ci_low"], d["ci_high"], signed=True) if d else "", d["verdict"] if d else "",
+            str(c["samples_used"]), f"{sum(c['train_s'].values()):.1f}", *[f"{c['train_s'].get(s, 0.0):.1f}" if c["train_s"] else ""
+                                                                           for s in STAGES],
+            str(c["images_generated"]), str(c["reward_calls"]), "" if c["peak_memory_mb"] is None else f"{c['peak_memory_mb']:.0f}",
+        ]) + " |")
+    out += ["", f"## Compute to match {doc['reference']}", "",
+            "| method | reference budget | reference headline | reference train s | matched at budget | train s | ratio | optimisation-only ratio |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in doc.get("compute_to_match", []):
+        if r.get("ratio") is None and "note" in r:
+            out.append(f"| {r['method']} | {r['budget']} | {r['reference_headline']:.4f} | {r['reference_train_s']:.1f} | "
+                       f"{r['note']} | | | |")
+        else:
+            opt = r.get("optimisation_ratio")
+            out.append(f"| {r['method']} | {r['budget']} | {r['reference_headline']:.4f} | {r['reference_train_s']:.1f} | "
+                       f"{r['matched_budget']} | {r['train_s']:.1f} | {r['ratio']}x | {opt}x |")
+    judges = list(dict.fromkeys(r["judge"] for r in doc.get("reward_hacking", [])))
+    out += ["", "## Reward hacking", "",
+            "Paired gain over vanilla (same prompts and seeds) on each judge; *T* = a reward the method trained on, "
+            "*H* = held out.", "",
+            "| method | budget | seed | " + " | ".join(judges) + " |", "|---" * (3 + len(judges)) + "|"]
+    keyed: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
+    for r in doc.get("reward_hacking", []):
+        keyed.setdefault((r["method"], r["budget"], r["seed"]), {})[r["judge"]] = r
+    for (m, b, s), row in keyed.items():
+        cells = []
+        for j in judges:
+            r = row.get(j)
+            cells.append("" if r is None else f"{_ci(r['gain'], r['ci_low'], r['ci_high'], signed=True)} "
+                                              f"{'*T*' if r['trained_on'] else '*H*'}")
+        out.append(f"| {m} | {'' if b is None else b} | {s} | " + " | ".join(cells) + " |")
+    out += ["", "Plots: `plots/headline-vs-samples.{png,svg}`, `plots/headline-vs-compute.{png,svg}`, "
+                "`plots/training-curves.{png,svg}`.", ""]
+    return "\n".join(out)
