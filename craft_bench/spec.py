@@ -125,7 +125,9 @@ class RunSpec:
 
     @property
     def hash(self) -> str:
-        return digest(self)
+        """The run's identity. The model counts by name, family and weights digest, not by the folder it was read
+        from (like ``prompts``): the same run from another clone, machine or install path is the same run."""
+        return digest(dataclasses.replace(self, model=dataclasses.replace(self.model, source="")))
 
     @property
     def short_hash(self) -> str:

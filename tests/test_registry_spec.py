@@ -74,6 +74,8 @@ def test_spec_hash_is_identity():
     assert _spec().hash != _spec(seed=1).hash
     assert _spec().hash != _spec(sampler=SamplerSpec(steps=11)).hash
     assert _spec().hash != _spec(model=ModelSpec("m", "/x", "sdxl", "e" * 64)).hash
+    # the folder the weights were read from is not part of the identity (another clone or install path): the digest is
+    assert _spec(model=ModelSpec("m", "/elsewhere/weights", "sdxl", "d" * 64)).hash == _spec().hash
     assert _spec().hash != _spec(suite=PluginSpec("toy", "2", (("n", 3),))).hash
     with pytest.raises(Exception):
         _spec().seed = 3  # frozen
