@@ -68,7 +68,7 @@ class CraftConfig(PoolConfig):
 
 class Craft(TrainableMethod):
     name = "craft"
-    version = "1"
+    version = "2"  # 2: candidates at guidance 3 on mini (train/pool.py MINI_CANDIDATE_GUIDANCE)
     description = "CRAFT: composite-reward-filtered, advantage-weighted fine-tuning on ~100 own samples"
     Config = CraftConfig
     number_fields: ClassVar[tuple[str, ...]] = ("weight",)

@@ -40,7 +40,7 @@ def dpo_logit(err_w: Any, err_l: Any, ref_w: Any, ref_l: Any, beta: float) -> An
 
 class DiffusionDPO(PairMethod):
     name = "diff-dpo"
-    version = "1"
+    version = "2"  # 2: candidates at guidance 3 on mini (train/pool.py MINI_CANDIDATE_GUIDANCE)
     description = "Diffusion-DPO: -log sigmoid(-beta/2 ((err_w - err_l) - (ref_w - ref_l))) on best-vs-worst pairs"
     Config = DiffusionDPOConfig
     needs_reference: ClassVar[bool] = True

@@ -52,7 +52,7 @@ def mapo_loss(err_w: Any, err_l: Any, beta: float, s: float, steps: int) -> tupl
 
 class MaPO(PairMethod):
     name = "mapo"
-    version = "1"
+    version = "2"  # 2: candidates at guidance 3 on mini (train/pool.py MINI_CANDIDATE_GUIDANCE)
     description = "MaPO: reference-free, mean(L_w) - beta log sigmoid(T (phi(L_w) - phi(L_l))) on best-vs-worst pairs"
     Config = MaPOConfig
     # README (SDXL; 8 GPUs x batch 8 x 2 accumulation = 128): full UNet, lr 1e-5 constant, no warmup, 2000 steps.

@@ -61,7 +61,7 @@ def soft_label(n_w: Any, n_l: Any) -> Any:
 
 class SmPO(PairMethod):
     name = "smpo"
-    version = "1"
+    version = "2"  # 2: candidates at guidance 3 on mini (train/pool.py MINI_CANDIDATE_GUIDANCE)
     description = "SmPO: DPO with soft preferences from reward scores and DDIM-inversion (ReNoise) noise estimates"
     Config = SmPOConfig
     number_fields: ClassVar[tuple[str, ...]] = ("p_w",)

@@ -44,6 +44,16 @@ def test_bad_settings_are_refused(bad):
         CraftConfig(**bad)
 
 
+def test_candidates_are_drawn_at_guidance_3_on_mini_and_at_the_samplers_elsewhere():
+    from craft_bench.spec import SamplerSpec
+    from craft_bench.train.pool import candidate_guidance
+
+    sampler = SamplerSpec(guidance_scale=7.5)
+    assert candidate_guidance(CraftConfig(), sampler, mini=True) == 3.0
+    assert candidate_guidance(CraftConfig(), sampler, mini=False) == 7.5
+    assert candidate_guidance(CraftConfig(guidance=2.0), sampler, mini=True) == 2.0
+
+
 def test_composite_is_the_mean_of_pool_wide_z_scores():
     p = pool({0: [(1.0, 10.0), (3.0, 30.0)], 1: [(2.0, 20.0), (2.0, 20.0)]})
     np.testing.assert_allclose(composite_scores(p), [-1.414214, 1.414214, 0.0, 0.0], atol=1e-5)
