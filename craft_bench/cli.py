@@ -66,6 +66,9 @@ def _add_sweep(sub: Any) -> None:
     p.add_argument("--out", default=None, help="results root [default: $CRAFT_BENCH_RESULTS or ./results]")
     p.add_argument("--device", default=None, help="torch device [default: cuda if available, else cpu]")
     p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="run only every N-th cell from the I-th (0-based), e.g. --shard $SLURM_ARRAY_TASK_ID/8 in a job array "
+                        "with one results root on a shared file system; a last run without --shard (every cell cached) writes the whole sweep")
     p.add_argument("--json", action="store_true", help="print sweep.json instead of sweep.md")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -209,6 +212,19 @@ def _int_list(text: str, flag: str) -> list[int]:
     return values
 
 
+def _shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    i, slash, n = text.partition("/")
+    try:
+        shard = (int(i), int(n)) if slash else None
+    except ValueError:
+        shard = None
+    if shard is None or not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
+        raise UserError(f"--shard {text}: give I/N with 0 <= I < N, e.g. --shard 0/4 (SLURM: --array=0-3 and --shard $SLURM_ARRAY_TASK_ID/4)")
+    return shard
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from craft_bench.runner import RunRequest
     from craft_bench.spec import parse_set_args
@@ -219,7 +235,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     req = SweepRequest(
         methods=[m.strip() for m in args.methods.split(",") if m.strip()], budgets=_int_list(args.budgets, "--budgets"),
         cells=cells, seeds=_int_list(args.seeds, "--seeds"), name=args.name, reference=args.reference,
-        judges=[j.strip() for j in args.judges.split(",") if j.strip()],
+        judges=[j.strip() for j in args.judges.split(",") if j.strip()], shard=_shard(args.shard),
     )
     doc, folder = run_sweep(req)
     print(json.dumps(doc, indent=2) if args.json else to_markdown(doc))

@@ -44,6 +44,7 @@ class SweepRequest:
     name: str | None = None
     reference: str = "craft"
     judges: list[str] = field(default_factory=list)  # held-out rewards scored on every cell's images
+    shard: tuple[int, int] | None = None  # (i, N): run only every N-th cell from the i-th (0-based), e.g. a job array
 
     @property
     def suite(self) -> str:
@@ -158,8 +159,17 @@ def run_sweep(req: SweepRequest, log: Callable[[str], None] | None = None) -> tu
 
         CompositeScorer.load(req.judges, device=req.cells.device or "auto")  # a judge that cannot load stops us now
     folder = store.root / "sweeps" / sweep_name(req)
-    log(f"sweep: {len(cells)} cells -> {folder}")
-    bar = tqdm(cells, desc="sweep", unit="cell", disable=not req.cells.progress)
+    mine = cells if req.shard is None else cells[req.shard[0]::req.shard[1]]
+    if req.shard is not None:
+        log(f"sweep: shard {req.shard[0]}/{req.shard[1]} runs {len(mine)} of {len(cells)} cells -> {folder}")
+        # The other shards' cells enter the tables when they are finished (read, never run, here).
+        for cell in cells:
+            if id(cell) not in {id(c) for c in mine} and (cell.run_dir / "results.json").is_file():
+                cell.cached = True
+                cell.results, cell.run_dir = run(_run_request(req, cell), log=lambda _: None)
+    else:
+        log(f"sweep: {len(cells)} cells -> {folder}")
+    bar = tqdm(mine, desc="sweep", unit="cell", disable=not req.cells.progress)
     for cell in bar:
         bar.set_postfix_str(f"{cell.method} {cell.budget or ''} s{cell.seed}".strip())
         t = time.perf_counter()

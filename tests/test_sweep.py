@@ -30,13 +30,22 @@ def test_a_sweep_runs_resumes_and_writes_what_the_report_reads(cli, tiny_sdxl, p
     out = tmp_path / "res"
     first = sweep(cli, tiny_sdxl, out, prompts, "2", "--name", "small")
     assert "vanilla added" in first.stderr
-    second = sweep(cli, tiny_sdxl, out, prompts, "2,4", "--name", "grid")
-    assert second.stderr.count("cached: ") == 3  # vanilla, diff-dpo @2, craft @2: only the new cells ran
     folder = out / "sweeps" / "grid"
+    # as a job array would: each shard runs every 2nd cell; finished cells of the other shard enter its tables
+    half = sweep(cli, tiny_sdxl, out, prompts, "2,4", "--name", "grid", "--shard", "1/2")
+    assert "shard 1/2 runs 2 of 5 cells" in half.stderr
+    assert half.stderr.count("cached: ") == 1  # diff-dpo @2 from the first sweep; diff-dpo @4 ran
+    partial = json.loads((folder / "sweep.json").read_text())
+    assert not partial["complete"] and [(c["method"], c["budget"]) for c in partial["cells"]] == \
+        [("vanilla", None), ("diff-dpo", 2), ("craft", 2), ("diff-dpo", 4)]
+    other = sweep(cli, tiny_sdxl, out, prompts, "2,4", "--name", "grid", "--shard", "0/2")
+    assert other.stderr.count("cached: ") == 2  # vanilla, craft @2; craft @4 ran
+    second = sweep(cli, tiny_sdxl, out, prompts, "2,4", "--name", "grid")
+    assert second.stderr.count("cached: ") == 5  # every cell was run by a shard
     doc = json.loads((folder / "sweep.json").read_text())
     assert doc["complete"] and [(c["method"], c["budget"]) for c in doc["cells"]] == \
         [("vanilla", None), ("diff-dpo", 2), ("craft", 2), ("diff-dpo", 4), ("craft", 4)]
-    assert [c["cached"] for c in doc["cells"]] == [True, True, True, False, False]
+    assert all(c["cached"] for c in doc["cells"])
     assert doc["budget_fields"] == {"vanilla": None, "diff-dpo": "pairs", "craft": "budget"}
     for c in doc["cells"][1:]:
         config = dict(json.loads((folder / c["run"] / "run_spec.json").read_text())["method"]["config"])
@@ -73,6 +82,8 @@ def test_a_sweep_runs_resumes_and_writes_what_the_report_reads(cli, tiny_sdxl, p
     (["--budgets", "2,x"], "comma-separated whole numbers"),
     (["--budgets", "2", "--set", "method.nonsense=1"], "none of the sweep's methods has a setting 'nonsense'"),
     (["--budgets", "2", "--reference", "mapo"], "--reference mapo"),
+    (["--budgets", "2", "--shard", "2/2"], "--shard 2/2: give I/N with 0 <= I < N"),
+    (["--budgets", "2", "--shard", "x"], "--shard x: give I/N"),
 ])
 def test_bad_input_is_one_line(cli, tmp_path, extra, needle):
     proc = cli("sweep", "--methods", "diff-dpo,craft", "--suite", "toy", "--out", str(tmp_path / "r"), *extra, check=False)
