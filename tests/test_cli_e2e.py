@@ -111,3 +111,16 @@ def test_leaderboard_and_compare_show_the_settings_that_differ(cli, tiny_sdxl, t
     assert "settings that differ: guidance_scale A=5.0 B=2.0; steps A=2 B=3" in table
     differ = json.loads(cli("compare", str(runs[a["spec_hash"]]), str(runs[b["spec_hash"]]), "--json").stdout)["settings_differ"]
     assert differ == [{"setting": "guidance_scale", "a": 5.0, "b": 2.0}, {"setting": "steps", "a": 2, "b": 3}]
+
+
+def test_settings_that_differ_between_two_methods_are_the_method_not_its_settings():
+    from craft_bench.report.collect import spec_differences
+
+    def spec(method, config, steps):
+        return {"method": {"name": method, "config": config}, "suite": {"config": []}, "sampler": {"steps": steps},
+                "seed": 0, "model": {"name": "mini"}}
+
+    craft = spec("craft", [["budget", 100], ["k", 4]], 10)
+    assert spec_differences(spec("vanilla", [], 10), craft) == []  # the title names the two methods
+    assert spec_differences(spec("vanilla", [], 12), craft) == [("steps", 12, 10)]
+    assert spec_differences(spec("craft", [["budget", 50], ["k", 4]], 10), craft) == [("method.budget", 50, 100)]

@@ -267,8 +267,13 @@ def _flat_settings(spec: dict[str, Any]) -> dict[str, Any]:
 
 def spec_differences(spec_a: dict[str, Any], spec_b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """(setting, A's value, B's value) for every setting two runs do not share (batch size, channels_last and compile
-    aside: they change no pixel)."""
+    aside: they change no pixel). Runs of two different methods differ by the method; their method settings are
+    not set against each other (vanilla has none of CRAFT's)."""
     a, b = _flat_settings(spec_a), _flat_settings(spec_b)
+    name_a, name_b = (s.get("method", {}).get("name") for s in (spec_a, spec_b))
+    if name_a != name_b:
+        a = {k: v for k, v in a.items() if not k.startswith("method.")}
+        b = {k: v for k, v in b.items() if not k.startswith("method.")}
     keys = sorted(set(a) | set(b), key=lambda k: (k.count("."), k))
     from craft_bench.spec import EXECUTION_FIELDS
 
