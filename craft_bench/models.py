@@ -144,9 +144,10 @@ def folder_sampler(path: Path, base: SamplerSpec) -> SamplerSpec:
         if unknown:
             raise ValueError(f"unknown sampler field(s) {', '.join(unknown)}")
         for key, value in given.items():
-            if isinstance(value, (dict, list, bool)) or value is None:
-                raise ValueError(f"sampler.{key} must be a {type(fields[key]).__name__}")
-            fields[key] = type(fields[key])(value)
+            want = type(fields[key])
+            if isinstance(value, bool) != (want is bool) or isinstance(value, (dict, list)) or value is None:
+                raise ValueError(f"sampler.{key} must be a {want.__name__}")
+            fields[key] = want(value)
         return SamplerSpec(**fields)
     except (OSError, ValueError, TypeError) as exc:
         raise UserError(f"{path / FOLDER_HINT}: {exc}; fix or delete the file") from None
