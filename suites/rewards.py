@@ -203,7 +203,7 @@ class RewardBench(Suite):
 
         better = {n: bool(getattr(registry.rewards.get(n), "higher_is_better", True)) for n in self._names}
         first = self._names[0]
-        out = [MetricDef("overall", f"{self._display(first)} mean", first, higher_is_better=better[first])]
+        out = [MetricDef("overall", f"overall: {self._display(first)} mean", first, higher_is_better=better[first])]
         for name in self._names:
             out.append(MetricDef(name, f"{self._display(name)} mean", name, higher_is_better=better[name]))
             if name == "hps":
