@@ -5,11 +5,12 @@ be) trains on the same pairs with the same settings and is significantly worse o
 
 Settings: a small pool (24 prompts, no expansion, scored by mini-clip, the reward that agrees best with people on
 mini images) and a rate high enough that 40 steps move the model. Both variants end below vanilla at this rate; the
-flipped one collapses (measured: 0.267 vs 0.083 at 40 steps on 60 prompts x 2, p = 0.0006)."""
+flipped one collapses (measured: 0.267 vs 0.083 at 40 steps on 60 prompts x 2, p = 0.0006). The candidates are
+drawn at the sampler's guidance 5, as when that was measured (mini's pool default is 3)."""
 
 SMALL = ["--limit", "60", "--set", "suite.images_per_prompt=2", "--set", "method.pool_size=24", "--set", "method.pairs=24",
          "--set", "method.expansion=none", "--set", "method.rewards=mini-clip", "--set", "method.steps=40",
-         "--set", "method.lr=3e-4", "--set", "method.batch_size=8", "--no-progress"]
+         "--set", "method.lr=3e-4", "--set", "method.batch_size=8", "--set", "method.guidance=5", "--no-progress"]
 
 
 def test_a_flipped_dpo_logit_is_caught_by_the_regression_gate(cli, tmp_path):
