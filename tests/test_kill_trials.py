@@ -26,7 +26,7 @@ TRIALS = [("pool-generate", 0.0, 0.3), ("pool-generate", 0.0, 0.3), ("pool-score
           ("train", 0.0, 1.5), ("train", 0.0, 1.5), ("train", 0.0, 1.5), ("train", 0.0, 1.5),
           ("eval-generate", 0.0, 0.3), ("eval-generate", 0.0, 0.3), ("score", 0.0, 1.0), ("score", 0.0, 1.0)]
 VOLATILE_RESULTS = ("timing", "created", "generation", "versions")
-VOLATILE_TRAIN = ("train_s", "timing", "data_s", "step_s", "peak_memory_bytes", "cache")
+VOLATILE_TRAIN = ("train_s", "timing", "data_s", "step_s", "peak_memory_bytes", "cache", "pool_cost")  # seconds and cache hits
 
 
 def craft_args(model: Path, pool: Path, out: Path) -> list[str]:
@@ -39,9 +39,13 @@ def craft_args(model: Path, pool: Path, out: Path) -> list[str]:
 
 
 def _child(args: list[str], log: str) -> None:
+    import sys
+
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     os.dup2(fd, 2)
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    # pytest's capture replaced sys.stderr with its own file; the child's log lines must reach fd 2 (the log)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
     from craft_bench.cli import main
 
     os._exit(main(args))
