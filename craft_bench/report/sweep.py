@@ -199,8 +199,8 @@ def _headline_plot(sweep: Sweep, x_of: Any, xlabel: str, title: str, out: Path, 
         if tick_every_x and len(xs_all) <= 8:
             ax.xaxis.set_major_locator(FixedLocator(xs_all))
             ax.xaxis.set_minor_locator(NullLocator())
-        elif xs_all[-1] < 10 * xs_all[0]:  # within a decade: label the minor ticks too, plainly
-            ax.xaxis.set_minor_formatter(plain)
+        elif xs_all[-1] < 10 * xs_all[0]:  # within a decade: label the minor ticks 2, 3 and 5 too (more would touch)
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "235" else ""))
         else:
             ax.xaxis.set_minor_formatter(NullFormatter())
         ax.xaxis.set_major_formatter(plain)
