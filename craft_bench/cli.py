@@ -394,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a full disk anywhere (checkpoints, logs, caches): one line; atomic writes left nothing partial
         from craft_bench.store import disk_full_error
 
-        full = disk_full_error(exc, exc.filename or "the results folder")
+        full = disk_full_error(exc, getattr(exc, "filename", None) or "the results folder")
         if full is None:
             raise
         print(f"craft-bench: error: {full}", file=sys.stderr)

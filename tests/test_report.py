@@ -409,3 +409,16 @@ def test_facets_of_a_suite_without_declared_ones(tmp_path):
     run = Run({"suite": "not-installed", "spec_hash": "0" * 64}, tmp_path, {}, recs, None)
     assert suite_facets("not-installed", [run]) == {"category": "category", "challenge": "challenge"}
     assert suite_facets("geneval", [Run({}, tmp_path, {}, [{"stratum": "counting"}], None)]) == {"stratum": "task"}
+
+
+def test_labels_tell_runs_apart_when_a_setting_is_a_dict():
+    """parti's `baseline` setting is a dict (method, version, config, seed): labels must still be built."""
+    from types import SimpleNamespace
+
+    from craft_bench.report.collect import Diff, assign_labels
+
+    base = {"method": "vanilla", "version": "1", "config": [], "seed": 0}
+    runs = [SimpleNamespace(method=m, model="mini", id=m, label="", diffs=[Diff("suite", "baseline", base, None), *extra])
+            for m, extra in (("vanilla", []), ("craft", [Diff("sampler", "steps", 12, 10)]))]
+    assign_labels(runs)
+    assert [r.label for r in runs] == ["vanilla", "craft steps=12"]

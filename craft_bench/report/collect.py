@@ -28,6 +28,10 @@ class Diff:
     value: Any
     default: Any
 
+    def ident(self) -> tuple[str, str, str]:
+        """Hashable identity (a value may be a dict or a list)."""
+        return self.section, self.key, json.dumps(self.value, sort_keys=True, default=str)
+
     def label(self) -> str:
         prefix = "" if self.section in ("sampler", "run") else f"{self.section}."
         return f"{prefix}{self.key}={_short(self.value)}"
@@ -288,12 +292,12 @@ NOT_IN_LABELS = {("sampler", "batch_size"), ("sampler", "channels_last"), ("samp
 def assign_labels(runs: list[Run]) -> None:
     """Column labels for runs shown together: method, plus the model and the settings that tell them apart."""
     models = {r.model for r in runs}
-    common = set.intersection(*[set(r.diffs) for r in runs]) if runs else set()
+    common = set.intersection(*[{d.ident() for d in r.diffs} for r in runs]) if runs else set()
     for r in runs:
         parts = [r.method]
         if len(models) > 1:
             parts.append(f"on {r.model}")
-        parts += [d.label() for d in r.diffs if d not in common and (d.section, d.key) not in NOT_IN_LABELS]
+        parts += [d.label() for d in r.diffs if d.ident() not in common and (d.section, d.key) not in NOT_IN_LABELS]
         r.label = " ".join(parts)
     seen: dict[str, int] = {}
     for r in runs:
