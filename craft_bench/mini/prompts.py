@@ -263,7 +263,8 @@ def _cores(meta: dict) -> list[str]:
         return [with_article(s), f"one {s}", f"a single {s}"]
     if tag == "counting":
         s, n = inc[0]["class"], inc[0]["count"]
-        return [f"{NUMBERS[n]} {plural(s)}", f"{n} {plural(s)}", f"exactly {NUMBERS[n]} {plural(s)}"]
+        s = plural(s) if not inc[0].get("color") else f"{inc[0]['color']} {plural(s)}"  # training prompts colour them
+        return [f"{NUMBERS[n]} {s}", f"{n} {s}", f"exactly {NUMBERS[n]} {s}"]
     if tag == "colors":
         s, c = inc[0]["class"], inc[0]["color"]
         return [f"{with_article(c)} {s}", f"{with_article(s)} that is {c}", f"{with_article(c + '-colored')} {s}"]
@@ -293,7 +294,7 @@ def paraphrases(prompt_or_meta: str | dict) -> list[str]:
         prompt = prompt_or_meta["prompt"]
     else:
         prompt = prompt_or_meta
-        meta = parse_prompt(prompt)
+        meta = metadata_for(prompt)
     if meta is not None and meta.get("tag") in TASKS and meta.get("include"):
         cores = _cores(meta)
     else:
@@ -505,3 +506,137 @@ def parti_prompts(n_per_challenge: int, seed: int) -> list[dict]:
             chosen.append(chosen[len(chosen) % distinct])
         blocks.append([{"prompt": p, "category": parti_category(p), "challenge": challenge} for p in chosen])
     return [block[i] for i in range(n_per_challenge) for block in blocks]
+
+
+# --------------------------------------------------------------------------- training prompts, apart from evaluation
+
+# The mini world's evaluation prompt sets (GenEval-mini at its default prompt seed and the next ones a second or
+# third protocol uses, the rewards and ControlNet suites' mini sets, the human-labelled judge set) cover the whole
+# GenEval-mini space of single_object, two_object and counting (5, 10 and 15 prompts up to word order), and nearly
+# all of colors and position. Training prompts therefore come from a grammar that exercises the same skills in
+# combinations GenEval-mini never asks for (as Flow-GRPO trains on GenEval-style prompts of other object
+# combinations than the test set's): counting with a colour, two objects of which one is coloured, a relation
+# between coloured objects, and the colour-attribution prompts no evaluation set draws.
+EVAL_GENEVAL_SEEDS = (1000, 1001, 1002, 1003, 1004)  # GenEval-mini protocols (prompt seeds; 40 per task)
+EVAL_OTHER_SETS = ((3000, 20), (2024, 40), (2025, 40))  # ControlNet-mini (seed, per task); the judge set's seeds
+TRAIN_FAMILIES = ("counting", "two_object", "position", "color_attr")
+_OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+
+
+def canonical(meta: dict) -> tuple:
+    """What a metadata line asks for, independent of word order: "A and B" is "B and A", "A left of B" is
+    "B right of A". Two prompts with the same canonical form ask for the same scene."""
+    inc = meta.get("include", [])
+    clauses = [(r["class"], int(r["count"]), r.get("color")) for r in inc]
+    relations = []
+    for i, r in enumerate(inc):
+        if "position" in r:
+            rel, j = r["position"]
+            a, b = clauses[i], clauses[j]
+            relations.append(min((a, rel, b), (b, _OPPOSITE[rel], a)))
+    excl = sorted((r["class"], int(r["count"])) for r in meta.get("exclude", []))
+    return (tuple(sorted(clauses, key=repr)), tuple(sorted(relations, key=repr)), tuple(excl))
+
+
+def _train_phrase(tag: str, include: list[dict]) -> str:
+    if tag == "counting":
+        r = include[0]
+        return f"{PREFIX}{NUMBERS[r['count']]} {r['color']} {plural(r['class'])}"
+    if tag == "position":  # include: [B, A with position [rel, 0]] -> "A rel B", as GenEval's position prompts
+        return f"{PREFIX}{_noun(include[1])} {include[1]['position'][0]} {_noun(include[0])}"
+    return f"{PREFIX}{_noun(include[0])} and {_noun(include[1])}"
+
+
+@lru_cache(maxsize=None)
+def _train_json(tag: str) -> tuple[str, ...]:
+    lines: list[dict] = []
+    if tag == "counting":
+        for s in SHAPES:
+            for n in range(2, MAX_COUNT + 1):
+                for c in COLOR_NAMES:
+                    inc = [{"class": s, "count": n, "color": c}]
+                    lines.append({"tag": tag, "include": inc, "exclude": [{"class": s, "count": n + 1}]})
+    elif tag == "two_object":  # one object coloured, the other not (either order)
+        for a in SHAPES:
+            for b in SHAPES:
+                if a == b:
+                    continue
+                for c in COLOR_NAMES:
+                    lines.append({"tag": tag, "include": [{"class": a, "count": 1, "color": c}, {"class": b, "count": 1}]})
+                    lines.append({"tag": tag, "include": [{"class": a, "count": 1}, {"class": b, "count": 1, "color": c}]})
+    elif tag == "position":
+        for a in SHAPES:
+            for b in SHAPES:
+                if a == b:
+                    continue
+                for ca in COLOR_NAMES:
+                    for cb in COLOR_NAMES:
+                        if ca == cb:
+                            continue
+                        for rel in RELATIONS:
+                            lines.append({"tag": tag, "include": [{"class": b, "count": 1, "color": cb},
+                                                                  {"class": a, "count": 1, "color": ca, "position": [rel, 0]}]})
+    elif tag == "color_attr":
+        banned = evaluation_canonicals()
+        lines = [m for m in task_pool("color_attr") if canonical(m) not in banned]
+    else:
+        raise ValueError(f"unknown training family '{tag}' (known: {', '.join(TRAIN_FAMILIES)})")
+    out = []
+    for m in lines:
+        if "prompt" not in m:
+            m["prompt"] = _train_phrase(tag, m["include"])
+        out.append(json.dumps({"tag": m["tag"], "include": m["include"], **({"exclude": m["exclude"]} if "exclude" in m else {}),
+                               "prompt": m["prompt"]}))
+    return tuple(out)
+
+
+def training_space(family: str) -> list[dict]:
+    """Every training prompt of a family (metadata lines in GenEval's format), in a fixed order."""
+    return [json.loads(s) for s in _train_json(family)]
+
+
+@lru_cache(maxsize=None)
+def evaluation_canonicals() -> frozenset:
+    """The canonical forms of every mini-world evaluation prompt set (see EVAL_GENEVAL_SEEDS): what no training
+    prompt may ask for."""
+    lines = [m for seed in EVAL_GENEVAL_SEEDS for m in geneval_prompts(40, seed)]
+    lines += [m for seed, n in EVAL_OTHER_SETS for m in geneval_prompts(n, seed)]
+    return frozenset(canonical(m) for m in lines)
+
+
+def training_prompts(n: int, seed: int) -> list[dict]:
+    """``n`` training prompts (metadata lines), round-robin over ``TRAIN_FAMILIES``, each family's prompts in a
+    seeded order without repeats (until its space is used up). None asks for what an evaluation prompt asks for
+    (compared by ``canonical``); that is checked here, not assumed."""
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    orders = {f: np.random.default_rng([int(seed), 0x7EA1, i]).permutation(len(_train_json(f)))
+              for i, f in enumerate(TRAIN_FAMILIES)}
+    out: list[dict] = []
+    i = 0
+    while len(out) < n:
+        for f in TRAIN_FAMILIES:
+            if len(out) < n:
+                order = orders[f]
+                out.append(json.loads(_train_json(f)[int(order[i % len(order)])]))
+        i += 1
+    banned = evaluation_canonicals()
+    leaked = [m["prompt"] for m in out if canonical(m) in banned]
+    if leaked:  # a bug in the grammar, never a user error
+        raise AssertionError(f"training prompts ask for what evaluation prompts ask for: {leaked[:3]}")
+    return out
+
+
+@lru_cache(maxsize=None)
+def _any_by_prompt() -> dict[str, str]:
+    out = dict(_by_prompt())
+    for f in TRAIN_FAMILIES:
+        for s in _train_json(f):
+            out.setdefault(json.loads(s)["prompt"], s)
+    return out
+
+
+def metadata_for(prompt: str) -> dict | None:
+    """The metadata line of a mini GenEval prompt or a mini training prompt, or None for any other text."""
+    s = _any_by_prompt().get(prompt.strip())
+    return json.loads(s) if s is not None else None

@@ -134,18 +134,11 @@ def pool_prompts(spec: PoolSpec, mini_world: bool) -> tuple[list[str], list[dict
         if not mini_world:
             raise UserError("method.pool=auto draws mini-world prompts, but this is not a mini-world model; "
                             "pass a prompt file: --set method.pool=/path/prompts.txt (one prompt per line)")
-        from craft_bench.mini.prompts import TASKS, geneval_prompts
+        from craft_bench.mini.prompts import training_prompts
 
-        per_task = -(-spec.size // len(TASKS))
-        lines = geneval_prompts(per_task, spec.prompt_seed)
-        by_task = {t: [ln for ln in lines if ln["tag"] == t] for t in TASKS}
-        chosen: list[dict[str, Any]] = []
-        i = 0
-        while len(chosen) < spec.size:  # round-robin over tasks, so any size stays balanced
-            for t in TASKS:
-                if i < len(by_task[t]) and len(chosen) < spec.size:
-                    chosen.append(by_task[t][i])
-            i += 1
+        # The mini training grammar: the GenEval skills in combinations no evaluation prompt set asks for
+        # (checked there, order-insensitively), round-robin over its families so any size stays balanced.
+        chosen = training_prompts(spec.size, spec.prompt_seed)
         return [ln["prompt"] for ln in chosen], chosen
     return _prompts_from_file(Path(spec.prompts), spec.size, spec.prompt_seed)
 
