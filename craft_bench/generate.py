@@ -100,12 +100,15 @@ def sample(pipe: Any, requests: Sequence[ImageRequest], sampler: SamplerSpec) ->
     return [Image.fromarray(a) for a in sample_arrays(pipe, requests, sampler)]
 
 
-def sample_arrays(pipe: Any, requests: Sequence[ImageRequest], sampler: SamplerSpec) -> list[Any]:
+def sample_arrays(pipe: Any, requests: Sequence[ImageRequest], sampler: SamplerSpec, latents_out: list[Any] | None = None) -> list[Any]:
     """Run the pipeline on one batch; each image gets its own CPU generator (device-independent noise).
 
     Returns one uint8 HxWx3 array per image, rounded as diffusers' own ``numpy_to_pil`` rounds (so the PNG bytes
     are those of ``output_type="pil"``). An image with a NaN or infinite pixel (e.g. a float16 overflow) is refused
-    with a one-line error before anything is stored: a broken image must never be cached as a result."""
+    with a one-line error before anything is stored: a broken image must never be cached as a result.
+    ``latents_out``: a list that receives the sampler's final latents of each image (the denoised latents the VAE
+    decodes, in the UNet's scaled latent space, float32 CPU [C, h, w]), read through the pipeline's step callback so
+    the pixels are computed exactly as without it."""
     import numpy as np
     import torch
 
@@ -124,8 +127,17 @@ def sample_arrays(pipe: Any, requests: Sequence[ImageRequest], sampler: SamplerS
         from PIL import Image
 
         kwargs["image"] = [Image.open(r.control_image).convert("RGB") for r in requests]
+    final: dict[str, Any] = {}
+    if latents_out is not None:
+        def keep(pipe_: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            final["latents"] = tensors["latents"]  # the last call holds the latents the VAE decodes
+            return tensors
+
+        kwargs.update(callback_on_step_end=keep, callback_on_step_end_tensor_inputs=["latents"])
     with torch.inference_mode():
         images = np.asarray(pipe(**kwargs).images)
+    if latents_out is not None:
+        latents_out.extend(final["latents"].float().cpu().clone().unbind(0))
     out = []
     for r, image in zip(requests, images):
         if not np.isfinite(image).all():
@@ -197,6 +209,7 @@ def generate(
     progress: bool = True,
     shard: Any = None,
     on_saved: Any = None,
+    keep_latents: bool = False,
 ) -> GenerationStats:
     """Generate every request whose image is not in the store. ``pipeline_factory()`` is called
     only if something is missing, so a fully cached run never loads a model.
@@ -204,7 +217,8 @@ def generate(
     PNG encoding and writing run in a background thread while the next batch denoises; ``on_saved(keys)`` is
     called (from that thread) as images land. With ``shard`` (``craft_bench.parallel.Shard``, several processes)
     every process takes every N-th batch of the same list of missing images; the batches are those one process
-    would make, so the images are the same."""
+    would make, so the images are the same. ``keep_latents``: also store each image's sampled latents
+    (``Store.latent_path``; an image whose latents are missing is made again)."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from tqdm.auto import tqdm
@@ -213,7 +227,7 @@ def generate(
     seen: set[str] = set()
     missing = []
     for r in requests:
-        if r.key in seen or store.has_image(r.key):
+        if r.key in seen or (store.has_image(r.key) and (not keep_latents or store.latent_path(r.key).is_file())):
             continue
         seen.add(r.key)
         missing.append(r)
@@ -227,10 +241,12 @@ def generate(
     start = time.perf_counter()
     pipe = pipeline_factory()
 
-    def write(batch: Sequence[ImageRequest], arrays: list[Any]) -> None:
+    def write(batch: Sequence[ImageRequest], arrays: list[Any], latents: list[Any]) -> None:
         from PIL import Image
 
-        for r, array in zip(batch, arrays):
+        for i, (r, array) in enumerate(zip(batch, arrays)):
+            if latents:  # the latents first: an image counts as present only once its latents are stored too
+                store.save_latents(r.key, latents[i])
             store.save_image(r.key, Image.fromarray(array))
         if on_saved is not None:
             on_saved([r.key for r in batch])
@@ -240,10 +256,11 @@ def generate(
             tqdm(total=sum(map(len, batches)), desc="generate", unit="img", disable=not progress, leave=False) as bar:
         try:
             for batch in batches:
-                arrays = sample_arrays(pipe, batch, sampler)
+                latents: list[Any] = []
+                arrays = sample_arrays(pipe, batch, sampler, latents if keep_latents else None)
                 while len(pending) >= 2:  # at most two batches wait for their PNGs: bounded memory
                     pending.pop(0).result()
-                pending.append(writer.submit(write, batch, arrays))
+                pending.append(writer.submit(write, batch, arrays, latents))
                 stats.generated += len(batch)
                 bar.update(len(batch))
             for f in pending:

@@ -214,6 +214,17 @@ class Store:
         atomic_write_bytes(path, buf.getvalue())
         return path
 
+    def latent_path(self, key: str) -> Path:
+        """The sampled latents of image ``key`` (kept by generation when asked: ``generate(keep_latents=True)``)."""
+        return self.root / "cache" / "sampled-latents" / key[:2] / f"{key}.safetensors"
+
+    def save_latents(self, key: str, latents: "Any") -> Path:
+        from safetensors.torch import save as to_bytes
+
+        path = self.latent_path(key)
+        atomic_write_bytes(path, to_bytes({"latents": latents.contiguous()}))
+        return path
+
     def save_control(self, image: "Any") -> Path:
         """Store a condition image under the sha256 of its PNG bytes (same image, same file) and return its path."""
         import hashlib

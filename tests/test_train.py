@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from craft_bench.errors import UserError
 from craft_bench.train.loop import Loop, LoopSpec, Schedule, Task
@@ -253,3 +254,42 @@ def test_adafactor_gradient_checkpointing_ema_and_min_snr(tiny_sdxl, examples, t
                  snr_gamma=5.0, schedule="cosine", warmup=1, timestep_min=0.5)
     assert r.loop.steps == 4 and all(np.isfinite(h["loss"]) for h in r.loop.history)
     assert r.train_settings["optimizer"] == "adafactor"
+
+
+def test_sampled_latents_are_kept_decode_to_the_image_and_train(tiny_sdxl, tmp_path):
+    """generate(keep_latents=True) stores the latents the sampler produced; the VAE decodes them to the stored
+    image (up to 8-bit rounding), and latents=sampled trains on them instead of re-encoding the PNG."""
+    from diffusers import AutoencoderKL
+
+    from craft_bench.api import Checkpoint, PromptItem
+    from craft_bench.generate import generate, plan
+    from craft_bench.models import load_pipeline
+    from craft_bench.spec import ModelSpec, SamplerSpec
+    from craft_bench.store import Store
+    from craft_bench.train.diffusion import TrainConfig, fit, resolved
+
+    store = Store(tmp_path / "res")
+    model = ModelSpec(name="tiny", source=str(tiny_sdxl), family="sdxl", digest="d0")
+    sampler = SamplerSpec(steps=2, guidance_scale=2.0, height=64, width=64, batch_size=2)
+    requests = plan([PromptItem(id="p", prompt="a photo of a circle", n_images=3)], Checkpoint(model=model), sampler, 0, "float32")
+    factory = lambda: load_pipeline(tiny_sdxl, "sdxl", "cpu", "float32")  # noqa: E731
+    generate(requests, store, factory, sampler, progress=False)  # images first, without latents
+    assert not any(store.latent_path(r.key).is_file() for r in requests)
+    stats = generate(requests, store, factory, sampler, progress=False, keep_latents=True)
+    assert stats.generated == 3  # images without their latents are made again
+    vae = AutoencoderKL.from_pretrained(tiny_sdxl / "vae")
+    for r in requests:
+        z = load_file(str(store.latent_path(r.key)))["latents"]
+        with torch.no_grad():
+            x = vae.decode(z[None] / vae.config.scaling_factor).sample[0]
+        pixels = ((x / 2 + 0.5).clamp(0, 1).permute(1, 2, 0).numpy() * 255).round()
+        stored = np.asarray(store.load_image(r.key), dtype=np.float64)
+        assert np.abs(pixels - stored).max() <= 1.0
+    examples = [{"image": str(store.image_path(r.key)), "image_key": r.key, "prompt": "a photo of a circle", "weight": 1.0}
+                for r in requests]
+    settings = resolved(TrainConfig(lr=1e-3, steps=2, batch_size=2, lora_rank=0, latents="sampled"), {})
+    result = fit(examples, sft_loss, base_dir=tiny_sdxl, family="sdxl", results_root=store.root, work_dir=tmp_path / "w",
+                 out_dir=tmp_path / "o", settings=settings, seed=0, device="cpu", number_fields=("weight",), progress=False)
+    assert result.loop.steps == 2 and not (store.root / "cache" / "latents").exists()  # no latent was encoded: they were read
+    with pytest.raises(ValueError, match="latents must be"):
+        TrainConfig(latents="pixels")

@@ -199,6 +199,71 @@ def evaluate(images: str = "auto", n_per_task: int = 40, prompt_seed: int = 1000
             "images_s": round(t_images, 1)}
 
 
+def pairwise_accuracy(scores: Sequence[float], labels: Sequence[int], groups: Sequence[str]) -> tuple[float, int]:
+    """Within each group (one prompt's images from one model), every (correct, incorrect) pair of images: the share in
+    which the reward scores the correct image higher, ties counted half; and the number of pairs."""
+    by: dict[str, list[tuple[float, int]]] = {}
+    for s, y, g in zip(scores, labels, groups):
+        by.setdefault(g, []).append((float(s), int(y)))
+    wins, n = 0.0, 0
+    for rows in by.values():
+        pos = [s for s, y in rows if y == 1]
+        neg = [s for s, y in rows if y == 0]
+        for a in pos:
+            for b in neg:
+                wins += 1.0 if a > b else 0.5 if a == b else 0.0
+                n += 1
+    return (wins / n if n else float("nan")), n
+
+
+# GenAI-Bench pairwise accuracy of real rewards against human alignment judgements (Li et al. 2024, "GenAI-Bench:
+# Evaluating and Improving Compositional Text-to-Visual Generation", arXiv 2406.13743, Tables 7-8), for the panel.
+PUBLISHED_PAIRWISE = {"CLIPScore": 50.8, "HPSv2": 49.6, "ImageReward": 55.8, "PickScore": 56.2, "VQAScore": 64.1}
+
+
+def panel(rewards: Sequence[str] = ("mini-clip", "mini-aes", "mini-geneval"), split: str | None = None,
+          judge_set: str | None = None, device: str = "cpu") -> dict[str, Any]:
+    """The validity panel: each reward against the human labels of the judge set (data/mini-judge), per task:
+    AUROC of correct vs incorrect images (95% bootstrap CI) and within-prompt pairwise accuracy."""
+    from pathlib import Path
+
+    from craft_bench.mini.eval_judge import DEFAULT_SET, read_set
+    from craft_bench.rewards.composite import load_reward
+
+    images, prompts, tags, correct = _judged(split, judge_set)
+    root = Path(judge_set) if judge_set else DEFAULT_SET
+    rows = [r for r in read_set(root, "labels.jsonl", split) if r["label"] is not None]
+    groups = [f"{r.get('source', '')}|{r['prompt']}" for r in rows]
+    tags_a, correct_a = np.array(tags), np.array(correct)
+    out: dict[str, Any] = {"split": split or "all", "images": len(images), "rewards": {}}
+    for name in rewards:
+        scores = load_reward(name, device=device).score(images, prompts).numpy()
+        per: dict[str, Any] = {}
+        for k, task in enumerate([*TASKS, "all"]):
+            sel = np.ones(len(tags_a), bool) if task == "all" else tags_a == task
+            pos, neg = scores[sel & (correct_a == 1)], scores[sel & (correct_a == 0)]
+            lo, hi = auroc_ci(pos, neg, seed=k)
+            acc, pairs = pairwise_accuracy(scores[sel], correct_a[sel], [g for g, m in zip(groups, sel) if m])
+            per[task] = {"auroc": auroc(pos, neg), "ci_low": lo, "ci_high": hi, "pairwise_acc": acc, "pairs": pairs,
+                         "n_correct": int(len(pos)), "n_incorrect": int(len(neg))}
+        out["rewards"][name] = per
+    return out
+
+
+def format_panel(result: dict[str, Any]) -> str:
+    """The panel as a markdown table: rows = rewards, columns = tasks, cells = AUROC / pairwise accuracy."""
+    tasks = [*TASKS, "all"]
+    head = "| reward | " + " | ".join(t.replace("_", " ") for t in tasks) + " |"
+    lines = [f"Against human labels ({result['images']} judge-set images, split {result['split']}): AUROC / pairwise accuracy "
+             "(within-prompt pairs of a correct and an incorrect image)", "", head, "|" + "---|" * (len(tasks) + 1)]
+    for name, per in result["rewards"].items():
+        cells = [f"{per[t]['auroc']:.3f} / {per[t]['pairwise_acc']:.3f}" for t in tasks]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    pairs = next(iter(result["rewards"].values()))
+    lines.append(f"| pairs | " + " | ".join(str(pairs[t]["pairs"]) for t in tasks) + " |")
+    return "\n".join(lines)
+
+
 def format_table(result: dict[str, Any]) -> str:
     source = ("the human-labelled judge set" if result["images"] == "judge"
               else f"{result['images']}; prompt seed {result['prompt_seed']}, {result['n_per_task']} prompts per task")
@@ -227,7 +292,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None, help="generated only: sampler steps (default: the model's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", default=None, help="also write the result here")
+    p.add_argument("--panel", default=None, metavar="REWARDS",
+                   help="the validity panel: these rewards (comma-separated, e.g. mini-clip,mini-aes,mini-geneval) against the "
+                        "judge set's human labels, AUROC and pairwise accuracy per task")
     a = p.parse_args(argv)
+    if a.panel:
+        result = panel([r.strip() for r in a.panel.split(",") if r.strip()], None if a.split == "all" else a.split,
+                       a.judge_set, a.device)
+        print(format_panel(result))
+        if a.json:
+            with open(a.json, "w") as fh:
+                json.dump(result, fh, indent=2)
+        return 0
     result = evaluate(a.images, a.n_per_task, a.prompt_seed, a.seed, a.images_per_prompt, a.clip, a.device, a.model, a.steps,
                       None if a.split == "all" else a.split, a.judge_set)
     print(format_table(result))

@@ -63,6 +63,8 @@ class TrainConfig:
     gradient_checkpointing: bool = setting(False, "recompute UNet activations in the backward pass (less memory)")
     mixed_precision: str = setting("auto", "no, bf16, fp16 or auto (bf16 on CUDA, none on CPU)")
     ckpt_every: int = setting(50, "checkpoint every N steps (a killed run resumes from the last one)")
+    latents: str = setting("encode", "training latents of generated images: encode (VAE mean of the PNG, as for any image) or "
+                                     "sampled (the latents the sampler produced, kept by the pool's generation)", omit_default=True)
     cache_encodings: bool = setting(True, "encode latents and prompts once (cached); false: every step, as "
                                           "diffusers' training scripts do (kept for benchmarks)", omit_default=True)
 
@@ -85,6 +87,10 @@ class TrainConfig:
             raise ValueError("cond_dropout must be in [0, 1)")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise ValueError("mixed_precision must be auto, no, bf16 or fp16")
+        if self.latents not in ("encode", "sampled"):
+            raise ValueError("latents must be encode or sampled")
+        if self.latents == "sampled" and not self.cache_encodings:
+            raise ValueError("latents=sampled reads stored latents; it needs cache_encodings=true")
 
 
 TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
@@ -534,6 +540,25 @@ def denoising_error(model: DiffusionModel, latents: Any, batch: dict[str, Any]) 
     return ((pred.float() - target.float()) ** 2).mean(dim=(1, 2, 3))
 
 
+def sampled_latents(results_root: str | Path, examples: Sequence[dict[str, Any]], image_field: str) -> list[Any]:
+    """The latents the sampler produced for each example's image (``<image_field>`` "image" -> key field "image_key",
+    "image_w" -> "image_key_w"), as kept by generation (``generate(keep_latents=True)``)."""
+    from safetensors.torch import load_file
+
+    from craft_bench.store import Store
+
+    store = Store(results_root, create=False)
+    key_field = image_field.replace("image", "image_key", 1)
+    out = []
+    for e in examples:
+        path = store.latent_path(e.get(key_field, ""))
+        if not e.get(key_field) or not path.is_file():
+            raise UserError(f"latents=sampled: no sampled latents for {e.get(image_field)}; they are kept only for candidate "
+                            "pools built with latents=sampled (or use latents=encode)")
+        out.append(load_file(str(path))["latents"])
+    return out
+
+
 # --------------------------------------------------------------------------- fit
 
 
@@ -573,7 +598,10 @@ def fit(examples: Sequence[dict[str, Any]], loss_fn: Callable[[dict[str, Any], D
     empty = model.empty_condition()
     cache = EncodingCache(results_root, model)
     if s.get("cache_encodings", True):
-        latents = {f: torch.stack(cache.latents([e[f] for e in examples])) for f in image_fields}
+        if s.get("latents", "encode") == "sampled":
+            latents = {f: torch.stack(sampled_latents(results_root, examples, f)) for f in image_fields}
+        else:
+            latents = {f: torch.stack(cache.latents([e[f] for e in examples])) for f in image_fields}
         rows = cache.embeddings([e[prompt_field] for e in examples])
         cond = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
         model.release_encoders()

@@ -184,7 +184,7 @@ def candidate_items(texts: Sequence[str], k: int) -> list[PromptItem]:
 
 
 def build_pool(spec: PoolSpec, model: Checkpoint, sampler: SamplerSpec, ctx: RunContext, mini_world: bool,
-               log: Any = None) -> Pool:
+               log: Any = None, keep_latents: bool = False) -> Pool:
     """Prompts, expansions, candidates and their scores (everything cached)."""
     from craft_bench.generate import generate, plan
     from craft_bench.models import load_pipeline
@@ -214,7 +214,7 @@ def build_pool(spec: PoolSpec, model: Checkpoint, sampler: SamplerSpec, ctx: Run
 
     if log:
         log(f"candidate pool: {len(prompts)} prompts, {len(items)} distinct texts x {spec.k} = {len(requests)} images")
-    gen = generate(requests, ctx.store, factory, sampler, progress=ctx.progress)
+    gen = generate(requests, ctx.store, factory, sampler, progress=ctx.progress, keep_latents=keep_latents)
     timings["generate_s"] = gen.seconds
     candidates = []
     for g, text, ex in groups:
@@ -253,7 +253,8 @@ def build_method_pool(config: PoolConfig, base: Checkpoint, ctx: RunContext, log
 
     mini = world_key(base.model) == "mini"
     sampler = dataclasses.replace(ctx.spec.sampler, guidance_scale=candidate_guidance(config, ctx.spec.sampler, mini))
-    return build_pool(config.pool_spec(ctx.seed, mini), base, sampler, ctx, mini, log=log)
+    return build_pool(config.pool_spec(ctx.seed, mini), base, sampler, ctx, mini, log=log,
+                      keep_latents=getattr(config, "latents", "encode") == "sampled")
 
 
 def pool_cost(root: str | Path, key: str, timings: dict[str, float], generated: int, images: int, evaluations: int,
