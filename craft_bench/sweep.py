@@ -289,6 +289,31 @@ def compute_to_match(cells: list[dict[str, Any]], reference: str) -> list[dict[s
     return rows
 
 
+def seed_spread(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per trained method and budget, the paired deltas against vanilla across seeds: mean, standard deviation, range,
+    how many seeds found it significantly better / worse, and whether every seed's delta has the mean's sign (a gain
+    that flips sign across seeds is not a gain)."""
+    import statistics
+
+    by: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    for c in cells:
+        if c["budget"] is not None and c.get("delta_vs_vanilla"):
+            by.setdefault((c["method"], c["budget"]), []).append(c)
+    rows = []
+    for (method, budget), group in by.items():
+        deltas = [g["delta_vs_vanilla"]["delta"] for g in group]
+        mean = statistics.fmean(deltas)
+        rows.append({
+            "method": method, "budget": budget, "seeds": sorted(g["seed"] for g in group), "mean_delta": mean,
+            "sd": statistics.stdev(deltas) if len(deltas) > 1 else None, "min": min(deltas), "max": max(deltas),
+            "better": sum(g["delta_vs_vanilla"]["verdict"] == "better" for g in group),
+            "worse": sum(g["delta_vs_vanilla"]["verdict"] == "worse" for g in group),
+            "same_sign": all((d > 0) == (mean > 0) and d != 0 for d in deltas),
+            "headline_mean": statistics.fmean(g["headline"]["value"] for g in group),
+        })
+    return rows
+
+
 def reward_hacking(req: SweepRequest, cells: list[Cell], store: Store, suite_name: str) -> list[dict[str, Any]]:
     """Per trained cell: its paired gain over vanilla (same seed, same images) on every reward any cell trained on and
     on the extra judges, marked trained-on or held-out, next to its gain on the suite's headline (held out)."""
@@ -359,6 +384,7 @@ def _document(req: SweepRequest, cells: list[Cell], store: Store, wall_s: float,
     }
     if final:
         doc["compute_to_match"] = compute_to_match(cell_dicts, req.reference)
+        doc["seed_spread"] = seed_spread(cell_dicts)
         doc["reward_hacking"] = reward_hacking(req, cells, store, req.suite)
     return doc
 
@@ -417,6 +443,17 @@ def to_markdown(doc: dict[str, Any]) -> str:
                                                                            for s in STAGES],
             str(c["images_generated"]), str(c["reward_calls"]), "" if c["peak_memory_mb"] is None else f"{c['peak_memory_mb']:.0f}",
         ]) + " |")
+    spread = doc.get("seed_spread") or []
+    if any(len(r["seeds"]) > 1 for r in spread):
+        out += ["", "## Across seeds", "",
+                "Paired Δ vs vanilla over the seeds (each seed: its own training run, candidate pool and evaluation images, "
+                "paired with vanilla's run at that seed). *same sign*: every seed's Δ has the mean's sign.", "",
+                "| method | budget | seeds | headline (mean) | Δ mean | Δ sd | Δ min | Δ max | better / worse | same sign |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in spread:
+            sd = "" if r["sd"] is None else f"{r['sd']:.4f}"
+            out.append(f"| {r['method']} | {r['budget']} | {len(r['seeds'])} | {r['headline_mean']:.4f} | {r['mean_delta']:+.4f} | {sd} | "
+                       f"{r['min']:+.4f} | {r['max']:+.4f} | {r['better']} / {r['worse']} | {'yes' if r['same_sign'] else 'no'} |")
     out += ["", f"## Compute to match {doc['reference']}", "",
             "| method | reference budget | reference headline | reference train s | matched at budget | train s | ratio | optimisation-only ratio |",
             "|---|---|---|---|---|---|---|---|"]
@@ -444,5 +481,5 @@ def to_markdown(doc: dict[str, Any]) -> str:
                                               f"{'*T*' if r['trained_on'] else '*H*'}")
         out.append(f"| {m} | {'' if b is None else b} | {s} | " + " | ".join(cells) + " |")
     out += ["", "Plots: `plots/headline-vs-samples.{png,svg}`, `plots/headline-vs-compute.{png,svg}`, "
-                "`plots/training-curves.{png,svg}`.", ""]
+                "`plots/delta-by-seed.{png,svg}`, `plots/training-curves.{png,svg}`.", ""]
     return "\n".join(out)

@@ -66,7 +66,8 @@ def test_a_sweep_runs_resumes_and_writes_what_the_report_reads(cli, tiny_sdxl, p
     assert "## Compute to match craft" in md and "## Reward hacking" in md and "*T*" in md and "*H*" in md
     for table in (b for b in md.split("\n\n") if b.startswith("|")):  # every row as wide as its header
         assert len({line.count("|") for line in table.splitlines()}) == 1, table
-    for stem in ("headline-vs-samples", "headline-vs-compute", "training-curves"):
+    assert "## Across seeds" not in md and doc["seed_spread"][0]["seeds"] == [0]  # one seed: the table waits for more
+    for stem in ("headline-vs-samples", "headline-vs-compute", "delta-by-seed", "training-curves"):
         assert (folder / "plots" / f"{stem}.png").stat().st_size > 1000 and (folder / "plots" / f"{stem}.svg").is_file()
     from craft_bench.report.sweep import load_sweep
 
@@ -105,3 +106,21 @@ def test_compute_to_match_by_hand():
     assert rows["dpo"]["matched_budget"] == 100 and rows["dpo"]["ratio"] == pytest.approx(60.0 / 12.0)
     assert rows["dpo"]["optimisation_ratio"] == pytest.approx(8.0 / 1.0)
     assert rows["mapo"]["ratio"] is None and "not reached within the grid (best 0.3500 at budget 100)" == rows["mapo"]["note"]
+
+
+def test_seed_spread_by_hand():
+    """The across-seeds table: mean, sd and range of the paired deltas; a gain that flips sign is flagged."""
+    from craft_bench.sweep import seed_spread
+
+    def c(method, seed, delta, verdict):
+        return {"method": method, "budget": 100, "seed": seed, "headline": {"value": 0.5 + delta},
+                "delta_vs_vanilla": {"delta": delta, "verdict": verdict}}
+
+    cells = [c("craft", 0, 0.02, "no significant difference"), c("craft", 1, -0.01, "no significant difference"),
+             c("craft", 2, 0.05, "better"), c("sft-renders", 0, 0.10, "better"), c("sft-renders", 1, 0.12, "better"),
+             c("sft-renders", 2, 0.08, "better"), {"method": "vanilla", "budget": None, "seed": 0, "delta_vs_vanilla": None}]
+    rows = {r["method"]: r for r in seed_spread(cells)}
+    assert set(rows) == {"craft", "sft-renders"}
+    assert rows["craft"]["mean_delta"] == pytest.approx(0.02) and rows["craft"]["min"] == -0.01 and rows["craft"]["max"] == 0.05
+    assert rows["craft"]["sd"] == pytest.approx(0.03) and not rows["craft"]["same_sign"] and rows["craft"]["better"] == 1
+    assert rows["sft-renders"]["same_sign"] and rows["sft-renders"]["better"] == 3 and rows["sft-renders"]["seeds"] == [0, 1, 2]

@@ -215,6 +215,50 @@ def _headline_plot(sweep: Sweep, x_of: Any, xlabel: str, title: str, out: Path, 
     return paths
 
 
+def _delta_plot(sweep: Sweep, out: Path) -> tuple[str, str] | None:
+    """Paired Δ vs vanilla against samples used: one marker per seed (its 95% CI), a line through the seed means, and
+    the zero line, so a gain that flips sign across seeds is visible at a glance."""
+    import matplotlib.pyplot as plt
+
+    cells = [c for c in sweep.cells if not _is_reference(c) and c.delta and c.samples_used]
+    if not cells:
+        return None
+    methods = [m for m in _methods(sweep) if any(c.method == m for c in cells)]
+    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(_methods(sweep))}
+    seeds = sorted({c.seed for c in cells})
+    markers = "os^vDP*X"
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    ax.axhline(0.0, color="black", lw=0.8)
+    for j, m in enumerate(methods):
+        mine = [c for c in cells if c.method == m]
+        shift = 1.0 + 0.04 * (j - (len(methods) - 1) / 2)  # a small multiplicative dodge on the log axis
+        for c in mine:
+            d = c.delta
+            y = float(d["delta"])
+            err = [[y - float(d.get("ci_low", y))], [float(d.get("ci_high", y)) - y]]
+            ax.errorbar([c.samples_used * shift], [y], yerr=err, fmt=markers[seeds.index(c.seed) % len(markers)],
+                        color=colors[m], capsize=2, ms=4, alpha=0.85)
+        means: dict[float, list[float]] = {}
+        for c in mine:
+            means.setdefault(c.samples_used, []).append(float(c.delta["delta"]))
+        line = sorted((x, sum(v) / len(v)) for x, v in means.items())
+        ax.plot([p[0] * shift for p in line], [p[1] for p in line], color=colors[m], lw=1.2, label=m)
+    for k, s in enumerate(seeds):
+        ax.plot([], [], markers[k % len(markers)], color="gray", label=f"seed {s}")
+    ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel("training samples used (log)")
+    ax.set_ylabel(f"Δ {sweep.data.get('headline', 'overall')} vs vanilla (95% CI)")
+    ax.set_title("paired gain over vanilla, by seed")
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="best", ncol=2)
+    paths = _save(fig, out, "delta-by-seed")
+    plt.close(fig)
+    return paths
+
+
 def _curves_plot(sweep: Sweep, out: Path) -> tuple[tuple[str, str], list[str]] | None:
     """One panel per logged quantity (loss, reward, kept samples, ...) against the step; a line per cell."""
     import matplotlib.pyplot as plt
@@ -267,6 +311,7 @@ def plots(sweep: Sweep, out: Path, target: Path | None = None) -> dict[str, Any]
         "samples": _headline_plot(sweep, lambda c: c.samples_used, "training samples used (log)", "headline vs samples used", target, "headline-vs-samples"),
         "compute": _headline_plot(sweep, lambda c: c.train_total, "training compute, seconds (log)", "headline vs training compute", target, "headline-vs-compute",
                                   tick_every_x=False),
+        "delta": _delta_plot(sweep, target),
         "curves": _curves_plot(sweep, target),
     }
 
@@ -359,6 +404,21 @@ def hacking_table(rows: list[dict[str, Any]]) -> str:
     return f'<div class="scroll"><table class="lb hacking"><thead><tr><th>method</th><th>budget</th><th>seed</th>{heads}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
+def spread_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return f'<p class="note">{MISSING} (one seed, or no trained cell)</p>'
+    head = ["method", "budget", "seeds", "Δ mean", "Δ sd", "Δ min", "Δ max", "better / worse", "same sign"]
+    body = []
+    for r in rows:
+        sd = num(r["sd"], 4) if r.get("sd") is not None else MISSING
+        body.append(f"<tr><td>{esc(r['method'])}</td><td class=\"num\">{num(r['budget'], 0)}</td>"
+                    f"<td class=\"num\">{len(r['seeds'])}</td><td class=\"num\">{r['mean_delta']:+.4f}</td><td class=\"num\">{sd}</td>"
+                    f"<td class=\"num\">{r['min']:+.4f}</td><td class=\"num\">{r['max']:+.4f}</td>"
+                    f"<td class=\"num\">{r['better']} / {r['worse']}</td><td>{'yes' if r['same_sign'] else 'no'}</td></tr>")
+    heads = "".join(f"<th>{esc(h)}</th>" for h in head)
+    return f'<div class="scroll"><table class="lb"><thead><tr>{heads}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
 def sweep_page(sweep: Sweep, figures: dict[str, Any], generated: str) -> str:
     d = sweep.data
     methods = _methods(sweep)
@@ -385,7 +445,10 @@ def sweep_page(sweep: Sweep, figures: dict[str, Any], generated: str) -> str:
         '<div class="plots">',
         _figure(figures.get("samples"), "headline vs training samples used"),
         _figure(figures.get("compute"), "headline vs training compute (seconds, log scale)"),
+        _figure(figures.get("delta"), "paired gain over vanilla by seed (a gain that flips sign across seeds is not a gain)"),
         "</div>",
+        "<h2>across seeds</h2><p class=\"note\">Per method and budget: the paired deltas against vanilla over the seeds.</p>",
+        spread_table(d.get("seed_spread") or []),
         "<h2>compute to match</h2><p class=\"note\">Training seconds each method needs to reach the reference method's score at its budget, as a ratio.</p>",
         compute_table(d.get("compute_to_match") or []),
         "<h2>reward hacking</h2><p class=\"note\">Gain over vanilla on the rewards a method trained on, next to its gain on judges it did not train on.</p>",
