@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from craft_bench.spec import ModelSpec, RunSpec
     from craft_bench.store import Store
+    from craft_bench.world import World
 
 
 @dataclass(frozen=True)
@@ -71,13 +72,16 @@ class Checkpoint:
 
 @dataclass
 class RunContext:
-    """What a plug-in may use during a run."""
+    """What a plug-in may use during a run. ``world`` (``craft_bench.world``): what ``auto`` settings mean for the
+    run's model (prompt sets, detector, rewards, candidate guidance, training preset), decided once by
+    ``runner.resolve``; plug-ins read it instead of asking which model this is."""
 
     spec: "RunSpec"
     store: "Store"
     device: str
     dtype: str
     seed: int
+    world: "World"
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -9,7 +9,6 @@ they need, as a run does before its first image).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import shutil
@@ -99,7 +98,7 @@ def sha(obj) -> str:
 def context(r, store):
     from craft_bench.api import RunContext
 
-    return RunContext(spec=r.spec, store=store, device="cpu", dtype=r.spec.dtype, seed=r.spec.seed, progress=False)
+    return RunContext(spec=r.spec, store=store, device="cpu", dtype=r.spec.dtype, seed=r.spec.seed, world=r.world, progress=False)
 
 
 def base_of(r) -> Checkpoint:
@@ -109,25 +108,17 @@ def base_of(r) -> Checkpoint:
 def training_settings(r) -> dict:
     from craft_bench.train.method import settings_for
 
-    return settings_for(r.method, r.spec.model)
+    return settings_for(r.method, r.world)
 
 
 def pool_plan(r, ctx):
-    """The pool a method's defaults ask for, as ``build_method_pool`` makes it: (pool spec, candidate sampler, prompts)."""
-    from craft_bench.train.method import world_key
-    from craft_bench.train.pool import candidate_guidance, pool_prompts
-
-    mini = world_key(r.spec.model) == "mini"
-    cfg = r.method.config
-    sampler = dataclasses.replace(ctx.spec.sampler, guidance_scale=candidate_guidance(cfg, ctx.spec.sampler, mini))
-    spec = cfg.pool_spec(ctx.seed, mini)
-    return spec, sampler, pool_prompts(spec, mini)[0], (lambda prompts, root: _expand(prompts, spec, root, mini))
-
-
-def _expand(prompts, spec, root, mini):
+    """The pool a method's defaults ask for, as ``build_method_pool`` makes it: (pool spec, candidate sampler, prompts,
+    expand(prompts, results root))."""
     from craft_bench.train.expand import expand
+    from craft_bench.train.pool import method_pool, pool_prompts
 
-    return expand(prompts, spec, root, mini, progress=False)
+    spec, sampler = method_pool(r.method.config, ctx)
+    return spec, sampler, pool_prompts(spec, ctx.world)[0], (lambda prompts, root: expand(prompts, spec, root, ctx.world, progress=False))
 
 
 def run_request(method: str, suite: str) -> RunRequest:
@@ -204,8 +195,9 @@ def family_settings(method: str, family: str) -> dict:
 
     from craft_bench import registry
     from craft_bench.train.method import settings_for
+    from craft_bench.world import world_of
 
-    return settings_for(registry.methods.get(method)(), SimpleNamespace(name="a-folder", source=None, family=family))
+    return settings_for(registry.methods.get(method)(), world_of(SimpleNamespace(name="a-folder", source=None, family=family)))
 
 
 @pytest.mark.parametrize("method,family", sorted(REAL_SETTINGS))

@@ -95,7 +95,7 @@ class PairMethod(TrainableMethod):
         else:
             from craft_bench.train.prefs import file_pairs
 
-            examples, pool, accounting = file_pairs(Path(c.data).expanduser(), c, base, ctx, self.file_scores)
+            examples, pool, accounting = file_pairs(Path(c.data).expanduser(), c, ctx, self.file_scores)
             examples = self.annotate(examples, pool)
         return TrainingData(examples, accounting)
 
