@@ -134,9 +134,10 @@ class TrainingData:
 class TrainableMethod(Method):
     """A method that fine-tunes the base model through the shared trainer (``craft_bench.train``).
 
-    Subclasses give ``Config`` (inheriting ``craft_bench.train.diffusion.TrainConfig``), ``presets`` (training
-    settings per model family for the Config fields left None), ``build_data`` and ``loss``; the trainer owns the
-    loop, optimiser, seeds, caching and checkpoints."""
+    Subclasses give ``Config`` (inheriting ``craft_bench.train.diffusion.TrainConfig``), ``presets`` (their own
+    training settings per world, ``{world name: {field: value}}``, for the Config fields left None; over the world's
+    ``train_preset``, craft_bench.world), ``build_data`` and ``loss``; the trainer owns the loop, optimiser, seeds,
+    caching and checkpoints."""
 
     trainable: ClassVar[bool] = True
     image_fields: ClassVar[tuple[str, ...]] = ("image",)

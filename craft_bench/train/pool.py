@@ -27,9 +27,24 @@ from craft_bench.spec import SamplerSpec, digest, setting, to_jsonable
 from craft_bench.train.diffusion import TrainConfig
 from craft_bench.world import World
 
+# The version of what a pool holds for given settings (its prompts, candidates and reward scores). Every pool-based
+# method's run and checkpoint identities carry it (``pool_method_version``): when a change alters what a pool holds,
+# bump it here, not each method's version. 1: the pool's own version starts. Its one earlier change (candidates at
+# guidance 3 on mini, craft_bench/mini/world.py) was counted in each pool-based method's own version, which is why
+# craft, diff-dpo, mapo and smpo are at 2.
+POOL_VERSION = "1"
+
 # Prompt seed of every training pool (the mini grammar's draw, or a prompt file's shuffle): apart from every evaluation
 # seed (GenEval-mini evaluates at 1000 by default, the judge set used 2024 and 2025, the mini-clip recipe trains at 7919).
 TRAIN_PROMPT_SEED = 4242
+
+
+def pool_method_version(own: str) -> str:
+    """A pool-based method's version as its run spec (and so its checkpoint hash) records it: its ``own`` version, and
+    from pool version 2 on the pool's (``"2+pool2"``). Pool version 1 is left out, as an ``omit_default`` setting is,
+    so identities made before the pool had a version stay. A pool-based method sets
+    ``version = pool_method_version(own)``."""
+    return own if POOL_VERSION == "1" else f"{own}+pool{POOL_VERSION}"
 
 
 @dataclass(frozen=True)
