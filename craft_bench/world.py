@@ -6,8 +6,9 @@ draw, GenEval's detector, the rewards and the Parti judge, the ControlNets and d
 guidance, template expansion's rewrites and the training preset that methods share -- so suites, pools and methods
 read ``ctx.world`` and none asks which model it is.
 
-``world_of`` is the only place a model's world is decided: the world a local folder's ``craft_bench.json`` declares
-(``{"world": "mini"}``, written by the mini recipes), else its preset's (``ModelPreset.world``), else its family's.
+``world_of`` is the only place a model's world is decided: the world its preset declares (``ModelPreset.world``: the
+``mini`` preset's is mini), else the one a local folder's ``craft_bench.json`` declares (``{"world": "mini"}``, written
+by the mini recipes), else its family's.
 ``runner.resolve`` calls it once per run and the run context carries the answer. Worlds are plug-ins
 (``registry.worlds``): another world is one file that defines a ``World`` and registers it (and, if it ships one, a
 model preset whose ``world`` names it).
@@ -84,15 +85,17 @@ SD15 = _real("sd15", "real SD1.5-family models: official prompt sets, GenEval's 
 
 def world_of(model: Any) -> World:
     """The world of a model (a ``ModelSpec``, or anything with its ``name``, ``source`` and ``family``): the one
-    place this is decided. A folder's declared world wins over its preset's, which wins over its family's."""
+    place this is decided. The world its preset declares wins over the one its folder declares, which wins over its
+    family's."""
     from craft_bench import registry
     from craft_bench.models import folder_world
 
     source, model_name = getattr(model, "source", None), getattr(model, "name", None)
-    name, where = folder_world(source), f"{source}/craft_bench.json"
+    preset = registry.models.get(model_name) if model_name and model_name in registry.models else None
+    name, where = getattr(preset, "world", None), f"model '{model_name}'"
     if name is None:
-        preset = registry.models.get(model_name) if model_name and model_name in registry.models else None
-        name, where = getattr(preset, "world", None) or getattr(model, "family", None), f"model '{model_name}'"
+        name, where = folder_world(source), f"{source}/craft_bench.json"
+    name = name or getattr(model, "family", None)
     if not name:
         raise UserError(f"model '{model_name}': no world (no family); give a preset name or a diffusers folder")
     try:
