@@ -37,7 +37,6 @@ class ModelPreset:
     local_dir: str | None = None  # a folder shipped inside a package (the mini model)
     sampler: SamplerSpec = field(default_factory=SamplerSpec)
     missing_hint: str = "reinstall craft-bench"  # how to get ``local_dir`` back when it is missing
-    world: str | None = None  # the world of this preset's models (craft_bench.world); None: its family's
 
     def locate(self) -> Path:
         """The local diffusers folder holding this preset's weights, or a one-line UserError."""

@@ -6,21 +6,23 @@ draw, GenEval's detector, the rewards and the Parti judge, the ControlNets and d
 guidance, template expansion's rewrites and the training preset that methods share -- so suites, pools and methods
 read ``ctx.world`` and none asks which model it is.
 
-``world_of`` is the only place a model's world is decided: the world its preset declares (``ModelPreset.world``: the
-``mini`` preset's is mini), else the one a local folder's ``craft_bench.json`` declares (``{"world": "mini"}``, written
-by the mini recipes), else its family's.
-``runner.resolve`` calls it once per run and the run context carries the answer. Worlds are plug-ins
-(``registry.worlds``): another world is one file that defines a ``World`` and registers it (and, if it ships one, a
-model preset whose ``world`` names it).
+``world_of`` is the only place a model's world is decided: the world its weights folder's ``craft_bench.json``
+declares (``{"world": "mini"}``: the shipped mini model's folder and every folder the mini recipes write), else its
+family's. ``runner.resolve`` calls it once per run and the run context carries the answer. Worlds are plug-ins
+(``registry.worlds``): another world is one file that defines a ``World`` and registers it; its models' folders
+declare it.
 
-A world decides defaults, never identities: run specs keep settings as given (``auto``) and the model's weights
-digest, which already tells the world apart (a folder's ``craft_bench.json`` is among the hashed files).
+A world decides defaults, never identities: run specs and checkpoint hashes keep settings as given (``auto``, a
+training setting left None) and the model's weights digest. That is enough because the world is read from what the
+digest covers (``craft_bench.json`` and ``model_index.json`` are among the hashed files), never from a name: one
+digest, one world, so one checkpoint hash or pool digest always means one set of training settings and one pool.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 from craft_bench.errors import UserError
@@ -84,21 +86,15 @@ SD15 = _real("sd15", "real SD1.5-family models: official prompt sets, GenEval's 
 
 
 def world_of(model: Any) -> World:
-    """The world of a model (a ``ModelSpec``, or anything with its ``name``, ``source`` and ``family``): the one
-    place this is decided. The world its preset declares wins over the one its folder declares, which wins over its
-    family's."""
+    """The world of a model (a ``ModelSpec``, or anything with its ``source`` and ``family``): the one place this is
+    decided. The world its folder's ``craft_bench.json`` declares, else its family's; an unknown name is a one-line
+    error naming the file."""
     from craft_bench import registry
-    from craft_bench.models import folder_world
+    from craft_bench.models import FOLDER_HINT, folder_world
 
-    source, model_name = getattr(model, "source", None), getattr(model, "name", None)
-    preset = registry.models.get(model_name) if model_name and model_name in registry.models else None
-    name, where = getattr(preset, "world", None), f"model '{model_name}'"
-    if name is None:
-        name, where = folder_world(source), f"{source}/craft_bench.json"
-    name = name or getattr(model, "family", None)
-    if not name:
-        raise UserError(f"model '{model_name}': no world (no family); give a preset name or a diffusers folder")
+    source = getattr(model, "source", None)
+    declared = folder_world(source)
     try:
-        return registry.worlds.get(name)
+        return registry.worlds.get(declared or model.family)
     except UserError as exc:
-        raise UserError(f"{where}: {exc}") from None
+        raise UserError(f"{Path(source) / FOLDER_HINT if declared else 'model ' + repr(model.name)}: {exc}") from None

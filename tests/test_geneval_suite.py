@@ -18,8 +18,10 @@ from craft_bench.suites.geneval import GenEval
 
 def ctx(model: str = "mini", source: str | None = None) -> RunContext:
     """A run context as ``runner.resolve`` makes it: the model's world decided once, by ``world_of``."""
+    from craft_bench.mini.model import BASE_DIR
     from craft_bench.world import world_of
 
+    source = source or (str(BASE_DIR) if model == "mini" else None)
     spec = SimpleNamespace(model=SimpleNamespace(name=model, source=source, family="sdxl"))
     return RunContext(spec=spec, store=None, device="cpu", dtype="float32", seed=0, world=world_of(spec.model))
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,16 +25,16 @@ def model(name: str, source: str | None = None, family: str = "sdxl") -> SimpleN
     return SimpleNamespace(name=name, source=source, family=family)
 
 
-def test_a_models_world_comes_from_its_preset_then_its_folder_then_its_family(tmp_path):
+def test_a_models_world_is_what_its_folder_declares_else_its_familys(tmp_path):
     from craft_bench.mini.train import write_folder_hint
     from craft_bench.models import resolve_model
 
-    assert world_of(resolve_model("mini")[0]) is MINI
+    assert world_of(resolve_model("mini")[0]) is MINI  # the shipped folder's craft_bench.json says "mini"
     assert world_of(model("sdxl", "stabilityai/stable-diffusion-xl-base-1.0")) is SDXL
     assert world_of(model("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "sd15")) is SD15
-    folder = tmp_path / "step-005000"
+    folder = tmp_path / "mini"
     folder.mkdir()
-    assert world_of(model(folder.name, str(folder), "sd15")) is SD15  # a plain folder: its family's
+    assert world_of(model(folder.name, str(folder), "sd15")) is SD15  # a plain folder is its family's, whatever its name
     write_folder_hint(folder)
     assert world_of(model(folder.name, str(folder))) is MINI  # the mini recipes' folders say world "mini"
     (folder / "craft_bench.json").write_text('{"world": "mnii"}')
@@ -107,10 +106,25 @@ def test_ls_lists_the_worlds(cli):
 # --------------------------------------------------------------------------- a second toy world, one file
 
 
+@pytest.fixture(scope="module")
+def toy_weights(tmp_path_factory) -> Path:
+    """The toy model's folder: the mini model's weights, its craft_bench.json declaring the toy world."""
+    import shutil
+
+    from craft_bench.mini.model import BASE_DIR
+
+    folder = Path(shutil.copytree(BASE_DIR, tmp_path_factory.mktemp("toy") / "toy-mini"))
+    hint = json.loads((folder / "craft_bench.json").read_text())
+    (folder / "craft_bench.json").write_text(json.dumps({**hint, "world": "toy-world"}))
+    return folder
+
+
 @pytest.fixture
-def toy_world(monkeypatch):
-    """tests/toy_world.py, registered as a user's plug-in module is: named in CRAFT_BENCH_PLUGINS."""
+def toy_world(monkeypatch, toy_weights):
+    """tests/toy_world.py, registered as a user's plug-in module is (named in CRAFT_BENCH_PLUGINS), its model's
+    weights where its preset looks."""
     monkeypatch.setenv("CRAFT_BENCH_PLUGINS", "toy_world")
+    monkeypatch.setenv("CRAFT_BENCH_TOY_MINI", str(toy_weights))
     registry.reset_plugins_for_tests()
     assert "toy-world" in registry.worlds and "toy-mini" in registry.models
     return registry.worlds.get("toy-world")
@@ -147,21 +161,17 @@ def test_a_second_world_in_one_file_sets_every_default_of_a_run(toy_world, tmp_p
         assert (s["lr"], s["steps"], s["batch_size"], s["lora_rank"]) == (1e-4, 7, 4, 2)
 
 
-def test_a_folder_can_declare_the_second_world(toy_world, tmp_path):
-    from craft_bench.mini.model import BASE_DIR
+def test_the_second_worlds_folder_is_in_it_by_path_too(toy_world, toy_weights):
     from craft_bench.runner import RunRequest, resolve
 
-    folder = tmp_path / "toy-folder"
-    shutil.copytree(BASE_DIR, folder)
-    hint = json.loads((folder / "craft_bench.json").read_text())
-    (folder / "craft_bench.json").write_text(json.dumps({**hint, "world": "toy-world"}))
-    assert resolve(RunRequest(method="vanilla", suite="rewards", model=str(folder), device="cpu")).world is toy_world
+    r = resolve(RunRequest(method="vanilla", suite="rewards", model=str(toy_weights), device="cpu"))
+    assert r.world is toy_world and r.spec.model.digest != resolve(RunRequest(method="vanilla", suite="rewards")).spec.model.digest
 
 
-def test_a_run_on_the_second_worlds_model_uses_its_defaults(cli_env, tmp_path):
+def test_a_run_on_the_second_worlds_model_uses_its_defaults(cli_env, toy_weights, tmp_path):
     """End to end, in a fresh process whose only knowledge of the world is CRAFT_BENCH_PLUGINS=toy_world: the reward
     benchmark's rewards=auto scores the toy world's one reward (the mini world's would be mini-clip and mini-aes)."""
-    env = {**cli_env, "CRAFT_BENCH_PLUGINS": "toy_world"}
+    env = {**cli_env, "CRAFT_BENCH_PLUGINS": "toy_world", "CRAFT_BENCH_TOY_MINI": str(toy_weights)}
     proc = subprocess.run([sys.executable, "-m", "craft_bench", "run", "--method", "vanilla", "--suite", "rewards",
                            "--model", "toy-mini", "--limit", "2", "--out", str(tmp_path), "--device", "cpu", "--json",
                            "--no-progress"], env=env, capture_output=True, text=True, timeout=300)

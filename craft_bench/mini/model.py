@@ -36,7 +36,6 @@ MINI = ModelPreset(
     local_dir=str(BASE_DIR),
     sampler=SAMPLER,
     missing_hint="reinstall craft-bench, or retrain them with `craft-bench mini train all` (docs/mini.md)",
-    world="mini",
 )
 
 
