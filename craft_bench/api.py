@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from craft_bench.spec import ModelSpec, RunSpec
     from craft_bench.store import Store
+    from craft_bench.world import World
 
 
 @dataclass(frozen=True)
@@ -71,13 +72,16 @@ class Checkpoint:
 
 @dataclass
 class RunContext:
-    """What a plug-in may use during a run."""
+    """What a plug-in may use during a run. ``world`` (``craft_bench.world``): what ``auto`` settings mean for the
+    run's model (prompt sets, detector, rewards, candidate guidance, training preset), decided once by
+    ``runner.resolve``; plug-ins read it instead of asking which model this is."""
 
     spec: "RunSpec"
     store: "Store"
     device: str
     dtype: str
     seed: int
+    world: "World"
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -130,9 +134,10 @@ class TrainingData:
 class TrainableMethod(Method):
     """A method that fine-tunes the base model through the shared trainer (``craft_bench.train``).
 
-    Subclasses give ``Config`` (inheriting ``craft_bench.train.diffusion.TrainConfig``), ``presets`` (training
-    settings per model family for the Config fields left None), ``build_data`` and ``loss``; the trainer owns the
-    loop, optimiser, seeds, caching and checkpoints."""
+    Subclasses give ``Config`` (inheriting ``craft_bench.train.diffusion.TrainConfig``), ``presets`` (their own
+    training settings per world, ``{world name: {field: value}}``, for the Config fields left None; over the world's
+    ``train_preset``, craft_bench.world), ``build_data`` and ``loss``; the trainer owns the loop, optimiser, seeds,
+    caching and checkpoints."""
 
     trainable: ClassVar[bool] = True
     image_fields: ClassVar[tuple[str, ...]] = ("image",)

@@ -74,8 +74,8 @@ def _add_sweep(sub: Any) -> None:
 
 
 def _add_ls(sub: Any) -> None:
-    p = sub.add_parser("ls", help="list methods, suites, models, rewards or detectors")
-    p.add_argument("kind", nargs="?", default=None, choices=["methods", "suites", "models", "rewards", "detectors"])
+    p = sub.add_parser("ls", help="list methods, suites, models, rewards, detectors or worlds")
+    p.add_argument("kind", nargs="?", default=None, choices=["methods", "suites", "models", "rewards", "detectors", "worlds"])
     p.add_argument("-v", "--verbose", action="store_true", help="also list each method's and suite's settings")
 
 

@@ -180,9 +180,9 @@ def check_sampler(sampler: SamplerSpec, path: Path) -> None:
 
 
 def folder_world(source: str | Path | None) -> str | None:
-    """The ``world`` a local model folder's ``craft_bench.json`` declares (``"mini"`` for the mini recipes'
-    outputs, so suites pick the mini prompt set and detector for them as for ``--model mini``); else None.
-    An unreadable file declares nothing (``resolve_model`` reports it when it reads the sampler)."""
+    """The world name a local model folder's ``craft_bench.json`` declares (``"mini"`` for the mini recipes'
+    outputs), else None; ``world.world_of`` decides what it means. An unreadable file declares nothing
+    (``resolve_model`` reports it when it reads the sampler)."""
     if not source:
         return None
     try:
@@ -191,11 +191,6 @@ def folder_world(source: str | Path | None) -> str | None:
         return None
     return world if isinstance(world, str) else None
 
-
-def is_mini_world(model: Any) -> bool:
-    """``--model mini``, or a folder the mini recipes wrote (its craft_bench.json says world "mini"): suites
-    use the mini prompt sets, detector and rewards for it."""
-    return getattr(model, "name", None) == "mini" or folder_world(getattr(model, "source", None)) == "mini"
 
 
 def _cache_dir() -> Path:

@@ -1,4 +1,4 @@
-"""Named, lazily imported plug-ins: models, methods, suites, rewards, detectors.
+"""Named, lazily imported plug-ins: models, methods, suites, rewards, detectors, worlds.
 
 An entry is registered as a ``"module:attribute"`` string with a one-line description, so
 ``craft-bench ls`` and ``--help`` never import torch or a plug-in's backend. Third-party
@@ -126,8 +126,9 @@ methods = Registry("methods", "method")
 suites = Registry("suites", "suite")
 rewards = Registry("rewards", "reward")
 detectors = Registry("detectors", "detector")
+worlds = Registry("worlds", "world")  # craft_bench.world: what `auto` settings mean for a model
 
-REGISTRIES: dict[str, Registry] = {r.kind: r for r in (models, methods, suites, rewards, detectors)}
+REGISTRIES: dict[str, Registry] = {r.kind: r for r in (models, methods, suites, rewards, detectors, worlds)}
 
 _plugins_loaded = False
 
@@ -173,6 +174,9 @@ methods.register("sft-random", "craft_bench.methods.sft:SFTRandom", "control: SF
 methods.register("sft-pool", "craft_bench.methods.sft:SFTPool", "control: SFT on the whole unfiltered candidate pool")
 methods.register("sft-renders", "craft_bench.methods.sft:SFTRenders", "positive control: SFT on ground-truth renders of the training prompts (mini; perfect data)")
 methods.register("pretrained", "craft_bench.methods.pretrained:Pretrained", "a published fine-tuned UNet or LoRA (DPO-SDXL, MaPO, SmPO, SPO, ...) by alias, hub id or local folder")
+worlds.register("sdxl", "craft_bench.world:SDXL", "real SDXL-family models: official prompt sets, GenEval's detector, HPS/PickScore/AES/... rewards")
+worlds.register("sd15", "craft_bench.world:SD15", "real SD1.5-family models: official prompt sets, GenEval's detector, HPS/PickScore/AES/... rewards")
+worlds.register("mini", "craft_bench.mini.world:MINI", "the embedded mini world: its prompt grammar, detector, rewards, ControlNets and training preset")
 models.register("mini", "craft_bench.mini.model:MINI", "the embedded mini world's tiny SDXL-architecture model (offline, CPU, shipped weights)")
 suites.register("geneval", "craft_bench.suites.geneval:GenEval", "GenEval compositional alignment: six tasks scored by a detector with the official rules")
 suites.register("parti", "craft_bench.suites.parti:Parti", "Parti-Prompts win rate against a baseline, judged by a reward (HPS v2.1; mini-clip on mini)")

@@ -76,6 +76,7 @@ class Resolved:
     model_path: Path
     prompts_path: Path | None
     device: str
+    world: Any  # craft_bench.world.World of the model
     baseline: Baseline | None = None
 
 
@@ -145,6 +146,7 @@ def resolve(req: RunRequest) -> Resolved:
     from craft_bench.generate import file_digest
     from craft_bench.models import check_sampler, default_dtype, resolve_device, resolve_model
     from craft_bench.parallel import process_device
+    from craft_bench.world import world_of
 
     method_cls = registry.methods.get(req.method)
     suite_cls = registry.suites.get(req.suite)
@@ -152,6 +154,7 @@ def resolve(req: RunRequest) -> Resolved:
     if req.limit is not None and req.limit < 1:
         raise UserError(f"--limit {req.limit}: give a positive number of prompts")
     model_spec, default_sampler, model_path = resolve_model(req.model)
+    world = world_of(model_spec)  # what `auto` means for this model, decided here once
 
     targets = {"sampler": default_sampler, "method": method_cls.Config(), "suite": suite_cls.Config()}
     routed = _split_overrides(req.sets, targets)
@@ -181,7 +184,7 @@ def resolve(req: RunRequest) -> Resolved:
         prompts=file_digest(prompts_path) if prompts_path else None,
         dtype=dtype,
     )
-    return Resolved(spec, method_cls(method_cfg), suite, model_path, prompts_path, device, baseline)
+    return Resolved(spec, method_cls(method_cfg), suite, model_path, prompts_path, device, world, baseline)
 
 
 def limit_items(items: list[PromptItem], limit: int | None) -> list[PromptItem]:
@@ -305,7 +308,8 @@ def discard_unfinished(run_dir: Path) -> None:
 def _execute(r: Resolved, req: RunRequest, store: Store, run_dir: Path, shard: Any, log: Callable[[str], None]) -> dict[str, Any] | None:
     spec = r.spec
     lead = shard is None or shard.is_main
-    ctx = RunContext(spec=spec, store=store, device=r.device, dtype=spec.dtype, seed=spec.seed, progress=req.progress and lead)
+    ctx = RunContext(spec=spec, store=store, device=r.device, dtype=spec.dtype, seed=spec.seed, world=r.world,
+                     progress=req.progress and lead)
 
     # Items first: a suite checks what it needs to score (a detector's weights, a prompt file) before any training.
     items = limit_items(r.suite.items(ctx, r.prompts_path), spec.limit)

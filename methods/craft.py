@@ -27,7 +27,7 @@ import numpy as np
 
 from craft_bench.api import Checkpoint, RunContext, TrainableMethod, TrainingData
 from craft_bench.spec import setting
-from craft_bench.train.pool import PoolConfig, composite_scores
+from craft_bench.train.pool import PoolConfig, composite_scores, pool_method_version
 
 # Which configured reward plays which of the paper's roles in the ``ha`` level (HPS and AES both improve).
 ROLES = {"hps": ("hps", "mini-clip", "pickscore"), "aes": ("aes", "mini-aes")}
@@ -68,17 +68,17 @@ class CraftConfig(PoolConfig):
 
 class Craft(TrainableMethod):
     name = "craft"
-    version = "2"  # 2: candidates at guidance 3 on mini (train/pool.py MINI_CANDIDATE_GUIDANCE)
+    version = pool_method_version("2")  # its own version, then the pool's (train/pool.py POOL_VERSION)
     description = "CRAFT: composite-reward-filtered, advantage-weighted fine-tuning on ~100 own samples"
     Config = CraftConfig
     number_fields: ClassVar[tuple[str, ...]] = ("weight",)
     budget_field: ClassVar[str] = "budget"  # what `craft-bench sweep --budgets` sets: kept samples
     # Paper defaults (arXiv 2603.18991): SDXL full fine-tuning, AdamW 5e-5, batch 128, 200 steps; SD1.5 120
-    # steps. Mini: chosen by the ablation in docs/methods.md.
+    # steps. Mini: the mini world's training preset (craft_bench/mini/world.py), chosen by the ablation in
+    # docs/methods.md.
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "sdxl": {"lr": 5e-5, "steps": 200, "batch_size": 128, "lora_rank": 0},
         "sd15": {"lr": 5e-5, "steps": 120, "batch_size": 128, "lora_rank": 0},
-        "mini": {"lr": 2e-5, "steps": 100, "batch_size": 32, "lora_rank": 0},
     }
 
     @property

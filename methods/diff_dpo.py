@@ -17,9 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from craft_bench.methods.craft import Craft
 from craft_bench.spec import setting
-from craft_bench.train.pairs import PairConfig, PairMethod, pair_errors
+from craft_bench.train.pairs import PairConfig, PairMethod, dpo_logit, pair_errors
+from craft_bench.train.pool import pool_method_version
+
+__all__ = ["DiffusionDPO", "DiffusionDPOConfig", "dpo_logit"]
 
 
 @dataclass(frozen=True)
@@ -32,25 +34,20 @@ class DiffusionDPOConfig(PairConfig):
             raise ValueError("beta must be > 0")
 
 
-def dpo_logit(err_w: Any, err_l: Any, ref_w: Any, ref_l: Any, beta: float) -> Any:
-    """z = -0.5 beta ((err_w - err_l) - (ref_w - ref_l)): positive when the model fits the winner better, relative to
-    the reference, than the loser."""
-    return -0.5 * beta * ((err_w - err_l) - (ref_w - ref_l))
-
-
 class DiffusionDPO(PairMethod):
     name = "diff-dpo"
-    version = "2"  # 2: candidates at guidance 3 on mini (train/pool.py MINI_CANDIDATE_GUIDANCE)
+    version = pool_method_version("2")  # its own version, then the pool's (train/pool.py POOL_VERSION)
     description = "Diffusion-DPO: -log sigmoid(-beta/2 ((err_w - err_l) - (ref_w - ref_l))) on best-vs-worst pairs"
     Config = DiffusionDPOConfig
     needs_reference: ClassVar[bool] = True
     # launchers/sdxl.sh, sd15.sh: full UNet, 2000 steps, batch 1 x 128 accumulation per GPU ("Paper used 2048"),
     # lr 1e-8 with --scale_lr (x batch) = 2.048e-5 at batch 2048, constant after a 200 (SDXL) / 500 (SD1.5) step
-    # warmup (set method.warmup to match). Mini: CRAFT's mini steps, batch and rank at the paper's effective rate.
+    # warmup (set method.warmup to match). Mini: the world's preset (CRAFT's steps, batch and rank) at the paper's
+    # effective rate.
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "sdxl": {"lr": 2.048e-5, "steps": 2000, "batch_size": 2048, "lora_rank": 0},
         "sd15": {"lr": 2.048e-5, "steps": 2000, "batch_size": 2048, "lora_rank": 0},
-        "mini": {**Craft.presets["mini"], "lr": 2.048e-5},
+        "mini": {"lr": 2.048e-5},
     }
 
     def logit(self, err_w: Any, err_l: Any, ref_w: Any, ref_l: Any) -> Any:

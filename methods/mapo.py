@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from craft_bench.methods.craft import Craft
 from craft_bench.spec import setting
 from craft_bench.train.pairs import PairConfig, PairMethod, pair_errors
+from craft_bench.train.pool import pool_method_version
 
 
 @dataclass(frozen=True)
@@ -52,15 +52,15 @@ def mapo_loss(err_w: Any, err_l: Any, beta: float, s: float, steps: int) -> tupl
 
 class MaPO(PairMethod):
     name = "mapo"
-    version = "2"  # 2: candidates at guidance 3 on mini (train/pool.py MINI_CANDIDATE_GUIDANCE)
+    version = pool_method_version("2")  # its own version, then the pool's (train/pool.py POOL_VERSION)
     description = "MaPO: reference-free, mean(L_w) - beta log sigmoid(T (phi(L_w) - phi(L_l))) on best-vs-worst pairs"
     Config = MaPOConfig
     # README (SDXL; 8 GPUs x batch 8 x 2 accumulation = 128): full UNet, lr 1e-5 constant, no warmup, 2000 steps.
-    # No SD1.5 recipe in the repository: set lr/steps/batch_size/lora_rank. Mini: CRAFT's mini steps, batch and
-    # rank at MaPO's rate.
+    # No SD1.5 recipe in the repository: set lr/steps/batch_size/lora_rank. Mini: the world's preset (CRAFT's steps,
+    # batch and rank) at MaPO's rate.
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "sdxl": {"lr": 1e-5, "steps": 2000, "batch_size": 128, "lora_rank": 0},
-        "mini": {**Craft.presets["mini"], "lr": 1e-5},
+        "mini": {"lr": 1e-5},
     }
 
     def loss(self, batch: dict[str, Any], model: Any) -> tuple[Any, dict[str, float]]:

@@ -28,7 +28,7 @@ import numpy as np
 from craft_bench.api import Checkpoint, RunContext, TrainableMethod, TrainingData
 from craft_bench.errors import UserError
 from craft_bench.spec import setting
-from craft_bench.train.pool import PoolConfig
+from craft_bench.train.pool import PoolConfig, pool_method_version
 
 SOURCES = ("random", "pool", "renders")
 RENDER_VERSION = "1"  # bump when the renderer or scene_for changes what a prompt's render looks like
@@ -83,25 +83,22 @@ def render_examples(prompts: list[str], metas: list[dict[str, Any]], count: int,
 
 class SFT(TrainableMethod):
     name = "sft"
-    version = "1"
+    version = pool_method_version("1")  # its own version, then the pool's (train/pool.py POOL_VERSION)
     description = "SFT control: plain fine-tuning on random pool candidates, the whole pool, or ground-truth renders"
     Config = SFTConfig
     budget_field: ClassVar[str] = "budget"
-    presets: ClassVar[dict[str, dict[str, Any]]] = {}  # CRAFT's (the shared pool methods' presets), set below
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}  # the world's training preset, as every pool method's
 
     def build_data(self, base: Checkpoint, ctx: RunContext) -> TrainingData:
         from craft_bench.train.pool import build_method_pool, pool_accounting, pool_prompts
 
         c = self.config
         if c.data == "renders":
-            from craft_bench.train.method import world_key
-
-            if world_key(base.model) != "mini":
+            if ctx.world.prompts != "mini":
                 raise UserError("method.data=renders draws ground-truth scenes, which only the mini world has; "
                                 "use data=random or data=pool on this model")
             t = time.perf_counter()
-            spec = c.pool_spec(ctx.seed, True)
-            prompts, metas = pool_prompts(spec, True)
+            prompts, metas = pool_prompts(c.pool_spec(ctx.seed, ctx.world), ctx.world)
             examples = render_examples(prompts, metas, c.budget, ctx.seed, Path(ctx.store.root))
             return TrainingData(examples, {"timing": {"render_s": time.perf_counter() - t}, "images_generated": 0,
                                            "reward_calls": 0, "rewards": [], "pool": {"prompts": len(prompts), "renders": len(examples)}})
@@ -133,13 +130,6 @@ def _with_data(data: str, description: str) -> type[SFT]:
     return type(f"SFT{data.title()}", (SFT,), {"name": f"sft-{data}", "description": description, "Config": cfg})
 
 
-def _presets() -> dict[str, dict[str, Any]]:
-    from craft_bench.methods.craft import Craft
-
-    return Craft.presets
-
-
-SFT.presets = _presets()
 SFTRandom = _with_data("random", "control: SFT on budget random candidates of the shared pool (no reward)")
 SFTPool = _with_data("pool", "control: SFT on the whole unfiltered candidate pool")
 SFTRenders = _with_data("renders", "positive control: SFT on ground-truth renders of the training prompts (mini; perfect data)")

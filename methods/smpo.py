@@ -1,7 +1,7 @@
 """SmPO: smoothed preference optimisation via ReNoise inversion (Lu et al., ICML 2025, arXiv 2506.02698;
 JaydenLyh/SmPO train.py and preprocessing.py).
 
-Two changes to Diffusion-DPO (methods/diff_dpo.py), both from train.py:
+Two changes to Diffusion-DPO (methods/diff_dpo.py; its logit is ``train.pairs.dpo_logit``), both from train.py:
 
 1. A soft preference instead of a hard label. Each image's score s (PickScore in the paper) is min-max normalised,
    n = (s - min) / (max - min) with the dataset constants min = 0.11543526500463486, max = 0.28201571106910706 (its
@@ -27,10 +27,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from craft_bench.methods.craft import Craft
-from craft_bench.methods.diff_dpo import dpo_logit
 from craft_bench.spec import setting
-from craft_bench.train.pairs import PairConfig, PairMethod, pair_errors
+from craft_bench.train.pairs import PairConfig, PairMethod, dpo_logit, pair_errors
+from craft_bench.train.pool import pool_method_version
 from craft_bench.train.prefs import PICKSCORE_SCALE
 
 # train.py's PickScore range over Pick-a-Pic v2 (unscaled cosine).
@@ -61,7 +60,7 @@ def soft_label(n_w: Any, n_l: Any) -> Any:
 
 class SmPO(PairMethod):
     name = "smpo"
-    version = "2"  # 2: candidates at guidance 3 on mini (train/pool.py MINI_CANDIDATE_GUIDANCE)
+    version = pool_method_version("2")  # its own version, then the pool's (train/pool.py POOL_VERSION)
     description = "SmPO: DPO with soft preferences from reward scores and DDIM-inversion (ReNoise) noise estimates"
     Config = SmPOConfig
     number_fields: ClassVar[tuple[str, ...]] = ("p_w",)
@@ -69,11 +68,11 @@ class SmPO(PairMethod):
     file_scores: ClassVar[bool] = True
     # examples/sdxl.sh, sd15.sh: full UNet, 200 steps, 8 GPUs x 1 x 128 accumulation = batch 1024, lr 1e-8 with
     # --scale_lr = 1.024e-5, 100 warmup steps (set method.warmup to match); SD1.5 starts from an SFT UNet
-    # (--unet_init), not reproduced. Mini: CRAFT's mini steps, batch and rank at SmPO's rate.
+    # (--unet_init), not reproduced. Mini: the world's preset (CRAFT's steps, batch and rank) at SmPO's rate.
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "sdxl": {"lr": 1.024e-5, "steps": 200, "batch_size": 1024, "lora_rank": 0},
         "sd15": {"lr": 1.024e-5, "steps": 200, "batch_size": 1024, "lora_rank": 0},
-        "mini": {**Craft.presets["mini"], "lr": 1.024e-5},
+        "mini": {"lr": 1.024e-5},
     }
 
     def annotate(self, examples: list[dict[str, Any]], pool: Any) -> list[dict[str, Any]]:

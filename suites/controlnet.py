@@ -248,21 +248,17 @@ class ControlNetSuite(Suite):
         return f"suite {self.name}"
 
     def _resolve_controlnet(self, ctx: RunContext) -> Path | None:
-        from craft_bench.models import is_mini_world
-
         value = self.config.controlnet
         if value == "none":
             return None
         env = f"CRAFT_BENCH_CONTROLNET_{self.control.upper()}"
         if value == "auto":
-            if is_mini_world(ctx.spec.model):
-                from craft_bench.mini.controlnet import weights_dir
-
-                folder = weights_dir(self.control)
-                if not (folder / "config.json").is_file():
-                    raise UserError(f"{self._what()}: the mini ControlNet is missing from {folder}; reinstall craft-bench or "
-                                    f"train it with `craft-bench mini train controlnet-{self.control}` (docs/mini.md)")
-                return folder
+            try:
+                own = ctx.world.controlnet_dir(self.control)  # the world's own ControlNet (mini: the shipped ones)
+            except UserError as exc:
+                raise UserError(f"{self._what()}: {exc}") from None
+            if own is not None:
+                return Path(own)
             value = os.environ.get(env) or CONTROLNETS[(ctx.spec.model.family, self.control)]
         folder = locate_controlnet(value, self._what(), env)
         _check_fits(folder, ctx.spec.model.source, self._what())
@@ -272,8 +268,6 @@ class ControlNetSuite(Suite):
         return str(self._controlnet) if self._controlnet is not None else None
 
     def items(self, ctx: RunContext, prompts_path: Path | None = None) -> list[PromptItem]:
-        from craft_bench.models import is_mini_world
-
         self._names = reward_names(self.config.rewards, ctx)
         self._controlnet = self._resolve_controlnet(ctx)
         self.preflight(ctx)
@@ -281,7 +275,7 @@ class ControlNetSuite(Suite):
         data = prompts_path or self.config.data or os.environ.get(DATA_ENV, "")
         if data:
             rows = [(r.id, r.prompt, r.stratum, self._condition(r, size, ctx)) for r in read_data(data, self.control)]
-        elif is_mini_world(ctx.spec.model):
+        elif ctx.world.prompts == "mini":  # the mini world's prompts, with scenes that satisfy them
             rows = self._mini_rows(size)
         else:
             raise UserError(f"{self._what()}: real models need reference images with captions; pass --set suite.data=DIR "

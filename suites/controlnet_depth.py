@@ -20,7 +20,8 @@ from craft_bench.suites.controlnet import ControlNetConfig, ControlNetSuite, dep
 
 @dataclass(frozen=True)
 class DepthConfig(ControlNetConfig):
-    depth_estimator: str = setting("auto", "auto (mini: the mini estimator; else $CRAFT_BENCH_DEPTH_ESTIMATOR or Intel/dpt-large), "
+    depth_estimator: str = setting("auto", "auto (the model's world's: the mini estimator on mini models; else "
+                                           "$CRAFT_BENCH_DEPTH_ESTIMATOR or Intel/dpt-large), "
                                            "mini, or a transformers depth model (hub id or save_pretrained folder)")
 
 
@@ -39,12 +40,8 @@ class ControlNetDepth(ControlNetSuite):
         self._estimator: Any = None
 
     def _estimator_source(self, ctx: RunContext) -> str:
-        from craft_bench.models import is_mini_world
-
         value = self.config.depth_estimator
-        if value == "auto":
-            return "mini" if is_mini_world(ctx.spec.model) else ""
-        return value
+        return ctx.world.depth_estimator if value == "auto" else value
 
     def preflight(self, ctx: RunContext) -> None:
         from craft_bench.controls import HFDepthEstimator

@@ -282,10 +282,10 @@ class GenEval(Suite):
     @dataclass(frozen=True)
     class Config:
         images_per_prompt: int = setting(4, "images per prompt (official: 4)")
-        prompts: str = setting("auto", "prompt set: auto (mini for mini-world models, else official), mini, official")
+        prompts: str = setting("auto", "prompt set: auto (the model's world's: mini on mini models, else official), mini, official")
         n_per_task: int = setting(40, "mini prompt set: prompts per task")
         prompt_seed: int = setting(1000, "mini prompt set: prompt seed (keep apart from training prompt seeds)")
-        detector: str = setting("auto", "detection backend: auto (mini for mini-world models, else mmdet), mmdet (official), hf, or a registered detector")
+        detector: str = setting("auto", "detection backend: auto (the model's world's: mini on mini models, else mmdet), mmdet (official), hf, or a registered detector")
         detector_weights: str = setting("", "detector weights: mmdet checkpoint file or folder / hf model folder (default: env var, else official name or hub)")
         detector_config: str = setting("", "mmdet config file (default: the Mask2Former Swin-S config shipped with mmdet)")
         color_weights: str = setting("", "OpenAI CLIP ViT-L/14 weights for colours (default: $CRAFT_BENCH_CLIP_L14, else hub)")
@@ -313,18 +313,12 @@ class GenEval(Suite):
         c = self.config
         return Rules(c.threshold, c.counting_threshold, c.max_objects, c.max_overlap, c.position_threshold)
 
-    @staticmethod
-    def _is_mini(ctx: RunContext) -> bool:
-        from craft_bench.models import is_mini_world
-
-        return is_mini_world(ctx.spec.model)
-
     def metadata_lines(self, ctx: RunContext, prompts_path: Path | None = None) -> list[dict]:
         if prompts_path is not None:
             return read_metadata(prompts_path)
         which = self.config.prompts
         if which == "auto":
-            which = "mini" if self._is_mini(ctx) else "official"
+            which = ctx.world.prompts
         if which == "mini":
             from craft_bench.mini.prompts import geneval_prompts
 
@@ -368,11 +362,10 @@ class GenEval(Suite):
         return out
 
     def detector_name(self, ctx: RunContext) -> str:
-        """``auto``: the exact ``mini`` detector for mini-world models, the official ``mmdet`` backend otherwise."""
+        """``auto``: the world's detector (the ``mini`` detector on mini models, the official ``mmdet`` backend on real
+        ones)."""
         name = self.config.detector
-        if name == "auto":
-            name = "mini" if self._is_mini(ctx) else "mmdet"
-        return name
+        return ctx.world.detector if name == "auto" else name
 
     def _load_detector(self, ctx: RunContext):
         from craft_bench import registry

@@ -73,13 +73,11 @@ def read_parti(path: str | Path | None = None) -> list[dict[str, str]]:
 
 
 def parti_lines(ctx: RunContext, which: str, prompts_path: Path | None, n_per_challenge: int, prompt_seed: int) -> list[dict[str, str]]:
-    """The prompt rows for ``which`` = auto (mini set for mini-world models, else the official file), official, mini."""
-    from craft_bench.models import is_mini_world
-
+    """The prompt rows for ``which`` = auto (the world's set: mini on mini models, else the official file), official, mini."""
     if prompts_path is not None:
         return read_parti(prompts_path)
     if which == "auto":
-        which = "mini" if is_mini_world(ctx.spec.model) else "official"
+        which = ctx.world.prompts
     if which == "mini":
         from craft_bench.mini.prompts import parti_prompts
 
@@ -101,12 +99,8 @@ def ordered_unique(values: Sequence[str]) -> tuple[str, ...]:
 
 
 def judge_name(requested: str, ctx: RunContext) -> str:
-    """``auto``: mini-clip for mini-world models, HPS v2.1 otherwise."""
-    from craft_bench.models import is_mini_world
-
-    if requested != "auto":
-        return requested
-    return "mini-clip" if is_mini_world(ctx.spec.model) else "hps"
+    """``auto``: the world's judge (mini-clip on mini models, HPS v2.1 on real ones)."""
+    return ctx.world.judge if requested == "auto" else requested
 
 
 def win(score: float, baseline_score: float) -> float:
@@ -123,11 +117,11 @@ class Parti(PairedSuite):
     @dataclass(frozen=True)
     class Config:
         baseline: str = setting("vanilla", "what the method is judged against: a method name, or a finished run folder (its method and config)")
-        judge: str = setting("auto", "judge reward: auto (mini-clip for mini-world models, else hps), or a registered reward")
+        judge: str = setting("auto", "judge reward: auto (the model's world's: mini-clip on mini models, else hps), or a registered reward")
         hps_version: str = setting("v2.1", "HPS checkpoint version when the judge is hps (v2.1 or v2.0)")
         sources: str = setting("", "reward weights, comma-separated NAME=PATH as in `craft-bench score --source` (default: env vars / hub)")
         images_per_prompt: int = setting(1, "images per prompt (one pair each)")
-        prompts: str = setting("auto", "prompt set: auto (mini for mini-world models, else official), official (PartiPrompts.tsv), mini")
+        prompts: str = setting("auto", "prompt set: auto (the model's world's: mini on mini models, else official), official (PartiPrompts.tsv), mini")
         n_per_challenge: int = setting(30, "mini prompt set: prompts per challenge (8 challenges)")
         prompt_seed: int = setting(2000, "mini prompt set: prompt seed")
 

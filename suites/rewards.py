@@ -1,8 +1,9 @@
 """Reward benchmarks: mean reward scores with CIs over a prompt set, HPS v2 benchmark style.
 
 Rewards (``suite.rewards``, any registered ones, scored together by ``rewards.composite.CompositeScorer``):
-HPS v2.1, PickScore, LAION aesthetic, ImageReward and CLIP score by default; mini-clip and mini-aes for
-mini-world models. Prompt sets (``suite.prompts``):
+the model's world's by default (``craft_bench.world``): HPS v2.1, PickScore, LAION aesthetic, ImageReward and CLIP
+score on real models; mini-clip and mini-aes on mini ones. Prompt sets (``suite.prompts``; ``auto``: ``mini`` in the
+mini world, ``hpdv2`` elsewhere):
 
 * ``hpdv2`` -- the HPS v2 benchmark prompts (HPDv2, Wu et al. 2023): 800 each of anime, concept-art,
   paintings and photo, the files ``benchmark/<style>.json`` of the hub dataset ``zhwang/HPDv2`` that
@@ -32,13 +33,12 @@ from craft_bench.errors import UserError
 from craft_bench.spec import setting
 from craft_bench.store import trust_on_first_use
 from craft_bench.suites.parti import Parti, ordered_unique, parti_items, parti_lines, read_parti, slug
+from craft_bench.world import REAL_REWARDS
 
 HPDV2_STYLES = ("anime", "concept-art", "paintings", "photo")
 HPDV2_REPO = "zhwang/HPDv2"  # a hub *dataset*; files benchmark/<style>.json
 HPDV2_ENV = "CRAFT_BENCH_HPDV2"
 HPDV2_PER_STYLE = 800  # the benchmark's 3200 prompts, 800 per style (HPDv2's dataset card)
-REAL_REWARDS = "hps,pickscore,aes,imagereward,clip"
-MINI_REWARDS = "mini-clip,mini-aes"
 DISPLAY = {"hps": "HPS", "pickscore": "PickScore", "aes": "LAION aesthetic", "imagereward": "ImageReward", "clip": "CLIP score"}
 
 
@@ -99,14 +99,12 @@ def read_hpdv2(source: str | Path | None = None) -> dict[str, list[str]]:
 
 
 def reward_names(text: str, ctx: RunContext) -> tuple[str, ...]:
-    """A suite's ``rewards`` setting as registered names: ``auto`` = mini-clip and mini-aes for mini-world models,
-    else HPS, PickScore, AES, ImageReward and CLIP score; unknown names fail here, before any image is generated."""
+    """A suite's ``rewards`` setting as registered names: ``auto`` = the world's (mini-clip and mini-aes on mini models;
+    HPS, PickScore, AES, ImageReward and CLIP score on real ones); unknown names fail here, before any image is generated."""
     from craft_bench import registry
-    from craft_bench.models import is_mini_world
 
-    if text == "auto":
-        text = MINI_REWARDS if is_mini_world(ctx.spec.model) else REAL_REWARDS
-    names = tuple(registry.rewards.resolve_name(n.strip()) for n in text.split(",") if n.strip())
+    given = ctx.world.rewards if text == "auto" else text.split(",")
+    names = tuple(registry.rewards.resolve_name(n.strip()) for n in given if n.strip())
     if not names:
         raise UserError("--set suite.rewards: name at least one reward (craft-bench ls rewards)")
     return names
@@ -138,8 +136,9 @@ class RewardBench(Suite):
 
     @dataclass(frozen=True)
     class Config:
-        rewards: str = setting("auto", f"comma-separated rewards; the first is the headline (auto: {MINI_REWARDS} for mini-world models, else {REAL_REWARDS})")
-        prompts: str = setting("auto", "prompt set: auto (mini for mini-world models, else hpdv2), hpdv2, parti, mini")
+        rewards: str = setting("auto", "comma-separated rewards; the first is the headline (auto: the model's world's: "
+                                       f"mini-clip,mini-aes on mini models, else {','.join(REAL_REWARDS)})")
+        prompts: str = setting("auto", "prompt set: auto (the model's world's: mini on mini models, else hpdv2), hpdv2, parti, mini")
         hpdv2: str = setting("", f"HPDv2 benchmark prompts: folder of <style>.json or a {{style: [...]}} JSON file (default ${HPDV2_ENV}, else hub)")
         hps_version: str = setting("v2.1", "HPS checkpoint version (v2.1 or v2.0)")
         sources: str = setting("", "reward weights, comma-separated NAME=PATH as in `craft-bench score --source` (default: env vars / hub)")
@@ -158,20 +157,18 @@ class RewardBench(Suite):
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
         self._scorer = None
-        self._names: tuple[str, ...] = tuple(n.strip() for n in REAL_REWARDS.split(","))
+        self._names: tuple[str, ...] = REAL_REWARDS
         self._strata: tuple[str, ...] = HPDV2_STYLES
 
     def reward_names(self, ctx: RunContext) -> tuple[str, ...]:
         return reward_names(self.config.rewards, ctx)
 
     def items(self, ctx: RunContext, prompts_path: Path | None = None) -> list[PromptItem]:
-        from craft_bench.models import is_mini_world
-
         self._names = self.reward_names(ctx)  # unknown rewards fail before any image is generated
         c = self.config
         which = c.prompts
-        if which == "auto":
-            which = "mini" if is_mini_world(ctx.spec.model) else "hpdv2"
+        if which == "auto":  # the world's set; HPDv2 is this suite's official one
+            which = "hpdv2" if ctx.world.prompts == "official" else ctx.world.prompts
         if prompts_path is not None:
             if prompts_path.suffix == ".tsv":
                 items = parti_items(read_parti(prompts_path), c.images_per_prompt)

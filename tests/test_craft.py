@@ -12,6 +12,7 @@ import torch
 
 from craft_bench import registry
 from craft_bench.methods.craft import Craft, CraftConfig, composite_scores, select
+from craft_bench.mini.world import MINI
 from craft_bench.train.pool import Candidate, PoolSpec
 from fake_models import FakeModel
 
@@ -47,11 +48,12 @@ def test_bad_settings_are_refused(bad):
 def test_candidates_are_drawn_at_guidance_3_on_mini_and_at_the_samplers_elsewhere():
     from craft_bench.spec import SamplerSpec
     from craft_bench.train.pool import candidate_guidance
+    from craft_bench.world import SD15
 
     sampler = SamplerSpec(guidance_scale=7.5)
-    assert candidate_guidance(CraftConfig(), sampler, mini=True) == 3.0
-    assert candidate_guidance(CraftConfig(), sampler, mini=False) == 7.5
-    assert candidate_guidance(CraftConfig(guidance=2.0), sampler, mini=True) == 2.0
+    assert candidate_guidance(CraftConfig(), sampler, MINI) == 3.0
+    assert candidate_guidance(CraftConfig(), sampler, SD15) == 7.5
+    assert candidate_guidance(CraftConfig(guidance=2.0), sampler, MINI) == 2.0
 
 
 def test_composite_is_the_mean_of_pool_wide_z_scores():
@@ -119,11 +121,11 @@ def test_template_expansion_paraphrases_mini_prompts(tmp_path):
     from craft_bench.mini.prompts import parse_prompt
     from craft_bench.train.expand import expand
 
-    out = expand(["a photo of two red circles", "a photo of a cross"], spec(), tmp_path, mini_world=True)
+    out = expand(["a photo of two red circles", "a photo of a cross"], spec(), tmp_path, MINI)
     assert all(len(v) == 2 and p not in v for p, v in out.items())
     assert any("circles" in e for e in out["a photo of two red circles"])
     assert parse_prompt("a photo of a cross") is not None
-    again = expand(["a photo of a cross"], spec(), tmp_path, mini_world=True)
+    again = expand(["a photo of a cross"], spec(), tmp_path, MINI)
     assert again["a photo of a cross"] == out["a photo of a cross"]  # cached and deterministic
 
 
@@ -153,10 +155,10 @@ def test_llm_expansion_with_a_local_model(tiny_llm, tmp_path):
     from craft_bench.train.expand import expand
 
     s = spec(expansion="llm", llm=(("llm_model", str(tiny_llm)),), expansions_per_prompt=1)
-    out = expand(["a photo of a red circle"], s, tmp_path, mini_world=True)
+    out = expand(["a photo of a red circle"], s, tmp_path, MINI)
     text = out["a photo of a red circle"][0]
     assert isinstance(text, str) and text  # greedy decoding of a random model: some words of its vocabulary
-    assert expand(["a photo of a red circle"], s, tmp_path, mini_world=True) == out  # deterministic (and cached)
+    assert expand(["a photo of a red circle"], s, tmp_path, MINI) == out  # deterministic (and cached)
 
 
 def test_llm_expansion_through_an_openai_compatible_endpoint(tmp_path):
@@ -184,7 +186,7 @@ def test_llm_expansion_through_an_openai_compatible_endpoint(tmp_path):
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/v1"
         s = spec(expansion="llm", llm=(("llm_endpoint", url), ("llm_model", "tiny")), expansions_per_prompt=2)
-        out = expand(["a photo of a blue square"], s, tmp_path, mini_world=True)
+        out = expand(["a photo of a blue square"], s, tmp_path, MINI)
     finally:
         server.shutdown()
     assert out == {"a photo of a blue square": ["a photo of a blue square, studio light"] * 2}
@@ -199,4 +201,4 @@ def test_an_unreachable_endpoint_is_a_one_line_error(tmp_path):
 
     s = spec(expansion="llm", llm=(("llm_endpoint", "http://127.0.0.1:9/v1"),), expansions_per_prompt=1)
     with pytest.raises(UserError, match="llm_endpoint"):
-        expand(["a photo of a cross"], s, tmp_path, mini_world=True)
+        expand(["a photo of a cross"], s, tmp_path, MINI)

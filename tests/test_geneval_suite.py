@@ -16,9 +16,14 @@ from craft_bench.spec import field_help
 from craft_bench.suites.geneval import GenEval
 
 
-def ctx(model: str = "mini") -> RunContext:
-    spec = SimpleNamespace(model=SimpleNamespace(name=model))
-    return RunContext(spec=spec, store=None, device="cpu", dtype="float32", seed=0)
+def ctx(model: str = "mini", source: str | None = None) -> RunContext:
+    """A run context as ``runner.resolve`` makes it: the model's world decided once, by ``world_of``."""
+    from craft_bench.mini.model import BASE_DIR
+    from craft_bench.world import world_of
+
+    source = source or (str(BASE_DIR) if model == "mini" else None)
+    spec = SimpleNamespace(model=SimpleNamespace(name=model, source=source, family="sdxl"))
+    return RunContext(spec=spec, store=None, device="cpu", dtype="float32", seed=0, world=world_of(spec.model))
 
 
 def test_registered_and_configurable():
@@ -45,14 +50,13 @@ def test_folders_written_by_the_mini_recipes_are_mini_models(tmp_path):
     from craft_bench.mini.train import write_folder_hint
 
     suite = GenEval(GenEval.Config(n_per_task=2))
-    folder_ctx = RunContext(spec=SimpleNamespace(model=SimpleNamespace(name="step-005000", source=str(tmp_path))),
-                            store=None, device="cpu", dtype="float32", seed=0)
-    assert suite.detector_name(folder_ctx) == "mmdet"  # a plain folder is a real model: the official detector
+    assert suite.detector_name(ctx("step-005000", str(tmp_path))) == "mmdet"  # a plain folder is a real model: the official detector
     write_folder_hint(tmp_path)
-    assert suite.detector_name(folder_ctx) == "mini"
+    folder_ctx = ctx("step-005000", str(tmp_path))
+    assert folder_ctx.world.name == "mini" and suite.detector_name(folder_ctx) == "mini"
     assert [i.metadata for i in suite.items(folder_ctx)] == geneval_prompts(2, 1000)
     (tmp_path / "craft_bench.json").write_text("{broken")  # unreadable: not a mini folder, no crash
-    assert suite.detector_name(folder_ctx) == "mmdet"
+    assert suite.detector_name(ctx("step-005000", str(tmp_path))) == "mmdet"
 
 
 def test_items_for_real_models_are_the_official_prompts():

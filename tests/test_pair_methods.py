@@ -26,14 +26,17 @@ def test_registered_with_aliases_budget_fields_and_presets():
     assert registry.methods.get("dpo") is DiffusionDPO and registry.methods.get("diffusion-dpo") is DiffusionDPO
     assert registry.methods.get("mapo") is MaPO and registry.methods.get("smpo") is SmPO
     from craft_bench.methods.craft import Craft
+    from craft_bench.mini.world import MINI
+    from craft_bench.train.method import settings_for
 
+    craft = settings_for(Craft(), MINI)
     for cls in (DiffusionDPO, MaPO, SmPO):
         assert cls.budget_field == "pairs" and cls.image_fields == ("image_w", "image_l")
-        mini = cls.presets["mini"]  # identical conditions: CRAFT's mini steps, batch and rank; the paper's rate
-        assert {k: mini[k] for k in ("steps", "batch_size", "lora_rank")} == \
-            {k: Craft.presets["mini"][k] for k in ("steps", "batch_size", "lora_rank")}
-    assert DiffusionDPO.presets["mini"]["lr"] == 2.048e-5 and MaPO.presets["mini"]["lr"] == 1e-5
-    assert SmPO.presets["mini"]["lr"] == 1.024e-5
+        mini = settings_for(cls(), MINI)  # identical conditions: the mini world's (CRAFT's) steps, batch and rank
+        assert {k: mini[k] for k in ("steps", "batch_size", "lora_rank")} == {k: craft[k] for k in ("steps", "batch_size", "lora_rank")}
+        assert cls.presets["mini"] == {"lr": mini["lr"]}  # only the paper's rate is the method's own
+    assert settings_for(DiffusionDPO(), MINI)["lr"] == 2.048e-5 and settings_for(MaPO(), MINI)["lr"] == 1e-5
+    assert settings_for(SmPO(), MINI)["lr"] == 1.024e-5
     assert DiffusionDPO.needs_reference and SmPO.needs_reference and not MaPO.needs_reference
 
 

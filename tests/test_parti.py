@@ -137,6 +137,9 @@ def test_a_lower_is_better_judge_wins_with_the_lower_score(monkeypatch):
     suite = Parti(Parti.Config(judge="cost"))
     monkeypatch.setattr(suite, "_load", lambda ctx: (setattr(suite, "_judge", "cost"), Scorer())[1])
     item = PromptItem("parti-0000", "x", 1, {"category": "Animals", "challenge": "Basic"}, "Animals")
-    ctx = RunContext(spec=SimpleNamespace(model=SimpleNamespace(name="mini")), store=None, device="cpu", dtype="float32", seed=0)
+    from craft_bench.mini.world import MINI
+
+    ctx = RunContext(spec=SimpleNamespace(model=SimpleNamespace(name="mini")), store=None, device="cpu", dtype="float32", seed=0,
+                     world=MINI)
     recs = suite.score_pairs([item, item, item], [1, 5, 3], [2, 4, 3], ctx)
     assert [r["win"] for r in recs] == [1.0, 0.0, 0.5]

@@ -46,8 +46,10 @@ def write_jsonl(path: Path, items: list[dict]) -> Path:
 
 
 def context(tmp_path):
+    from craft_bench.world import world_of
+
     base = SimpleNamespace(model=SimpleNamespace(name="tiny", source=None, family="sdxl"))
-    return base, SimpleNamespace(store=Store(tmp_path / "res"), device="cpu", seed=0)
+    return base, SimpleNamespace(store=Store(tmp_path / "res"), device="cpu", seed=0, world=world_of(base.model))
 
 
 def test_jsonl_pairs_follow_the_human_label_and_drop_ties(tmp_path):

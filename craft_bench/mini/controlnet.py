@@ -52,6 +52,16 @@ def weights_dir(kind: str) -> Path:
     return WEIGHTS_DIR / f"controlnet-{kind}"
 
 
+def shipped(kind: str) -> Path:
+    """The shipped ControlNet of ``kind`` (the mini world's ``controlnet=auto``), or a one-line UserError saying how
+    to get it back."""
+    folder = weights_dir(kind)
+    if not (folder / "config.json").is_file():
+        raise UserError(f"the mini ControlNet is missing from {folder}; reinstall craft-bench or train it with "
+                        f"`craft-bench mini train controlnet-{kind}` (docs/mini.md)")
+    return folder
+
+
 def check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise UserError(f"unknown control '{kind}' (known: {', '.join(KINDS)})")

@@ -41,7 +41,8 @@ DEFAULT_LORA_TARGETS = "to_q,to_k,to_v,to_out.0"
 @dataclass(frozen=True)
 class TrainConfig:
     """The training settings every trainable method has (its Config inherits them, so ``--set method.lr=...``
-    works for all). ``None`` means: the method's preset for the model family (docs/methods.md)."""
+    works for all). ``None`` means: the method's preset for the model's world, else the world's own training preset
+    (``train.method.settings_for``; docs/methods.md)."""
 
     lr: float | None = setting(None, "learning rate (AdamW)")
     steps: int | None = setting(None, "optimisation steps")

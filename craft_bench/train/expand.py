@@ -1,7 +1,8 @@
 """Prompt expansion for candidate pools (CRAFT's second stage), pluggable:
 
-- ``template``: on the mini world its grammar's paraphrases (the same content in other words and frames, e.g.
-  "a red circle on a gray background"); elsewhere fixed detail templates around the prompt;
+- ``template``: the world's own rewrites where it has them (``World.paraphrases``: in the mini world its grammar's
+  paraphrases, the same content in other words and frames, e.g. "a red circle on a gray background"); elsewhere
+  fixed detail templates around the prompt;
 - ``llm``: a causal language model through transformers (a hub id or a local folder; its chat template when it
   has one; greedy, or sampled with a seed), or any OpenAI-compatible chat endpoint (``llm_endpoint``: a base URL
   such as http://127.0.0.1:8000/v1; the API key, if any, from $OPENAI_API_KEY).
@@ -31,18 +32,26 @@ DETAIL_TEMPLATES = (
 )
 
 
-def expand(prompts: Sequence[str], spec: Any, results_root: str | Path, mini_world: bool,
+# The rewrites the expansion cache's keys were first written with: ``"mini": True`` in a key means these. Another
+# world's own rewrites are named in the key as well.
+FIRST_REWRITES = "craft_bench.mini.prompts:paraphrases"
+
+
+def expand(prompts: Sequence[str], spec: Any, results_root: str | Path, world: Any,
            progress: bool = True) -> dict[str, list[str]]:
-    """``spec.expansions_per_prompt`` expansions of every prompt (cached)."""
+    """``spec.expansions_per_prompt`` expansions of every prompt (cached); ``world`` (``craft_bench.world.World``):
+    whose rewrites ``template`` uses."""
     settings = {"mode": spec.expansion, "n": spec.expansions_per_prompt, "seed": spec.prompt_seed,
-                "mini": mini_world, "llm": dict(spec.llm)}
+                "mini": world.paraphrases is not None, "llm": dict(spec.llm)}
+    if world.paraphrases not in (None, FIRST_REWRITES):
+        settings["rewrites"] = world.paraphrases
     key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = Path(results_root) / "cache" / "expansions" / f"{key}.json"
     cached: dict[str, list[str]] = json.loads(path.read_text()) if path.is_file() else {}
     todo = [p for p in dict.fromkeys(prompts) if p not in cached]
     if todo:
         if spec.expansion == "template":
-            new = {p: template_expansions(p, spec.expansions_per_prompt, spec.prompt_seed, mini_world) for p in todo}
+            new = {p: template_expansions(p, spec.expansions_per_prompt, spec.prompt_seed, world) for p in todo}
         elif spec.expansion == "llm":
             new = LLMExpander(**dict(spec.llm)).expand_all(todo, spec.expansions_per_prompt, spec.prompt_seed, progress)
         else:
@@ -54,16 +63,13 @@ def expand(prompts: Sequence[str], spec: Any, results_root: str | Path, mini_wor
     return {p: cached[p] for p in prompts}
 
 
-def template_expansions(prompt: str, n: int, seed: int, mini_world: bool) -> list[str]:
-    """``n`` rewrites of ``prompt`` that say the same thing (drawn with a per-prompt seed)."""
+def template_expansions(prompt: str, n: int, seed: int, world: Any) -> list[str]:
+    """``n`` rewrites of ``prompt`` that say the same thing (drawn with a per-prompt seed): the world's own (the mini
+    grammar's paraphrases), else the detail templates."""
     import numpy as np
 
-    if mini_world:
-        from craft_bench.mini.prompts import paraphrases
-
-        options = [p for p in paraphrases(prompt) if p != prompt]
-    else:
-        options = [t.format(prompt) for t in DETAIL_TEMPLATES]
+    own = world.rewrites(prompt)
+    options = [p for p in own if p != prompt] if own is not None else [t.format(prompt) for t in DETAIL_TEMPLATES]
     rng = np.random.default_rng([seed, int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16)])
     return [options[i] for i in rng.permutation(len(options))[:n]]
 

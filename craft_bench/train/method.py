@@ -19,24 +19,16 @@ from typing import Any
 from craft_bench.api import Checkpoint, RunContext, TrainableMethod
 
 
-def world_key(model: Any) -> str:
-    """The preset a method uses for a model: "mini" for mini-world models, else the family (sdxl, sd15)."""
-    from craft_bench.models import folder_world
-
-    if model.name == "mini" or folder_world(getattr(model, "source", None)) == "mini":
-        return "mini"
-    return model.family
-
-
-def settings_for(method: TrainableMethod, model: Any) -> dict[str, Any]:
+def settings_for(method: TrainableMethod, world: Any) -> dict[str, Any]:
+    """The training settings of ``method`` in ``world`` (a ``craft_bench.world.World``): its config, each setting left
+    None taken from the method's own preset for the world (``presets[world.name]``), else from the world's preset."""
     from craft_bench.errors import UserError
     from craft_bench.train.diffusion import resolved
 
-    key = world_key(model)
     try:
-        return resolved(method.config, method.presets.get(key, {}))
+        return resolved(method.config, {**world.train_preset, **method.presets.get(world.name, {})})
     except ValueError as exc:
-        raise UserError(f"method '{method.name}' has no training preset for {key} models ({exc}); "
+        raise UserError(f"method '{method.name}' has no training preset for {world.name} models ({exc}); "
                         f"set them: --set method.lr=... method.steps=... method.batch_size=... method.lora_rank=...") from None
 
 
@@ -65,7 +57,7 @@ def train_checkpoint(method: TrainableMethod, base: Checkpoint, ctx: RunContext,
     with lock:
         if info_path.is_file():  # another run finished it while we waited
             return _checkpoint(base, final, h, json.loads(info_path.read_text()))
-        settings = settings_for(method, base.model)
+        settings = settings_for(method, ctx.world)
         t0 = time.perf_counter()
         if state is not None and not main:
             state.wait_for_everyone()  # the main process builds the data first; here it is then all cached

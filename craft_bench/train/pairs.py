@@ -1,5 +1,5 @@
-"""Preference pairs for the DPO family (Diffusion-DPO, MaPO, SmPO): the data a pairwise method trains on, and the
-denoising errors of a pair that its loss is built from.
+"""Preference pairs for the DPO family (Diffusion-DPO, MaPO, SmPO): the data a pairwise method trains on, the
+denoising errors of a pair that its loss is built from, and Diffusion-DPO's logit (SmPO scales it).
 
 Two sources, one example format (``image_w``, ``image_l``: the preferred and the rejected image; ``prompt``;
 ``score_w``, ``score_l``: their scores where known):
@@ -95,7 +95,7 @@ class PairMethod(TrainableMethod):
         else:
             from craft_bench.train.prefs import file_pairs
 
-            examples, pool, accounting = file_pairs(Path(c.data).expanduser(), c, base, ctx, self.file_scores)
+            examples, pool, accounting = file_pairs(Path(c.data).expanduser(), c, ctx, self.file_scores)
             examples = self.annotate(examples, pool)
         return TrainingData(examples, accounting)
 
@@ -117,6 +117,13 @@ class PairMethod(TrainableMethod):
         from craft_bench.train.prefs import check_file
 
         return dataclasses.replace(config, data_digest=file_digest(check_file(Path(config.data).expanduser())))
+
+def dpo_logit(err_w: Any, err_l: Any, ref_w: Any, ref_l: Any, beta: float) -> Any:
+    """Diffusion-DPO's logit (methods/diff_dpo.py quotes its source), shared with SmPO, which scales it:
+    z = -0.5 beta ((err_w - err_l) - (ref_w - ref_l)), positive when the model fits the winner better, relative to the
+    reference, than the loser."""
+    return -0.5 * beta * ((err_w - err_l) - (ref_w - ref_l))
+
 
 def pair_errors(model: Any, batch: dict[str, Any], noise_w: Any = None, noise_l: Any = None) -> tuple[Any, Any]:
     """Per-pair mean squared errors of the model's predictions for the winner and the loser, both noised at the

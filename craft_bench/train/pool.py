@@ -25,17 +25,35 @@ from craft_bench.api import Checkpoint, PromptItem, RunContext
 from craft_bench.errors import UserError
 from craft_bench.spec import SamplerSpec, digest, setting, to_jsonable
 from craft_bench.train.diffusion import TrainConfig
+from craft_bench.world import World
 
-# Prompt seed of the mini world's training pools: apart from every evaluation seed (GenEval-mini evaluates at
-# 1000 by default, the judge set used 2024 and 2025, the mini-clip recipe trains at 7919).
-MINI_TRAIN_PROMPT_SEED = 4242
+# The version of what a pool holds for given settings (its prompts, candidates and reward scores). Every pool-based
+# method's run and checkpoint identities carry it (``pool_method_version``): when a change alters what a pool holds,
+# bump it here, not each method's version. 1: the pool's own version starts. Its one earlier change (candidates at
+# guidance 3 on mini, craft_bench/mini/world.py) was counted in each pool-based method's own version, which is why
+# craft, diff-dpo, mapo and smpo are at 2.
+# 2: the mini world's pool draws from the training grammar (craft_bench.mini.prompts.training_prompts), whose prompts
+#    ask for nothing an evaluation prompt asks for; before, it drew GenEval-mini prompts, overlapping the evaluation set.
+POOL_VERSION = "2"
+
+# Prompt seed of every training pool (the mini grammar's draw, or a prompt file's shuffle): apart from every evaluation
+# seed (GenEval-mini evaluates at 1000 by default, the judge set used 2024 and 2025, the mini-clip recipe trains at 7919).
+TRAIN_PROMPT_SEED = 4242
+
+
+def pool_method_version(own: str) -> str:
+    """A pool-based method's version as its run spec (and so its checkpoint hash) records it: its ``own`` version, and
+    from pool version 2 on the pool's (``"2+pool2"``). Pool version 1 is left out, as an ``omit_default`` setting is,
+    so identities made before the pool had a version stay. A pool-based method sets
+    ``version = pool_method_version(own)``."""
+    return own if POOL_VERSION == "1" else f"{own}+pool{POOL_VERSION}"
 
 
 @dataclass(frozen=True)
 class PoolSpec:
     """What a pool is. Its digest (with the model's) identifies the pool's images and scores."""
 
-    prompts: str  # "mini" (the mini grammar) or a prompt file (one prompt per line, or GenEval metadata jsonl)
+    prompts: str  # "auto" (the world's), "mini" (the mini grammar) or a prompt file (one prompt per line, or GenEval metadata jsonl)
     size: int
     prompt_seed: int
     k: int
@@ -45,6 +63,8 @@ class PoolSpec:
     rewards: tuple[str, ...] = ()
     score_against: str = "original"  # original | used (the prompt the image was generated from)
     seed: int = 0
+    # the pool's version (POOL_VERSION): what "auto" prompts mean changed with it; left out of the digest at "1"
+    version: str = field(default="1", metadata={"omit_default": True})
 
 
 @dataclass(frozen=True)
@@ -52,17 +72,17 @@ class PoolConfig(TrainConfig):
     """The candidate-pool settings of every method that learns from the model's own samples (CRAFT and the
     DPO family inherit them), so with their defaults they all draw the same prompts, candidates and scores."""
 
-    pool: str = setting("auto", "prompt pool: auto (mini grammar on mini models) or a prompt file")
+    pool: str = setting("auto", "prompt pool: auto (the world's: the mini grammar on mini models), mini, or a prompt file")
     pool_size: int = setting(100, "original prompts in the pool")
-    prompt_seed: int = setting(MINI_TRAIN_PROMPT_SEED, "training prompt seed (apart from every evaluation seed)")
+    prompt_seed: int = setting(TRAIN_PROMPT_SEED, "training prompt seed (apart from every evaluation seed)")
     expansion: str = setting("template", "prompt expansion: none, template or llm")
     expansions: int = setting(1, "expanded prompts per original prompt")
     llm_model: str = setting("", "expansion=llm: a causal LM (hub id or local folder)")
     llm_endpoint: str = setting("", "expansion=llm: an OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1)")
     llm_temperature: float = setting(0.0, "expansion=llm: 0 = greedy, else seeded sampling")
     k: int = setting(4, "candidates per prompt (original and expanded)")
-    guidance: float | None = setting(None, "guidance scale of the candidates (default: the sampler's; 3 on mini)")
-    rewards: str = setting("auto", "comma-separated rewards (auto: hps,pickscore,aes; on mini mini-clip,mini-aes)")
+    guidance: float | None = setting(None, "guidance scale of the candidates (default: the world's: 3 on mini, else the sampler's)")
+    rewards: str = setting("auto", "comma-separated rewards (auto: the world's: hps,pickscore,aes; on mini mini-clip,mini-aes)")
 
     def __post_init__(self) -> None:
         import math
@@ -84,19 +104,19 @@ class PoolConfig(TrainConfig):
         """Candidates in a full pool: k per original and per expanded prompt."""
         return self.pool_size * (1 + (self.expansions if self.expansion != "none" else 0)) * self.k
 
-    def reward_names(self, mini: bool) -> tuple[str, ...]:
-        """The configured rewards, ``auto`` resolved for the world, aliases resolved to registered names."""
+    def reward_names(self, world: World) -> tuple[str, ...]:
+        """The configured rewards, ``auto`` = the world's pool rewards, aliases resolved to registered names."""
         from craft_bench.registry import rewards as registry
 
-        names = self.rewards if self.rewards != "auto" else ("mini-clip,mini-aes" if mini else "hps,pickscore,aes")
-        return tuple(registry.resolve_name(r.strip()) for r in names.split(",") if r.strip())
+        names = world.pool_rewards if self.rewards == "auto" else self.rewards.split(",")
+        return tuple(registry.resolve_name(r.strip()) for r in names if r.strip())
 
-    def pool_spec(self, seed: int, mini: bool) -> "PoolSpec":
+    def pool_spec(self, seed: int, world: World) -> "PoolSpec":
         llm = tuple(sorted({"llm_model": self.llm_model, "llm_endpoint": self.llm_endpoint,
                             "llm_temperature": self.llm_temperature}.items())) if self.expansion == "llm" else ()
         return PoolSpec(prompts=self.pool, size=self.pool_size, prompt_seed=self.prompt_seed, k=self.k,
                         expansion=self.expansion, expansions_per_prompt=self.expansions if self.expansion != "none" else 0,
-                        llm=llm, rewards=self.reward_names(mini), seed=seed)
+                        llm=llm, rewards=self.reward_names(world), seed=seed, version=POOL_VERSION)
 
 
 @dataclass
@@ -128,18 +148,20 @@ class Pool:
 # --------------------------------------------------------------------------- prompts
 
 
-def pool_prompts(spec: PoolSpec, mini_world: bool) -> tuple[list[str], list[dict[str, Any]]]:
-    """The pool's original prompts (and GenEval metadata where known)."""
-    if spec.prompts in ("auto", "mini"):
-        if not mini_world:
-            raise UserError("method.pool=auto draws mini-world prompts, but this is not a mini-world model; "
-                            "pass a prompt file: --set method.pool=/path/prompts.txt (one prompt per line)")
+def pool_prompts(spec: PoolSpec, world: World) -> tuple[list[str], list[dict[str, Any]]]:
+    """The pool's original prompts (and GenEval metadata where known): ``auto`` = the world's (the mini training grammar
+    on mini models; real models have no default pool), ``mini`` = the mini training grammar, else a prompt file."""
+    which = world.prompts if spec.prompts == "auto" else spec.prompts
+    if which == "mini":
         from craft_bench.mini.prompts import training_prompts
 
         # The mini training grammar: the GenEval skills in combinations no evaluation prompt set asks for
         # (checked there, order-insensitively), round-robin over its families so any size stays balanced.
         chosen = training_prompts(spec.size, spec.prompt_seed)
         return [ln["prompt"] for ln in chosen], chosen
+    if spec.prompts == "auto":
+        raise UserError(f"method.pool=auto: {world.name} models have no default training prompts; pass a prompt file: "
+                        "--set method.pool=/path/prompts.txt (one prompt per line)")
     return _prompts_from_file(Path(spec.prompts), spec.size, spec.prompt_seed)
 
 
@@ -183,20 +205,21 @@ def candidate_items(texts: Sequence[str], k: int) -> list[PromptItem]:
     return list(seen.values())
 
 
-def build_pool(spec: PoolSpec, model: Checkpoint, sampler: SamplerSpec, ctx: RunContext, mini_world: bool,
-               log: Any = None, keep_latents: bool = False) -> Pool:
-    """Prompts, expansions, candidates and their scores (everything cached)."""
+def build_pool(spec: PoolSpec, model: Checkpoint, sampler: SamplerSpec, ctx: RunContext, log: Any = None,
+               keep_latents: bool = False) -> Pool:
+    """Prompts (``auto``: the run's world's), expansions, candidates and their scores (everything cached).
+    ``keep_latents``: also keep each candidate's sampled latents (a method trained with ``latents=sampled``)."""
     from craft_bench.generate import generate, plan
     from craft_bench.models import load_pipeline
     from craft_bench.rewards.composite import CompositeScorer
     from craft_bench.train.expand import expand
 
     timings: dict[str, float] = {}
-    prompts, metas = pool_prompts(spec, mini_world)
+    prompts, metas = pool_prompts(spec, ctx.world)
     # The rewards load first: an unknown reward or missing weights stop the run before any candidate is generated.
     scorer = CompositeScorer.load(list(spec.rewards), device=ctx.device)
     t = time.perf_counter()
-    expanded = expand(prompts, spec, ctx.store.root, mini_world, progress=ctx.progress) if spec.expansion != "none" else {}
+    expanded = expand(prompts, spec, ctx.store.root, ctx.world, progress=ctx.progress) if spec.expansion != "none" else {}
     timings["expand_s"] = time.perf_counter() - t
     groups: list[tuple[int, str, bool]] = []
     for g, p in enumerate(prompts):
@@ -231,30 +254,29 @@ def build_pool(spec: PoolSpec, model: Checkpoint, sampler: SamplerSpec, ctx: Run
     return Pool(spec, prompts, candidates, timings, len({r.key for r in requests}), len(candidates) * len(spec.rewards), cost)
 
 
-# Candidate guidance on mini when ``guidance`` is unset. The ablation (docs/methods.md) found that training on
-# candidates drawn at the sampler's 5.0 and then sampling at 5.0 again compounds guidance (more objects than asked,
-# colours collapsing: GenEval-mini -0.035, p = 0.005), while candidates at 3.0 did not harm. On real models the
-# candidates use the run's sampler, as the paper's do.
-MINI_CANDIDATE_GUIDANCE = 3.0
-
-
-def candidate_guidance(config: PoolConfig, sampler: SamplerSpec, mini: bool) -> float:
-    """The guidance scale the pool's candidates are generated at."""
+def candidate_guidance(config: PoolConfig, sampler: SamplerSpec, world: World) -> float:
+    """The guidance scale the pool's candidates are generated at: the method's ``guidance``, else the world's (3 on mini,
+    craft_bench/mini/world.py), else the run's sampler's (real models, as the papers draw their candidates)."""
     if config.guidance is not None:
         return float(config.guidance)
-    return MINI_CANDIDATE_GUIDANCE if mini else float(sampler.guidance_scale)
+    if world.candidate_guidance is not None:
+        return float(world.candidate_guidance)
+    return float(sampler.guidance_scale)
+
+
+def method_pool(config: PoolConfig, ctx: RunContext) -> tuple[PoolSpec, SamplerSpec]:
+    """What the pool of a method's ``PoolConfig`` is in this run: its spec and the candidates' sampler (the run's, at
+    the candidates' guidance). Together with the model's digest they are the pool's identity (``pool_cost``'s key)."""
+    import dataclasses
+
+    sampler = dataclasses.replace(ctx.spec.sampler, guidance_scale=candidate_guidance(config, ctx.spec.sampler, ctx.world))
+    return config.pool_spec(ctx.seed, ctx.world), sampler
 
 
 def build_method_pool(config: PoolConfig, base: Checkpoint, ctx: RunContext, log: Any = None) -> Pool:
-    """The pool a method's ``PoolConfig`` asks for, from ``base`` with the run's sampler at the candidates' guidance."""
-    import dataclasses
-
-    from craft_bench.train.method import world_key
-
-    mini = world_key(base.model) == "mini"
-    sampler = dataclasses.replace(ctx.spec.sampler, guidance_scale=candidate_guidance(config, ctx.spec.sampler, mini))
-    return build_pool(config.pool_spec(ctx.seed, mini), base, sampler, ctx, mini, log=log,
-                      keep_latents=getattr(config, "latents", "encode") == "sampled")
+    """The pool a method's ``PoolConfig`` asks for, from ``base``."""
+    spec, sampler = method_pool(config, ctx)
+    return build_pool(spec, base, sampler, ctx, log=log, keep_latents=getattr(config, "latents", "encode") == "sampled")
 
 
 def pool_cost(root: str | Path, key: str, timings: dict[str, float], generated: int, images: int, evaluations: int,

@@ -101,11 +101,10 @@ def _image_path(value: Any, folder: Path, cache: Path, where: str) -> str:
     return str(p)
 
 
-def file_pairs(path: Path, config: Any, base: Any, ctx: Any, score: bool) -> tuple[list[dict[str, Any]], Any, dict[str, Any]]:
+def file_pairs(path: Path, config: Any, ctx: Any, score: bool) -> tuple[list[dict[str, Any]], Any, dict[str, Any]]:
     """Up to ``config.pairs`` preference pairs from the file, as a pool of two-candidate groups too (for the soft
     labels of SmPO: the file's scores, or with ``score`` the configured rewards' scores)."""
     from craft_bench.generate import file_digest
-    from craft_bench.train.method import world_key
     from craft_bench.train.pool import Candidate, Pool, PoolSpec, score_candidates
 
     t0 = time.perf_counter()
@@ -148,7 +147,7 @@ def file_pairs(path: Path, config: Any, base: Any, ctx: Any, score: bool) -> tup
     rewards: tuple[str, ...] = tuple(sorted(candidates[0].scores)) if file_scored else ()
     evaluations, score_s = 0, 0.0
     if score and not file_scored:
-        rewards = config.reward_names(world_key(base.model) == "mini")
+        rewards = config.reward_names(ctx.world)
         t = time.perf_counter()
         evaluations = score_candidates(candidates, PoolSpec(prompts=str(path), size=len(order), prompt_seed=config.prompt_seed,
                                                             k=2, rewards=rewards), ctx)
