@@ -26,39 +26,41 @@ METHODS = ("vanilla", "craft", "diff-dpo", "mapo", "smpo")
 POOL_METHODS = METHODS[1:]
 SUITES = ("geneval", "parti", "rewards", "controlnet-canny", "controlnet-depth")
 
-# Measured on the tree before the world profile (commit 9d90de6), device cpu (dtype float32), seed 0.
+# Measured on the tree before the world profile (commit 9d90de6), device cpu (dtype float32), seed 0; the pool-based
+# methods' values (spec and checkpoint hashes, the pool's digest, prompts and image keys) re-measured at pool version 2,
+# when the mini pool moved to the training grammar (prompts disjoint from every evaluation set; train/pool.py).
 SPEC_HASHES = {
     "vanilla x geneval": "4b79d1e0a88086e9534f7e99fb0a466548d4e2712d1b83a0d3832e769a800e91",
     "vanilla x parti": "4a0c6da416fbb10c45c5ec7f3fb6defeabaafafeb35791f769ba75b18de6e52d",
     "vanilla x rewards": "b171e8508e5c2eb4948ecc6e6c19dca08769281ef631cc018df202884c255ebf",
     "vanilla x controlnet-canny": "0cc628f0fc58f9a01c0b463afeafe158af4f53e44d7a16087e0187d3a7e20944",
     "vanilla x controlnet-depth": "2ac069591df2aa192cce16123a21e5228c9d11e4619e52dd6448807e18836c50",
-    "craft x geneval": "627fd6530664063139c5db3d4cbfff4e9294167bb95f3d08281c06a846e5b342",
-    "craft x parti": "c5b7f11d73a694b5b78b694d127af9b065c33d486a205eaeedba0e8f2cfaccd9",
-    "craft x rewards": "59f4ff080f337f53d81d7b1ae5931115613d312e90ea96f91831d030b0992780",
-    "craft x controlnet-canny": "766f8459a638714f1ff12bcd44640b0d8403771bab4d6b4b702108c772bad950",
-    "craft x controlnet-depth": "c756aafda70c5f5268c0d42a34b9f630351a3affd7def3161df636f4ecf945fe",
-    "diff-dpo x geneval": "a962abba79e91666d65f748d5f59a341d9d827f11306a1f9fb0ce0822c0192bc",
-    "diff-dpo x parti": "0f3c595d72ff6c2fff62377cec4bbcd3815cc736b48ec5d8d0b2924377a862a9",
-    "diff-dpo x rewards": "10be96211512f1597fe5b44fc8a36fba25e331102f38ad2bc7dd93fb0383a38b",
-    "diff-dpo x controlnet-canny": "0b4656e3f457c2888e137d8d315489691ba30aa1158adba3acb3584090cdac05",
-    "diff-dpo x controlnet-depth": "e764da4e679067b672ba9f419dfe8b94d778273b00ca8538661637efdcdcc1fe",
-    "mapo x geneval": "6cb70383266e9f740c497cde20b0763feffb407d514b45ed85c9363a9cc45d1d",
-    "mapo x parti": "c2da0079a8c1cf9e2606774cc6dcff82c1b01a99eedcffc184827cd380f3d2ba",
-    "mapo x rewards": "cb4e8d86fd671c27fa4567c7f161f8b139abafb489c104e9d77a7d9dbd61ee4a",
-    "mapo x controlnet-canny": "64db8fdeb9f585b638d73eb907beba0849135c8c570d416b2eb909ebdfd6c769",
-    "mapo x controlnet-depth": "76575e05c335887e3e59f70f34ea9d0ba2f83b38a478f2fe4ed6fae271986a27",
-    "smpo x geneval": "08076c8e56abd456205ca702154b8350dabff41636d169db15fa6c85a12d5e62",
-    "smpo x parti": "4d66b9f8291537599224b0b9b7d33d3fc3198fee2b809ef91798f876d579f8aa",
-    "smpo x rewards": "a83a741454d6f9886e1466b0057549baa3d5d8d909f9b07aae1721b689af3820",
-    "smpo x controlnet-canny": "bbe165fcdfa441f4ff8ae1b2b00d36ee1e847e1820c48ac7c344387db66ff21d",
-    "smpo x controlnet-depth": "f6321a723f8359650380ec4999360128df8e03f19532f68eb26df8e498f0973f",
+    "craft x geneval": "696669f585d390af3b406cba87da7b32991e922a0f3f853e7a57f37fbce3dd15",
+    "craft x parti": "9ad6323ae52b5675787c5e006ef55106afded57d5ec824be153a4e066b9ede92",
+    "craft x rewards": "ba0985c3817933443a011569e95ed359431c591c5bea0181514fd5af4c2cd17d",
+    "craft x controlnet-canny": "0c83563a02e194fce25407eb22ed885837134d64f4334c0079bfa1c53110943d",
+    "craft x controlnet-depth": "1429a59e80fe42a17c44673416f59e6a8eabdddca51f9a548e2c11c64d03b1dc",
+    "diff-dpo x geneval": "6be462107f01fb35520469dac2994864253581ab36f1fb9ac46f251f559aca0c",
+    "diff-dpo x parti": "2adb215ceb6919fdc69a9f79daaf7c00aae44a5e2e88d9b5e6fa60f3f145d262",
+    "diff-dpo x rewards": "87f0865e13aacdfd919eb9440dabe4f392a0a81e481cc60cb896b74a8ba21520",
+    "diff-dpo x controlnet-canny": "ab571eefa6c6ece0f989d2cdd195f4b3fced8c4b013de3ecca72deff637eb5a9",
+    "diff-dpo x controlnet-depth": "fe8bcd8c40bb944bd91cc94cfb649c1458d652631ef1c76e619d41e46daf59d6",
+    "mapo x geneval": "38b1b29addcc1765fb37a2995dd0465cbb502401041ff67d34ae297212ee7119",
+    "mapo x parti": "2706e98510ea4fbce6713604ed7af60a65550161680f6484a4bbd8d9f0771221",
+    "mapo x rewards": "1aaa2e96657f4f387425cfd8caf08a9f6775acbe8641b963f09af27e50ff14e4",
+    "mapo x controlnet-canny": "33af33c6b5ac59d797bd8c6869ee43f3db81f59378e31eaedb4f70fa0f3efb39",
+    "mapo x controlnet-depth": "0f078c21fea21f0b1c4f355ce5c9e62b7f6bdc1f1e64c526f93a188710f573ed",
+    "smpo x geneval": "85a4eb9dfca7d67bb6427a77fb661ac25c260fbcc6980c0670f3bc0e92d5c8b3",
+    "smpo x parti": "5d5f57faa492f3c66d7e478b15bee2daf9f9ed8f353a533888f3119135151260",
+    "smpo x rewards": "d389c5179649a1026dada2ea4a497ec0502b74d9624c30fe4bcc6ed18c3473aa",
+    "smpo x controlnet-canny": "50c030691dca7f92417522c622c2714ebbe43de3acc9077a9ba3c55798f82860",
+    "smpo x controlnet-depth": "57188a6ff2e8b3ef0664f865b706a56364fc700eea794d0215848283cb6d8faf",
 }
 CHECKPOINT_HASHES = {
-    "craft": "f4d991bff8a0b5eda7b9e59a7fff493009640ca2d0f8e15abf5cd38a0a21deb7",
-    "diff-dpo": "39724021b8799374439d77e75e1d217d60d57c465a5e946f64b9bc46fac2151a",
-    "mapo": "81c7cca60ad01ea8d2549c80d2e7fed01577dbe3efb42e59fbc6241116603747",
-    "smpo": "e666544c03ee4c57bbfebc253c42465b923ebd812ee376ecfee6fea9d24ae414",
+    "craft": "308d5ce07eb6ef34d5a00758438713613f707d2288c7ff483d9b2f80cd8fab3f",
+    "diff-dpo": "fdb3611a0d6da1cf464dec0766172de9e16c1f21712d05c12a575654d5bc1494",
+    "mapo": "9dea06ad43fb255291faf167ac9cec6c5a612973bde5e52535fdf0cbb68aac12",
+    "smpo": "b79488787b52c44ab743af38b75096125c43850965d1f87eaeff35888e95f6d1",
 }
 # Training settings on mini: CRAFT's ablation; the DPO family at CRAFT's steps, batch and rank, each at its paper's rate.
 MINI_LR = {"craft": 2e-5, "diff-dpo": 2.048e-5, "mapo": 1e-5, "smpo": 1.024e-5}
@@ -66,14 +68,14 @@ MINI_SETTINGS = {"steps": 100, "batch_size": 32, "grad_accum": 1, "lora_rank": 0
                  "lora_targets": "to_q,to_k,to_v,to_out.0", "optimizer": "adamw", "schedule": "constant", "warmup": 0,
                  "weight_decay": 0.01, "max_grad_norm": 1.0, "ema_decay": 0.0, "snr_gamma": 0.0, "cond_dropout": 0.0,
                  "timestep_min": 0.0, "gradient_checkpointing": False, "mixed_precision": "auto", "ckpt_every": 50,
-                 "cache_encodings": True}
+                 "latents": "encode", "cache_encodings": True}
 # The one pool every pool-based method shares by default (pool_cost's key: pool spec + model + candidate sampler).
-POOL_DIGEST = "9c9bafa485f82314e4444fb10ad99f3468efd4512c0fc22bbb7f3476031fe836"
+POOL_DIGEST = "8da998a5bf7dd4e992e3d94048a6874253d92a5f590b2af3e078d9abfbe326a6"
 POOL_SPEC = {"prompts": "auto", "size": 100, "prompt_seed": 4242, "k": 4, "expansion": "template", "expansions_per_prompt": 1,
-             "llm": [], "rewards": ["mini-clip", "mini-aes"], "score_against": "original", "seed": 0}
+             "llm": [], "rewards": ["mini-clip", "mini-aes"], "score_against": "original", "seed": 0, "version": "2"}
 POOL_EXPANSION_FILE = "4ee1d91a4b41120f5497e65c.json"  # the expansion cache's key
-POOL_TEXTS = "fa2cf09694c80cb834943211ad21f49f75a3a03d3249929c795ac02017112176"  # originals and expansions, in order
-POOL_IMAGE_KEYS = "ac4d1dd276901673732bd974bb8568cced0ab2646ae581d54fdb7f048b64c6c0"  # every candidate's image key
+POOL_TEXTS = "4cfa51c2f2d34d186a516d2d34d267f72f5ef9bc5b78032076a872420d955d21"  # originals and expansions, in order
+POOL_IMAGE_KEYS = "86f83edb2b1b8b8a2c34a5221d570bb976d8fd07cef9795e7dcbb156159bf99f"  # every candidate's image key
 # Each suite's items on mini (id, prompt, images, stratum, condition image) and vanilla's image keys.
 ITEMS = {
     "geneval": "a99aee89b7eeb4ddc7accc457eb01666d5aa014c859f6b1085e5229db8db9baf",

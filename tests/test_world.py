@@ -93,9 +93,10 @@ def test_the_pool_has_its_own_version_in_every_pool_based_methods_identity(monke
 
     for name in ("craft", "diff-dpo", "mapo", "smpo"):
         cls = registry.methods.get(name)
-        assert cls.version == pool.pool_method_version("2") == "2"  # pool version 1 is left out: identities stay
-    monkeypatch.setattr(pool, "POOL_VERSION", "2")
-    assert pool.pool_method_version("2") == "2+pool2" and pool.pool_method_version("3") == "3+pool2"
+        assert cls.version == pool.pool_method_version("2") == "2+pool2"  # pool version 2: the mini training grammar
+    assert registry.methods.get("sft-random").version == "1+pool2"
+    monkeypatch.setattr(pool, "POOL_VERSION", "1")
+    assert pool.pool_method_version("2") == "2"  # pool version 1 is left out: identities made before it stay
 
 
 def test_ls_lists_the_worlds(cli):
