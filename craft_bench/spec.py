@@ -36,9 +36,6 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-EXECUTION_FIELDS = ("batch_size", "channels_last", "compile")  # sampler settings that change how, not what, is computed
-
-
 @dataclass(frozen=True)
 class SamplerSpec:
     """How images are sampled for evaluation. Defaults come from the model preset."""
@@ -49,12 +46,14 @@ class SamplerSpec:
     width: int = 1024
     scheduler: str = "default"
     negative_prompt: str = ""
+    # Every setting is part of every image key (craft_bench.generate), these included: each pipeline call carries
+    # exactly batch_size images (a short batch is filled up), so the batch size fixes the shapes the kernels see, and
+    # the memory format, compilation and VAE decoding choose other kernels; each changes pixels by float rounding
+    # (one level in some pixels), "tiled" decoding by more. Added later: out of the spec while at their default.
     batch_size: int = 8
-    # How the pipeline runs; these change no pixel beyond float rounding (as the batch size), so no image key holds
-    # them; "tiled" VAE decoding does change pixels and keys the images.
-    channels_last: bool = field(default=False, metadata={"omit_default": True, "execution": True,
+    channels_last: bool = field(default=False, metadata={"omit_default": True,
                                                          "help": "run the UNet in channels_last memory format (often faster on GPUs)"})
-    compile: bool = field(default=False, metadata={"omit_default": True, "execution": True,
+    compile: bool = field(default=False, metadata={"omit_default": True,
                                                    "help": "torch.compile the UNet (slow first batch, faster after)"})
     vae_decode: str = field(default="full", metadata={"omit_default": True,
                                                       "help": "full, sliced (one image at a time: less memory) or tiled (tiles: far less memory; pixels differ)"})
@@ -81,13 +80,10 @@ class SamplerSpec:
             raise ValueError(f"vae_decode must be full, sliced or tiled, not {self.vae_decode!r}")
 
     def key_fields(self) -> dict[str, Any]:
-        """The fields that change pixels (batch size does not, by construction of per-image seeds)."""
-        d = to_jsonable(self)
-        for name in EXECUTION_FIELDS:
-            d.pop(name, None)
-        if d.get("vae_decode") == "sliced":  # the same decoder on one image at a time
-            d.pop("vae_decode")
-        return d
+        """What an image key holds of the sampler: every setting, for each changes the computation (how the batch is
+        shaped, which kernels run), and float results follow it. Settings at a default they were added with are
+        left out, so they change no existing key."""
+        return to_jsonable(self)
 
 
 @dataclass(frozen=True)

@@ -254,7 +254,7 @@ def settings_label(spec: dict[str, Any]) -> str:
     if not spec:
         return "?"
     diffs, _ = settings_diff(spec)
-    return " ".join(d.label() for d in diffs if (d.section, d.key) not in NOT_IN_LABELS) or "defaults"
+    return " ".join(d.label() for d in diffs) or "defaults"
 
 
 def _flat_settings(spec: dict[str, Any]) -> dict[str, Any]:
@@ -270,24 +270,18 @@ def _flat_settings(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def spec_differences(spec_a: dict[str, Any], spec_b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(setting, A's value, B's value) for every setting two runs do not share (batch size, channels_last and compile
-    aside: they change no pixel). Runs of two different methods differ by the method; their method settings are
-    not set against each other (vanilla has none of CRAFT's)."""
+    """(setting, A's value, B's value) for every setting two runs do not share. Runs of two different methods differ
+    by the method; their method settings are not set against each other (vanilla has none of CRAFT's)."""
     a, b = _flat_settings(spec_a), _flat_settings(spec_b)
     name_a, name_b = (s.get("method", {}).get("name") for s in (spec_a, spec_b))
     if name_a != name_b:
         a = {k: v for k, v in a.items() if not k.startswith("method.")}
         b = {k: v for k, v in b.items() if not k.startswith("method.")}
     keys = sorted(set(a) | set(b), key=lambda k: (k.count("."), k))
-    from craft_bench.spec import EXECUTION_FIELDS
-
-    return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k) and k not in EXECUTION_FIELDS]
+    return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]
 
 
 # --------------------------------------------------------------------------- labels
-
-NOT_IN_LABELS = {("sampler", "batch_size"), ("sampler", "channels_last"), ("sampler", "compile")}  # do not change pixels
-
 
 def assign_labels(runs: list[Run]) -> None:
     """Column labels for runs shown together: method, plus the model and the settings that tell them apart."""
@@ -297,7 +291,7 @@ def assign_labels(runs: list[Run]) -> None:
         parts = [r.method]
         if len(models) > 1:
             parts.append(f"on {r.model}")
-        parts += [d.label() for d in r.diffs if d.ident() not in common and (d.section, d.key) not in NOT_IN_LABELS]
+        parts += [d.label() for d in r.diffs if d.ident() not in common]
         r.label = " ".join(parts)
     seen: dict[str, int] = {}
     for r in runs:
