@@ -30,7 +30,7 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--method", required=True, help="method name (craft-bench ls methods)")
     p.add_argument("--suite", required=True, help="suite name (craft-bench ls suites)")
     p.add_argument("--model", default="mini", help="preset name (mini, sd15, sdxl) or a local diffusers folder [default: mini]")
-    p.add_argument("--seed", type=int, default=0, help="run seed; image i of prompt p is seeded from (seed, p, i) [default: 0]")
+    p.add_argument("--seed", type=int, default=0, help="run seed, 0 to 4294967295; image i of prompt p is seeded from (seed, p, i) [default: 0]")
     p.add_argument("--limit", type=int, default=None, help="use only K prompts, taken evenly across the suite's strata")
     p.add_argument("--prompts", default=None, help="a prompt file to use instead of the suite's own")
     p.add_argument("--out", default=None, help="results root [default: $CRAFT_BENCH_RESULTS or ./results]")

@@ -37,6 +37,9 @@ from craft_bench.spec import (
 from craft_bench.store import CorruptImage, Store, atomic_write_json, atomic_write_text
 
 SCORE_CHUNK = int(os.environ.get("CRAFT_BENCH_SCORE_CHUNK", "64"))  # images scored per partial-results flush (and per process share)
+# The run seed seeds numpy and torch generators (bootstrap, training batches), which take no negative seed; every
+# seed in [0, 2**32) is valid for all of them.
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -151,6 +154,9 @@ def resolve(req: RunRequest) -> Resolved:
     prompts_path = _check_prompts(req.prompts)
     if req.limit is not None and req.limit < 1:
         raise UserError(f"--limit {req.limit}: give a positive number of prompts")
+    if isinstance(req.seed, bool) or not isinstance(req.seed, int) or not 0 <= req.seed <= MAX_SEED:
+        raise UserError(f"--seed {req.seed}: give a whole number from 0 to {MAX_SEED} (the run seed seeds numpy and torch "
+                        "generators, which take no negative seed)")
     model_spec, default_sampler, model_path = resolve_model(req.model)
 
     targets = {"sampler": default_sampler, "method": method_cls.Config(), "suite": suite_cls.Config()}

@@ -160,6 +160,8 @@ INVALID_VALUES = [
     (["--num-processes", "0"], "positive number of processes"),
     (["--dtype", "float8"], "invalid choice"),
     (["--seed", "x"], "invalid int value"),
+    (["--seed", "-5"], "--seed -5: give a whole number from 0 to 4294967295"),  # was a numpy traceback after generating
+    (["--seed", str(2**32)], "give a whole number from 0 to 4294967295"),
 ]
 
 
