@@ -279,6 +279,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from craft_bench.report.collect import settings_label, spec_of
     from craft_bench.report.tables import render_leaderboard
+    from craft_bench.results_file import NotResults, read_results
     from craft_bench.store import Store, atomic_write_text, safe_name
 
     store = Store(args.out)
@@ -286,9 +287,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     settings: dict[str, list[str]] = {}
     for path in store.iter_results(args.suite):
         try:
-            res = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            print(f"craft-bench: skipping unreadable {path}", file=sys.stderr)
+            res = read_results(path)
+        except NotResults as exc:  # another tool's or a damaged file: the other runs are still listed
+            print(f"craft-bench: warning: skipping {exc}", file=sys.stderr)
             continue
         by_suite.setdefault(res["suite"], []).append(res)
         settings.setdefault(res["suite"], []).append(settings_label(spec_of(path.parent)))

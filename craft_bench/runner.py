@@ -277,8 +277,9 @@ def run(req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sy
             finished = shard.broadcast(finished)
         if finished:
             if lead:
+                results = cached_results(run_dir)
                 log(f"cached: {run_dir}")
-                return json.loads(results_path.read_text()), run_dir
+                return results, run_dir
             return None, run_dir
         try:
             results = _execute(r, req, store, run_dir, shard, log)
@@ -287,6 +288,16 @@ def run(req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sy
                 discard_unfinished(run_dir)
             raise
     return results, run_dir
+
+
+def cached_results(run_dir: Path) -> dict[str, Any]:
+    """A finished run's results.json; one that is damaged or foreign is a one-line error, not a cache hit."""
+    from craft_bench.results_file import NotResults, read_results
+
+    try:
+        return read_results(run_dir)
+    except NotResults as exc:
+        raise NotResults(exc.path, exc.why, f"the finished run's folder is damaged: remove {run_dir} and run again") from None
 
 
 def discard_unfinished(run_dir: Path) -> None:

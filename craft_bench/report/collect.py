@@ -121,11 +121,10 @@ def results_root_of(run_dir: Path) -> Path | None:
 
 
 def load_run(path: Path) -> Run:
+    from craft_bench.results_file import read_results
+
     run_dir = path.parent if path.name == "results.json" else path
-    results = _read_json(run_dir / "results.json", "results.json")
-    for key in ("suite", "method", "model", "spec_hash", "metrics"):
-        if key not in results:
-            raise UserError(f"{run_dir / 'results.json'}: has no '{key}'; it is not a craft-bench results.json")
+    results = read_results(run_dir)
     spec_path = run_dir / "run_spec.json"
     spec = _read_json(spec_path, "run_spec.json") if spec_path.is_file() else {}
     run = Run(results, run_dir.resolve(), spec, _read_records(run_dir / "samples.jsonl"), results_root_of(run_dir))
@@ -138,6 +137,7 @@ class Inputs:
     runs: list[Run]
     sweeps: list[Path]  # sweep.json files
     root: Path  # the results root of the first input (where the report goes by default)
+    skipped: list[str] = field(default_factory=list)  # one line per results.json that is not a craft-bench result
 
 
 def _is_root(path: Path) -> bool:
@@ -175,11 +175,18 @@ def discover(paths: Iterable[str | Path], default_root: Path) -> Inputs:
             raise UserError(f"{p}: no such file or folder{where}; give run folders, results.json files, sweeps or a results root")
         else:
             raise UserError(f"{p}: not a run folder, results.json, sweep.json or results root (no runs/ in it); give one of those")
+    from craft_bench.results_file import NotResults
+
     runs: dict[str, Run] = {}
+    skipped: list[str] = []
     for f in run_files:
-        run = load_run(f)
+        try:
+            run = load_run(f)
+        except NotResults as exc:  # another tool's or a damaged file: the other runs still make a report
+            skipped.append(f"skipping {exc}")
+            continue
         runs.setdefault(run.results["spec_hash"], run)
-    return Inputs(list(runs.values()), list(dict.fromkeys(s.resolve() for s in sweeps)), roots[0])
+    return Inputs(list(runs.values()), list(dict.fromkeys(s.resolve() for s in sweeps)), roots[0], skipped)
 
 
 # --------------------------------------------------------------------------- settings vs defaults
@@ -282,6 +289,7 @@ def spec_differences(spec_a: dict[str, Any], spec_b: dict[str, Any]) -> list[tup
 
 
 # --------------------------------------------------------------------------- labels
+
 
 def assign_labels(runs: list[Run]) -> None:
     """Column labels for runs shown together: method, plus the model and the settings that tell them apart."""

@@ -42,16 +42,10 @@ def results_table(results: dict[str, Any]) -> str:
 
 
 def load_results(path: str | Path) -> tuple[dict[str, Any], Path]:
-    """A results.json, or a run folder holding one -> (results, run folder)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "results.json"
-    if not p.is_file():
-        raise UserError(f"{path}: no results.json there; give a run folder or its results.json")
-    try:
-        return json.loads(p.read_text()), p.parent
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{p}: not a readable results.json ({exc})") from None
+    """A results.json, or a run folder holding one -> (results, run folder); a malformed or foreign file is one line."""
+    from craft_bench.results_file import read_results, results_path
+
+    return read_results(path), results_path(path).parent
 
 
 def load_records(run_dir: Path) -> list[dict[str, Any]]:
