@@ -257,14 +257,16 @@ def _device_name(device: str) -> str:
 PARTIAL = "samples.partial.jsonl"  # scored records of an unfinished run (one file per extra process: samples.partial.<rank>.jsonl)
 
 
-def run(req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> tuple[dict[str, Any] | None, Path]:
-    """Execute a run (or return the finished one) and return (results, run folder).
+def run(req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+        resolved: Resolved | None = None) -> tuple[dict[str, Any] | None, Path]:
+    """Execute a run (or return the finished one) and return (results, run folder). ``resolved``: ``req`` already
+    resolved (e.g. by ``for_method``).
 
     With several processes (torchrun) every process takes its share of training, generation and scoring; only the
     first takes the run's lock, writes the run folder and returns the results (the others return None)."""
     from craft_bench.parallel import shard_from_env
 
-    r = resolve(req)  # bad input stops here, before the results folder is touched
+    r = resolved or resolve(req)  # bad input stops here, before the results folder is touched
     store = Store(req.out)
     spec = r.spec
     run_dir = store.run_dir(spec.suite.name, spec.method.name, spec.model.name, spec.short_hash)
@@ -298,6 +300,21 @@ def cached_results(run_dir: Path) -> dict[str, Any]:
         return read_results(run_dir)
     except NotResults as exc:
         raise NotResults(exc.path, exc.why, f"the finished run's folder is damaged: remove {run_dir} and run again") from None
+
+
+def run_dir_of(r: Resolved, out: str | None) -> Path:
+    """Where the run ``r`` is (or would be) under the results root ``out``."""
+    spec = r.spec
+    return Store(out, create=False).run_dir(spec.suite.name, spec.method.name, spec.model.name, spec.short_hash)
+
+
+def for_method(r: Resolved, name: str) -> Resolved:
+    """``r`` with another method (its default settings): the same model, suite, sampler, seed, prompts and dtype, so its
+    images pair with ``r``'s (same prompt, same seed) in ``compare``."""
+    cls = registry.methods.get(name)
+    cfg = cls.resolve_config(cls.Config())
+    spec = dataclasses.replace(r.spec, method=PluginSpec(cls.name, cls.version, config_to_pairs(cfg)))
+    return dataclasses.replace(r, spec=spec, method=cls(cfg))
 
 
 def discard_unfinished(run_dir: Path) -> None:

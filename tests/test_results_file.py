@@ -61,6 +61,10 @@ def test_leaderboard_and_report_skip_a_foreign_results_json(cli, root_with_a_for
     report = cli("report", str(out), "--out", str(out / "site"), "--no-progress")
     assert "report: 1 run" in report.stdout and "skipping" in report.stderr and str(foreign / "results.json") in report.stderr
 
+    import craft_bench
+
+    assert list(craft_bench.leaderboard(out, suite="toy")["method"]) == ["vanilla"]  # the Python API skips it too
+
 
 def test_a_damaged_finished_run_is_one_line_not_a_cache_hit(cli, tiny_sdxl, root_with_a_foreign_run):
     out, real, _ = root_with_a_foreign_run
