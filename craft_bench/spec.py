@@ -25,10 +25,11 @@ def digest(obj: Any) -> str:
 
 def to_jsonable(obj: Any) -> Any:
     """Plain JSON values. A dataclass field marked ``omit_default`` is left out while it has its default, so a
-    setting added later does not change the hash (identity) of the specs that do not use it."""
+    setting added later does not change the hash (identity) of the specs that do not use it; one marked
+    ``identity=False`` (how a run is watched, e.g. its training tracker) is always left out."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_jsonable(getattr(obj, f.name)) for f in fields(obj)
-                if not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default)}
+                if not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default) and f.metadata.get("identity", True)}
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -213,8 +214,11 @@ def field_help(cfg_type: type) -> list[tuple[str, str, Any, str]]:
     return out
 
 
-def setting(default: Any, help: str, omit_default: bool = False, **kw: Any) -> Any:
+def setting(default: Any, help: str, omit_default: bool = False, identity: bool = True, **kw: Any) -> Any:
     """A config field with help text (``x: int = setting(4, "candidates per prompt")``). ``omit_default``: a
-    setting added after specs were published stays out of the spec (and its hash) while at its default."""
-    meta = {"help": help, "omit_default": True} if omit_default else {"help": help}
+    setting added after specs were published stays out of the spec (and its hash) while at its default.
+    ``identity=False``: a setting that changes no result (where training curves are sent) is never in a spec."""
+    meta: dict[str, Any] = {"help": help, "omit_default": True} if omit_default else {"help": help}
+    if not identity:
+        meta["identity"] = False
     return field(default=default, metadata=meta, **kw)
