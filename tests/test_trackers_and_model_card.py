@@ -76,6 +76,32 @@ def test_report_to_is_not_part_of_any_identity(cli, mini_craft):
     assert f"checkpoint {folder.name} is cached: nothing is trained, so nothing goes to tensorboard" in third.stderr
 
 
+def test_the_model_card_of_a_craft_run_on_mini(cli, mini_craft):
+    import yaml
+
+    out, res, folder = mini_craft
+    text = (folder / "README.md").read_text()
+    _, front, body = text.split("---\n", 2)
+    meta = yaml.safe_load(front)
+    assert meta["library_name"] == "diffusers" and meta["base_model"] == "mini" and meta["pipeline_tag"] == "text-to-image"
+    assert {"craft", "craft-bench", "full-fine-tune", "stable-diffusion-xl"} <= set(meta["tags"])
+    info = json.loads((folder / "train_info.json").read_text())
+    cb = meta["craft_bench"]
+    assert (cb["method"], cb["method_version"], cb["checkpoint"], cb["steps"], cb["samples_used"]) == \
+        ("craft", "2", folder.name, 3, info["samples_used"])
+    for section in ("## Use it", "## Reproduce", "## Base model", "## Settings", "## Training data (the pool)", "## Training compute"):
+        assert section in body
+    for setting in ("`budget` | 16", "`pool_size` | 8", "`filter` | hpa", "`lr` | 2e-05", "`lora_rank` | 0"):
+        assert setting in body, setting
+    assert "`rewards` | [\"mini-clip\", \"mini-aes\"]" in body and "`candidates` | 64" in body and "`kept` |" in body
+    # the reproduce command is the run: run as written (into the same results root) it is a cache hit of the same spec
+    command = body.split("## Reproduce\n```bash\n", 1)[1].split("\n```", 1)[0]
+    args = shlex.split(command)
+    assert args[:2] == ["craft-bench", "run"] and "method.report_to=tensorboard" not in command
+    again = cli(*args[1:], "--out", str(out), "--json")
+    assert json.loads(again.stdout)["spec_hash"] == res["spec_hash"] and "cached" in again.stderr
+
+
 def test_a_full_fine_tune_folder_loads_in_plain_diffusers(mini_craft):
     import torch
     from diffusers import UNet2DConditionModel
@@ -146,7 +172,9 @@ def test_wandb_offline_run_and_a_lora_folder_that_loads_in_plain_diffusers(cli, 
     config = [r for r in records if r.WhichOneof("record_type") == "config"]
     assert any((u.key or "/".join(u.nested_key)) == "method" and json.loads(u.value_json) == "craft" for r in config for u in r.config.update)
 
-    # plain diffusers loads the folder onto the base pipeline
+    # the card names the LoRA, and plain diffusers loads the folder onto the base pipeline
+    card = (folder / "README.md").read_text()
+    assert "lora" in card.split("---\n", 2)[1] and f'pipe.load_lora_weights("<this folder>")' in card
     pipe = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl)
     x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     cond = dict(encoder_hidden_states=torch.randn(1, 77, pipe.unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(1)),

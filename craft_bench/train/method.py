@@ -2,9 +2,10 @@
 
 ``train_checkpoint`` is what ``TrainableMethod.prepare`` calls. The checkpoint's identity is
 ``Method.checkpoint_hash`` (base weights + method spec + seed + dtype); a finished one is reused, a killed one
-resumes from the loop's last checkpoint in ``checkpoints/<hash>.work/``. With several processes (torchrun /
-accelerate launch) the main process builds the data first (the others then find it cached), every process
-trains its share of each batch, and only the main process writes the checkpoint.
+resumes from the loop's last checkpoint in ``checkpoints/<hash>.work/``. A finished folder holds the weights,
+train_info.json, train_log.jsonl, examples.jsonl and a model card (README.md, ``model_card.py``). With several
+processes (torchrun / accelerate launch) the main process builds the data first (the others then find it cached),
+every process trains its share of each batch, and only the main process writes the checkpoint.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from craft_bench.api import Checkpoint, RunContext, TrainableMethod
+from craft_bench.runner import versions
+from craft_bench.train.model_card import write_model_card
 from craft_bench.train.trackers import Tracking, flat_numbers
 
 
@@ -114,6 +117,7 @@ def train_checkpoint(method: TrainableMethod, base: Checkpoint, ctx: RunContext,
             with open(tmp / "examples.jsonl", "w") as fh:  # what it trained on, for inspection and the report
                 for e in data.examples:
                     fh.write(json.dumps(e) + "\n")
+            write_model_card(tmp, ctx.spec, method, settings, info, versions())
             finish_checkpoint(work, tmp, final, info)
         if state is not None:
             state.wait_for_everyone()
