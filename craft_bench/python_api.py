@@ -184,7 +184,10 @@ def run(method: str, suite: str, model: str = "mini", seed: int = 0, settings: M
     if other is not None:
         base_dir = run_dir_of(other, req.out)
         if (base_dir / "results.json").is_file():
-            result.versus = compare(base_dir, result)
+            try:
+                result.versus = compare(base_dir, result)
+            except UserError as exc:  # the run is finished and kept; only the line under its table is missing
+                log(f"craft-bench: warning: no paired comparison with {base_dir}: {exc}")
     return result
 
 

@@ -58,6 +58,14 @@ def test_run_load_compare_and_leaderboard_are_what_the_cli_prints(cli, tiny_sdxl
     with pytest.raises(UserError, match="--seed -1"):
         craft_bench.run("vanilla", "toy", model=str(tiny_sdxl), seed=-1, out=out)
 
+    # a damaged base run costs the line under the table, not the finished run
+    (base.run_dir / "results.json").write_text('{"not": "results"}')
+    logs.clear()
+    cached = craft_bench.run("redshift", "toy", model=str(tiny_sdxl), settings={**TOY, "method.shift": 0.6}, out=out, progress=False,
+                             log=logs.append)
+    assert cached.results == red.results and cached.versus is None
+    assert any(line.startswith(f"craft-bench: warning: no paired comparison with {base.run_dir}") for line in logs), logs
+
 
 def test_import_is_light():
     code = "import sys, craft_bench; craft_bench.run; craft_bench.Result; assert 'torch' not in sys.modules, 'torch'"
