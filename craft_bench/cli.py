@@ -30,7 +30,7 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--method", required=True, help="method name (craft-bench ls methods)")
     p.add_argument("--suite", required=True, help="suite name (craft-bench ls suites)")
     p.add_argument("--model", default="mini", help="preset name (mini, sd15, sdxl) or a local diffusers folder [default: mini]")
-    p.add_argument("--seed", type=int, default=0, help="run seed; image i of prompt p is seeded from (seed, p, i) [default: 0]")
+    p.add_argument("--seed", type=int, default=0, help="run seed, 0 to 4294967295; image i of prompt p is seeded from (seed, p, i) [default: 0]")
     p.add_argument("--limit", type=int, default=None, help="use only K prompts, taken evenly across the suite's strata")
     p.add_argument("--prompts", default=None, help="a prompt file to use instead of the suite's own")
     p.add_argument("--out", default=None, help="results root [default: $CRAFT_BENCH_RESULTS or ./results]")
@@ -43,6 +43,9 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--num-processes", type=int, default=1, metavar="N",
                    help="train (DDP), generate and score on N processes (torchrun); the same results as one process; "
                         "the same as `torchrun --nproc_per_node N -m craft_bench run ...` (docs/scaling.md)")
+    p.add_argument("--vs", default=None, metavar="METHOD",
+                   help="also run METHOD (e.g. vanilla) on the same suite, protocol and seed when it is missing, and print the "
+                        "paired difference under the table [default: after a trainable method, vanilla's run when it exists]")
 
 
 def _add_sweep(sub: Any) -> None:
@@ -184,21 +187,19 @@ def _relaunch(n: int, argv: Sequence[str]) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from craft_bench.runner import RunRequest, run
+    from craft_bench.python_api import run
     from craft_bench.spec import parse_set_args
 
     if args.num_processes != 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return _relaunch(args.num_processes, ["run", *args.raw_argv])
 
-    req = RunRequest(
-        method=args.method, suite=args.suite, model=args.model, seed=args.seed, limit=args.limit,
-        prompts=args.prompts, out=args.out, sets=parse_set_args(args.sets), device=args.device,
-        dtype=args.dtype, progress=not args.no_progress,
-    )
-    results, run_dir = run(req)
-    if results is None:  # a helper process of a multi-process run: the first process reports
+    result = run(args.method, args.suite, model=args.model, seed=args.seed, settings=dict(parse_set_args(args.sets)),
+                 limit=args.limit, prompts=args.prompts, out=args.out, device=args.device, dtype=args.dtype, vs=args.vs,
+                 progress=not args.no_progress)
+    if result is None:  # a helper process of a multi-process run: the first process reports
         return 0
-    print_results(results, args.json, f"run folder: {run_dir}")
+    versus = f"\n{result.versus.line()}" if result.versus is not None else ""
+    print_results(result.results, args.json, f"run folder: {result.run_dir}{versus}")
     return 0
 
 
@@ -277,50 +278,29 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from craft_bench.report.collect import settings_label, spec_of
+    from craft_bench.python_api import collect_runs
     from craft_bench.report.tables import render_leaderboard
     from craft_bench.store import Store, atomic_write_text, safe_name
 
+    by_suite = collect_runs(args.out, args.suite)
     store = Store(args.out)
-    by_suite: dict[str, list[dict[str, Any]]] = {}
-    settings: dict[str, list[str]] = {}
-    for path in store.iter_results(args.suite):
-        try:
-            res = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            print(f"craft-bench: skipping unreadable {path}", file=sys.stderr)
-            continue
-        by_suite.setdefault(res["suite"], []).append(res)
-        settings.setdefault(res["suite"], []).append(settings_label(spec_of(path.parent)))
-    if not by_suite:
-        where = f" for suite '{args.suite}'" if args.suite else ""
-        raise UserError(f"no finished runs{where} under {store.root}; run `craft-bench run ...` first or pass --out")
-    ext = {"md": "md", "csv": "csv", "json": "json"}
     with store.lock("leaderboard"):
-        for suite, rows in sorted(by_suite.items()):
-            for fmt in ext:
-                atomic_write_text(store.leaderboard_dir / f"{safe_name(suite)}.{ext[fmt]}", render_leaderboard(suite, rows, fmt, settings[suite]))
-            print(render_leaderboard(suite, rows, args.format, settings[suite]))
+        for suite, entries in by_suite.items():
+            rows, settings = [e.results for e in entries], [e.settings for e in entries]
+            for fmt in ("md", "csv", "json"):
+                atomic_write_text(store.leaderboard_dir / f"{safe_name(suite)}.{fmt}", render_leaderboard(suite, rows, fmt, settings))
+            print(render_leaderboard(suite, rows, args.format, settings))
             print()
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from craft_bench.report.compare import compare_runs, headline_regressed
-    from craft_bench.report.tables import comparison_table
+    from craft_bench.python_api import compare
 
-    from craft_bench.report.collect import spec_differences, spec_of
-    from craft_bench.report.tables import load_results
-
-    a, b, comps = compare_runs(args.a, args.b)
-    differ = spec_differences(*(spec_of(load_results(p)[1]) for p in (args.a, args.b)))
-    if args.json:
-        print(json.dumps({"a": a["spec_hash"], "b": b["spec_hash"], "suite": a["suite"], "metrics": [c.as_dict() for c in comps],
-                          "settings_differ": [{"setting": k, "a": va, "b": vb} for k, va, vb in differ]}, indent=2))
-    else:
-        print(comparison_table(a, b, comps, differ))
-    if args.fail_on_regression and headline_regressed(a, comps):
-        print(f"craft-bench: regression: B is significantly worse than A on '{a.get('headline', 'overall')}'", file=sys.stderr)
+    c = compare(args.a, args.b)
+    print(json.dumps(c.as_dict(), indent=2) if args.json else c.table())
+    if args.fail_on_regression and c.regressed:
+        print(f"craft-bench: regression: B is significantly worse than A on '{c.headline.metric}'", file=sys.stderr)
         return EXIT_REGRESSION
     return 0
 

@@ -3,6 +3,13 @@
 Image ``i`` of prompt item ``p`` is seeded by ``derive_seed(run_seed, p.id, i)``, so adding prompts or
 changing the batch size never changes another image's initial noise. Its cache key covers everything
 that changes its pixels (``image_key``), so a cache hit is always the right image and costs nothing.
+
+Batch composition: float results on a CPU (and a GPU) depend on the shapes a kernel sees, so an image made in a
+batch of 2 and the same image made alone differ by a rounding step in some pixels. Every pipeline call therefore
+carries exactly ``sampler.batch_size`` images (a short batch is filled up with copies of its first request, whose
+images are dropped), and the batch size is part of the key. With the shapes fixed, an image does not depend on
+which images share its batch or where it sits in it (``tests/test_generate_batches.py`` checks this at several
+batch sizes and compositions): the same key gives the same bytes on the same machine, whichever run made it.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from craft_bench.spec import SamplerSpec, digest
 from craft_bench.store import Store
 
 # Bump when a change to this module changes pixels for the same inputs; it is part of every image key.
-GENERATION_VERSION = "1"
+# 2: short batches are filled up to the batch size, and the batch size keys the image.
+GENERATION_VERSION = "2"
 
 
 def derive_seed(run_seed: int, item_id: str, index: int) -> int:
@@ -101,7 +109,8 @@ def sample(pipe: Any, requests: Sequence[ImageRequest], sampler: SamplerSpec) ->
 
 
 def sample_arrays(pipe: Any, requests: Sequence[ImageRequest], sampler: SamplerSpec, latents_out: list[Any] | None = None) -> list[Any]:
-    """Run the pipeline on one batch; each image gets its own CPU generator (device-independent noise).
+    """Run the pipeline on ``requests`` in calls of exactly ``sampler.batch_size`` images (the module's batch
+    contract); each image gets its own CPU generator (device-independent noise).
 
     Returns one uint8 HxWx3 array per image, rounded as diffusers' own ``numpy_to_pil`` rounds (so the PNG bytes
     are those of ``output_type="pil"``). An image with a NaN or infinite pixel (e.g. a float16 overflow) is refused
@@ -109,6 +118,19 @@ def sample_arrays(pipe: Any, requests: Sequence[ImageRequest], sampler: SamplerS
     ``latents_out``: a list that receives the sampler's final latents of each image (the denoised latents the VAE
     decodes, in the UNet's scaled latent space, float32 CPU [C, h, w]), read through the pipeline's step callback so
     the pixels are computed exactly as without it."""
+    size = max(1, sampler.batch_size)
+    out: list[Any] = []
+    for start in range(0, len(requests), size):
+        batch = list(requests[start:start + size])
+        latents: list[Any] | None = [] if latents_out is not None else None
+        out += _sample_full_batch(pipe, batch + [batch[0]] * (size - len(batch)), sampler, latents)[:len(batch)]
+        if latents_out is not None:
+            latents_out.extend(latents[:len(batch)])
+    return out
+
+
+def _sample_full_batch(pipe: Any, requests: Sequence[ImageRequest], sampler: SamplerSpec,
+                       latents_out: list[Any] | None = None) -> list[Any]:
     import numpy as np
     import torch
 

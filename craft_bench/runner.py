@@ -37,6 +37,9 @@ from craft_bench.spec import (
 from craft_bench.store import CorruptImage, Store, atomic_write_json, atomic_write_text
 
 SCORE_CHUNK = int(os.environ.get("CRAFT_BENCH_SCORE_CHUNK", "64"))  # images scored per partial-results flush (and per process share)
+# The run seed seeds numpy and torch generators (bootstrap, training batches), which take no negative seed; every
+# seed in [0, 2**32) is valid for all of them.
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -153,6 +156,9 @@ def resolve(req: RunRequest) -> Resolved:
     prompts_path = _check_prompts(req.prompts)
     if req.limit is not None and req.limit < 1:
         raise UserError(f"--limit {req.limit}: give a positive number of prompts")
+    if isinstance(req.seed, bool) or not isinstance(req.seed, int) or not 0 <= req.seed <= MAX_SEED:
+        raise UserError(f"--seed {req.seed}: give a whole number from 0 to {MAX_SEED} (the run seed seeds numpy and torch "
+                        "generators, which take no negative seed)")
     model_spec, default_sampler, model_path = resolve_model(req.model)
     world = world_of(model_spec)  # what `auto` means for this model, decided here once
 
@@ -254,14 +260,16 @@ def _device_name(device: str) -> str:
 PARTIAL = "samples.partial.jsonl"  # scored records of an unfinished run (one file per extra process: samples.partial.<rank>.jsonl)
 
 
-def run(req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> tuple[dict[str, Any] | None, Path]:
-    """Execute a run (or return the finished one) and return (results, run folder).
+def run(req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+        resolved: Resolved | None = None) -> tuple[dict[str, Any] | None, Path]:
+    """Execute a run (or return the finished one) and return (results, run folder). ``resolved``: ``req`` already
+    resolved (e.g. by ``for_method``).
 
     With several processes (torchrun) every process takes its share of training, generation and scoring; only the
     first takes the run's lock, writes the run folder and returns the results (the others return None)."""
     from craft_bench.parallel import shard_from_env
 
-    r = resolve(req)  # bad input stops here, before the results folder is touched
+    r = resolved or resolve(req)  # bad input stops here, before the results folder is touched
     store = Store(req.out)
     spec = r.spec
     run_dir = store.run_dir(spec.suite.name, spec.method.name, spec.model.name, spec.short_hash)
@@ -274,8 +282,9 @@ def run(req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sy
             finished = shard.broadcast(finished)
         if finished:
             if lead:
+                results = cached_results(run_dir)
                 log(f"cached: {run_dir}")
-                return json.loads(results_path.read_text()), run_dir
+                return results, run_dir
             return None, run_dir
         try:
             results = _execute(r, req, store, run_dir, shard, log)
@@ -284,6 +293,31 @@ def run(req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sy
                 discard_unfinished(run_dir)
             raise
     return results, run_dir
+
+
+def cached_results(run_dir: Path) -> dict[str, Any]:
+    """A finished run's results.json; one that is damaged or foreign is a one-line error, not a cache hit."""
+    from craft_bench.results_file import NotResults, read_results
+
+    try:
+        return read_results(run_dir)
+    except NotResults as exc:
+        raise NotResults(exc.path, exc.why, f"the finished run's folder is damaged: remove {run_dir} and run again") from None
+
+
+def run_dir_of(r: Resolved, out: str | None) -> Path:
+    """Where the run ``r`` is (or would be) under the results root ``out``."""
+    spec = r.spec
+    return Store(out, create=False).run_dir(spec.suite.name, spec.method.name, spec.model.name, spec.short_hash)
+
+
+def for_method(r: Resolved, name: str) -> Resolved:
+    """``r`` with another method (its default settings): the same model, suite, sampler, seed, prompts and dtype, so its
+    images pair with ``r``'s (same prompt, same seed) in ``compare``."""
+    cls = registry.methods.get(name)
+    cfg = cls.resolve_config(cls.Config())
+    spec = dataclasses.replace(r.spec, method=PluginSpec(cls.name, cls.version, config_to_pairs(cfg)))
+    return dataclasses.replace(r, spec=spec, method=cls(cfg))
 
 
 def discard_unfinished(run_dir: Path) -> None:

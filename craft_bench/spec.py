@@ -25,18 +25,16 @@ def digest(obj: Any) -> str:
 
 def to_jsonable(obj: Any) -> Any:
     """Plain JSON values. A dataclass field marked ``omit_default`` is left out while it has its default, so a
-    setting added later does not change the hash (identity) of the specs that do not use it."""
+    setting added later does not change the hash (identity) of the specs that do not use it; one marked
+    ``identity=False`` (how a run is watched, e.g. its training tracker) is always left out."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_jsonable(getattr(obj, f.name)) for f in fields(obj)
-                if not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default)}
+                if not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default) and f.metadata.get("identity", True)}
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]
     return obj
-
-
-EXECUTION_FIELDS = ("batch_size", "channels_last", "compile")  # sampler settings that change how, not what, is computed
 
 
 @dataclass(frozen=True)
@@ -49,12 +47,14 @@ class SamplerSpec:
     width: int = 1024
     scheduler: str = "default"
     negative_prompt: str = ""
+    # Every setting is part of every image key (craft_bench.generate), these included: each pipeline call carries
+    # exactly batch_size images (a short batch is filled up), so the batch size fixes the shapes the kernels see, and
+    # the memory format, compilation and VAE decoding choose other kernels; each changes pixels by float rounding
+    # (one level in some pixels), "tiled" decoding by more. Added later: out of the spec while at their default.
     batch_size: int = 8
-    # How the pipeline runs; these change no pixel beyond float rounding (as the batch size), so no image key holds
-    # them; "tiled" VAE decoding does change pixels and keys the images.
-    channels_last: bool = field(default=False, metadata={"omit_default": True, "execution": True,
+    channels_last: bool = field(default=False, metadata={"omit_default": True,
                                                          "help": "run the UNet in channels_last memory format (often faster on GPUs)"})
-    compile: bool = field(default=False, metadata={"omit_default": True, "execution": True,
+    compile: bool = field(default=False, metadata={"omit_default": True,
                                                    "help": "torch.compile the UNet (slow first batch, faster after)"})
     vae_decode: str = field(default="full", metadata={"omit_default": True,
                                                       "help": "full, sliced (one image at a time: less memory) or tiled (tiles: far less memory; pixels differ)"})
@@ -81,13 +81,10 @@ class SamplerSpec:
             raise ValueError(f"vae_decode must be full, sliced or tiled, not {self.vae_decode!r}")
 
     def key_fields(self) -> dict[str, Any]:
-        """The fields that change pixels (batch size does not, by construction of per-image seeds)."""
-        d = to_jsonable(self)
-        for name in EXECUTION_FIELDS:
-            d.pop(name, None)
-        if d.get("vae_decode") == "sliced":  # the same decoder on one image at a time
-            d.pop("vae_decode")
-        return d
+        """What an image key holds of the sampler: every setting, for each changes the computation (how the batch is
+        shaped, which kernels run), and float results follow it. Settings at a default they were added with are
+        left out, so they change no existing key."""
+        return to_jsonable(self)
 
 
 @dataclass(frozen=True)
@@ -217,8 +214,11 @@ def field_help(cfg_type: type) -> list[tuple[str, str, Any, str]]:
     return out
 
 
-def setting(default: Any, help: str, omit_default: bool = False, **kw: Any) -> Any:
+def setting(default: Any, help: str, omit_default: bool = False, identity: bool = True, **kw: Any) -> Any:
     """A config field with help text (``x: int = setting(4, "candidates per prompt")``). ``omit_default``: a
-    setting added after specs were published stays out of the spec (and its hash) while at its default."""
-    meta = {"help": help, "omit_default": True} if omit_default else {"help": help}
+    setting added after specs were published stays out of the spec (and its hash) while at its default.
+    ``identity=False``: a setting that changes no result (where training curves are sent) is never in a spec."""
+    meta: dict[str, Any] = {"help": help, "omit_default": True} if omit_default else {"help": help}
+    if not identity:
+        meta["identity"] = False
     return field(default=default, metadata=meta, **kw)

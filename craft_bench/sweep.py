@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import io
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 from craft_bench import registry
 from craft_bench.errors import UserError
+from craft_bench.results_file import NotResults, read_results
 from craft_bench.runner import RunRequest
 from craft_bench.spec import digest
 from craft_bench.store import Store, atomic_write_json, atomic_write_text
@@ -167,7 +167,11 @@ def run_sweep(req: SweepRequest, log: Callable[[str], None] | None = None) -> tu
         for k, cell in enumerate(cells):
             finished = cell.run_dir / "results.json"
             if k % n != i and finished.is_file():
-                cell.cached, cell.results = True, json.loads(finished.read_text())
+                try:
+                    cell.cached, cell.results = True, read_results(finished)
+                except NotResults as exc:  # damaged: that shard's rerun says so; this one's tables leave the cell out
+                    cell.cached = False
+                    log(f"sweep: warning: skipping {exc}")
     else:
         log(f"sweep: {len(cells)} cells -> {folder}")
     bar = tqdm(mine, desc="sweep", unit="cell", disable=not req.cells.progress)

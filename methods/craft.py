@@ -111,7 +111,8 @@ class Craft(TrainableMethod):
         kept, stats = self.select(pool)
         filter_s = time.perf_counter() - t
         examples = [{"image": c.image_path, "prompt": c.original if self.config.condition == "original" else c.text,
-                     "weight": w, "image_key": c.image_key, "advantage": a} for c, w, a in kept]
+                     "weight": w, "image_key": c.image_key, "advantage": a, "reward": {n: float(v) for n, v in c.scores.items()}}
+                    for c, w, a in kept]
         return TrainingData(examples, {
             **pool_accounting(pool, filter_s=filter_s),
             "pool": {"prompts": len(pool.prompts), "candidates": len(pool.candidates), **stats},

@@ -16,6 +16,9 @@ Metrics: ``overall`` = mean win over pairs, with a bootstrap CI over prompts and
 (prompts whose mean win is above / below 1/2; ties dropped) against "no preference"; the same win rate per
 Category and per Challenge; the judge's mean score of each side and their difference.
 
+``--prompts FILE`` takes a TSV with a Prompt column (Category and Challenge optional) or a plain list with one
+prompt per line; prompts without a category or challenge form one group, ``all``.
+
 In the mini world the prompt set is ``mini.prompts.parti_prompts``: Parti's challenges that the mini grammar
 can express, categories by the first shape named.
 """
@@ -23,6 +26,7 @@ can express, categories by the first shape named.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -53,9 +57,13 @@ def parti_path() -> Path:
     return Path(str(resources.files("craft_bench.suites") / "data" / "parti" / PARTI_FILE))
 
 
+ONE_GROUP = "all"  # category and challenge of a prompt whose file does not give them
+
+
 def read_parti(path: str | Path | None = None) -> list[dict[str, str]]:
-    """Rows ``{"prompt", "category", "challenge"}`` of PartiPrompts.tsv (the shipped copy, sha256-checked,
-    or a user's file with the same Prompt / Category / Challenge columns)."""
+    """Rows ``{"prompt", "category", "challenge"}`` of PartiPrompts.tsv (the shipped copy, sha256-checked), or of a
+    user's file: a TSV (its first line has tabs) with a Prompt column, Category and Challenge optional, or a plain
+    list with one prompt per line. What a file does not give is ``ONE_GROUP``: its prompts are reported as one group."""
     from craft_bench.store import verify_sha256
 
     shipped = path is None
@@ -63,13 +71,22 @@ def read_parti(path: str | Path | None = None) -> list[dict[str, str]]:
     if shipped:
         verify_sha256(path, PARTI_SHA256, "PartiPrompts.tsv", "reinstall craft-bench")
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh, delimiter="\t"))
+        text = path.read_text(encoding="utf-8").lstrip("\ufeff")
+        header = text.split("\n", 1)[0].rstrip("\r")
+        tsv = "\t" in header
+        if tsv:
+            rows = [r for r in csv.DictReader(io.StringIO(text, newline=""), delimiter="\t") if (r.get("Prompt") or "").strip()]
+        else:
+            rows = [{"Prompt": line} for line in map(str.strip, text.splitlines()) if line]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UserError(f"cannot read Parti prompts '{path}': {exc}") from None
-    if not rows or not {"Prompt", "Category", "Challenge"} <= set(rows[0]):
-        raise UserError(f"{path}: a Parti prompt file is a TSV with Prompt, Category and Challenge columns")
-    return [{"prompt": r["Prompt"], "category": r["Category"], "challenge": r["Challenge"]} for r in rows]
+    if tsv and "Prompt" not in header.split("\t"):
+        raise UserError(f"{path}: a Parti prompt TSV needs a Prompt column (Category and Challenge optional); "
+                        "or give a plain list, one prompt per line")
+    if not rows:
+        raise UserError(f"{path}: no prompts in it; give one prompt per line, or a TSV with a Prompt column")
+    return [{"prompt": r["Prompt"].strip(), "category": (r.get("Category") or "").strip() or ONE_GROUP,
+             "challenge": (r.get("Challenge") or "").strip() or ONE_GROUP} for r in rows]
 
 
 def parti_lines(ctx: RunContext, which: str, prompts_path: Path | None, n_per_challenge: int, prompt_seed: int) -> list[dict[str, str]]:

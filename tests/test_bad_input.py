@@ -129,7 +129,7 @@ def test_malformed_geneval_prompt_file(cli, tmp_path, case):
 def test_malformed_prompt_files(cli, tmp_path, case):
     suite, name, data, expect = {
         "non-utf8-geneval": ("geneval", "p.jsonl", b'{"tag": "single_object", "prompt": "caf\xe9"}\n', "not UTF-8"),
-        "parti-tsv-without-prompt": ("parti", "p.tsv", b"Text\tCategory\tChallenge\na cat\tAnimals\tBasic\n", "Prompt, Category and Challenge"),
+        "parti-tsv-without-prompt": ("parti", "p.tsv", b"Text\tCategory\tChallenge\na cat\tAnimals\tBasic\n", "needs a Prompt column"),
         "parti-non-utf8": ("parti", "p.tsv", b"Prompt\tCategory\tChallenge\ncaf\xe9\tFood\tBasic\n", "cannot read Parti prompts"),
         "hpdv2-not-styles": ("rewards", "p.json", b'["a cat", "a dog"]', "expected {style: [prompt, ...]}"),
         "empty-geneval": ("geneval", "p.jsonl", b"\n\n", "no prompts to run"),
@@ -160,6 +160,8 @@ INVALID_VALUES = [
     (["--num-processes", "0"], "positive number of processes"),
     (["--dtype", "float8"], "invalid choice"),
     (["--seed", "x"], "invalid int value"),
+    (["--seed", "-5"], "--seed -5: give a whole number from 0 to 4294967295"),  # was a numpy traceback after generating
+    (["--seed", str(2**32)], "give a whole number from 0 to 4294967295"),
 ]
 
 

@@ -122,13 +122,13 @@ def test_mini_train_cli_offers_the_controlnet_recipes(cli) -> None:
 
 
 def test_controlnet_weights_enter_image_keys_and_plain_keys_stay() -> None:
-    from craft_bench.generate import image_key
+    from craft_bench.generate import GENERATION_VERSION, image_key
     from craft_bench.spec import SamplerSpec, digest
 
     s = SamplerSpec()
     plain = image_key("ck", s, 1, "p", "float32")
     assert plain == digest({"checkpoint": "ck", "sampler": s.key_fields(), "seed": 1, "prompt": "p", "dtype": "float32",
-                            "control": None, "generation_version": "1"})
+                            "control": None, "generation_version": GENERATION_VERSION})
     assert image_key("ck", s, 1, "p", "float32", "c", "cn-a") != image_key("ck", s, 1, "p", "float32", "c", "cn-b")
 
 

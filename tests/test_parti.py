@@ -40,8 +40,24 @@ def test_a_tampered_copy_fails_its_checksum(tmp_path, monkeypatch):
     assert read_parti(copy)[0]["prompt"] == "bind"  # a user's own file is read as given
     bad = tmp_path / "bad.tsv"
     bad.write_text("prompt\tcat\nx\ty\n")
-    with pytest.raises(UserError, match="Prompt, Category and Challenge"):
+    with pytest.raises(UserError, match="needs a Prompt column"):
         read_parti(bad)
+
+
+def test_a_plain_prompt_list_is_one_group(cli, tmp_path):
+    """One prompt per line, as most users have it (was refused: 'a Parti prompt file is a TSV with ...'); a TSV
+    without Category and Challenge reads the same way."""
+    plain = tmp_path / "prompts.txt"
+    plain.write_text("a red circle\n\ntwo blue squares  \na green triangle above a red square\n")
+    rows = read_parti(plain)
+    assert rows == [{"prompt": p, "category": "all", "challenge": "all"}
+                    for p in ("a red circle", "two blue squares", "a green triangle above a red square")]
+    tsv = tmp_path / "prompts.tsv"
+    tsv.write_text("Prompt\tNote\na red circle\tx\ntwo blue squares\t\na green triangle above a red square\t\n")
+    assert read_parti(tsv) == rows
+    res = cli.run_json("run", "--method", "vanilla", "--suite", "parti", "--prompts", str(plain), "--out", str(tmp_path / "res"))
+    assert res["metrics"]["overall"]["n"] == 3 and res["metrics"]["overall"]["value"] == 0.5
+    assert {k for k in res["metrics"] if k.startswith(("category.", "challenge."))} == {"category.all", "challenge.all"}
 
 
 def test_ties_get_half_credit():

@@ -126,7 +126,7 @@ def test_cache_keys_isolate_models_samplers_and_precision(tiny_sdxl, tiny_sd15, 
 
     assert k != image_key(d, replace(sampler, steps=sampler.steps + 1), 7, "a red apple", "float32")
     assert k != image_key(d, replace(sampler, guidance_scale=1.0), 7, "a red apple", "float32")
-    assert k == image_key(d, replace(sampler, batch_size=99), 7, "a red apple", "float32")  # batching never changes pixels' key
+    assert k != image_key(d, replace(sampler, batch_size=99), 7, "a red apple", "float32")  # the batch size fixes the kernels' shapes
     assert k != image_key(d, sampler, 8, "a red apple", "float32")
     assert k != image_key(d, sampler, 7, "a red apple ", "float32")
     assert k != image_key(d, sampler, 7, "a red apple", "float16")
@@ -205,14 +205,16 @@ def test_non_finite_metric_is_never_written(cli, tiny_sdxl, tmp_path, toy_plugin
 @pytest.mark.parametrize("overlap", [True, False], ids=["scored-beside-generation", "scored-after"])
 def test_corrupted_cached_images_are_detected_and_regenerated(tiny_sdxl, tmp_path, toy_plugins, overlap, monkeypatch):
     """A truncated PNG (no IEND) is seen when the cache is listed; one damaged in the middle (IEND intact) when it is
-    decoded for scoring. Both are made again, byte-identical, and the results equal the first run's."""
+    decoded for scoring. Both are made again, byte-identical although they now share a batch with other images (a
+    larger run adds two prompts), and their scores equal the first run's. A run at another batch size asks for other
+    images (its kernels see other shapes), so it never takes these."""
     from craft_bench.runner import RunRequest, run
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     out = tmp_path / "res"
-    req = lambda bs: RunRequest(method="vanilla", suite="toy", model=str(tiny_sdxl), out=str(out), progress=False,  # noqa: E731
-                                sets=[("steps", "2"), ("batch_size", str(bs))], overlap=overlap)
-    first, _ = run(req(2), log=lambda s: None)
+    req = lambda bs, n: RunRequest(method="vanilla", suite="toy", model=str(tiny_sdxl), out=str(out), progress=False,  # noqa: E731
+                                   sets=[("steps", "2"), ("batch_size", str(bs)), ("n_prompts", str(n))], overlap=overlap)
+    _, first_dir = run(req(2, 8), log=lambda s: None)
     images = sorted((out / "images").glob("*/*.png"))
     original = {p: p.read_bytes() for p in images}
     truncated, damaged = images[3], images[7]
@@ -222,11 +224,17 @@ def test_corrupted_cached_images_are_detected_and_regenerated(tiny_sdxl, tmp_pat
     damaged.write_bytes(bytes(data))
 
     logs: list[str] = []
-    second, _ = run(req(4), log=logs.append)  # another spec (batch size), the same image keys
-    assert second["generation"]["generated"] == 1  # the truncated one, seen before generation
+    second, second_dir = run(req(2, 10), log=logs.append)  # two more prompts: the same keys for the first eight
+    assert second["generation"]["generated"] == 1 + 4  # the truncated one, seen before generation, and the new prompts'
     assert any("did not decode" in line for line in logs)  # the damaged one, seen while scoring
     assert {p: p.read_bytes() for p in images} == original
-    assert _strip(first)["metrics"] == _strip(second)["metrics"]
+    records = lambda d: {(r["item_id"], r["index"]): r for r in map(json.loads, (d / "samples.jsonl").read_text().splitlines())}  # noqa: E731
+    before, after = records(first_dir), records(second_dir)
+    assert before and all(after[k] == rec for k, rec in before.items())
+
+    third, _ = run(req(4, 8), log=lambda s: None)
+    assert third["generation"]["generated"] == 16 and third["generation"]["cached"] == 0
+    assert {p: p.read_bytes() for p in images} == original
 
 
 def _fsize_limit(limit: int):
@@ -292,27 +300,29 @@ def test_prompts_and_names_cannot_write_outside_the_results_root(cli, tiny_sdxl,
     assert len(list(out.glob("images/*/*.png"))) == 6
 
 
-def test_speed_settings_share_the_images_and_tiling_keys_them(cli, tiny_sdxl, tmp_path):
-    """channels_last and sliced VAE decoding change how, not what, is computed: same image keys, the same pixels here;
-    tiled decoding changes pixels, so it keys its images; none of them changes an existing spec's hash."""
+def test_speed_settings_key_their_images_and_change_no_spec_hash(cli, tiny_sdxl, tmp_path):
+    """channels_last and sliced VAE decoding run other kernels: their images differ from the plain ones by float
+    rounding (one level at most here), so they are other images with other keys, and the metric barely moves; tiled
+    decoding also keys its images; none of them changes an existing spec's hash (each is out of the spec at its default)."""
     from craft_bench.spec import SamplerSpec, digest
 
     assert digest(SamplerSpec()) == digest({f: v for f, v in SamplerSpec().__dict__.items()
                                             if f not in ("channels_last", "compile", "vae_decode")})
     args = ["run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl), *FAST, "--set", "n_prompts=3", "--json"]
     plain = json.loads(cli(*args, "--out", str(tmp_path / "a")).stdout)
-    fast = json.loads(cli(*args, "--set", "channels_last=true", "--set", "vae_decode=sliced", "--out", str(tmp_path / "b")).stdout)
-    assert fast["spec_hash"] != plain["spec_hash"]
-    a, b = _image_bytes(tmp_path / "a"), _image_bytes(tmp_path / "b")
-    assert a.keys() == b.keys()  # the same images, so one run's cache serves the other
-    import io
+    fast = json.loads(cli(*args, "--set", "channels_last=true", "--set", "vae_decode=sliced", "--out", str(tmp_path / "a")).stdout)
+    assert fast["spec_hash"] != plain["spec_hash"] and fast["generation"]["cached"] == 0
+    def recs(r: dict) -> list[dict]:
+        (run_dir,) = (tmp_path / "a" / "runs" / "toy").glob(f"*__{r['spec_hash'][:8]}")
+        return [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
 
+    pairs = list(zip(recs(plain), recs(fast)))
+    assert all(p["image"] != f["image"] and (p["item_id"], p["seed"]) == (f["item_id"], f["seed"]) for p, f in pairs)
     import numpy as np
     from PIL import Image
 
-    diff = max(int(np.abs(np.asarray(Image.open(io.BytesIO(a[k])), dtype=int) - np.asarray(Image.open(io.BytesIO(b[k])), dtype=int)).max())
-               for k in a)
-    assert diff <= 1  # float rounding of another convolution layout: at most one level of one channel
+    img = lambda k: np.asarray(Image.open(tmp_path / "a" / "images" / k[:2] / f"{k}.png"), dtype=int)  # noqa: E731
+    assert max(int(np.abs(img(p["image"]) - img(f["image"])).max()) for p, f in pairs) <= 1
     assert fast["metrics"]["overall"]["value"] == pytest.approx(plain["metrics"]["overall"]["value"], abs=1e-3)
-    json.loads(cli(*args, "--set", "vae_decode=tiled", "--out", str(tmp_path / "a")).stdout)
-    assert len(_image_bytes(tmp_path / "a")) == 12  # tiled images are other images
+    tiled = json.loads(cli(*args, "--set", "vae_decode=tiled", "--out", str(tmp_path / "a")).stdout)
+    assert tiled["generation"]["cached"] == 0 and len(_image_bytes(tmp_path / "a")) == 18

@@ -121,11 +121,10 @@ def results_root_of(run_dir: Path) -> Path | None:
 
 
 def load_run(path: Path) -> Run:
+    from craft_bench.results_file import read_results
+
     run_dir = path.parent if path.name == "results.json" else path
-    results = _read_json(run_dir / "results.json", "results.json")
-    for key in ("suite", "method", "model", "spec_hash", "metrics"):
-        if key not in results:
-            raise UserError(f"{run_dir / 'results.json'}: has no '{key}'; it is not a craft-bench results.json")
+    results = read_results(run_dir)
     spec_path = run_dir / "run_spec.json"
     spec = _read_json(spec_path, "run_spec.json") if spec_path.is_file() else {}
     run = Run(results, run_dir.resolve(), spec, _read_records(run_dir / "samples.jsonl"), results_root_of(run_dir))
@@ -138,6 +137,7 @@ class Inputs:
     runs: list[Run]
     sweeps: list[Path]  # sweep.json files
     root: Path  # the results root of the first input (where the report goes by default)
+    skipped: list[str] = field(default_factory=list)  # one line per results.json that is not a craft-bench result
 
 
 def _is_root(path: Path) -> bool:
@@ -175,11 +175,18 @@ def discover(paths: Iterable[str | Path], default_root: Path) -> Inputs:
             raise UserError(f"{p}: no such file or folder{where}; give run folders, results.json files, sweeps or a results root")
         else:
             raise UserError(f"{p}: not a run folder, results.json, sweep.json or results root (no runs/ in it); give one of those")
+    from craft_bench.results_file import NotResults
+
     runs: dict[str, Run] = {}
+    skipped: list[str] = []
     for f in run_files:
-        run = load_run(f)
+        try:
+            run = load_run(f)
+        except NotResults as exc:  # another tool's or a damaged file: the other runs still make a report
+            skipped.append(f"skipping {exc}")
+            continue
         runs.setdefault(run.results["spec_hash"], run)
-    return Inputs(list(runs.values()), list(dict.fromkeys(s.resolve() for s in sweeps)), roots[0])
+    return Inputs(list(runs.values()), list(dict.fromkeys(s.resolve() for s in sweeps)), roots[0], skipped)
 
 
 # --------------------------------------------------------------------------- settings vs defaults
@@ -254,7 +261,7 @@ def settings_label(spec: dict[str, Any]) -> str:
     if not spec:
         return "?"
     diffs, _ = settings_diff(spec)
-    return " ".join(d.label() for d in diffs if (d.section, d.key) not in NOT_IN_LABELS) or "defaults"
+    return " ".join(d.label() for d in diffs) or "defaults"
 
 
 def _flat_settings(spec: dict[str, Any]) -> dict[str, Any]:
@@ -270,23 +277,18 @@ def _flat_settings(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def spec_differences(spec_a: dict[str, Any], spec_b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(setting, A's value, B's value) for every setting two runs do not share (batch size, channels_last and compile
-    aside: they change no pixel). Runs of two different methods differ by the method; their method settings are
-    not set against each other (vanilla has none of CRAFT's)."""
+    """(setting, A's value, B's value) for every setting two runs do not share. Runs of two different methods differ
+    by the method; their method settings are not set against each other (vanilla has none of CRAFT's)."""
     a, b = _flat_settings(spec_a), _flat_settings(spec_b)
     name_a, name_b = (s.get("method", {}).get("name") for s in (spec_a, spec_b))
     if name_a != name_b:
         a = {k: v for k, v in a.items() if not k.startswith("method.")}
         b = {k: v for k, v in b.items() if not k.startswith("method.")}
     keys = sorted(set(a) | set(b), key=lambda k: (k.count("."), k))
-    from craft_bench.spec import EXECUTION_FIELDS
-
-    return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k) and k not in EXECUTION_FIELDS]
+    return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]
 
 
 # --------------------------------------------------------------------------- labels
-
-NOT_IN_LABELS = {("sampler", "batch_size"), ("sampler", "channels_last"), ("sampler", "compile")}  # do not change pixels
 
 
 def assign_labels(runs: list[Run]) -> None:
@@ -297,7 +299,7 @@ def assign_labels(runs: list[Run]) -> None:
         parts = [r.method]
         if len(models) > 1:
             parts.append(f"on {r.model}")
-        parts += [d.label() for d in r.diffs if d.ident() not in common and (d.section, d.key) not in NOT_IN_LABELS]
+        parts += [d.label() for d in r.diffs if d.ident() not in common]
         r.label = " ".join(parts)
     seen: dict[str, int] = {}
     for r in runs:

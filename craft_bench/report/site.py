@@ -21,6 +21,7 @@ from craft_bench.errors import UserError
 from craft_bench.report import html
 from craft_bench.report.collect import Run, assign_labels, discover, load_run
 from craft_bench.report.thumbs import ThumbStats, Thumbs
+from craft_bench.results_file import NotResults
 from craft_bench.store import atomic_write_json, atomic_write_text
 
 MARKER = ".craft-bench-report"
@@ -109,6 +110,12 @@ def prepare_out(out: Path) -> bool:
     return existed
 
 
+def warn(line: str) -> None:
+    import sys
+
+    print(f"craft-bench: warning: {line}", file=sys.stderr)
+
+
 def build_report(paths: Sequence[str], out: str | Path | None = None, default_root: Path | None = None, thumb_px: int = 256,
                  pairs: str = "baseline", progress: bool = True) -> Summary:
     from craft_bench.report.compare import compare_records
@@ -121,13 +128,19 @@ def build_report(paths: Sequence[str], out: str | Path | None = None, default_ro
     if thumb_px < 8:
         raise UserError(f"--thumb-size {thumb_px}: give at least 8 pixels")
     inputs = discover(paths, default_root or _default_root())
+    for line in inputs.skipped:
+        warn(line)
     sweeps = [load_sweep(p) for p in inputs.sweeps]
     by_dir = {r.run_dir: r for r in inputs.runs}
     for sw in sweeps:
         for c in sw.cells:
             if c.run_dir is not None:
                 if c.run_dir.resolve() not in by_dir:
-                    by_dir[c.run_dir.resolve()] = load_run(c.run_dir)
+                    try:
+                        by_dir[c.run_dir.resolve()] = load_run(c.run_dir)
+                    except NotResults as exc:
+                        warn(f"skipping {exc}")
+                        continue
                 c.run_id = by_dir[c.run_dir.resolve()].id
     runs = list({r.results["spec_hash"]: r for r in by_dir.values()}.values())
     if not runs and not sweeps:

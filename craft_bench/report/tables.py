@@ -42,16 +42,10 @@ def results_table(results: dict[str, Any]) -> str:
 
 
 def load_results(path: str | Path) -> tuple[dict[str, Any], Path]:
-    """A results.json, or a run folder holding one -> (results, run folder)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "results.json"
-    if not p.is_file():
-        raise UserError(f"{path}: no results.json there; give a run folder or its results.json")
-    try:
-        return json.loads(p.read_text()), p.parent
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{p}: not a readable results.json ({exc})") from None
+    """A results.json, or a run folder holding one -> (results, run folder); a malformed or foreign file is one line."""
+    from craft_bench.results_file import read_results, results_path
+
+    return read_results(path), results_path(path).parent
 
 
 def load_records(run_dir: Path) -> list[dict[str, Any]]:
@@ -64,12 +58,14 @@ def load_records(run_dir: Path) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------ leaderboard
 
 
-FIXED_COLUMNS = ("method", "model", "seed", "spec", "settings", "train_s", "samples_used")
+FIXED_COLUMNS = ("method", "model", "seed", "spec", "settings", "train_s", "samples_used", "run_dir")
 
 
-def leaderboard_rows(all_results: list[dict[str, Any]], settings: Sequence[str] | None = None) -> tuple[list[str], list[list[Any]]]:
-    """One row per run of one suite: method, model, seed, spec (and, when given, the settings that are not the
-    defaults), then each metric as value ± half CI."""
+def leaderboard_rows(all_results: list[dict[str, Any]], settings: Sequence[str] | None = None,
+                     run_dirs: Sequence[Any] | None = None) -> tuple[list[str], list[list[Any]]]:
+    """One row per run of one suite, best headline first: method, model, seed, spec (and, when given, the settings that
+    are not the defaults), then each metric (its results.json entry), train_s, samples_used (and, when given, the
+    run folder)."""
     metric_names: list[str] = []
     for res in all_results:
         for name in res["metrics"]:
@@ -78,13 +74,14 @@ def leaderboard_rows(all_results: list[dict[str, Any]], settings: Sequence[str] 
     head = all_results[0].get("headline", "overall") if all_results else "overall"
     metric_names.sort(key=lambda n: n != head)
     fixed = ["method", "model", "seed", "spec"] + (["settings"] if settings is not None else [])
-    headers = fixed + metric_names + ["train_s", "samples_used"]
+    headers = fixed + metric_names + ["train_s", "samples_used"] + (["run_dir"] if run_dirs is not None else [])
     rows = []
     for i, res in enumerate(all_results):
         row: list[Any] = [res["method"], res["model"], res.get("seed", 0), res["spec_hash"][:8]]
         row += [settings[i]] if settings is not None else []
         row += [res["metrics"].get(name) for name in metric_names]
         row += [res.get("timing", {}).get("train_s", 0.0), (res.get("train") or {}).get("samples_used", "")]
+        row += [str(run_dirs[i])] if run_dirs is not None else []
         rows.append(row)
     first = len(fixed)
     rows.sort(key=lambda r: -(r[first]["value"] if isinstance(r[first], dict) else float("-inf")))
@@ -126,11 +123,15 @@ def render_leaderboard(suite: str, all_results: list[dict[str, Any]], fmt: str, 
 # ------------------------------------------------------------------ compare
 
 
+def comparison_cells(c: Any) -> list[Any]:
+    """One metric's row of the comparison table: metric, A, B, B - A, 95% CI, p, prompts, verdict."""
+    arrow = "↑" if c.higher_is_better else "↓"
+    return [f"{c.display_name} {arrow}", _fmt(c.a), _fmt(c.b), f"{c.delta:+.4f}", f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]",
+            f"{c.p_value:.4g}", c.n_prompts, c.verdict]
+
+
 def comparison_table(a: dict[str, Any], b: dict[str, Any], comps: list[Any], differences: Sequence[tuple[str, Any, Any]] = ()) -> str:
-    rows = []
-    for c in comps:
-        arrow = "↑" if c.higher_is_better else "↓"
-        rows.append([f"{c.display_name} {arrow}", _fmt(c.a), _fmt(c.b), f"{c.delta:+.4f}", f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]", f"{c.p_value:.4g}", c.n_prompts, c.verdict])
+    rows = [comparison_cells(c) for c in comps]
     title = f"B = {b['method']} on {b['model']} (spec {b['spec_hash'][:8]})  vs  A = {a['method']} on {a['model']} (spec {a['spec_hash'][:8]}), suite {a['suite']}"
     n = comps[0].n_pairs if comps else 0
     differ = ""

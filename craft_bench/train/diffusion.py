@@ -34,6 +34,7 @@ import numpy as np
 from craft_bench.errors import UserError
 from craft_bench.spec import setting
 from craft_bench.train.loop import LoopResult, LoopSpec, Schedule, Task, peak_memory, run_task
+from craft_bench.train.trackers import Tracking, batch_fields, check_report_to
 
 DEFAULT_LORA_TARGETS = "to_q,to_k,to_v,to_out.0"
 
@@ -68,6 +69,8 @@ class TrainConfig:
                                      "sampled (the latents the sampler produced, kept by the pool's generation)", omit_default=True)
     cache_encodings: bool = setting(True, "encode latents and prompts once (cached); false: every step, as "
                                           "diffusers' training scripts do (kept for benchmarks)", omit_default=True)
+    report_to: str = setting("none", "send the per-step training numbers to tensorboard or wandb (accelerate's trackers; "
+                                      "logs/ beside the weights; pip install 'craft-bench[track]'), or none", identity=False)
 
     def __post_init__(self) -> None:
         for name in ("lr", "steps", "batch_size"):
@@ -92,6 +95,7 @@ class TrainConfig:
             raise ValueError("latents must be encode or sampled")
         if self.latents == "sampled" and not self.cache_encodings:
             raise ValueError("latents=sampled reads stored latents; it needs cache_encodings=true")
+        check_report_to(self.report_to)
 
 
 TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
@@ -477,6 +481,7 @@ class DiffusionTask(Task):
         self.model, self.data, self.loss_fn = model, data, loss_fn
         self.batch_size, self.seed, self.cond_dropout, self.snr_gamma = batch_size, seed, cond_dropout, snr_gamma
         self.t_low = int(round(timestep_min * len(model.alphas_cumprod)))
+        self.log_columns: dict[str, np.ndarray] = {}  # per-example numbers whose batch means a tracker logs
 
     def modules(self) -> dict[str, Any]:
         return {"unet": self.model.unet}
@@ -531,6 +536,10 @@ class DiffusionTask(Task):
     def loss(self, batch: dict[str, Any], step: int) -> tuple[Any, dict[str, float]]:
         return self.loss_fn(batch, self.model)
 
+    def step_logs(self, step: int) -> dict[str, float]:
+        idx = self.indices(step)
+        return {f"batch/{name}_mean": float(values[idx].mean()) for name, values in self.log_columns.items()}
+
 
 def denoising_error(model: DiffusionModel, latents: Any, batch: dict[str, Any]) -> Any:
     """Per-example mean squared error of the model's prediction for ``latents`` noised with the batch's noise
@@ -579,10 +588,11 @@ def fit(examples: Sequence[dict[str, Any]], loss_fn: Callable[[dict[str, Any], D
         settings: dict[str, Any], seed: int, device: str, image_fields: Sequence[str] = ("image",),
         prompt_field: str = "prompt", number_fields: Sequence[str] = (), needs_reference: bool = False,
         init_adapter: str | None = None, progress: bool = True, stop_after: int | None = None,
-        desc: str = "train") -> FitResult | None:
+        desc: str = "train", tracking: Tracking | None = None) -> FitResult | None:
     """Encode ``examples`` (cached), train ``loss_fn`` on them with the shared loop, save the trained weights
     into ``out_dir`` and return what happened. ``work_dir`` holds the loop's checkpoint and log; a call on the
-    same ``work_dir`` resumes. Returns None if ``stop_after`` ended the run early (its checkpoint is kept)."""
+    same ``work_dir`` resumes. Returns None if ``stop_after`` ended the run early (its checkpoint is kept).
+    ``tracking``: a TensorBoard / W&B tracker for the steps (with the batch means of the examples' numbers)."""
     import torch
 
     if not examples:
@@ -613,6 +623,8 @@ def fit(examples: Sequence[dict[str, Any]], loss_fn: Callable[[dict[str, Any], D
     encode_s = time.perf_counter() - t0
     task = DiffusionTask(model, data, loss_fn, int(s["batch_size"]), seed, float(s["cond_dropout"]), float(s["snr_gamma"]),
                          float(s.get("timestep_min", 0.0)))
+    if tracking is not None:
+        task.log_columns = {k: np.asarray(v, dtype=np.float64) for k, v in batch_fields(list(examples)).items()}
     spec = LoopSpec(steps=int(s["steps"]), lr=float(s["lr"]),
                     schedule=Schedule(kind=s["schedule"], warmup=int(s["warmup"]), warmup_style="ramp"),
                     optimizer=s["optimizer"], weight_decay=float(s["weight_decay"]),
@@ -625,7 +637,7 @@ def fit(examples: Sequence[dict[str, Any]], loss_fn: Callable[[dict[str, Any], D
             return model.save(out_dir) if loop.accelerator.is_main_process else []
 
     result, files = run_task(task, spec, work / "state", device=device, progress=progress, stop_after=stop_after,
-                             desc=desc, export=export)
+                             desc=desc, export=export, tracking=tracking)
     if files is None:
         return None
     return FitResult(Path(out_dir), files, result, encode_s, cache.hits, cache.misses, dict(s))
@@ -638,6 +650,9 @@ def finish_checkpoint(work_dir: Path, out_tmp: Path, final: Path, info: dict[str
     log = Path(work_dir) / "train_log.jsonl"
     if log.is_file():
         shutil.copyfile(log, out_tmp / "train_log.jsonl")
+    logs = Path(work_dir) / "logs"  # a tracker's event files (method.report_to)
+    if logs.is_dir():
+        shutil.copytree(logs, out_tmp / "logs", dirs_exist_ok=True)
     atomic_write_json(out_tmp / "train_info.json", info)
     if final.exists():
         shutil.rmtree(final)

@@ -5,8 +5,8 @@ A ``Task`` says what is trained (its modules and parameter groups), what one ste
 and what the loss is. The loop owns everything else, once: the optimiser, the learning-rate schedule (a pure
 function of the step), gradient accumulation, mixed precision and several processes (accelerate), gradient
 clipping, an optional EMA of the weights, atomic checkpoints (safetensors) every ``ckpt_every`` steps and
-resuming from them, the NaN/Inf guard, the per-step log (``train_log.jsonl``), the progress bar and the
-wall-clock accounting.
+resuming from them, the NaN/Inf guard, the per-step log (``train_log.jsonl``; a TensorBoard or W&B tracker through
+accelerate when asked, ``trackers.py``), the progress bar and the wall-clock accounting.
 
 Invariants:
 - resuming from the checkpoint at step s and running to step n gives the weights of a run that was never
@@ -173,6 +173,10 @@ class Task:
     def on_checkpoint(self, step: int, loop: "Loop") -> None:
         """Called after the checkpoint of ``step`` was written (e.g. export a snapshot)."""
 
+    def step_logs(self, step: int) -> dict[str, float]:
+        """Numbers about ``step``'s batch that a training tracker logs beside the loss (not in train_log.jsonl)."""
+        return {}
+
 
 @dataclass
 class LoopResult:
@@ -190,10 +194,11 @@ class Loop:
 
     def __init__(self, task: Task, spec: LoopSpec, ckpt_dir: str | os.PathLike, device: str = "cpu",
                  progress: bool = True, desc: str | None = None, log_every: int = 1,
-                 accelerator: Any = None) -> None:
+                 accelerator: Any = None, tracking: Any = None) -> None:
         self.task, self.spec, self.ckpt_dir = task, spec, Path(ckpt_dir)
         self.device, self.progress, self.desc, self.log_every = device, progress, desc or task.name, log_every
-        self.accelerator = accelerator or make_accelerator(device, spec)
+        self.tracking = tracking  # craft_bench.train.trackers.Tracking, or None
+        self.accelerator = accelerator or make_accelerator(device, spec, **(tracking.accelerator_kwargs() if tracking else {}))
         self.params: list[Any] = []
         self.ema: list[Any] = []
         self.optimizer: Any = None
@@ -319,6 +324,8 @@ class Loop:
         bar = tqdm(total=spec.steps, initial=start, desc=self.desc, unit="step", dynamic_ncols=True,
                    disable=not (self.progress and acc.is_main_process))
         log_fh = open(self.ckpt_dir.parent / LOG_FILE, "a") if acc.is_main_process else None
+        if self.tracking is not None:
+            self.tracking.start(acc)
         try:
             for step in range(start, end):
                 t_step = time.perf_counter()
@@ -353,6 +360,8 @@ class Loop:
                 logs = _mean_logs(part_logs, acc)
                 logs["lr"], logs["grad_norm"] = lr, grad_norm
                 step_times.append(time.perf_counter() - t_step)
+                if self.tracking is not None:
+                    self.tracking.log({**logs, "step_s": step_times[-1], **task.step_logs(step)}, step=done)
                 if log_fh and (done % self.log_every == 0 or done == end):
                     log_fh.write(json.dumps({"step": done, **{k: _round(v) for k, v in logs.items()}}) + "\n")
                     log_fh.flush()
@@ -368,6 +377,8 @@ class Loop:
             bar.close()
             if log_fh:
                 log_fh.close()
+            if self.tracking is not None:
+                self.tracking.finish()
         return LoopResult(steps=self.step, wall_s=wall_before + time.perf_counter() - t0, last_logs=logs,
                           history=history, peak_memory_bytes=peak_memory(self.device), resumed_from=start,
                           step_times=step_times)
@@ -407,12 +418,13 @@ class Loop:
 # --------------------------------------------------------------------------- helpers
 
 
-def make_accelerator(device: str, spec: LoopSpec) -> Any:
-    """An ``accelerate.Accelerator`` for ``device`` (one per process; picks up torchrun's environment)."""
+def make_accelerator(device: str, spec: LoopSpec, log_with: str | None = None, project_dir: str | None = None) -> Any:
+    """An ``accelerate.Accelerator`` for ``device`` (one per process; picks up torchrun's environment); ``log_with``:
+    its tracker (tensorboard, wandb) writing under ``project_dir``."""
     from accelerate import Accelerator
 
     return Accelerator(cpu=not str(device).startswith("cuda"), mixed_precision=spec.mixed_precision,
-                       gradient_accumulation_steps=1)
+                       gradient_accumulation_steps=1, log_with=log_with, project_dir=project_dir)
 
 
 def _make_optimizer(spec: LoopSpec, groups: list[dict[str, Any]], torch: Any) -> Any:
@@ -516,9 +528,10 @@ def _log_step(line: str) -> int:
 
 def run_task(task: Task, spec: LoopSpec, ckpt_dir: str | os.PathLike, device: str = "cpu", progress: bool = True,
              stop_after: int | None = None, desc: str | None = None,
-             export: Callable[[Loop], Any] | None = None) -> tuple[LoopResult, Any]:
-    """Run ``task`` to the end (resuming from ``ckpt_dir``) and call ``export(loop)`` on the trained loop."""
-    loop = Loop(task, spec, ckpt_dir, device=device, progress=progress, desc=desc)
+             export: Callable[[Loop], Any] | None = None, tracking: Any = None) -> tuple[LoopResult, Any]:
+    """Run ``task`` to the end (resuming from ``ckpt_dir``) and call ``export(loop)`` on the trained loop;
+    ``tracking`` (``trackers.Tracking``) sends each step's numbers to TensorBoard or W&B."""
+    loop = Loop(task, spec, ckpt_dir, device=device, progress=progress, desc=desc, tracking=tracking)
     result = loop.run(stop_after=stop_after)
     exported = export(loop) if export is not None and loop.step >= spec.steps else None
     return result, exported

@@ -2,9 +2,10 @@
 
 ``train_checkpoint`` is what ``TrainableMethod.prepare`` calls. The checkpoint's identity is
 ``Method.checkpoint_hash`` (base weights + method spec + seed + dtype); a finished one is reused, a killed one
-resumes from the loop's last checkpoint in ``checkpoints/<hash>.work/``. With several processes (torchrun /
-accelerate launch) the main process builds the data first (the others then find it cached), every process
-trains its share of each batch, and only the main process writes the checkpoint.
+resumes from the loop's last checkpoint in ``checkpoints/<hash>.work/``. A finished folder holds the weights,
+train_info.json, train_log.jsonl, examples.jsonl and a model card (README.md, ``model_card.py``). With several
+processes (torchrun / accelerate launch) the main process builds the data first (the others then find it cached),
+every process trains its share of each batch, and only the main process writes the checkpoint.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from craft_bench.api import Checkpoint, RunContext, TrainableMethod
+from craft_bench.runner import versions
+from craft_bench.train.model_card import write_model_card
+from craft_bench.train.trackers import Tracking, flat_numbers
 
 
 def settings_for(method: TrainableMethod, world: Any) -> dict[str, Any]:
@@ -52,6 +56,7 @@ def train_checkpoint(method: TrainableMethod, base: Checkpoint, ctx: RunContext,
     main = state is None or state.is_main_process
     info_path = final / "train_info.json"
     if info_path.is_file():
+        _cached_note(method, final, log)
         return _checkpoint(base, final, h, json.loads(info_path.read_text()))
     lock = store.lock(f"ckpt-{h}") if main else contextlib.nullcontext()
     with lock:
@@ -69,11 +74,12 @@ def train_checkpoint(method: TrainableMethod, base: Checkpoint, ctx: RunContext,
         tmp = store.temp_dir_for(final)
         log(f"train {method.name}: {len(data.examples)} examples, {settings['steps']} steps at batch "
             f"{settings['batch_size']}, {'LoRA rank ' + str(settings['lora_rank']) if settings['lora_rank'] else 'full UNet'}")
+        tracking = _tracking(method, settings, h, work, data.accounting, ctx) if main else None
         result = fit(data.examples, method.loss, base_dir=base.base_dir, family=base.model.family,
                      results_root=store.root, work_dir=work, out_dir=tmp, settings=settings, seed=ctx.seed,
                      device=ctx.device, image_fields=method.image_fields, prompt_field=method.prompt_field,
                      number_fields=method.number_fields, needs_reference=method.needs_reference,
-                     init_adapter=base.adapter_dir, progress=ctx.progress, desc=f"train {method.name}")
+                     init_adapter=base.adapter_dir, progress=ctx.progress, desc=f"train {method.name}", tracking=tracking)
         if result is None:
             raise RuntimeError("training stopped early")
         total = time.perf_counter() - t0
@@ -103,10 +109,30 @@ def train_checkpoint(method: TrainableMethod, base: Checkpoint, ctx: RunContext,
             with open(tmp / "examples.jsonl", "w") as fh:  # what it trained on, for inspection and the report
                 for e in data.examples:
                     fh.write(json.dumps(e) + "\n")
+            write_model_card(tmp, ctx.spec, method, settings, info, versions())
             finish_checkpoint(work, tmp, final, info)
         if state is not None:
             state.wait_for_everyone()
     return _checkpoint(base, final, h, json.loads(info_path.read_text()))
+
+
+def _tracking(method: TrainableMethod, settings: dict[str, Any], h: str, work: Path, accounting: dict[str, Any],
+              ctx: RunContext) -> Tracking | None:
+    """The TensorBoard / W&B tracker of this training (``method.report_to``), logging into ``<work>/logs`` (moved beside
+    the weights with the checkpoint); the pool's statistics go with the first step."""
+    if settings.get("report_to", "none") == "none":
+        return None
+    config = {"method": method.name, "method_version": method.version, "checkpoint": h, "seed": ctx.seed,
+              "base_model": ctx.spec.model.name, **dict(ctx.spec.method.config), **settings}
+    first = flat_numbers({**(accounting.get("pool") or {}), "reward": accounting.get("reward_stats") or {}})
+    return Tracking(settings["report_to"], work / "logs", f"{method.name}-{h[:8]}", config, first)
+
+
+def _cached_note(method: TrainableMethod, final: Path, log: Any) -> None:
+    report_to = getattr(method.config, "report_to", "none")
+    if report_to != "none":
+        log(f"checkpoint {final.name} is cached: nothing is trained, so nothing goes to {report_to} (its curves are in "
+            f"{final / 'train_log.jsonl'}; tracker logs of its training, if any, in {final / 'logs'})")
 
 
 def _checkpoint(base: Checkpoint, final: Path, h: str, info: dict[str, Any]) -> Checkpoint:

@@ -317,8 +317,21 @@ def pool_accounting(pool: Pool, **stage_seconds: float) -> dict[str, Any]:
         "images_generated": pool.images_generated,
         "reward_calls": pool.reward_evaluations,
         "rewards": list(pool.spec.rewards),
+        "reward_stats": reward_stats(pool),
         "pool_cost": {k: round(v, 3) for k, v in pool.cost.items()},
     }
+
+
+def reward_stats(pool: Pool) -> dict[str, dict[str, float]]:
+    """Each reward's mean, standard deviation, minimum and maximum over the pool's candidates (the model card and
+    the training trackers show them)."""
+    out = {}
+    for name in pool.spec.rewards:
+        v = np.array([c.scores[name] for c in pool.candidates], dtype=np.float64)
+        if v.size:
+            out[name] = {"mean": round(float(v.mean()), 6), "std": round(float(v.std()), 6), "min": round(float(v.min()), 6),
+                         "max": round(float(v.max()), 6)}
+    return out
 
 
 def composite_scores(pool: Any) -> np.ndarray:
