@@ -28,7 +28,8 @@ SUITES = ("geneval", "parti", "rewards", "controlnet-canny", "controlnet-depth")
 
 # Measured on the tree before the world profile (commit 9d90de6), device cpu (dtype float32), seed 0; the pool-based
 # methods' values (spec and checkpoint hashes, the pool's digest, prompts and image keys) re-measured at pool version 2,
-# when the mini pool moved to the training grammar (prompts disjoint from every evaluation set; train/pool.py).
+# when the mini pool moved to the training grammar (prompts disjoint from every evaluation set; train/pool.py); every
+# image key re-measured at generation version 2 (fixed-shape batches, every sampler setting in the key; generate.py).
 SPEC_HASHES = {
     "vanilla x geneval": "4b79d1e0a88086e9534f7e99fb0a466548d4e2712d1b83a0d3832e769a800e91",
     "vanilla x parti": "4a0c6da416fbb10c45c5ec7f3fb6defeabaafafeb35791f769ba75b18de6e52d",
@@ -68,14 +69,14 @@ MINI_SETTINGS = {"steps": 100, "batch_size": 32, "grad_accum": 1, "lora_rank": 0
                  "lora_targets": "to_q,to_k,to_v,to_out.0", "optimizer": "adamw", "schedule": "constant", "warmup": 0,
                  "weight_decay": 0.01, "max_grad_norm": 1.0, "ema_decay": 0.0, "snr_gamma": 0.0, "cond_dropout": 0.0,
                  "timestep_min": 0.0, "gradient_checkpointing": False, "mixed_precision": "auto", "ckpt_every": 50,
-                 "latents": "encode", "cache_encodings": True}
+                 "latents": "encode", "cache_encodings": True, "report_to": "none"}
 # The one pool every pool-based method shares by default (pool_cost's key: pool spec + model + candidate sampler).
 POOL_DIGEST = "8da998a5bf7dd4e992e3d94048a6874253d92a5f590b2af3e078d9abfbe326a6"
 POOL_SPEC = {"prompts": "auto", "size": 100, "prompt_seed": 4242, "k": 4, "expansion": "template", "expansions_per_prompt": 1,
              "llm": [], "rewards": ["mini-clip", "mini-aes"], "score_against": "original", "seed": 0, "version": "2"}
 POOL_EXPANSION_FILE = "4ee1d91a4b41120f5497e65c.json"  # the expansion cache's key
 POOL_TEXTS = "4cfa51c2f2d34d186a516d2d34d267f72f5ef9bc5b78032076a872420d955d21"  # originals and expansions, in order
-POOL_IMAGE_KEYS = "86f83edb2b1b8b8a2c34a5221d570bb976d8fd07cef9795e7dcbb156159bf99f"  # every candidate's image key
+POOL_IMAGE_KEYS = "cc59b44319557f85a9a1a33fb93f36751f34c8c3311ebb16402a667b984abc70"  # every candidate's image key
 # Each suite's items on mini (id, prompt, images, stratum, condition image) and vanilla's image keys.
 ITEMS = {
     "geneval": "a99aee89b7eeb4ddc7accc457eb01666d5aa014c859f6b1085e5229db8db9baf",
@@ -85,11 +86,11 @@ ITEMS = {
     "controlnet-depth": "91b13c79d7bae134929298dbcb3a3e66110f7e963e5bd5188d30b74fe28bbf0e",
 }
 IMAGE_KEYS = {
-    "geneval": "08a377b178161f459f0fc5a171887bbbca2222386e1485807f257239680c326e",
-    "parti": "a0858503e1d5627109ea187c00ba41b1232c8db3c1ad68f9861195119c6248dd",
-    "rewards": "95a4f9ffaf5f716682079d61a30c95528627ad0d2ac01a3f9d7a504d87aad97b",
-    "controlnet-canny": "949f05d47e80b1d56f1f72b323f4b22d4c5b0a3170ec23684250ebf2730a0b3e",
-    "controlnet-depth": "0de8f1dccac412e0ca1d20a28519db5f0975268be6fb0198eb6cbe15f16e6d7d",
+    "geneval": "f27d7e1c6b650256f17888037287ef1368c15d4797b8eeff1d927ef44b91ff75",
+    "parti": "81eaf443252a73d37203060c5766791eb58019c96a7752dccfc68dc94e66ae1f",
+    "rewards": "2a4399061b026950b82f8bbb71a40a3977bff5f870228ce49ba1d2ec31168567",
+    "controlnet-canny": "e5d467e27cd7887b33b9b49a1b259a99d8398f3d3357c286e720a941da8a0449",
+    "controlnet-depth": "0702cb922a6084ea693c9ab09e3c3f329e38a5b63abe07844e754b31b6db964b",
 }
 
 
