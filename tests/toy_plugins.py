@@ -159,9 +159,25 @@ def _flipped_dpo() -> Any:
     return DiffusionDPOFlipped
 
 
+def _flipped_grpo() -> Any:
+    """Test-only GRPO with its advantages' sign flipped (it learns to make what its reward dislikes), the kind of bug
+    a regression gate must catch."""
+    from craft_bench.methods.grpo import GRPO
+
+    class GRPOFlipped(GRPO):
+        name = "grpo-flipped"
+        description = "test-only: GRPO with the advantage's sign flipped"
+
+        def advantages(self, scores: Any) -> Any:
+            return -super().advantages(scores)
+
+    return GRPOFlipped
+
+
 registry.suites.register("toy", ToySuite, replace=True)
 registry.methods.register("craft-inverted", "toy_plugins:CRAFT_INVERTED", "test-only: CRAFT with its filter inverted", replace=True)
 registry.methods.register("diff-dpo-flipped", "toy_plugins:DPO_FLIPPED", "test-only: Diffusion-DPO with the logit's sign flipped", replace=True)
+registry.methods.register("grpo-flipped", "toy_plugins:GRPO_FLIPPED", "test-only: GRPO with the advantage's sign flipped", replace=True)
 registry.methods.register("redshift", RedShift, replace=True)
 registry.methods.register("unetshift", UnetShift, replace=True)
 
@@ -171,4 +187,6 @@ def __getattr__(name: str) -> Any:  # the CRAFT variant is built on first use (i
         return _inverted_craft()
     if name == "DPO_FLIPPED":
         return _flipped_dpo()
+    if name == "GRPO_FLIPPED":
+        return _flipped_grpo()
     raise AttributeError(name)
