@@ -59,6 +59,8 @@ class GRPOConfig(PromptPoolConfig):
     eta: float = setting(1.0, "DDIM eta of the rollouts (> 0: each step is a Gaussian with a log-probability)")
     sample_steps: int | None = setting(None, "denoising steps of a rollout (default: the run sampler's steps)")
     guidance: float | None = setting(None, "guidance scale of the rollouts and of the trained policy (default: the sampler's)")
+    same_noise: bool = setting(False, "a prompt's G rollouts start from the same x_T, so their rewards differ by the policy's "
+                                      "own steps only (DanceGRPO --init_same_noise)")
 
     def __post_init__(self) -> None:
         import math
@@ -241,7 +243,7 @@ class GRPOTask(Task):
         self.method, self.model, self.prompts, self.rewards, self.ctx = method, model, prompts, rewards, ctx
         self.seed, self.P, self.G = ctx.seed, c.prompts_per_iter, c.group_size
         self.B, self.inner = self.P * self.G, c.inner_steps
-        self.guidance, self.S = plan["guidance"], plan["train_steps"]
+        self.guidance, self.S, self.same_noise = plan["guidance"], plan["train_steps"], c.same_noise
         self.schedule = DDIMSchedule.from_config(model.scheduler.config, plan["sample_steps"], c.eta)
         # The rewards load first: an unknown reward or missing weights stop the run before any rollout.
         self.scorer = CompositeScorer.load(rewards, device=ctx.device)
@@ -341,7 +343,8 @@ class GRPOTask(Task):
             cond = {key: v[slot_prompt[idx]].to(dev) for key, v in self.cond.items()}
             uncond = {key: v.unsqueeze(0).expand(len(idx), *v.shape).to(dev) for key, v in self.empty.items()}
             gens = [trajectory_generator(self.seed, k, j) for j in idx]
-            r = rollout(self.model, cond, uncond, self.schedule, self.guidance, gens, self.shape)
+            init = [trajectory_generator(self.seed, k, "init", j // self.G) for j in idx] if self.same_noise else None
+            r = rollout(self.model, cond, uncond, self.schedule, self.guidance, gens, self.shape, init)
             made.append((idx, r, self.model.decode_images(r.latents[:, -1])))
         t1 = time.perf_counter()
         entries = [(image_digest(im), Image.fromarray(im), self.prompts[slot_prompt[j]])
@@ -393,4 +396,4 @@ class GRPOTask(Task):
                 "reward_evaluations_run": int(self.counters["reward_evaluations_run"]),
                 "iterations": int(self.counters["iterations"]), "rollout": {
                     "prompts_per_iter": self.P, "group_size": self.G, "sample_steps": len(self.schedule),
-                    "train_steps": self.S, "guidance": self.guidance, "eta": self.schedule.eta}}
+                    "train_steps": self.S, "guidance": self.guidance, "eta": self.schedule.eta, "same_noise": self.same_noise}}

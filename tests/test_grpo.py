@@ -204,7 +204,7 @@ def test_a_run_records_its_reward_curve_and_accounting(cli, tiny_sdxl, prompts, 
     assert {"sampling_s", "reward_s", "optimize_s"} <= set(train["timing"]) and train["peak_memory_bytes"] > 0
     assert train["timing"]["sampling_s"] > 0 and train["timing"]["optimize_s"] > 0
     assert train["rollout"] == {"prompts_per_iter": 2, "group_size": 2, "sample_steps": 2, "train_steps": 2,
-                                "guidance": 5.0, "eta": 1.0}
+                                "guidance": 5.0, "eta": 1.0, "same_noise": False}
     log = [json.loads(line) for line in (checkpoint(tmp_path / "r") / "train_log.jsonl").read_text().splitlines()]
     assert [row["iteration"] for row in log] == [1, 1, 2, 2] and [row["images"] for row in log] == [8 / 2, 4, 8, 8]
     assert all({"reward/mini-clip", "kl", "clipfrac", "approx_kl", "ratio", "policy_loss"} <= set(row) for row in log)

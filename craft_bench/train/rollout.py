@@ -131,14 +131,15 @@ def trajectory_generator(*key: Any) -> Any:
 
 
 def rollout(model: Any, cond: dict[str, Any], uncond: dict[str, Any], schedule: DDIMSchedule, guidance: float,
-            generators: Sequence[Any], shape: tuple[int, int, int]) -> Rollouts:
+            generators: Sequence[Any], shape: tuple[int, int, int], init_generators: Sequence[Any] | None = None) -> Rollouts:
     """Sample one trajectory per row of ``cond`` with the model's current weights (no gradients): x_T and every
-    step's z from that row's generator. ``uncond``: the unconditional conditioning, one row per trajectory."""
+    step's z from that row's generator (x_T from ``init_generators`` when given: trajectories whose init generators are
+    seeded alike start from the same noise). ``uncond``: the unconditional conditioning, one row per trajectory."""
     import torch
 
     dev = model.device
     b = len(generators)
-    x = torch.stack([torch.randn(shape, generator=g) for g in generators]).to(dev)
+    x = torch.stack([torch.randn(shape, generator=g) for g in (init_generators or generators)]).to(dev)
     latents, lps = [x], []
     with torch.no_grad():
         for i, t in enumerate(schedule.timesteps):
