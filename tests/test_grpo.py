@@ -139,6 +139,11 @@ def test_rollout_log_probs_and_batch_independence(tiny_sdxl):
                     [trajectory_generator(0, 0, 1)], (4, 32, 32))
     assert torch.allclose(alone.latents[0], r.latents[1], atol=1e-4)
     assert not torch.allclose(r.latents[0, -1], r.latents[1, -1])
+    # same_noise: trajectories whose init generators are seeded alike share x_T, their own steps still differ
+    same = rollout(model, {k: v[:1].expand(2, *v.shape[1:]) for k, v in cond.items()}, {k: v[:2] for k, v in uncond.items()},
+                   sched, 4.0, [trajectory_generator(0, 1, j) for j in range(2)], (4, 32, 32),
+                   [trajectory_generator(0, 0, "init", 0) for _ in range(2)])
+    assert torch.equal(same.latents[0, 0], same.latents[1, 0]) and not torch.allclose(same.latents[0, 1], same.latents[1, 1])
 
 
 # --------------------------------------------------------------------------- settings
@@ -204,7 +209,7 @@ def test_a_run_records_its_reward_curve_and_accounting(cli, tiny_sdxl, prompts, 
     assert {"sampling_s", "reward_s", "optimize_s"} <= set(train["timing"]) and train["peak_memory_bytes"] > 0
     assert train["timing"]["sampling_s"] > 0 and train["timing"]["optimize_s"] > 0
     assert train["rollout"] == {"prompts_per_iter": 2, "group_size": 2, "sample_steps": 2, "train_steps": 2,
-                                "guidance": 5.0, "eta": 1.0, "same_noise": False}
+                                "guidance": 5.0, "eta": 1.0, "same_noise": True}
     log = [json.loads(line) for line in (checkpoint(tmp_path / "r") / "train_log.jsonl").read_text().splitlines()]
     assert [row["iteration"] for row in log] == [1, 1, 2, 2] and [row["images"] for row in log] == [8 / 2, 4, 8, 8]
     assert all({"reward/mini-clip", "kl", "clipfrac", "approx_kl", "ratio", "policy_loss"} <= set(row) for row in log)
