@@ -140,6 +140,9 @@ class TrainableMethod(Method):
     caching and checkpoints."""
 
     trainable: ClassVar[bool] = True
+    # An online method (GRPO) samples its own data while it trains: ``build_data`` gives its prompts, ``make_task``
+    # the loop task that samples, scores and yields batches for ``loss``.
+    online: ClassVar[bool] = False
     image_fields: ClassVar[tuple[str, ...]] = ("image",)
     prompt_field: ClassVar[str] = "prompt"
     number_fields: ClassVar[tuple[str, ...]] = ()
@@ -154,6 +157,10 @@ class TrainableMethod(Method):
     def loss(self, batch: dict[str, Any], model: Any) -> tuple["torch.Tensor", dict[str, float]]:
         """Mean loss over the batch and logs; ``model`` is a ``craft_bench.train.diffusion.DiffusionModel``."""
         ...
+
+    def make_task(self, model: Any, data: TrainingData, base: Checkpoint, ctx: RunContext, settings: dict[str, Any]) -> Any:
+        """An online method's ``craft_bench.train.loop.Task`` over ``model`` (the ``DiffusionModel`` the trainer built)."""
+        raise NotImplementedError(f"method '{self.name}' is not online")
 
     def prepare(self, base: Checkpoint, ctx: RunContext) -> Checkpoint:
         from craft_bench.train.method import train_checkpoint

@@ -55,7 +55,9 @@ def _add_sweep(sub: Any) -> None:
         "and write results/sweeps/<name>/{sweep.json,sweep.csv,sweep.md,plots/}: headline with CI, paired delta vs vanilla, "
         "training seconds by stage, compute to match the reference method, and gains on trained-on vs held-out judges."))
     p.add_argument("--methods", required=True, help="comma-separated methods, e.g. vanilla,diff-dpo,mapo,smpo,craft")
-    p.add_argument("--budgets", required=True, help="comma-separated training budgets (samples or pairs), e.g. 25,100,400")
+    p.add_argument("--budgets", required=True, action="append",
+                   help="comma-separated training budgets (samples or pairs), e.g. 25,100,400; repeat as METHOD=LIST to give "
+                        "one method its own, e.g. --budgets grpo=1024,4096 (images it generates)")
     p.add_argument("--suite", required=True, help="suite name (craft-bench ls suites)")
     p.add_argument("--model", default="mini", help="preset name or a local diffusers folder [default: mini]")
     p.add_argument("--seeds", default="0", help="comma-separated run seeds (training and evaluation) [default: 0]")
@@ -213,6 +215,22 @@ def _int_list(text: str, flag: str) -> list[int]:
     return values
 
 
+def _budgets(values: list[str]) -> tuple[list[int], dict[str, list[int]]]:
+    """``--budgets 25,100 --budgets grpo=1024,4096``: the common budgets and the methods' own lists."""
+    common: list[int] = []
+    own: dict[str, list[int]] = {}
+    for text in values:
+        name, sep, rest = text.partition("=")
+        if sep:
+            own[name.strip()] = _int_list(rest, f"--budgets {name.strip()}=")
+        else:
+            common += _int_list(text, "--budgets")
+    if not common:
+        raise UserError("--budgets: give the common budgets too (e.g. --budgets 25,100 --budgets grpo=1024,4096); "
+                        "methods without their own list use them")
+    return common, own
+
+
 def _shard(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
@@ -231,12 +249,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from craft_bench.spec import parse_set_args
     from craft_bench.sweep import SweepRequest, run_sweep, to_markdown
 
+    budgets, own = _budgets(args.budgets)
     cells = RunRequest(method="", suite=args.suite, model=args.model, limit=args.limit, prompts=args.prompts, out=args.out,
                        sets=parse_set_args(args.sets), device=args.device, dtype=args.dtype, progress=not args.no_progress)
     req = SweepRequest(
-        methods=[m.strip() for m in args.methods.split(",") if m.strip()], budgets=_int_list(args.budgets, "--budgets"),
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()], budgets=budgets,
         cells=cells, seeds=_int_list(args.seeds, "--seeds"), name=args.name, reference=args.reference,
-        judges=[j.strip() for j in args.judges.split(",") if j.strip()], shard=_shard(args.shard),
+        judges=[j.strip() for j in args.judges.split(",") if j.strip()], shard=_shard(args.shard), method_budgets=own,
     )
     doc, folder = run_sweep(req)
     print(json.dumps(doc, indent=2) if args.json else to_markdown(doc))

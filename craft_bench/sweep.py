@@ -3,13 +3,16 @@
 CRAFT, and reward hacking.
 
 - A budget is the number of training samples or pairs a method may use, set on its ``Method.budget_field`` (CRAFT:
-  ``budget``, kept samples; diff-dpo, mapo, smpo: ``pairs``). Methods without one (vanilla, pretrained) get one cell
-  per seed. Vanilla is always run: deltas are paired against it, seed by seed.
+  ``budget``, kept samples; diff-dpo, mapo, smpo: ``pairs``; grpo: ``images``, the images it generates while it
+  trains). ``--budgets METHOD=LIST`` gives one method its own list (GRPO's images are counted in thousands where
+  CRAFT keeps ~100 samples). Methods without one (vanilla, pretrained) get one cell per seed. Vanilla is always run:
+  deltas are paired against it, seed by seed.
 - Every pool-based cell draws from one candidate pool: ``pool_size`` is max(its default, the largest budget) unless
   ``--set method.pool_size=N`` says otherwise (a pair method makes at most one pair per prompt).
 - A cell's training compute is what producing its checkpoint from nothing costs, whatever the caches held: the pool's
   recorded cost (candidate generation, reward scoring, expansion; ``train.pool.pool_cost``), the method's selection,
-  latent/embedding encoding, and optimisation (seconds per step x steps).
+  latent/embedding encoding, and optimisation (seconds per step x steps). An online method's rollouts and their
+  scoring are its candidates and rewards stages, so CRAFT and GRPO are compared on the same seconds.
 - Outputs, in ``<results>/sweeps/<name>/``: sweep.json (the format `craft-bench report` reads, docs/report.md),
   sweep.csv, sweep.md and ``plots/`` (PNG + SVG). A killed sweep rerun redoes only the missing cells (each run is
   cached by its spec hash); sweep.json is rewritten after every cell.
@@ -45,6 +48,13 @@ class SweepRequest:
     reference: str = "craft"
     judges: list[str] = field(default_factory=list)  # held-out rewards scored on every cell's images
     shard: tuple[int, int] | None = None  # (i, N): run only every N-th cell from the i-th (0-based), e.g. a job array
+    method_budgets: dict[str, list[int]] = field(default_factory=dict)  # a method's own budgets (--budgets grpo=...)
+
+    def budgets_for(self, method: str) -> list[int]:
+        for name, values in self.method_budgets.items():
+            if registry.methods.resolve_name(name) == method:
+                return values
+        return self.budgets
 
     @property
     def suite(self) -> str:
@@ -71,9 +81,11 @@ class Cell:
 
 
 def _config_fields(cls: Any) -> set[str]:
+    """The settings a sweep's ``--set method.X`` may give a method: its Config's fields, less those it derives from
+    its own budget (GRPO's ``steps`` and ``batch_size``, from ``images``)."""
     import dataclasses
 
-    return {f.name for f in dataclasses.fields(cls.Config)}
+    return {f.name for f in dataclasses.fields(cls.Config)} - set(getattr(cls.Config, "derived_fields", ()))
 
 
 def plan(req: SweepRequest, store: Store) -> list[Cell]:
@@ -81,12 +93,16 @@ def plan(req: SweepRequest, store: Store) -> list[Cell]:
     lists and run folders, every cell resolved once so that a bad setting stops the sweep before any work."""
     from craft_bench.runner import resolve
     from craft_bench.spec import SamplerSpec
+    from craft_bench.train.pool import PoolConfig
 
     if not req.methods:
         raise UserError("--methods: name at least one method (craft-bench ls methods)")
-    if not req.budgets or any(b < 1 for b in req.budgets):
+    if not req.budgets or any(b < 1 for v in [req.budgets, *req.method_budgets.values()] for b in v):
         raise UserError("--budgets: give positive numbers of training samples, e.g. 25,100,400")
     names = list(dict.fromkeys(registry.methods.resolve_name(m) for m in ["vanilla", *req.methods]))
+    for name in req.method_budgets:
+        if registry.methods.resolve_name(name) not in names:
+            raise UserError(f"--budgets {name}=...: '{name}' is not among --methods ({', '.join(req.methods)})")
     classes = {n: registry.methods.get(n) for n in names}
     if req.reference not in names:
         raise UserError(f"--reference {req.reference}: not among --methods ({', '.join(req.methods)})")
@@ -100,7 +116,8 @@ def plan(req: SweepRequest, store: Store) -> list[Cell]:
     cells = []
     for seed in req.seeds:
         grid = [(n, None) for n in names if classes[n].budget_field is None]
-        grid += [(n, b) for b in sorted(set(req.budgets)) for n in names if classes[n].budget_field is not None]
+        every = sorted({b for n in names if classes[n].budget_field is not None for b in req.budgets_for(n)})
+        grid += [(n, b) for b in every for n in names if classes[n].budget_field is not None and b in req.budgets_for(n)]
         for name, budget in grid:
             mine = method_fields[name]
             sets = []
@@ -114,9 +131,10 @@ def plan(req: SweepRequest, store: Store) -> list[Cell]:
             if field_name:
                 sets.append((f"method.{field_name}", str(budget)))
                 given = {k.removeprefix("method.") for k, _ in req.sets}
-                if "pool_size" in mine and "pool_size" not in given:
-                    default = classes[name].Config().pool_size
-                    sets.append(("method.pool_size", str(max(default, max(req.budgets)))))
+                if issubclass(classes[name].Config, PoolConfig) and "pool_size" not in given:
+                    default = classes[name].Config().pool_size  # the pool must hold the largest pool budget
+                    pool_budgets = [b for n in names if issubclass(classes[n].Config, PoolConfig) for b in req.budgets_for(n)]
+                    sets.append(("method.pool_size", str(max(default, *pool_budgets))))
             cell = Cell(name, budget, seed, sets)
             spec = resolve(_run_request(req, cell)).spec
             cell.run_dir = store.run_dir(spec.suite.name, spec.method.name, spec.model.name, spec.short_hash)
@@ -135,6 +153,7 @@ def sweep_name(req: SweepRequest) -> str:
         return req.name
     c = req.cells
     key = digest({"methods": req.methods, "budgets": sorted(req.budgets), "seeds": req.seeds, "limit": c.limit,
+                  **({"method_budgets": {m: sorted(v) for m, v in req.method_budgets.items()}} if req.method_budgets else {}),
                   "sets": sorted(c.sets), "prompts": c.prompts, "suite": c.suite, "model": c.model})
     model = Path(c.model).name if ("/" in c.model or Path(c.model).exists()) else c.model
     return f"{req.suite}-{model}-{key[:8]}"
@@ -196,9 +215,9 @@ def training_stages(train: dict[str, Any] | None) -> dict[str, float]:
         return {}
     timing = train.get("timing", {})
     cost = train.get("pool_cost") or {}
-    stages = {
-        "candidates": cost.get("generate_s", timing.get("generate_s", 0.0)),
-        "rewards": cost.get("score_s", timing.get("score_s", 0.0)),
+    stages = {  # an online method's rollouts and their scoring (sampling_s, reward_s) are its candidates and rewards
+        "candidates": cost.get("generate_s", timing.get("generate_s", timing.get("sampling_s", 0.0))),
+        "rewards": cost.get("score_s", timing.get("score_s", timing.get("reward_s", 0.0))),
         "expansion": cost.get("expand_s", timing.get("expand_s", 0.0)),
         "selection": timing.get("filter_s", 0.0) + timing.get("pairs_s", 0.0) + timing.get("read_s", 0.0),
         "encoding": timing.get("cache_s", 0.0),
@@ -381,6 +400,8 @@ def _document(req: SweepRequest, cells: list[Cell], store: Store, wall_s: float,
         "cells_s": round(sum(c["train_wall_s"] + c["eval_s"] for c in cell_dicts), 3),
         "complete": final and len(done) == len(cells), "cells_planned": len(cells),
         "methods": list(dict.fromkeys(c.method for c in cells)), "budgets": sorted(set(req.budgets)), "seeds": req.seeds,
+        **({"method_budgets": {registry.methods.resolve_name(m): sorted(v) for m, v in req.method_budgets.items()}}
+           if req.method_budgets else {}),
         "budget_fields": {c.method: registry.methods.get(c.method).budget_field for c in cells},
         "sets": [f"{k}={v}" for k, v in req.sets], "limit": req.cells.limit, "reference": req.reference,
         "versions": versions(),
@@ -485,5 +506,6 @@ def to_markdown(doc: dict[str, Any]) -> str:
                                               f"{'*T*' if r['trained_on'] else '*H*'}")
         out.append(f"| {m} | {'' if b is None else b} | {s} | " + " | ".join(cells) + " |")
     out += ["", "Plots: `plots/headline-vs-samples.{png,svg}`, `plots/headline-vs-compute.{png,svg}`, "
+                "`plots/headline-vs-images.{png,svg}`, `plots/rewards-vs-compute.{png,svg}`, "
                 "`plots/delta-by-seed.{png,svg}`, `plots/training-curves.{png,svg}`.", ""]
     return "\n".join(out)

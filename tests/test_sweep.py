@@ -67,7 +67,8 @@ def test_a_sweep_runs_resumes_and_writes_what_the_report_reads(cli, tiny_sdxl, p
     for table in (b for b in md.split("\n\n") if b.startswith("|")):  # every row as wide as its header
         assert len({line.count("|") for line in table.splitlines()}) == 1, table
     assert "## Across seeds" not in md and doc["seed_spread"][0]["seeds"] == [0]  # one seed: the table waits for more
-    for stem in ("headline-vs-samples", "headline-vs-compute", "delta-by-seed", "training-curves"):
+    for stem in ("headline-vs-samples", "headline-vs-compute", "headline-vs-images", "rewards-vs-compute", "delta-by-seed",
+                 "training-curves"):
         assert (folder / "plots" / f"{stem}.png").stat().st_size > 1000 and (folder / "plots" / f"{stem}.svg").is_file()
     from craft_bench.report.sweep import load_sweep
 
@@ -78,6 +79,26 @@ def test_a_sweep_runs_resumes_and_writes_what_the_report_reads(cli, tiny_sdxl, p
     assert "1 sweep" in report.stdout and (tmp_path / "site" / "sweep-grid.html").is_file()
 
 
+def test_an_online_method_gets_its_own_budgets_on_the_same_compute_axis(cli, tiny_sdxl, prompts, tmp_path):
+    """GRPO's budget is the images it generates (--budgets grpo=...); its rollouts and their scoring are its candidate
+    and reward stages, so compute to match compares it with CRAFT in the same seconds; its pool is not resized."""
+    grpo = ["method.prompts_per_iter=2", "method.group_size=2", "method.inner_steps=2", "method.timestep_fraction=1"]
+    args = ["sweep", "--methods", "craft,grpo", "--budgets", "2", "--budgets", "grpo=4,8", "--suite", "toy", "--model",
+            str(tiny_sdxl), "--out", str(tmp_path / "res"), "--no-progress", "--name", "online", "--set", f"method.pool={prompts}",
+            *[x for s in SETS + grpo for x in ("--set", s)]]  # method.steps and batch_size go to CRAFT only
+    cli(*args)
+    doc = json.loads((tmp_path / "res" / "sweeps" / "online" / "sweep.json").read_text())
+    assert [(c["method"], c["budget"]) for c in doc["cells"]] == [("vanilla", None), ("craft", 2), ("grpo", 4), ("grpo", 8)]
+    assert doc["budget_fields"]["grpo"] == "images" and doc["method_budgets"] == {"grpo": [4, 8]}
+    for c in doc["cells"][2:]:
+        config = dict(json.loads((tmp_path / "res" / "sweeps" / "online" / c["run"] / "run_spec.json").read_text())["method"]["config"])
+        assert config["images"] == c["budget"] == c["images_generated"] == c["samples_used"] and config["pool_size"] == 100
+        assert c["train_s"]["candidates"] > 0 and c["train_s"]["rewards"] > 0 and c["train_s"]["optimisation"] > 0
+        assert c["trained_on"] == ["mini-clip", "mini-aes"]  # the same composite reward as CRAFT's
+    assert {(r["method"], r["budget"]) for r in doc["compute_to_match"]} == {("grpo", 2)}
+    assert {r["judge"] for r in doc["reward_hacking"] if r["method"] == "grpo"} == {"mini-clip", "mini-aes", "toy"}
+
+
 @pytest.mark.parametrize("extra,needle", [
     (["--budgets", "0"], "--budgets"),
     (["--budgets", "2,x"], "comma-separated whole numbers"),
@@ -85,6 +106,8 @@ def test_a_sweep_runs_resumes_and_writes_what_the_report_reads(cli, tiny_sdxl, p
     (["--budgets", "2", "--reference", "mapo"], "--reference mapo"),
     (["--budgets", "2", "--shard", "2/2"], "--shard 2/2: give I/N with 0 <= I < N"),
     (["--budgets", "2", "--shard", "x"], "--shard x: give I/N"),
+    (["--budgets", "grpo=4"], "give the common budgets too"),
+    (["--budgets", "2", "--budgets", "mapo=4"], "--budgets mapo=...: 'mapo' is not among --methods"),
 ])
 def test_bad_input_is_one_line(cli, tmp_path, extra, needle):
     proc = cli("sweep", "--methods", "diff-dpo,craft", "--suite", "toy", "--out", str(tmp_path / "r"), *extra, check=False)

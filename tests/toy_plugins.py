@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from craft_bench import registry
-from craft_bench.api import Checkpoint, Method, MetricDef, PromptItem, RunContext, Suite
+from craft_bench.api import Checkpoint, Method, MetricDef, PromptItem, Reward, RunContext, Suite
 from craft_bench.errors import UserError
 from craft_bench.spec import setting
 
@@ -62,6 +62,25 @@ class ToySuite(Suite):
             redness = float(a[..., 0].mean() - a[..., 1:].mean())
             out.append({"redness": redness, "bright": int(a.mean() > 0.5)})
         return out
+
+
+class Redness(Reward):
+    """Test-only reward: the image's mean red minus its mean green and blue (in [-1, 1]), a quantity any method can
+    move quickly, so the direction it moves in tells whether an optimiser follows its reward."""
+
+    name = "redness"
+    description = "test-only reward: mean red minus mean green and blue"
+    source = "redness-v1"
+
+    @classmethod
+    def load(cls, source: str | None = None, device: str = "cpu", dtype: str | None = None) -> "Redness":
+        return cls()
+
+    def score(self, images: Sequence[Any], prompts: Sequence[str]) -> Any:
+        import torch
+
+        a = [np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0 for im in images]
+        return torch.tensor([float(x[..., 0].mean() - x[..., 1:].mean()) for x in a], dtype=torch.float32)
 
 
 class ComponentShift(Method):
@@ -159,9 +178,26 @@ def _flipped_dpo() -> Any:
     return DiffusionDPOFlipped
 
 
+def _flipped_grpo() -> Any:
+    """Test-only GRPO with its advantages' sign flipped (it learns to make what its reward dislikes), the kind of bug
+    a regression gate must catch."""
+    from craft_bench.methods.grpo import GRPO
+
+    class GRPOFlipped(GRPO):
+        name = "grpo-flipped"
+        description = "test-only: GRPO with the advantage's sign flipped"
+
+        def advantages(self, scores: Any) -> Any:
+            return -super().advantages(scores)
+
+    return GRPOFlipped
+
+
 registry.suites.register("toy", ToySuite, replace=True)
+registry.rewards.register("redness", Redness, replace=True)
 registry.methods.register("craft-inverted", "toy_plugins:CRAFT_INVERTED", "test-only: CRAFT with its filter inverted", replace=True)
 registry.methods.register("diff-dpo-flipped", "toy_plugins:DPO_FLIPPED", "test-only: Diffusion-DPO with the logit's sign flipped", replace=True)
+registry.methods.register("grpo-flipped", "toy_plugins:GRPO_FLIPPED", "test-only: GRPO with the advantage's sign flipped", replace=True)
 registry.methods.register("redshift", RedShift, replace=True)
 registry.methods.register("unetshift", UnetShift, replace=True)
 
@@ -171,4 +207,6 @@ def __getattr__(name: str) -> Any:  # the CRAFT variant is built on first use (i
         return _inverted_craft()
     if name == "DPO_FLIPPED":
         return _flipped_dpo()
+    if name == "GRPO_FLIPPED":
+        return _flipped_grpo()
     raise AttributeError(name)

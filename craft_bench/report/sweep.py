@@ -297,6 +297,46 @@ def _curves_plot(sweep: Sweep, out: Path) -> tuple[tuple[str, str], list[str]] |
     return paths, keys
 
 
+def _gains_plot(sweep: Sweep, out: Path) -> tuple[str, str] | None:
+    """One panel per judge (the suite's headline and every reward a cell trained on or was judged by): each trained
+    cell's paired gain over vanilla against its training compute, a line per method; trained-on gains are filled
+    markers, held-out ones open, so reward hacking (a rising trained reward beside a flat held-out judge) shows."""
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in sweep.data.get("reward_hacking") or [] if isinstance(r.get("gain"), (int, float))]
+    seconds = {(c.method, c.budget, c.seed): c.train_total for c in sweep.cells}
+    rows = [r for r in rows if seconds.get((r.get("method"), _number(r.get("budget"), "budget"), int(r.get("seed", 0))))]
+    if not rows:
+        return None
+    judges = list(dict.fromkeys(r["judge"] for r in rows))
+    methods = _methods(sweep)
+    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    fig, axes = plt.subplots(1, len(judges), figsize=(4.2 * len(judges), 3.4), squeeze=False)
+    for ax, judge in zip(axes.flat, judges):
+        for m in methods:
+            pts = sorted((seconds[(r["method"], _number(r.get("budget"), "budget"), int(r.get("seed", 0)))], r)
+                         for r in rows if r["judge"] == judge and r["method"] == m)
+            if not pts:
+                continue
+            xs, ys = [x for x, _ in pts], [r["gain"] for _, r in pts]
+            lo = [y - r.get("ci_low", y) for y, (_, r) in zip(ys, pts)]
+            hi = [r.get("ci_high", y) - y for y, (_, r) in zip(ys, pts)]
+            trained = pts[0][1].get("trained_on")
+            ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", color=colors[m], mfc=colors[m] if trained else "white", capsize=3,
+                        label=f"{m} ({'trained on' if trained else 'held out'})")
+            ax.plot(xs, ys, color=colors[m], lw=1.2)
+        ax.axhline(0, color="gray", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_title(f"{judge}: gain over vanilla")
+        ax.set_xlabel("training compute, seconds (log)")
+        ax.grid(True, alpha=0.3, which="both")
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    paths = _save(fig, out, "rewards-vs-compute")
+    plt.close(fig)
+    return paths
+
+
 def plots(sweep: Sweep, out: Path, target: Path | None = None) -> dict[str, Any]:
     """The sweep's plots (PNG + SVG) in ``target`` (default: ``out/sweep-<name>/``, the report's layout); paths
     returned relative to ``target``'s parent."""
@@ -312,6 +352,10 @@ def plots(sweep: Sweep, out: Path, target: Path | None = None) -> dict[str, Any]
         "compute": _headline_plot(sweep, lambda c: c.train_total, "training compute, seconds (log)", "headline vs training compute", target, "headline-vs-compute",
                                   tick_every_x=False),
         "delta": _delta_plot(sweep, target),
+        "images": _headline_plot(sweep, lambda c: c.images_generated if isinstance(c.images_generated, (int, float)) else None,
+                                 "images generated for training (log)", "headline vs images generated", target,
+                                 "headline-vs-images", tick_every_x=False),
+        "gains": _gains_plot(sweep, target),
         "curves": _curves_plot(sweep, target),
     }
 
@@ -446,6 +490,7 @@ def sweep_page(sweep: Sweep, figures: dict[str, Any], generated: str) -> str:
         _figure(figures.get("samples"), "headline vs training samples used"),
         _figure(figures.get("compute"), "headline vs training compute (seconds, log scale)"),
         _figure(figures.get("delta"), "paired gain over vanilla by seed (a gain that flips sign across seeds is not a gain)"),
+        _figure(figures.get("images"), "headline vs images generated for training (log scale)"),
         "</div>",
         "<h2>across seeds</h2><p class=\"note\">Per method and budget: the paired deltas against vanilla over the seeds.</p>",
         spread_table(d.get("seed_spread") or []),
@@ -453,6 +498,7 @@ def sweep_page(sweep: Sweep, figures: dict[str, Any], generated: str) -> str:
         compute_table(d.get("compute_to_match") or []),
         "<h2>reward hacking</h2><p class=\"note\">Gain over vanilla on the rewards a method trained on, next to its gain on judges it did not train on.</p>",
         hacking_table(d.get("reward_hacking") or []),
+        _figure(figures.get("gains"), "gain over vanilla on every judge vs training compute", wide=True),
         "<h2>training curves</h2>",
         _figure(curves[0] if curves else None, "training curves: " + ", ".join(curves[1]) if curves else "training curves", wide=True),
         f'<p class="note">{len(logs)} of {len(sweep.cells)} cells have a train_log.jsonl.</p>',

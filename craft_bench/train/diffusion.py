@@ -233,15 +233,37 @@ class DiffusionModel:
             mean = self.vae.encode(x).latent_dist.mean
         return (mean * self.vae.config.scaling_factor).float().cpu()
 
-    def release_encoders(self) -> None:
-        """The VAE and text encoders leave the device: the optimisation steps need only the UNet."""
-        import gc
-
+    def decode_images(self, latents: Any) -> np.ndarray:
+        """uint8 images [B, H, W, 3] of latents, decoded and rounded as the pipelines' ``output_type="np"`` images are
+        turned into PNGs (``generate.sample_arrays``)."""
         import torch
 
+        cfg = self.vae.config
+        z = latents.to(self.device, torch.float32)
+        if getattr(cfg, "latents_mean", None) is not None and getattr(cfg, "latents_std", None) is not None:
+            mean = torch.tensor(cfg.latents_mean, device=self.device).view(1, -1, 1, 1)
+            std = torch.tensor(cfg.latents_std, device=self.device).view(1, -1, 1, 1)
+            z = z * std / cfg.scaling_factor + mean
+        else:
+            z = z / cfg.scaling_factor
+        with torch.no_grad():
+            x = self.vae.decode(z).sample
+        x = (x.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+        return (x * 255).round().astype(np.uint8)
+
+    def release_text_encoders(self) -> None:
+        """The text encoders leave: the prompts are encoded (the VAE stays, for decoding rollouts)."""
+        import gc
+
         self._encoders = None
-        self.vae.to("cpu")
         gc.collect()
+
+    def release_encoders(self) -> None:
+        """The VAE and text encoders leave the device: the optimisation steps need only the UNet."""
+        import torch
+
+        self.release_text_encoders()
+        self.vae.to("cpu")
         if str(self.device).startswith("cuda"):
             torch.cuda.empty_cache()
 
@@ -581,6 +603,47 @@ class FitResult:
     cache_hits: int
     cache_misses: int
     train_settings: dict[str, Any] = field(default_factory=dict)
+    accounting: dict[str, Any] = field(default_factory=dict)  # what an online task reports (``Task.accounting``)
+
+
+def loop_spec(settings: dict[str, Any], seed: int, device: str) -> LoopSpec:
+    """The shared loop's spec from a method's resolved training settings (``mixed_precision=auto``: bf16 on CUDA)."""
+    s = settings
+    mixed = s["mixed_precision"]
+    if mixed == "auto":
+        mixed = "bf16" if str(device).startswith("cuda") else "no"
+    return LoopSpec(steps=int(s["steps"]), lr=float(s["lr"]),
+                    schedule=Schedule(kind=s["schedule"], warmup=int(s["warmup"]), warmup_style="ramp"),
+                    optimizer=s["optimizer"], weight_decay=float(s["weight_decay"]),
+                    max_grad_norm=float(s["max_grad_norm"]) or None, ema_decay=float(s["ema_decay"]),
+                    grad_accum=int(s["grad_accum"]), mixed_precision=mixed, ckpt_every=int(s["ckpt_every"]), seed=seed)
+
+
+def fit_task(make_task: Callable[[DiffusionModel], Task], *, base_dir: str | Path, family: str, work_dir: str | Path,
+             out_dir: str | Path, settings: dict[str, Any], seed: int, device: str, needs_reference: bool = False,
+             init_adapter: str | None = None, progress: bool = True, stop_after: int | None = None,
+             desc: str = "train", tracking: Tracking | None = None) -> FitResult | None:
+    """Build the model (LoRA or full, from ``settings``), train the task ``make_task(model)`` returns with the shared
+    loop, save the trained weights into ``out_dir`` and return what happened. ``work_dir`` holds the loop's
+    checkpoint and log; a call on the same ``work_dir`` resumes. Returns None if ``stop_after`` ended the run early
+    (its checkpoint is kept). A task may report its own accounting (``accounting()``: stage seconds, images, ...).
+    ``tracking``: a TensorBoard / W&B tracker for the steps."""
+    s = settings
+    model = DiffusionModel(base_dir, family, device, lora_rank=s["lora_rank"], lora_alpha=s["lora_alpha"],
+                           lora_targets=s["lora_targets"], gradient_checkpointing=s["gradient_checkpointing"],
+                           needs_reference=needs_reference, init_adapter=init_adapter, seed=seed)
+    task = make_task(model)
+
+    def export(loop: Any) -> list[str]:
+        with loop.ema_weights():
+            return model.save(out_dir) if loop.accelerator.is_main_process else []
+
+    result, files = run_task(task, loop_spec(s, seed, device), Path(work_dir) / "state", device=device, progress=progress,
+                             stop_after=stop_after, desc=desc, export=export, tracking=tracking)
+    if files is None:
+        return None
+    accounting = task.accounting() if hasattr(task, "accounting") else {}
+    return FitResult(Path(out_dir), files, result, 0.0, 0, 0, dict(s), accounting)
 
 
 def fit(examples: Sequence[dict[str, Any]], loss_fn: Callable[[dict[str, Any], DiffusionModel], Any], *,
@@ -589,58 +652,47 @@ def fit(examples: Sequence[dict[str, Any]], loss_fn: Callable[[dict[str, Any], D
         prompt_field: str = "prompt", number_fields: Sequence[str] = (), needs_reference: bool = False,
         init_adapter: str | None = None, progress: bool = True, stop_after: int | None = None,
         desc: str = "train", tracking: Tracking | None = None) -> FitResult | None:
-    """Encode ``examples`` (cached), train ``loss_fn`` on them with the shared loop, save the trained weights
-    into ``out_dir`` and return what happened. ``work_dir`` holds the loop's checkpoint and log; a call on the
-    same ``work_dir`` resumes. Returns None if ``stop_after`` ended the run early (its checkpoint is kept).
+    """Encode ``examples`` (cached), train ``loss_fn`` on them with the shared loop (``fit_task``), save the trained
+    weights into ``out_dir`` and return what happened. Returns None if ``stop_after`` ended the run early.
     ``tracking``: a TensorBoard / W&B tracker for the steps (with the batch means of the examples' numbers)."""
     import torch
 
     if not examples:
         raise UserError("no training examples: the method kept nothing to train on (see its filter settings)")
     s = settings
-    mixed = s["mixed_precision"]
-    if mixed == "auto":
-        mixed = "bf16" if str(device).startswith("cuda") else "no"
-    model = DiffusionModel(base_dir, family, device, lora_rank=s["lora_rank"], lora_alpha=s["lora_alpha"],
-                           lora_targets=s["lora_targets"], gradient_checkpointing=s["gradient_checkpointing"],
-                           needs_reference=needs_reference, init_adapter=init_adapter, seed=seed)
-    t0 = time.perf_counter()
-    numbers = {f: torch.tensor([float(e[f]) for e in examples], dtype=torch.float32) for f in number_fields}
-    empty = model.empty_condition()
-    cache = EncodingCache(results_root, model)
-    if s.get("cache_encodings", True):
-        if s.get("latents", "encode") == "sampled":
-            latents = {f: torch.stack(sampled_latents(results_root, examples, f)) for f in image_fields}
-        else:
-            latents = {f: torch.stack(cache.latents([e[f] for e in examples])) for f in image_fields}
-        rows = cache.embeddings([e[prompt_field] for e in examples])
-        cond = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
-        model.release_encoders()
-        data = Encoded(latents, cond, numbers, empty)
-    else:  # every step encodes its examples (the VAE and text encoders stay on the device)
-        data = Encoded(None, None, numbers, empty, paths={f: [e[f] for e in examples] for f in image_fields},
-                       prompts=[e[prompt_field] for e in examples])
-    encode_s = time.perf_counter() - t0
-    task = DiffusionTask(model, data, loss_fn, int(s["batch_size"]), seed, float(s["cond_dropout"]), float(s["snr_gamma"]),
-                         float(s.get("timestep_min", 0.0)))
-    if tracking is not None:
-        task.log_columns = {k: np.asarray(v, dtype=np.float64) for k, v in batch_fields(list(examples)).items()}
-    spec = LoopSpec(steps=int(s["steps"]), lr=float(s["lr"]),
-                    schedule=Schedule(kind=s["schedule"], warmup=int(s["warmup"]), warmup_style="ramp"),
-                    optimizer=s["optimizer"], weight_decay=float(s["weight_decay"]),
-                    max_grad_norm=float(s["max_grad_norm"]) or None, ema_decay=float(s["ema_decay"]),
-                    grad_accum=int(s["grad_accum"]), mixed_precision=mixed, ckpt_every=int(s["ckpt_every"]), seed=seed)
-    work = Path(work_dir)
+    made: dict[str, Any] = {}
 
-    def export(loop: Any) -> list[str]:
-        with loop.ema_weights():
-            return model.save(out_dir) if loop.accelerator.is_main_process else []
+    def make_task(model: DiffusionModel) -> DiffusionTask:
+        t0 = time.perf_counter()
+        numbers = {f: torch.tensor([float(e[f]) for e in examples], dtype=torch.float32) for f in number_fields}
+        empty = model.empty_condition()
+        cache = EncodingCache(results_root, model)
+        if s.get("cache_encodings", True):
+            if s.get("latents", "encode") == "sampled":
+                latents = {f: torch.stack(sampled_latents(results_root, examples, f)) for f in image_fields}
+            else:
+                latents = {f: torch.stack(cache.latents([e[f] for e in examples])) for f in image_fields}
+            rows = cache.embeddings([e[prompt_field] for e in examples])
+            cond = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+            model.release_encoders()
+            data = Encoded(latents, cond, numbers, empty)
+        else:  # every step encodes its examples (the VAE and text encoders stay on the device)
+            data = Encoded(None, None, numbers, empty, paths={f: [e[f] for e in examples] for f in image_fields},
+                           prompts=[e[prompt_field] for e in examples])
+        made.update(encode_s=time.perf_counter() - t0, cache=cache)
+        task = DiffusionTask(model, data, loss_fn, int(s["batch_size"]), seed, float(s["cond_dropout"]),
+                             float(s["snr_gamma"]), float(s.get("timestep_min", 0.0)))
+        if tracking is not None:
+            task.log_columns = {k: np.asarray(v, dtype=np.float64) for k, v in batch_fields(list(examples)).items()}
+        return task
 
-    result, files = run_task(task, spec, work / "state", device=device, progress=progress, stop_after=stop_after,
-                             desc=desc, export=export, tracking=tracking)
-    if files is None:
+    result = fit_task(make_task, base_dir=base_dir, family=family, work_dir=work_dir, out_dir=out_dir, settings=s,
+                      seed=seed, device=device, needs_reference=needs_reference, init_adapter=init_adapter,
+                      progress=progress, stop_after=stop_after, desc=desc, tracking=tracking)
+    if result is None:
         return None
-    return FitResult(Path(out_dir), files, result, encode_s, cache.hits, cache.misses, dict(s))
+    result.encode_s, result.cache_hits, result.cache_misses = made["encode_s"], made["cache"].hits, made["cache"].misses
+    return result
 
 
 def finish_checkpoint(work_dir: Path, out_tmp: Path, final: Path, info: dict[str, Any]) -> None:

@@ -23,14 +23,15 @@ from craft_bench.train.model_card import write_model_card
 from craft_bench.train.trackers import Tracking, flat_numbers
 
 
-def settings_for(method: TrainableMethod, world: Any) -> dict[str, Any]:
+def settings_for(method: TrainableMethod, world: Any, **derived: Any) -> dict[str, Any]:
     """The training settings of ``method`` in ``world`` (a ``craft_bench.world.World``): its config, each setting left
-    None taken from the method's own preset for the world (``presets[world.name]``), else from the world's preset."""
+    None taken from ``derived`` (what a method computes from its own settings, e.g. GRPO's steps from its image
+    budget), else from the method's own preset for the world (``presets[world.name]``), else from the world's preset."""
     from craft_bench.errors import UserError
     from craft_bench.train.diffusion import resolved
 
     try:
-        return resolved(method.config, {**world.train_preset, **method.presets.get(world.name, {})})
+        return resolved(method.config, {**world.train_preset, **method.presets.get(world.name, {}), **derived})
     except ValueError as exc:
         raise UserError(f"method '{method.name}' has no training preset for {world.name} models ({exc}); "
                         f"set them: --set method.lr=... method.steps=... method.batch_size=... method.lora_rank=...") from None
@@ -43,10 +44,15 @@ def _distributed(device: str) -> Any:
     return process_state(device)
 
 
-def train_checkpoint(method: TrainableMethod, base: Checkpoint, ctx: RunContext, log: Any = None) -> Checkpoint:
+def train_checkpoint(method: TrainableMethod, base: Checkpoint, ctx: RunContext, log: Any = None,
+                     settings: dict[str, Any] | None = None) -> Checkpoint:
+    """The method's trained checkpoint (reused when finished). An offline method's ``loss`` is fitted on its
+    ``build_data`` examples; an online one (``method.online``) trains the task its ``make_task`` builds, and its
+    accounting (images generated, reward calls, stage seconds) comes from that task. ``settings``: the resolved
+    training settings when the method derives some of them (default ``settings_for``)."""
     import sys
 
-    from craft_bench.train.diffusion import finish_checkpoint, fit
+    from craft_bench.train.diffusion import finish_checkpoint, fit, fit_task
 
     log = log or (lambda s: print(s, file=sys.stderr))
     store = ctx.store
@@ -62,7 +68,7 @@ def train_checkpoint(method: TrainableMethod, base: Checkpoint, ctx: RunContext,
     with lock:
         if info_path.is_file():  # another run finished it while we waited
             return _checkpoint(base, final, h, json.loads(info_path.read_text()))
-        settings = settings_for(method, ctx.world)
+        settings = settings or settings_for(method, ctx.world)
         t0 = time.perf_counter()
         if state is not None and not main:
             state.wait_for_everyone()  # the main process builds the data first; here it is then all cached
@@ -75,27 +81,35 @@ def train_checkpoint(method: TrainableMethod, base: Checkpoint, ctx: RunContext,
         log(f"train {method.name}: {len(data.examples)} examples, {settings['steps']} steps at batch "
             f"{settings['batch_size']}, {'LoRA rank ' + str(settings['lora_rank']) if settings['lora_rank'] else 'full UNet'}")
         tracking = _tracking(method, settings, h, work, data.accounting, ctx) if main else None
-        result = fit(data.examples, method.loss, base_dir=base.base_dir, family=base.model.family,
-                     results_root=store.root, work_dir=work, out_dir=tmp, settings=settings, seed=ctx.seed,
-                     device=ctx.device, image_fields=method.image_fields, prompt_field=method.prompt_field,
-                     number_fields=method.number_fields, needs_reference=method.needs_reference,
-                     init_adapter=base.adapter_dir, progress=ctx.progress, desc=f"train {method.name}", tracking=tracking)
+        common = dict(base_dir=base.base_dir, family=base.model.family, work_dir=work, out_dir=tmp, settings=settings,
+                      seed=ctx.seed, device=ctx.device, needs_reference=method.needs_reference,
+                      init_adapter=base.adapter_dir, progress=ctx.progress, desc=f"train {method.name}",
+                      tracking=tracking)
+        if method.online:
+            result = fit_task(lambda model: method.make_task(model, data, base, ctx, settings), **common)
+        else:
+            result = fit(data.examples, method.loss, results_root=store.root, image_fields=method.image_fields,
+                         prompt_field=method.prompt_field, number_fields=method.number_fields, **common)
         if result is None:
             raise RuntimeError("training stopped early")
         total = time.perf_counter() - t0
-        acc = data.accounting
+        acc = {**data.accounting, **result.accounting, "timing": {**data.accounting.get("timing", {}),
+                                                                  **result.accounting.get("timing", {})}}
+        # An online task samples and scores inside the loop: its optimisation is the loop's time without them.
+        optimize_s = result.loop.wall_s - float(acc.pop("in_loop_s", 0.0))
         stages = dict(acc.get("timing", {}))
-        stages.update(cache_s=round(result.encode_s, 3), optimize_s=round(result.loop.wall_s, 3))
+        stages.update(cache_s=round(result.encode_s, 3), optimize_s=round(optimize_s, 3))
         info = {
             "checkpoint": h,
-            "samples_used": len(data.examples),
+            "samples_used": acc.pop("samples_used", len(data.examples)),
             "steps": result.loop.steps,
             "images_generated": acc.get("images_generated", 0),
             "reward_calls": acc.get("reward_calls", 0),
             "train_s": round(total, 3),
             "timing": {k: round(float(v), 3) for k, v in stages.items()},
             "data_s": round(data_s, 3),
-            "step_s": round(result.loop.wall_s / max(1, result.loop.steps - result.loop.resumed_from), 4),
+            "step_s": round(optimize_s / max(1, result.loop.steps), 4) if method.online else
+                      round(result.loop.wall_s / max(1, result.loop.steps - result.loop.resumed_from), 4),
             "peak_memory_bytes": result.loop.peak_memory_bytes,
             "device": ctx.device,
             "processes": 1 if state is None else state.num_processes,

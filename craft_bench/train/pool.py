@@ -68,13 +68,34 @@ class PoolSpec:
 
 
 @dataclass(frozen=True)
-class PoolConfig(TrainConfig):
-    """The candidate-pool settings of every method that learns from the model's own samples (CRAFT and the
-    DPO family inherit them), so with their defaults they all draw the same prompts, candidates and scores."""
+class PromptPoolConfig(TrainConfig):
+    """The training-prompt and reward settings of every method that learns from the model's own samples (the pool
+    methods through ``PoolConfig``, online RL through its own config), so with their defaults they draw the same
+    prompts and score with the same rewards and reward cache."""
 
     pool: str = setting("auto", "prompt pool: auto (the world's: the mini grammar on mini models), mini, or a prompt file")
     pool_size: int = setting(100, "original prompts in the pool")
     prompt_seed: int = setting(TRAIN_PROMPT_SEED, "training prompt seed (apart from every evaluation seed)")
+    rewards: str = setting("auto", "comma-separated rewards (auto: the world's: hps,pickscore,aes; on mini mini-clip,mini-aes)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.pool_size < 1:
+            raise ValueError("pool_size must be >= 1")
+
+    def reward_names(self, world: World) -> tuple[str, ...]:
+        """The configured rewards, ``auto`` = the world's pool rewards, aliases resolved to registered names."""
+        from craft_bench.registry import rewards as registry
+
+        names = world.pool_rewards if self.rewards == "auto" else self.rewards.split(",")
+        return tuple(registry.resolve_name(r.strip()) for r in names if r.strip())
+
+
+@dataclass(frozen=True)
+class PoolConfig(PromptPoolConfig):
+    """The candidate-pool settings of every method that learns from a pool of the model's own samples (CRAFT and the
+    DPO family inherit them), so with their defaults they all draw the same prompts, candidates and scores."""
+
     expansion: str = setting("template", "prompt expansion: none, template or llm")
     expansions: int = setting(1, "expanded prompts per original prompt")
     llm_model: str = setting("", "expansion=llm: a causal LM (hub id or local folder)")
@@ -82,7 +103,6 @@ class PoolConfig(TrainConfig):
     llm_temperature: float = setting(0.0, "expansion=llm: 0 = greedy, else seeded sampling")
     k: int = setting(4, "candidates per prompt (original and expanded)")
     guidance: float | None = setting(None, "guidance scale of the candidates (default: the world's: 3 on mini, else the sampler's)")
-    rewards: str = setting("auto", "comma-separated rewards (auto: the world's: hps,pickscore,aes; on mini mini-clip,mini-aes)")
 
     def __post_init__(self) -> None:
         import math
@@ -91,7 +111,6 @@ class PoolConfig(TrainConfig):
         checks = [
             (self.expansion in ("none", "template", "llm"), "expansion must be none, template or llm"),
             (self.k >= 2, "k must be at least 2 (a group's candidates are compared with each other)"),
-            (self.pool_size >= 1, "pool_size must be >= 1"),
             (self.expansions >= 0, "expansions must be >= 0"),
             (self.expansion == "none" or self.expansions >= 1, "an expansion needs expansions >= 1"),
             (self.guidance is None or (math.isfinite(self.guidance) and self.guidance >= 0), "guidance must be >= 0"),
@@ -103,13 +122,6 @@ class PoolConfig(TrainConfig):
     def candidates(self) -> int:
         """Candidates in a full pool: k per original and per expanded prompt."""
         return self.pool_size * (1 + (self.expansions if self.expansion != "none" else 0)) * self.k
-
-    def reward_names(self, world: World) -> tuple[str, ...]:
-        """The configured rewards, ``auto`` = the world's pool rewards, aliases resolved to registered names."""
-        from craft_bench.registry import rewards as registry
-
-        names = world.pool_rewards if self.rewards == "auto" else self.rewards.split(",")
-        return tuple(registry.resolve_name(r.strip()) for r in names if r.strip())
 
     def pool_spec(self, seed: int, world: World) -> "PoolSpec":
         llm = tuple(sorted({"llm_model": self.llm_model, "llm_endpoint": self.llm_endpoint,
@@ -334,15 +346,19 @@ def reward_stats(pool: Pool) -> dict[str, dict[str, float]]:
     return out
 
 
-def composite_scores(pool: Any) -> np.ndarray:
-    """The mean over rewards of each reward's z-score over the whole pool (rewards on one scale). CRAFT's filter
-    and the DPO family's pairs rank candidates by it."""
-    names = list(pool.spec.rewards)
+def composite(scores: dict[str, Sequence[float]]) -> np.ndarray:
+    """The composite score R of images scored by several rewards: the mean over rewards of each reward's z-score over
+    the images given (rewards on one scale). With one reward it is that reward's z-score."""
     z = []
-    for name in names:
-        v = np.array([c.scores[name] for c in pool.candidates], dtype=np.float64)
+    for values in scores.values():
+        v = np.asarray(values, dtype=np.float64)
         z.append((v - v.mean()) / (v.std() + 1e-8))
     return np.mean(z, axis=0)
+
+
+def composite_scores(pool: Any) -> np.ndarray:
+    """The composite score R over the whole pool. CRAFT's filter and the DPO family's pairs rank candidates by it."""
+    return composite({name: [c.scores[name] for c in pool.candidates] for name in pool.spec.rewards})
 
 
 # --------------------------------------------------------------------------- rewards
@@ -371,10 +387,11 @@ def score_candidates(candidates: Sequence[Candidate], spec: PoolSpec, ctx: RunCo
     return evaluations
 
 
-def cached_scores(entries: Sequence[tuple[str, str, str]], rewards: Sequence[str], root: str | Path,
+def cached_scores(entries: Sequence[tuple[str, Any, str]], rewards: Sequence[str], root: str | Path,
                   device: str, scorer: Any = None) -> tuple[dict[str, list[float]], int]:
-    """Each reward's score of each (image key, image path, prompt), cached under ``<results>/cache/rewards/`` by the
-    reward's weights, the image key and the prompt; returns the scores and the number of evaluations run now.
+    """Each reward's score of each (image key, image path or PIL image, prompt), cached under ``<results>/cache/rewards/``
+    by the reward's weights, the image key and the prompt; returns the scores and the number of evaluations run now.
+    The key identifies the pixels: an image cache key, or (online RL's unsaved images) a digest of the image bytes.
     ``scorer``: a ``CompositeScorer`` already holding ``rewards`` (else they load on the first entry)."""
     from craft_bench.rewards.composite import CompositeScorer
     from craft_bench.store import atomic_write_json
