@@ -171,6 +171,7 @@ methods.register("diff-dpo", "craft_bench.methods.diff_dpo:DiffusionDPO", "Diffu
 methods.register("mapo", "craft_bench.methods.mapo:MaPO", "MaPO: reference-free margin-aware preference optimisation on the same pairs")
 methods.register("smpo", "craft_bench.methods.smpo:SmPO", "SmPO: DPO with soft preferences from the same scores and DDIM-inversion (ReNoise) noise")
 methods.register("grpo", "craft_bench.methods.grpo:GRPO", "GRPO: online group RL (stochastic DDIM rollouts, group advantages, clipped ratio + KL) on any reward")
+methods.register("dpo-random", "craft_bench.methods.diff_dpo:DiffusionDPORandom", "control: Diffusion-DPO on the same pool pairs with random labels (each winner a coin flip)")
 methods.register("sft-random", "craft_bench.methods.sft:SFTRandom", "control: SFT on budget random candidates of the shared pool (no reward)")
 methods.register("sft-pool", "craft_bench.methods.sft:SFTPool", "control: SFT on the whole unfiltered candidate pool")
 methods.register("sft-renders", "craft_bench.methods.sft:SFTRenders", "positive control: SFT on ground-truth renders of the training prompts (mini; perfect data)")

@@ -21,7 +21,7 @@ from craft_bench.spec import setting
 from craft_bench.train.pairs import PairConfig, PairMethod, dpo_logit, pair_errors
 from craft_bench.train.pool import pool_method_version
 
-__all__ = ["DiffusionDPO", "DiffusionDPOConfig", "dpo_logit"]
+__all__ = ["DiffusionDPO", "DiffusionDPOConfig", "DiffusionDPORandom", "DiffusionDPORandomConfig", "dpo_logit"]
 
 
 @dataclass(frozen=True)
@@ -63,3 +63,18 @@ class DiffusionDPO(PairMethod):
         loss = -F.logsigmoid(z).mean()
         return loss, {"mse_w": float(err_w.mean().detach()), "mse_l": float(err_l.mean().detach()),
                       "ref_mse": float(((ref_w + ref_l) / 2).mean()), "implicit_acc": float((z > 0).float().mean())}
+
+
+@dataclass(frozen=True)
+class DiffusionDPORandomConfig(DiffusionDPOConfig):
+    labels: str = setting("random", "pool pairs' labels: random (each pair's winner a seeded coin flip; this control's "
+                                    "point) or reward")
+
+
+class DiffusionDPORandom(DiffusionDPO):
+    """Control (RankDPO's random-label arm): Diffusion-DPO on the same pool pairs with each pair's winner a coin
+    flip. A gain it shares with ``diff-dpo`` comes from training on curated own images, not from the preferences."""
+
+    name = "dpo-random"
+    description = "control: Diffusion-DPO on the same pool pairs with random labels (each winner a coin flip)"
+    Config = DiffusionDPORandomConfig

@@ -167,6 +167,28 @@ def test_pairs_are_best_vs_worst_by_the_composite_score_clearest_first():
     assert {q["group"] for q in pool_pairs(p, 10, "random", 3)} == {0, 2}
 
 
+def test_random_labels_keep_the_pairs_and_flip_a_seeded_share_of_winners():
+    """dpo-random's control: the same pairs as diff-dpo, each winner a coin flip (seeded), images and keys swapped
+    together; about half flipped over many groups."""
+    p = pool({g: [(float(g % 3), 0.0), (10.0 + g, 5.0)] for g in range(40)})
+    honest, shuffled = pool_pairs(p, 40, "gap", 0), pool_pairs(p, 40, "gap", 0, labels="random")
+    assert pool_pairs(p, 40, "gap", 0, labels="random") == shuffled  # seeded
+    assert [q["group"] for q in shuffled] == [q["group"] for q in honest]
+    flipped = 0
+    for h, r in zip(honest, shuffled):
+        assert {r["image_w"], r["image_l"]} == {h["image_w"], h["image_l"]}
+        if r["image_w"] != h["image_w"]:
+            flipped += 1
+            assert (r["image_key_w"], r["score_w"], r["score_l"]) == (h["image_key_l"], h["score_l"], h["score_w"])
+    assert 10 <= flipped <= 30
+    from craft_bench.registry import methods
+
+    cls = methods.get("dpo-random")
+    assert cls.Config().labels == "random" and "control" in cls.description
+    with pytest.raises(ValueError, match="labels"):
+        cls.Config(labels="coin")
+
+
 def test_smpo_soft_labels_from_the_composite_or_pickscore_with_the_code_constants():
     p = pool({0: [(1.0, 1.0), (3.0, 3.0)], 1: [(2.0, 2.0), (0.0, 0.0)]})
     from craft_bench.train.pool import composite_scores

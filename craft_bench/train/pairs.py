@@ -9,7 +9,9 @@ Two sources, one example format (``image_w``, ``image_l``: the preferred and the
   those of its expansions included) the winner is the best and the loser the worst candidate by the composite score
   CRAFT ranks by (``pool.composite_scores``); groups whose best and worst tie are dropped; at most ``pairs`` pairs
   are kept, the clearest preferences (largest composite gap) first, or a seeded random subset. The pair is
-  conditioned on the original prompt.
+  conditioned on the original prompt. ``labels=random`` is a control (RankDPO's random-label arm): the same pairs,
+  each one's winner a seeded coin flip, so what is left of a gain is training on curated own images, not the
+  preference signal.
 - ``data=<file>``: Pick-a-Pic-style preference data (``craft_bench.train.prefs``): real human labels.
 
 A pair shares its noise and timestep (the trainer draws one per example; both images of a pair are one example),
@@ -30,6 +32,7 @@ from craft_bench.spec import setting
 from craft_bench.train.pool import PoolConfig
 
 PAIR_ORDERS = ("gap", "random")
+PAIR_LABELS = ("reward", "random")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class PairConfig(PoolConfig):
     pairs: int = setting(100, "at most this many preference pairs")
     pair_order: str = setting("gap", "which pairs when there are more: gap (largest composite-score gap first) or random "
                                      "(seeded by prompt_seed); a file's rows are always taken in a seeded random order")
+    labels: str = setting("reward", "pool pairs' labels: reward (the composite score's best beats worst) or random (a "
+                                    "control: each pair's winner a seeded coin flip)", omit_default=True)
     data_digest: str = setting("", "sha256 of the data file, recorded when a run is resolved (part of its identity)")
 
     def __post_init__(self) -> None:
@@ -47,10 +52,15 @@ class PairConfig(PoolConfig):
             raise ValueError("pairs must be >= 1")
         if self.pair_order not in PAIR_ORDERS:
             raise ValueError(f"pair_order must be one of {', '.join(PAIR_ORDERS)}")
+        if self.labels not in PAIR_LABELS:
+            raise ValueError(f"labels must be one of {', '.join(PAIR_LABELS)}")
+        if self.labels != "reward" and self.data != "pool":
+            raise ValueError("labels=random applies to data=pool (a preference file's labels are people's)")
 
 
-def pool_pairs(pool: Any, count: int, order: str, seed: int) -> list[dict[str, Any]]:
-    """Best vs worst candidate of each group by the composite score; ties dropped; ``count`` pairs in ``order``."""
+def pool_pairs(pool: Any, count: int, order: str, seed: int, labels: str = "reward") -> list[dict[str, Any]]:
+    """Best vs worst candidate of each group by the composite score; ties dropped; ``count`` pairs in ``order``.
+    ``labels=random``: the same pairs, each one's winner and loser swapped on a coin flip (seeded by ``seed``)."""
     from craft_bench.train.pool import composite_scores
 
     comp = composite_scores(pool)
@@ -71,7 +81,18 @@ def pool_pairs(pool: Any, count: int, order: str, seed: int) -> list[dict[str, A
         pairs.sort(key=lambda p: (-(p["score_w"] - p["score_l"]), p["group"]))
     else:
         pairs = [pairs[i] for i in np.random.default_rng(seed).permutation(len(pairs))]
-    return pairs[:count]
+    pairs = pairs[:count]
+    if labels == "random":
+        flips = np.random.default_rng([seed, 1]).random(len(pairs)) < 0.5
+        pairs = [_swapped(p) if flip else p for p, flip in zip(pairs, flips)]
+    return pairs
+
+
+def _swapped(pair: dict[str, Any]) -> dict[str, Any]:
+    out = dict(pair)
+    for a, b in (("image_w", "image_l"), ("score_w", "score_l"), ("image_key_w", "image_key_l")):
+        out[a], out[b] = pair[b], pair[a]
+    return out
 
 
 class PairMethod(TrainableMethod):
@@ -88,7 +109,7 @@ class PairMethod(TrainableMethod):
 
             pool = build_method_pool(c, base, ctx)
             t = time.perf_counter()
-            examples = pool_pairs(pool, c.pairs, c.pair_order, c.prompt_seed)
+            examples = pool_pairs(pool, c.pairs, c.pair_order, c.prompt_seed, c.labels)
             examples = self.annotate(examples, pool)
             accounting = {**pool_accounting(pool, pairs_s=time.perf_counter() - t),
                           "pool": {"prompts": len(pool.prompts), "candidates": len(pool.candidates), "pairs": len(examples)}}
