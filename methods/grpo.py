@@ -123,7 +123,7 @@ def clipped_objective(log_prob: Any, old_log_prob: Any, advantages: Any, clip_ra
 
 class GRPO(TrainableMethod):
     name = "grpo"
-    version = pool_method_version("1")  # its own version, then the pool's (its prompts come from the pool)
+    version = pool_method_version("1", born="2")  # its own, then the pool's once the pool moves past version 2
     description = "GRPO: online group RL (stochastic DDIM rollouts, group advantages, clipped ratio + KL) on any reward"
     Config = GRPOConfig
     online: ClassVar[bool] = True

@@ -88,7 +88,7 @@ def test_the_model_card_of_a_craft_run_on_mini(cli, mini_craft):
     info = json.loads((folder / "train_info.json").read_text())
     cb = meta["craft_bench"]
     assert (cb["method"], cb["method_version"], cb["checkpoint"], cb["steps"], cb["samples_used"]) == \
-        ("craft", "2", folder.name, 3, info["samples_used"])
+        ("craft", "2+pool2", folder.name, 3, info["samples_used"])  # CRAFT's version, then the pool's
     for section in ("## Use it", "## Reproduce", "## Base model", "## Settings", "## Training data (the pool)", "## Training compute"):
         assert section in body
     for setting in ("`budget` | 16", "`pool_size` | 8", "`filter` | hpa", "`lr` | 2e-05", "`lora_rank` | 0"):

@@ -41,12 +41,12 @@ POOL_VERSION = "2"
 TRAIN_PROMPT_SEED = 4242
 
 
-def pool_method_version(own: str) -> str:
+def pool_method_version(own: str, born: str = "1") -> str:
     """A pool-based method's version as its run spec (and so its checkpoint hash) records it: its ``own`` version, and
-    from pool version 2 on the pool's (``"2+pool2"``). Pool version 1 is left out, as an ``omit_default`` setting is,
-    so identities made before the pool had a version stay. A pool-based method sets
-    ``version = pool_method_version(own)``."""
-    return own if POOL_VERSION == "1" else f"{own}+pool{POOL_VERSION}"
+    the pool's once it differs from the pool version the method was ``born`` with (``"2+pool2"``). That version is
+    left out, as an ``omit_default`` setting is, so identities made before the pool moved stay. A pool-based method
+    sets ``version = pool_method_version(own)`` (GRPO, added at pool version 2: ``pool_method_version("1", born="2")``)."""
+    return own if POOL_VERSION == born else f"{own}+pool{POOL_VERSION}"
 
 
 @dataclass(frozen=True)
