@@ -167,7 +167,8 @@ def run(method: str, suite: str, model: str = "mini", seed: int = 0, settings: M
     protocol and seed when that run exists in the results root; ``vs="vanilla"`` (or another method) runs that one
     first when it is missing, and compares with it whatever the method. On the helper processes of a multi-process
     launch (torchrun) it returns None; the first process returns the result."""
-    from craft_bench.runner import RunRequest, for_method, resolve, run as run_spec, run_dir_of
+    from craft_bench.runner import RunRequest, for_method, resolve, run_dir_of
+    from craft_bench.runner import run as run_spec
 
     log = log or _stderr
     req = RunRequest(method=method, suite=suite, model=model, seed=seed, limit=limit, prompts=None if prompts is None else str(prompts),

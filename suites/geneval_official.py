@@ -21,7 +21,6 @@ craft-bench run's ids for a full run on the official prompts.
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 import os

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
+import tiny_rewards as T
 import torch
 from PIL import Image
-
-import tiny_rewards as T
 from tiny_detectors import BENCH, build_hf_mask2former, build_mmdet_checkpoint
 
 from craft_bench.api import Detection

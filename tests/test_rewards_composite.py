@@ -6,9 +6,8 @@ import json
 
 import pandas as pd
 import pytest
-import torch
-
 import tiny_rewards as T
+import torch
 from seeded import PROMPTS, fixed_images
 
 from craft_bench.errors import UserError

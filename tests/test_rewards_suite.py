@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import tiny_rewards as T
 
 from craft_bench.errors import UserError

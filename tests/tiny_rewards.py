@@ -233,20 +233,20 @@ def imagereward_spec(med: dict[str, Any], width: int = 64, depth: int = 2, patch
         [f"{t}.embeddings.position_ids", [1, med["max_position_embeddings"]], "int64"],
     ]
     for i in range(med["num_hidden_layers"]):
-        l = f"{t}.encoder.layer.{i}"
+        layer = f"{t}.encoder.layer.{i}"
         for att, kv_in in (("attention", h), ("crossattention", width)):
             spec += [
-                [f"{l}.{att}.self.query.weight", [h, h], "float32"], [f"{l}.{att}.self.query.bias", [h], "float32"],
-                [f"{l}.{att}.self.key.weight", [h, kv_in], "float32"], [f"{l}.{att}.self.key.bias", [h], "float32"],
-                [f"{l}.{att}.self.value.weight", [h, kv_in], "float32"], [f"{l}.{att}.self.value.bias", [h], "float32"],
-                [f"{l}.{att}.output.dense.weight", [h, h], "float32"], [f"{l}.{att}.output.dense.bias", [h], "float32"],
-                [f"{l}.{att}.output.LayerNorm.weight", [h], "float32"], [f"{l}.{att}.output.LayerNorm.bias", [h], "float32"],
+                [f"{layer}.{att}.self.query.weight", [h, h], "float32"], [f"{layer}.{att}.self.query.bias", [h], "float32"],
+                [f"{layer}.{att}.self.key.weight", [h, kv_in], "float32"], [f"{layer}.{att}.self.key.bias", [h], "float32"],
+                [f"{layer}.{att}.self.value.weight", [h, kv_in], "float32"], [f"{layer}.{att}.self.value.bias", [h], "float32"],
+                [f"{layer}.{att}.output.dense.weight", [h, h], "float32"], [f"{layer}.{att}.output.dense.bias", [h], "float32"],
+                [f"{layer}.{att}.output.LayerNorm.weight", [h], "float32"], [f"{layer}.{att}.output.LayerNorm.bias", [h], "float32"],
             ]
         inter = med["intermediate_size"]
         spec += [
-            [f"{l}.intermediate.dense.weight", [inter, h], "float32"], [f"{l}.intermediate.dense.bias", [inter], "float32"],
-            [f"{l}.output.dense.weight", [h, inter], "float32"], [f"{l}.output.dense.bias", [h], "float32"],
-            [f"{l}.output.LayerNorm.weight", [h], "float32"], [f"{l}.output.LayerNorm.bias", [h], "float32"],
+            [f"{layer}.intermediate.dense.weight", [inter, h], "float32"], [f"{layer}.intermediate.dense.bias", [inter], "float32"],
+            [f"{layer}.output.dense.weight", [h, inter], "float32"], [f"{layer}.output.dense.bias", [h], "float32"],
+            [f"{layer}.output.LayerNorm.weight", [h], "float32"], [f"{layer}.output.LayerNorm.bias", [h], "float32"],
         ]
     spec += [["blip.vision_proj.weight", [256, width], "float32"], ["blip.vision_proj.bias", [256], "float32"],
              ["blip.text_proj.weight", [256, h], "float32"], ["blip.text_proj.bias", [256], "float32"]]

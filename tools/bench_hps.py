@@ -103,9 +103,8 @@ def run_ours(args) -> dict:
 
 
 def run_official(args) -> dict:
-    import torch
-
     import hpsv2.img_score as official
+    import torch
     from hpsv2.src.open_clip import create_model_and_transforms
 
     torch.set_num_threads(args.threads)

@@ -243,7 +243,15 @@ def train_controlnet(
 
     from craft_bench.mini.model import BASE_DIR
     from craft_bench.mini.tokenizer import build_tokenizers
-    from craft_bench.mini.train import STATE_DIR, TRAIN_DIR, _base_data, _check_out, _replace_dir, folder_files, to_fp16_files
+    from craft_bench.mini.train import (
+        STATE_DIR,
+        TRAIN_DIR,
+        _base_data,
+        _check_out,
+        _replace_dir,
+        folder_files,
+        to_fp16_files,
+    )
 
     check_kind(kind)
     if steps < 1:

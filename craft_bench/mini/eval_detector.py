@@ -20,9 +20,9 @@ import time
 import numpy as np
 
 from craft_bench.api import Detector
-from craft_bench.mini.shapes import oracle_detections
 from craft_bench.mini.prompts import COLOR_NAMES, MAX_COUNT, TASKS, geneval_prompts, scene_for
 from craft_bench.mini.scenes import DEGRADATIONS, SHAPES, Scene, color_cast, degrade, random_scene, render_batch
+from craft_bench.mini.shapes import oracle_detections
 
 OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 

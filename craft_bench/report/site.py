@@ -20,7 +20,7 @@ from typing import Sequence
 from craft_bench.errors import UserError
 from craft_bench.report import html
 from craft_bench.report.collect import Run, assign_labels, discover, load_run
-from craft_bench.report.thumbs import ThumbStats, Thumbs
+from craft_bench.report.thumbs import Thumbs, ThumbStats
 from craft_bench.results_file import NotResults
 from craft_bench.store import atomic_write_json, atomic_write_text
 

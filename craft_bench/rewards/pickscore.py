@@ -12,7 +12,14 @@ import os
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from craft_bench.rewards.base import PixelReward, pooled, unique_prompts
-from craft_bench.rewards.common import hub_reachable, inference, pretrained_error, resolve_device, resolve_dtype, resolve_source
+from craft_bench.rewards.common import (
+    hub_reachable,
+    inference,
+    pretrained_error,
+    resolve_device,
+    resolve_dtype,
+    resolve_source,
+)
 from craft_bench.rewards.preprocess import ProcessorFamily
 
 if TYPE_CHECKING:  # pragma: no cover

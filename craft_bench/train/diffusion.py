@@ -33,7 +33,7 @@ import numpy as np
 
 from craft_bench.errors import UserError
 from craft_bench.spec import setting
-from craft_bench.train.loop import LoopResult, LoopSpec, Schedule, Task, peak_memory, run_task
+from craft_bench.train.loop import LoopResult, LoopSpec, Schedule, Task, run_task
 from craft_bench.train.trackers import Tracking, batch_fields, check_report_to
 
 DEFAULT_LORA_TARGETS = "to_q,to_k,to_v,to_out.0"
@@ -365,10 +365,9 @@ class DiffusionModel:
         self.unet.load_state_dict(tensors, strict=self.lora_rank == 0)
 
     def _load_lora(self, folder: str | Path) -> None:
+        from diffusers.utils import convert_unet_state_dict_to_peft
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
-
-        from diffusers.utils import convert_unet_state_dict_to_peft
 
         sd = load_file(str(next(Path(folder).glob("pytorch_lora_weights.*"))))
         sd = {k[len("unet."):]: v for k, v in sd.items() if k.startswith("unet.")}
