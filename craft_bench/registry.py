@@ -13,7 +13,7 @@ import difflib
 import importlib
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from craft_bench.errors import UserError
 
@@ -154,12 +154,11 @@ def load_external_plugins() -> None:
             raise UserError(f"{PLUGINS_ENV} names '{module_name}', which cannot be imported: {exc}") from exc
 
 
-def reset_plugins_for_tests(loader: Callable[[], None] | None = None) -> None:
-    """Forget that external plug-ins were loaded (tests that install a fake entry point)."""
+def reset_plugins_for_tests() -> None:
+    """Forget that external plug-ins were loaded, so the next lookup loads them again (tests that set
+    CRAFT_BENCH_PLUGINS or install a fake entry point)."""
     global _plugins_loaded
     _plugins_loaded = False
-    if loader:
-        loader()
 
 
 # Built-in plug-ins. Strings only: nothing is imported until used.

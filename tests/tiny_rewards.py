@@ -26,7 +26,7 @@ TINY_OPEN_CLIP = {
 }
 
 
-# Full-size shapes of the real checkpoints, for benchmarks (tools/bench_rewards.py); tests use the tiny defaults.
+# Full-size shapes of the real checkpoints, for benchmarks (tests/bench_rewards.py); tests use the tiny defaults.
 OPENAI_VIT_L14 = {"width": 1024, "layers": 24, "patch": 14, "image_size": 224, "embed": 768,
                   "text_width": 768, "text_layers": 12, "context": 77, "vocab": 49408}
 PICKSCORE_VIT_H14 = {  # laion/CLIP-ViT-H-14-laion2B-s32B-b79K as a transformers CLIPConfig

@@ -2,7 +2,7 @@
 
 For the acceptance check "one SDXL-architecture GRPO iteration (random weights, 1024 px, LoRA, G = 4, 20 steps)":
 
-    python tools/bench_grpo.py --model sdxl-random --device cuda --resolution 1024 --group 4 --sample-steps 20 \\
+    python tests/bench_grpo.py --model sdxl-random --device cuda --resolution 1024 --group 4 --sample-steps 20 \\
         --lora-rank 32 --json results/bench/grpo_sdxl.json
 
 ``sdxl-random`` is the SDXL base 1.0 architecture from its public configs with random weights (``craft_bench.bench``;

@@ -10,7 +10,7 @@ Both score the same images with the same ViT-H-14-sized checkpoint of random wei
 
 Run (the official side needs the venv of tools/parity/README.md):
 
-    python tools/bench_hps.py --images 64 --official-images 16 --official-python /tmp/venv-hps/bin/python \
+    python tests/bench_hps.py --images 64 --official-images 16 --official-python /tmp/venv-hps/bin/python \
         --out results/bench/hps_cpu.json
 
 Results are medians of per-call times (per image for the official path, per batch for ours); the JSON also
