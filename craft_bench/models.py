@@ -75,7 +75,7 @@ def _offline() -> bool:
 SDXL = ModelPreset(
     name="sdxl",
     family="sdxl",
-    description="Stable Diffusion XL base 1.0",
+    description="Stable Diffusion XL base 1.0 (stabilityai/stable-diffusion-xl-base-1.0)",
     hub_id="stabilityai/stable-diffusion-xl-base-1.0",
     env_var="CRAFT_BENCH_SDXL",
     sampler=SamplerSpec(steps=50, guidance_scale=5.0, height=1024, width=1024, batch_size=4),
@@ -83,7 +83,7 @@ SDXL = ModelPreset(
 SD15 = ModelPreset(
     name="sd15",
     family="sd15",
-    description="Stable Diffusion 1.5",
+    description="Stable Diffusion 1.5 (stable-diffusion-v1-5/stable-diffusion-v1-5)",
     hub_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
     env_var="CRAFT_BENCH_SD15",
     sampler=SamplerSpec(steps=50, guidance_scale=7.5, height=512, width=512, batch_size=8),

@@ -61,7 +61,7 @@ def soft_label(n_w: Any, n_l: Any) -> Any:
 class SmPO(PairMethod):
     name = "smpo"
     version = pool_method_version("2")  # its own version, then the pool's (train/pool.py POOL_VERSION)
-    description = "SmPO: DPO with soft preferences from reward scores and DDIM-inversion (ReNoise) noise estimates"
+    description = "SmPO: DPO with soft preferences from the same scores and DDIM-inversion (ReNoise) noise"
     Config = SmPOConfig
     number_fields: ClassVar[tuple[str, ...]] = ("p_w",)
     needs_reference: ClassVar[bool] = True

@@ -112,7 +112,7 @@ def build_model(config: Path, device: str = "cpu") -> Any:
 
 class MmdetMask2Former(Mask2FormerDetector):
     name: ClassVar[str] = "mmdet"
-    description: ClassVar[str] = "GenEval's official detector: mmdetection Mask2Former Swin-S + CLIP ViT-L-14 colours"
+    description: ClassVar[str] = "GenEval's official detector: mmdetection Mask2Former Swin-S + CLIP ViT-L-14 colours (pip install 'craft-bench[geneval]')"
 
     def __init__(self, model: Any, colors: ClipColorClassifier | None) -> None:
         super().__init__(colors)

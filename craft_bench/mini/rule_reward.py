@@ -77,8 +77,8 @@ def rule_score(correct: bool, credits: Sequence[float]) -> float:
 
 class MiniGenEvalReward(Reward):
     name: ClassVar[str] = "mini-geneval"
-    description: ClassVar[str] = ("rule reward: the mini GenEval judge (mini detector + official rules) with partial credit; "
-                                  "for positive controls and reward-hacking studies, not a preference model")
+    description: ClassVar[str] = ("rule reward: the mini GenEval judge with partial credit (positive controls, reward-hacking "
+                                  "studies; not a preference model)")
 
     def __init__(self, detector: Any, rules: Any) -> None:
         self.detector, self.rules = detector, rules

@@ -39,7 +39,7 @@ class PickScore(PixelReward):
     """PickScore v1: logit_scale.exp() x cosine of CLIP-H image and text embeddings."""
 
     name: ClassVar[str] = "pickscore"
-    description: ClassVar[str] = "PickScore v1 (scaled cosine, ~18-23 for typical images)"
+    description: ClassVar[str] = "PickScore v1 (yuvalkirstain/PickScore_v1; scaled cosine, ~18-23 for typical images)"
     higher_is_better: ClassVar[bool] = True
     env: ClassVar[str] = "CRAFT_BENCH_PICKSCORE"
 
