@@ -23,7 +23,7 @@ a backend that wants the official route implements ``classify_colors(image, dete
 which ``GenEval.score`` prefers when present (the `mmdet` and `hf` backends, ``craft_bench.detectors``).
 
 Interop: a run folder also holds its images in the layout GenEval's generation script writes and its
-evaluator reads (``<NNNNN>/metadata.jsonl`` with the prompt's metadata line, ``<NNNNN>/samples/<NNNN>.png``),
+evaluator reads (in the run folder's ``geneval/``: ``<NNNNN>/metadata.jsonl`` with the prompt's metadata line, ``<NNNNN>/samples/<NNNN>.png``),
 so ``evaluation/evaluate_images.py RUN_FOLDER`` runs on it unchanged; ``craft-bench geneval summarize``
 (``suites/geneval_official.py``) reads that evaluator's results.jsonl back into a results.json with CIs.
 """

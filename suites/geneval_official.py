@@ -1,14 +1,14 @@
 """Interop with GenEval's own scripts, both ways (djghosh13/geneval).
 
 Out: ``write_layout`` puts a run's images in the layout GenEval's ``generation/diffusers_generate.py`` writes
-and ``evaluation/evaluate_images.py`` reads::
+and ``evaluation/evaluate_images.py`` reads, in one subfolder ``geneval/`` of the run folder::
 
-    RUN_FOLDER/<NNNNN>/metadata.jsonl     the prompt's metadata line (json.dump, as the generator writes it)
-    RUN_FOLDER/<NNNNN>/samples/<NNNN>.png  its images (README layout; the evaluator takes any \\d+.png)
+    RUN_FOLDER/geneval/<NNNNN>/metadata.jsonl     the prompt's metadata line (json.dump, as the generator writes it)
+    RUN_FOLDER/geneval/<NNNNN>/samples/<NNNN>.png  its images (README layout; the evaluator takes any \\d+.png)
 
 ``NNNNN`` is the item's position in the run, so for a full run on the official prompts it is the line number in
-``evaluation_metadata.jsonl``. The evaluator lists only all-digit folders, so the run's own files beside them
-do not disturb it: ``python evaluation/evaluate_images.py RUN_FOLDER --outfile results.jsonl``. The PNGs are hard
+``evaluation_metadata.jsonl``: ``python evaluation/evaluate_images.py RUN_FOLDER/geneval --outfile results.jsonl``.
+The PNGs are hard
 links to the image cache (no extra space; cached images are never modified in place, a rewrite replaces the
 file), or copies where a link cannot be made (another file system).
 
@@ -44,9 +44,12 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+LAYOUT_DIR = "geneval"  # the run folder's subfolder holding GenEval's layout
+
+
 def write_layout(run_dir: Path, items: Sequence[PromptItem], requests: Sequence[Any], store: Any) -> None:
-    """GenEval's image-folder layout inside ``run_dir`` (see the module docstring)."""
-    folder_of = {item.id: run_dir / f"{k:05d}" for k, item in enumerate(items)}
+    """GenEval's image-folder layout in ``run_dir / LAYOUT_DIR`` (see the module docstring)."""
+    folder_of = {item.id: run_dir / LAYOUT_DIR / f"{k:05d}" for k, item in enumerate(items)}
     for item in items:
         folder = folder_of[item.id]
         (folder / "samples").mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,8 @@ Prompts come from the first layout that matches (or ``--prompts FILE``):
 
 1. a metadata file in DIR: ``metadata.jsonl`` / ``metadata.json`` / ``metadata.csv`` with a file column
    (``file_name``, ``file``, ``image`` or ``path``) and a prompt column (``prompt``, ``text`` or ``caption``);
-2. GenEval: ``DIR/<index>/metadata.jsonl`` (one line with ``prompt``) and ``DIR/<index>/samples/*.png``;
+2. GenEval: ``DIR/<index>/metadata.jsonl`` (one line with ``prompt``) and ``DIR/<index>/samples/*.png``, or the
+   same in ``DIR/geneval/`` (a craft-bench GenEval run folder);
 3. HPS v2 benchmark: ``DIR/<style>/<n>.{jpg,png}`` with the style's prompt list ``<style>.json`` in DIR
    or in ``--prompts DIR`` (image n is prompt n, as in HPSv2's evaluation);
 4. a ``<image>.txt`` caption beside every image.
@@ -101,6 +102,8 @@ def from_metadata(path: Path, root: Path) -> list[tuple[str, Path, str]]:
 
 
 def from_geneval(root: Path) -> list[tuple[str, Path, str]] | None:
+    if (root / "geneval").is_dir() and not (root / "metadata.jsonl").is_file():
+        root = root / "geneval"  # a craft-bench GenEval run folder: the layout is in its subfolder
     folders = sorted(d for d in root.iterdir() if d.is_dir() and (d / "metadata.jsonl").is_file())
     if not folders:
         return None
