@@ -106,6 +106,8 @@ class Method(ABC):
 
     @abstractmethod
     def prepare(self, base: Checkpoint, ctx: RunContext) -> Checkpoint:
+        """The checkpoint this method evaluates, from the base model (a method that trains subclasses
+        ``TrainableMethod`` instead, which the runner trains through the shared trainer)."""
         ...
 
     @classmethod
@@ -163,9 +165,11 @@ class TrainableMethod(Method):
         raise NotImplementedError(f"method '{self.name}' is not online")
 
     def prepare(self, base: Checkpoint, ctx: RunContext) -> Checkpoint:
-        from craft_bench.train.method import train_checkpoint
-
-        return train_checkpoint(self, base, ctx)
+        """Not called: the runner trains a trainable method through the trainer
+        (``craft_bench.train.method.train_checkpoint``), which knows this interface; the interface does not know
+        the trainer."""
+        raise NotImplementedError(f"method '{self.name}' is trained by the runner: use "
+                                  "craft_bench.train.method.train_checkpoint(method, base, ctx)")
 
 
 class Suite(ABC):

@@ -375,7 +375,8 @@ def host() -> dict[str, Any]:
 
 def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     from craft_bench.models import resolve_device
-    from craft_bench.runner import _device_name, versions
+    from craft_bench.runner import _device_name
+    from craft_bench.version import versions
 
     cfg.device = resolve_device(cfg.device)
     cfg.batch = cfg.batch or DEFAULT_BATCH.get(cfg.model, 8)

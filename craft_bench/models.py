@@ -19,6 +19,7 @@ from typing import Any
 
 from craft_bench.errors import UserError
 from craft_bench.spec import ModelSpec, SamplerSpec
+from craft_bench.store import atomic_write_json, cache_dir
 
 FAMILIES = {
     "StableDiffusionXLPipeline": "sdxl",
@@ -193,11 +194,6 @@ def folder_world(source: str | Path | None) -> str | None:
 
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "craft-bench"
-
-
 def weights_digest(path: Path) -> str:
     """sha256 over every weight and config file of a folder (memoised by path, size and mtime)."""
     path = Path(path).resolve()
@@ -205,7 +201,7 @@ def weights_digest(path: Path) -> str:
     stamp = hashlib.sha256(
         json.dumps([(str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]).encode()
     ).hexdigest()
-    memo_path = _cache_dir() / "digests.json"
+    memo_path = cache_dir() / "digests.json"
     memo: dict[str, str] = {}
     try:
         memo = json.loads(memo_path.read_text())
@@ -223,8 +219,6 @@ def weights_digest(path: Path) -> str:
     value = h.hexdigest()
     memo[memo_key] = value
     try:
-        from craft_bench.store import atomic_write_json
-
         atomic_write_json(memo_path, memo)
     except OSError:
         pass  # a read-only home only costs a re-hash next time

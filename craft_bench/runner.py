@@ -14,7 +14,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from craft_bench import registry
-from craft_bench.api import Checkpoint, MetricDef, PairedSuite, PromptItem, RunContext, Suite
+from craft_bench.api import Checkpoint, MetricDef, PairedSuite, PromptItem, RunContext, Suite, TrainableMethod
 from craft_bench.errors import UserError
 from craft_bench.generate import ImageFeed, generate, plan
 from craft_bench.spec import (
@@ -35,6 +34,7 @@ from craft_bench.spec import (
     to_jsonable,
 )
 from craft_bench.store import CorruptImage, Store, atomic_write_json, atomic_write_text
+from craft_bench.version import versions
 
 SCORE_CHUNK = int(os.environ.get("CRAFT_BENCH_SCORE_CHUNK", "64"))  # images scored per partial-results flush (and per process share)
 # The run seed seeds numpy and torch generators (bootstrap, training batches), which take no negative seed; every
@@ -140,15 +140,25 @@ def resolve_baseline(ref: str, model: Any, seed: int) -> Baseline:
     return Baseline(method, run_seed)
 
 
+def prepare(method: Any, base: Checkpoint, ctx: RunContext) -> Checkpoint:
+    """The checkpoint ``method`` evaluates: a trainable method trained by the shared trainer (cached by its
+    checkpoint hash), any other by its own ``prepare``."""
+    if isinstance(method, TrainableMethod):
+        from craft_bench.train.method import train_checkpoint  # the trainer (torch, diffusers), only when one trains
+
+        return train_checkpoint(method, base, ctx)
+    return method.prepare(base, ctx)
+
+
 def _baseline_method(baseline: Baseline) -> Any:
     cls = registry.methods.get(baseline.method.name)
     return cls(cls.Config(**dict(baseline.method.config)))
 
 
 def resolve(req: RunRequest) -> Resolved:
-    from craft_bench.generate import file_digest
     from craft_bench.models import check_sampler, default_dtype, resolve_device, resolve_model
     from craft_bench.parallel import process_device
+    from craft_bench.store import file_digest
     from craft_bench.world import world_of
 
     method_cls = registry.methods.get(req.method)
@@ -210,25 +220,6 @@ def limit_items(items: list[PromptItem], limit: int | None) -> list[PromptItem]:
         i += 1
     order = {item.id: n for n, item in enumerate(items)}
     return sorted(chosen, key=lambda it: order[it.id])
-
-
-def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("craft-bench", "torch", "diffusers", "transformers", "peft", "open_clip_torch", "numpy", "scipy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    try:
-        here = Path(__file__).resolve().parent
-        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        if commit.returncode == 0:
-            out["git_commit"] = commit.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return out
 
 
 def metric_def_dict(m: MetricDef) -> dict[str, Any]:
@@ -356,7 +347,7 @@ def _execute(r: Resolved, req: RunRequest, store: Store, run_dir: Path, shard: A
 
     base = Checkpoint(model=spec.model, base_dir=str(r.model_path), digest=spec.model.digest)
     t0 = time.perf_counter()
-    checkpoint = r.method.prepare(base, ctx)
+    checkpoint = prepare(r.method, base, ctx)
     train_s = checkpoint.train_s if checkpoint is not base else 0.0
     prep_s = time.perf_counter() - t0
     controlnet = r.suite.controlnet(ctx)
@@ -366,7 +357,7 @@ def _execute(r: Resolved, req: RunRequest, store: Store, run_dir: Path, shard: A
         # Same items, sampler, run seed and dtype: image i of prompt p has the same initial noise in both.
         bspec = dataclasses.replace(spec, method=r.baseline.method, seed=r.baseline.seed)
         bctx = dataclasses.replace(ctx, spec=bspec, seed=r.baseline.seed)
-        baseline_ckpt = _baseline_method(r.baseline).prepare(base, bctx)
+        baseline_ckpt = prepare(_baseline_method(r.baseline), base, bctx)
         jobs.append((plan(items, baseline_ckpt, spec.sampler, spec.seed, spec.dtype, controlnet), baseline_ckpt))
     requests = jobs[0][0]
     baseline_requests = jobs[1][0] if len(jobs) > 1 else None

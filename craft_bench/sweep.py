@@ -385,7 +385,7 @@ def reward_hacking(req: SweepRequest, cells: list[Cell], store: Store, suite_nam
 
 
 def _document(req: SweepRequest, cells: list[Cell], store: Store, wall_s: float, final: bool) -> dict[str, Any]:
-    from craft_bench.runner import versions
+    from craft_bench.version import versions
 
     folder = store.root / "sweeps" / sweep_name(req)
     done = [c for c in cells if c.results is not None]

@@ -46,10 +46,10 @@ def main() -> None:
     from craft_bench.bench import RANDOM_MODELS, random_components
     from craft_bench.methods.grpo import GRPO, GRPOConfig, GRPOTask
     from craft_bench.models import resolve_model
-    from craft_bench.runner import versions
     from craft_bench.spec import SamplerSpec
     from craft_bench.store import Store
     from craft_bench.train.diffusion import fit_task, resolved
+    from craft_bench.version import versions
 
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-grpo-"))
     if args.model in RANDOM_MODELS:

@@ -17,7 +17,7 @@ from craft_bench.api import Detection
 from craft_bench.detectors.colors import BACKGROUND, TEMPLATES, ClipColorClassifier, masked_crop
 from craft_bench.detectors.mask2former import instance_postprocess, mask_to_box, object_names
 from craft_bench.errors import UserError
-from craft_bench.suites.geneval import COLORS
+from craft_bench.suites.geneval_rules import COLORS
 
 
 @pytest.fixture(scope="module")

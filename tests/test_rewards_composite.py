@@ -19,7 +19,7 @@ NAMES = ["hps", "aes", "clip", "imagereward"]
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
-    from craft_bench.rewards.cli import parse_sources
+    from craft_bench.rewards.composite import parse_sources
 
     pairs = T.build_reward_set(tmp_path_factory.mktemp("composite"))
     paths, options = parse_sources(pairs)

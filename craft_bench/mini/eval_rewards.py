@@ -111,7 +111,7 @@ def _generated(metas: Sequence[dict], seed: int, images_per_prompt: int, device:
     from craft_bench.generate import ImageRequest, derive_seed, sample
     from craft_bench.mini.detector import MiniDetector
     from craft_bench.models import load_pipeline, resolve_model
-    from craft_bench.suites.geneval import detector_colors, evaluate_detections
+    from craft_bench.suites.geneval_rules import detector_colors, evaluate_detections
 
     spec, sampler, path = resolve_model(model)
     if steps is not None:

@@ -29,8 +29,8 @@ from typing import Any, Callable
 import numpy as np
 
 from craft_bench.errors import UserError
-from craft_bench.generate import file_digest
 from craft_bench.models import quiet_library_bars, resolve_device
+from craft_bench.store import file_digest
 from craft_bench.train.loop import Loop, LoopSpec, Schedule, Task
 
 VAE_STEPS = 2800

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from craft_bench.errors import UserError
+from craft_bench.rewards.composite import CompositeScorer, parse_sources
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 FILE_KEYS = ("file_name", "file", "image", "path", "filename")
@@ -45,28 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", type=Path, default=None, help="metadata file, or folder of HPS <style>.json prompt lists")
     p.add_argument("--hps-version", default="v2.1", choices=("v2.1", "v2.0"), help="HPS checkpoint version")
     return p
-
-
-_SUB_OPTIONS = {"aes.clip": ("aes", "clip_source"), "pickscore.processor": ("pickscore", "processor"),
-                "imagereward.tokenizer": ("imagereward", "tokenizer"), "hps.arch": ("hps", "arch")}
-
-
-def parse_sources(pairs: list[str]) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
-    sources: dict[str, str] = {}
-    options: dict[str, dict[str, Any]] = {}
-    for pair in pairs:
-        name, sep, path = pair.partition("=")
-        if not sep or not name or not path:
-            raise UserError(f"--source expects NAME=PATH, got '{pair}'")
-        name = name.strip().lower()
-        if name in _SUB_OPTIONS:
-            reward, option = _SUB_OPTIONS[name]
-            options.setdefault(reward, {})[option] = path
-        else:
-            from craft_bench.registry import rewards
-
-            sources[rewards.resolve_name(name)] = path
-    return sources, options
 
 
 def _rows_from_table(path: Path) -> list[dict[str, Any]]:
@@ -187,9 +166,6 @@ def main(argv: list[str] | None = None) -> int:
     entries = discover(args.dir, args.prompts)
     sources, options = parse_sources(args.source)
     options.setdefault("hps", {}).setdefault("version", args.hps_version)
-
-    from craft_bench.rewards.composite import CompositeScorer
-
     names = [n for n in (s.strip() for s in args.rewards.split(",")) if n]
     if not names:
         raise UserError("--rewards is empty")

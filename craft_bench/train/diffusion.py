@@ -413,7 +413,7 @@ class EncodingCache:
     def latents(self, image_paths: Sequence[str]) -> list[Any]:
         from PIL import Image
 
-        from craft_bench.generate import file_digest
+        from craft_bench.store import file_digest
 
         keys = [hashlib.sha256(json.dumps([self.vae_digest, file_digest(p), self.model.resolution()]).encode()).hexdigest()
                 for p in image_paths]

@@ -1,6 +1,6 @@
 """A trainable method's checkpoint: build its data, fit it with the shared trainer, store it (once).
 
-``train_checkpoint`` is what ``TrainableMethod.prepare`` calls. The checkpoint's identity is
+``train_checkpoint`` is how the runner prepares a ``TrainableMethod`` (``runner.prepare``). The checkpoint's identity is
 ``Method.checkpoint_hash`` (base weights + method spec + seed + dtype); a finished one is reused, a killed one
 resumes from the loop's last checkpoint in ``checkpoints/<hash>.work/``. A finished folder holds the weights,
 train_info.json, train_log.jsonl, examples.jsonl and a model card (README.md, ``model_card.py``). With several
@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from craft_bench.api import Checkpoint, RunContext, TrainableMethod
-from craft_bench.runner import versions
 from craft_bench.train.model_card import write_model_card
 from craft_bench.train.trackers import Tracking, flat_numbers
+from craft_bench.version import versions
 
 
 def settings_for(method: TrainableMethod, world: Any, **derived: Any) -> dict[str, Any]:

@@ -134,7 +134,7 @@ class PairMethod(TrainableMethod):
 
         if config.data == "pool":
             return dataclasses.replace(config, data_digest="")
-        from craft_bench.generate import file_digest
+        from craft_bench.store import file_digest
         from craft_bench.train.prefs import check_file
 
         return dataclasses.replace(config, data_digest=file_digest(check_file(Path(config.data).expanduser())))
