@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from craft_bench import registry
-from craft_bench.api import Checkpoint, MetricDef, PairedSuite, PromptItem, RunContext, Suite, TrainableMethod
+from craft_bench.api import Checkpoint, MetricDef, PairedSuite, PromptItem, RunContext, Suite
 from craft_bench.errors import UserError
 from craft_bench.generate import ImageFeed, generate, plan
 from craft_bench.spec import (
@@ -138,16 +138,6 @@ def resolve_baseline(ref: str, model: Any, seed: int) -> Baseline:
     if cls.version != method.version:
         raise UserError(f"baseline '{ref}' was made by {method.name} version {method.version}, this install has version {cls.version}; give the method name instead")
     return Baseline(method, run_seed)
-
-
-def prepare(method: Any, base: Checkpoint, ctx: RunContext) -> Checkpoint:
-    """The checkpoint ``method`` evaluates: a trainable method trained by the shared trainer (cached by its
-    checkpoint hash), any other by its own ``prepare``."""
-    if isinstance(method, TrainableMethod):
-        from craft_bench.train.method import train_checkpoint  # the trainer (torch, diffusers), only when one trains
-
-        return train_checkpoint(method, base, ctx)
-    return method.prepare(base, ctx)
 
 
 def _baseline_method(baseline: Baseline) -> Any:
@@ -347,7 +337,7 @@ def _execute(r: Resolved, req: RunRequest, store: Store, run_dir: Path, shard: A
 
     base = Checkpoint(model=spec.model, base_dir=str(r.model_path), digest=spec.model.digest)
     t0 = time.perf_counter()
-    checkpoint = prepare(r.method, base, ctx)
+    checkpoint = r.method.prepare(base, ctx)
     train_s = checkpoint.train_s if checkpoint is not base else 0.0
     prep_s = time.perf_counter() - t0
     controlnet = r.suite.controlnet(ctx)
@@ -357,7 +347,7 @@ def _execute(r: Resolved, req: RunRequest, store: Store, run_dir: Path, shard: A
         # Same items, sampler, run seed and dtype: image i of prompt p has the same initial noise in both.
         bspec = dataclasses.replace(spec, method=r.baseline.method, seed=r.baseline.seed)
         bctx = dataclasses.replace(ctx, spec=bspec, seed=r.baseline.seed)
-        baseline_ckpt = prepare(_baseline_method(r.baseline), base, bctx)
+        baseline_ckpt = _baseline_method(r.baseline).prepare(base, bctx)
         jobs.append((plan(items, baseline_ckpt, spec.sampler, spec.seed, spec.dtype, controlnet), baseline_ckpt))
     requests = jobs[0][0]
     baseline_requests = jobs[1][0] if len(jobs) > 1 else None

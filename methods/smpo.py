@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from craft_bench.spec import setting
+from craft_bench.train.diffusion import implied_noise
 from craft_bench.train.pairs import PairConfig, PairMethod, dpo_logit, pair_errors
 from craft_bench.train.pool import pool_method_version
 from craft_bench.train.prefs import PICKSCORE_SCALE
@@ -114,8 +115,7 @@ class SmPO(PairMethod):
         t = batch["timesteps"].repeat(2)
         cond = {k: torch.cat([v, v]) for k, v in batch["cond"].items()}
         inverted = model.invert(x0, t, cond, steps, renoise=self.config.renoise)
-        ac = model.alphas_cumprod[t].view(-1, 1, 1, 1)
-        noise_w, noise_l = ((inverted - ac.sqrt() * x0) / (1 - ac).sqrt()).chunk(2)
+        noise_w, noise_l = implied_noise(inverted, x0, model.alphas_cumprod, t).chunk(2)
         err_w, err_l = pair_errors(model, batch, noise_w, noise_l)
         with model.reference():
             ref_w, ref_l = pair_errors(model, batch, noise_w, noise_l)
