@@ -96,6 +96,12 @@ class Method(ABC):
     # The Config field `craft-bench sweep --budgets` sets (the training samples or pairs the method may use);
     # None: the method takes no training budget (vanilla, a published checkpoint).
     budget_field: ClassVar[str | None] = None
+    # Roles the core asks about instead of naming methods. ``baseline``: the untouched base model, what every other
+    # method is paired against (the Python API's default ``vs`` after a trained run, sweep deltas, the report's
+    # baseline column; one registered method says so, built in: vanilla). ``reference``: sweep's default
+    # ``--reference``, the method compute-to-match ratios are measured against (built in: craft).
+    baseline: ClassVar[bool] = False
+    reference: ClassVar[bool] = False
 
     @dataclass(frozen=True)
     class Config:

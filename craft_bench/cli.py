@@ -60,7 +60,8 @@ def _add_sweep(sub: Any) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="a setting for every cell that has it (method.X goes to the methods that have X); repeatable")
     p.add_argument("--name", default=None, help="sweep folder name [default: <suite>-<model>-<hash of the grid>]")
-    p.add_argument("--reference", default="craft", help="the method compute-to-match ratios are measured against [default: craft]")
+    p.add_argument("--reference", default=None, help="the method compute-to-match ratios are measured against "
+                   "[default: the requested method that declares itself the reference: craft]")
     p.add_argument("--judges", default="", help="comma-separated held-out rewards also scored on every cell's images (e.g. imagereward)")
     p.add_argument("--out", default=None, help="results root [default: $CRAFT_BENCH_RESULTS or ./results]")
     p.add_argument("--device", default=None, help="torch device [default: cuda if available, else cpu]")

@@ -154,6 +154,18 @@ def load_external_plugins() -> None:
             raise UserError(f"{PLUGINS_ENV} names '{module_name}', which cannot be imported: {exc}") from exc
 
 
+def baseline_method() -> str:
+    """The name of the registered method whose class declares ``baseline`` (the untouched base model every other
+    method is paired against). Loads the method classes (no torch); plug-ins that cannot be imported are skipped."""
+    for entry in methods.entries():
+        try:
+            if getattr(entry.load(), "baseline", False):
+                return entry.name
+        except UserError:
+            continue
+    raise UserError("no registered method declares itself the baseline (Method.baseline = True)")
+
+
 def reset_plugins_for_tests() -> None:
     """Forget that external plug-ins were loaded, so the next lookup loads them again (tests that set
     CRAFT_BENCH_PLUGINS or install a fake entry point)."""

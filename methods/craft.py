@@ -75,6 +75,7 @@ class Craft(TrainableMethod):
     Config = CraftConfig
     number_fields: ClassVar[tuple[str, ...]] = ("weight",)
     budget_field: ClassVar[str] = "budget"  # what `craft-bench sweep --budgets` sets: kept samples
+    reference: ClassVar[bool] = True  # sweep's default --reference: compute to match CRAFT
     # Paper defaults (arXiv 2603.18991): SDXL full fine-tuning, AdamW 5e-5, batch 128, 200 steps; SD1.5 120
     # steps. Mini: the mini world's training preset (craft_bench/mini/world.py), chosen by the ablation in
     # docs/methods.md.
