@@ -4,7 +4,7 @@ Every import counts: module-level, function-local, under ``if TYPE_CHECKING`` --
 still a dependency, only a later one. ``from craft_bench.x import y`` is an edge to ``craft_bench.x.y`` when that
 is a module, else to ``craft_bench.x``. Modules map to files as pyproject's package-dir says (craft_bench.methods
 is methods/, craft_bench.suites is suites/). tests/test_imports.py fails on a cycle; run as a script, this prints
-the graph by layer (what docs/architecture.md draws):
+the graph by layer, top to bottom (what docs/architecture.md draws): a module imports only modules of lower layers.
 
     python tools/import_graph.py [--edges]
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,8 +152,11 @@ def main() -> None:
             print("cycle among:", ", ".join(comp))
         raise SystemExit(1)
     short = {v: v.removeprefix("craft_bench.") for v in g}
-    for k, layer in enumerate(layers(g)):
-        print(f"layer {k}: " + ", ".join(short[v] for v in layer))
+    by_layer = layers(g)
+    for k in range(len(by_layer) - 1, -1, -1):  # top: what nothing imports; bottom: what imports nothing
+        layer = by_layer[k]
+        print(textwrap.fill(", ".join(short[v] for v in layer), width=116, initial_indent=f"{k:>2} ",
+                            subsequent_indent="   "))
         if args.edges:
             for v in layer:
                 print(f"    {short[v]} -> " + ", ".join(sorted(short[w] for w in g[v])))
