@@ -7,7 +7,7 @@ nothing heavy.
 
 from typing import Any
 
-__version__ = "0.1.0"
+from craft_bench.version import __version__
 
 API = ("run", "compare", "load", "leaderboard", "Result", "Comparison")
 __all__ = ["__version__", *API]

@@ -96,6 +96,12 @@ class Method(ABC):
     # The Config field `craft-bench sweep --budgets` sets (the training samples or pairs the method may use);
     # None: the method takes no training budget (vanilla, a published checkpoint).
     budget_field: ClassVar[str | None] = None
+    # Roles the core asks about instead of naming methods. ``baseline``: the untouched base model, what every other
+    # method is paired against (the Python API's default ``vs`` after a trained run, sweep deltas, the report's
+    # baseline column; one registered method says so, built in: vanilla). ``reference``: sweep's default
+    # ``--reference``, the method compute-to-match ratios are measured against (built in: craft).
+    baseline: ClassVar[bool] = False
+    reference: ClassVar[bool] = False
 
     @dataclass(frozen=True)
     class Config:
@@ -106,6 +112,8 @@ class Method(ABC):
 
     @abstractmethod
     def prepare(self, base: Checkpoint, ctx: RunContext) -> Checkpoint:
+        """The checkpoint this method evaluates, from the base model. A method that fine-tunes subclasses
+        ``craft_bench.train.method.TrainableMethod``, whose ``prepare`` trains through the shared trainer."""
         ...
 
     @classmethod
@@ -119,53 +127,6 @@ class Method(ABC):
         from craft_bench.spec import digest
 
         return digest({"base": base.digest, "method": ctx.spec.method, "seed": ctx.seed, "dtype": ctx.dtype})
-
-
-@dataclass
-class TrainingData:
-    """What a trainable method hands the shared trainer: examples (dicts with image paths under
-    ``image_fields``, the conditioning prompt under ``prompt_field`` and numbers under ``number_fields``) and the
-    accounting of how they were made (stage seconds, images generated, reward evaluations, ...)."""
-
-    examples: list[dict[str, Any]]
-    accounting: dict[str, Any] = field(default_factory=dict)
-
-
-class TrainableMethod(Method):
-    """A method that fine-tunes the base model through the shared trainer (``craft_bench.train``).
-
-    Subclasses give ``Config`` (inheriting ``craft_bench.train.diffusion.TrainConfig``), ``presets`` (their own
-    training settings per world, ``{world name: {field: value}}``, for the Config fields left None; over the world's
-    ``train_preset``, craft_bench.world), ``build_data`` and ``loss``; the trainer owns the loop, optimiser, seeds,
-    caching and checkpoints."""
-
-    trainable: ClassVar[bool] = True
-    # An online method (GRPO) samples its own data while it trains: ``build_data`` gives its prompts, ``make_task``
-    # the loop task that samples, scores and yields batches for ``loss``.
-    online: ClassVar[bool] = False
-    image_fields: ClassVar[tuple[str, ...]] = ("image",)
-    prompt_field: ClassVar[str] = "prompt"
-    number_fields: ClassVar[tuple[str, ...]] = ()
-    needs_reference: ClassVar[bool] = False
-    presets: ClassVar[dict[str, dict[str, Any]]] = {}
-
-    @abstractmethod
-    def build_data(self, base: Checkpoint, ctx: RunContext) -> TrainingData:
-        ...
-
-    @abstractmethod
-    def loss(self, batch: dict[str, Any], model: Any) -> tuple["torch.Tensor", dict[str, float]]:
-        """Mean loss over the batch and logs; ``model`` is a ``craft_bench.train.diffusion.DiffusionModel``."""
-        ...
-
-    def make_task(self, model: Any, data: TrainingData, base: Checkpoint, ctx: RunContext, settings: dict[str, Any]) -> Any:
-        """An online method's ``craft_bench.train.loop.Task`` over ``model`` (the ``DiffusionModel`` the trainer built)."""
-        raise NotImplementedError(f"method '{self.name}' is not online")
-
-    def prepare(self, base: Checkpoint, ctx: RunContext) -> Checkpoint:
-        from craft_bench.train.method import train_checkpoint
-
-        return train_checkpoint(self, base, ctx)
 
 
 class Suite(ABC):

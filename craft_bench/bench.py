@@ -103,7 +103,14 @@ def random_components(kind: str, device: str, dtype: str, work: Path) -> tuple[A
     """A pipeline of the ``kind`` architecture (``sdxl-random`` or ``sd15-random``) with random weights, built on
     ``device`` from the public configs above; the tokenizers are CLIP's real BPE, rebuilt offline."""
     import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, PNDMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        PNDMScheduler,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     from craft_bench.mini.tokenizer import build_tokenizers
@@ -368,7 +375,8 @@ def host() -> dict[str, Any]:
 
 def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     from craft_bench.models import resolve_device
-    from craft_bench.runner import _device_name, versions
+    from craft_bench.runner import _device_name
+    from craft_bench.version import versions
 
     cfg.device = resolve_device(cfg.device)
     cfg.batch = cfg.batch or DEFAULT_BATCH.get(cfg.model, 8)

@@ -9,18 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from craft_bench import __version__
-from craft_bench.errors import UserError
+from craft_bench.errors import OneLineParser, UserError
+from craft_bench.report.tables import print_results
+from craft_bench.version import __version__
 
 EXIT_USAGE = 2
 EXIT_REGRESSION = 1
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports bad usage as one line and exit status 2 (argparse's default status too)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message} (see `{self.prog} --help`)")
 
 
 def _add_run(sub: Any) -> None:
@@ -66,7 +60,8 @@ def _add_sweep(sub: Any) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="a setting for every cell that has it (method.X goes to the methods that have X); repeatable")
     p.add_argument("--name", default=None, help="sweep folder name [default: <suite>-<model>-<hash of the grid>]")
-    p.add_argument("--reference", default="craft", help="the method compute-to-match ratios are measured against [default: craft]")
+    p.add_argument("--reference", default=None, help="the method compute-to-match ratios are measured against "
+                   "[default: the requested method that declares itself the reference: craft]")
     p.add_argument("--judges", default="", help="comma-separated held-out rewards also scored on every cell's images (e.g. imagereward)")
     p.add_argument("--out", default=None, help="results root [default: $CRAFT_BENCH_RESULTS or ./results]")
     p.add_argument("--device", default=None, help="torch device [default: cuda if available, else cpu]")
@@ -262,17 +257,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"sweep folder: {folder}")
     return 0
-
-
-def print_results(results: dict[str, Any], as_json: bool, footer: str) -> None:
-    """results.json as JSON, or its table followed by ``footer``."""
-    if as_json:
-        print(json.dumps(results, indent=2, ensure_ascii=False))
-    else:
-        from craft_bench.report.tables import results_table
-
-        print(results_table(results))
-        print(footer)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:

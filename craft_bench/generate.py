@@ -23,7 +23,7 @@ from typing import Any, Iterable, Sequence
 from craft_bench.api import Checkpoint, PromptItem
 from craft_bench.errors import UserError
 from craft_bench.spec import SamplerSpec, digest
-from craft_bench.store import Store
+from craft_bench.store import Store, file_digest
 
 # Bump when a change to this module changes pixels for the same inputs; it is part of every image key.
 # 2: short batches are filled up to the batch size, and the batch size keys the image.
@@ -34,15 +34,6 @@ def derive_seed(run_seed: int, item_id: str, index: int) -> int:
     """A 63-bit seed for image ``index`` of item ``item_id``: independent of every other image."""
     h = hashlib.sha256(f"{run_seed}\0{item_id}\0{index}".encode()).digest()
     return int.from_bytes(h[:8], "big") & ((1 << 63) - 1)
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes, read in chunks (weights can be large)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def image_key(checkpoint_digest: str, sampler: SamplerSpec, seed: int, prompt: str, dtype: str, control_digest: str | None = None,

@@ -19,6 +19,7 @@ from typing import Any
 
 from craft_bench.errors import UserError
 from craft_bench.spec import ModelSpec, SamplerSpec
+from craft_bench.store import atomic_write_json, cache_dir
 
 FAMILIES = {
     "StableDiffusionXLPipeline": "sdxl",
@@ -75,7 +76,7 @@ def _offline() -> bool:
 SDXL = ModelPreset(
     name="sdxl",
     family="sdxl",
-    description="Stable Diffusion XL base 1.0",
+    description="Stable Diffusion XL base 1.0 (stabilityai/stable-diffusion-xl-base-1.0)",
     hub_id="stabilityai/stable-diffusion-xl-base-1.0",
     env_var="CRAFT_BENCH_SDXL",
     sampler=SamplerSpec(steps=50, guidance_scale=5.0, height=1024, width=1024, batch_size=4),
@@ -83,7 +84,7 @@ SDXL = ModelPreset(
 SD15 = ModelPreset(
     name="sd15",
     family="sd15",
-    description="Stable Diffusion 1.5",
+    description="Stable Diffusion 1.5 (stable-diffusion-v1-5/stable-diffusion-v1-5)",
     hub_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
     env_var="CRAFT_BENCH_SD15",
     sampler=SamplerSpec(steps=50, guidance_scale=7.5, height=512, width=512, batch_size=8),
@@ -193,11 +194,6 @@ def folder_world(source: str | Path | None) -> str | None:
 
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "craft-bench"
-
-
 def weights_digest(path: Path) -> str:
     """sha256 over every weight and config file of a folder (memoised by path, size and mtime)."""
     path = Path(path).resolve()
@@ -205,7 +201,7 @@ def weights_digest(path: Path) -> str:
     stamp = hashlib.sha256(
         json.dumps([(str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]).encode()
     ).hexdigest()
-    memo_path = _cache_dir() / "digests.json"
+    memo_path = cache_dir() / "digests.json"
     memo: dict[str, str] = {}
     try:
         memo = json.loads(memo_path.read_text())
@@ -223,8 +219,6 @@ def weights_digest(path: Path) -> str:
     value = h.hexdigest()
     memo[memo_key] = value
     try:
-        from craft_bench.store import atomic_write_json
-
         atomic_write_json(memo_path, memo)
     except OSError:
         pass  # a read-only home only costs a re-hash next time

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from craft_bench import registry
 from craft_bench.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,7 +26,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from craft_bench.report.stats import Comparison as MetricComparison
 
-BASE_METHOD = "vanilla"  # what a trainable method's run is compared with after it, when that run exists
 
 
 def _stderr(line: str) -> None:
@@ -167,13 +167,15 @@ def run(method: str, suite: str, model: str = "mini", seed: int = 0, settings: M
     protocol and seed when that run exists in the results root; ``vs="vanilla"`` (or another method) runs that one
     first when it is missing, and compares with it whatever the method. On the helper processes of a multi-process
     launch (torchrun) it returns None; the first process returns the result."""
-    from craft_bench.runner import RunRequest, for_method, resolve, run as run_spec, run_dir_of
+    from craft_bench.runner import RunRequest, for_method, resolve, run_dir_of
+    from craft_bench.runner import run as run_spec
 
     log = log or _stderr
     req = RunRequest(method=method, suite=suite, model=model, seed=seed, limit=limit, prompts=None if prompts is None else str(prompts),
                      out=None if out is None else str(out), sets=_set_pairs(settings), device=device, dtype=dtype, progress=progress)
     resolved = resolve(req)  # bad input stops here, before anything is written
-    reference = vs or (BASE_METHOD if resolved.method.trainable else None)
+    # After a trainable method: the baseline method's run (registry.baseline_method), when that run exists.
+    reference = vs or (registry.baseline_method() if resolved.method.trainable else None)
     other = for_method(resolved, reference) if reference and reference != resolved.spec.method.name else None
     if vs and other is not None:
         run_spec(req, log, resolved=other)

@@ -13,7 +13,7 @@ import difflib
 import importlib
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from craft_bench.errors import UserError
 
@@ -154,12 +154,23 @@ def load_external_plugins() -> None:
             raise UserError(f"{PLUGINS_ENV} names '{module_name}', which cannot be imported: {exc}") from exc
 
 
-def reset_plugins_for_tests(loader: Callable[[], None] | None = None) -> None:
-    """Forget that external plug-ins were loaded (tests that install a fake entry point)."""
+def baseline_method() -> str:
+    """The name of the registered method whose class declares ``baseline`` (the untouched base model every other
+    method is paired against). Loads the method classes (no torch); plug-ins that cannot be imported are skipped."""
+    for entry in methods.entries():
+        try:
+            if getattr(entry.load(), "baseline", False):
+                return entry.name
+        except UserError:
+            continue
+    raise UserError("no registered method declares itself the baseline (Method.baseline = True)")
+
+
+def reset_plugins_for_tests() -> None:
+    """Forget that external plug-ins were loaded, so the next lookup loads them again (tests that set
+    CRAFT_BENCH_PLUGINS or install a fake entry point)."""
     global _plugins_loaded
     _plugins_loaded = False
-    if loader:
-        loader()
 
 
 # Built-in plug-ins. Strings only: nothing is imported until used.
@@ -179,7 +190,7 @@ methods.register("pretrained", "craft_bench.methods.pretrained:Pretrained", "a p
 worlds.register("sdxl", "craft_bench.world:SDXL", "real SDXL-family models: official prompt sets, GenEval's detector, HPS/PickScore/AES/... rewards")
 worlds.register("sd15", "craft_bench.world:SD15", "real SD1.5-family models: official prompt sets, GenEval's detector, HPS/PickScore/AES/... rewards")
 worlds.register("mini", "craft_bench.mini.world:MINI", "the embedded mini world: its prompt grammar, detector, rewards, ControlNets and training preset")
-models.register("mini", "craft_bench.mini.model:MINI", "the embedded mini world's tiny SDXL-architecture model (offline, CPU, shipped weights)")
+models.register("mini", "craft_bench.mini.model:MINI", "the embedded mini world's tiny SDXL-architecture model (64x64, offline, CPU, shipped weights)")
 suites.register("geneval", "craft_bench.suites.geneval:GenEval", "GenEval compositional alignment: six tasks scored by a detector with the official rules")
 suites.register("parti", "craft_bench.suites.parti:Parti", "Parti-Prompts win rate against a baseline, judged by a reward (HPS v2.1; mini-clip on mini)")
 suites.register("rewards", "craft_bench.suites.rewards:RewardBench", "reward benchmarks: HPS v2.1, PickScore, AES, ImageReward, CLIP score means (HPDv2 / Parti prompts)")
@@ -192,8 +203,8 @@ detectors.register("hf", "craft_bench.detectors.hf:HFMask2Former", "transformers
 rewards.register("mini-clip", "craft_bench.mini.rewards:MiniClip", "mini world's contrastive image-text reward (analog of HPS/PickScore)")
 rewards.register("mini-aes", "craft_bench.mini.rewards:MiniAes", "mini world's image-only quality predictor (analog of LAION AES)")
 rewards.register("mini-geneval", "craft_bench.mini.rule_reward:MiniGenEvalReward", "rule reward: the mini GenEval judge with partial credit (positive controls, reward-hacking studies; not a preference model)")
-rewards.register("hps", "craft_bench.rewards.hps:HPS", "HPS v2.1 (open_clip ViT-H-14 + HPS_v2.1_compressed.pt); v2.0 by option", aliases=("hpsv2", "hps-v2.1"))
-rewards.register("pickscore", "craft_bench.rewards.pickscore:PickScore", "PickScore v1 (yuvalkirstain/PickScore_v1)")
-rewards.register("aes", "craft_bench.rewards.aes:LaionAesthetic", "LAION improved aesthetic predictor on CLIP ViT-L/14", aliases=("aesthetic", "laion-aes"))
-rewards.register("imagereward", "craft_bench.rewards.imagereward:ImageReward", "ImageReward v1.0 (BLIP + MLP head)", aliases=("image-reward",))
-rewards.register("clip", "craft_bench.rewards.clipscore:ClipScore", "CLIP score with OpenAI CLIP ViT-L/14", aliases=("clipscore", "clip-score"))
+rewards.register("hps", "craft_bench.rewards.hps:HPS", "HPS v2.1 human preference score (open_clip ViT-H-14; cosine, x100 in suites); v2.0 by option", aliases=("hpsv2", "hps-v2.1"))
+rewards.register("pickscore", "craft_bench.rewards.pickscore:PickScore", "PickScore v1 (yuvalkirstain/PickScore_v1; scaled cosine, ~18-23 for typical images)")
+rewards.register("aes", "craft_bench.rewards.aes:LaionAesthetic", "LAION improved aesthetic predictor on CLIP ViT-L/14, 1-10 scale (prompt-free)", aliases=("aesthetic", "laion-aes"))
+rewards.register("imagereward", "craft_bench.rewards.imagereward:ImageReward", "ImageReward v1.0 (BLIP + MLP head), standardised reward", aliases=("image-reward",))
+rewards.register("clip", "craft_bench.rewards.clipscore:ClipScore", "CLIP score with OpenAI CLIP ViT-L/14: max(100 cos, 0)", aliases=("clipscore", "clip-score"))

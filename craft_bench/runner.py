@@ -14,7 +14,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from craft_bench.spec import (
     to_jsonable,
 )
 from craft_bench.store import CorruptImage, Store, atomic_write_json, atomic_write_text
+from craft_bench.version import versions
 
 SCORE_CHUNK = int(os.environ.get("CRAFT_BENCH_SCORE_CHUNK", "64"))  # images scored per partial-results flush (and per process share)
 # The run seed seeds numpy and torch generators (bootstrap, training batches), which take no negative seed; every
@@ -146,9 +146,9 @@ def _baseline_method(baseline: Baseline) -> Any:
 
 
 def resolve(req: RunRequest) -> Resolved:
-    from craft_bench.generate import file_digest
     from craft_bench.models import check_sampler, default_dtype, resolve_device, resolve_model
     from craft_bench.parallel import process_device
+    from craft_bench.store import file_digest
     from craft_bench.world import world_of
 
     method_cls = registry.methods.get(req.method)
@@ -210,25 +210,6 @@ def limit_items(items: list[PromptItem], limit: int | None) -> list[PromptItem]:
         i += 1
     order = {item.id: n for n, item in enumerate(items)}
     return sorted(chosen, key=lambda it: order[it.id])
-
-
-def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("craft-bench", "torch", "diffusers", "transformers", "peft", "open_clip_torch", "numpy", "scipy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    try:
-        here = Path(__file__).resolve().parent
-        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        if commit.returncode == 0:
-            out["git_commit"] = commit.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return out
 
 
 def metric_def_dict(m: MetricDef) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import io
 import itertools
 import json
@@ -70,10 +71,24 @@ def disk_full_error(exc: BaseException, path: Path | str) -> UserError | None:
                      "free some space (or pass --out DIR on another disk) and run again; finished work is kept")
 
 
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in chunks (weights can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cache_dir() -> Path:
+    """craft-bench's per-user cache (``$XDG_CACHE_HOME/craft-bench``, else ``~/.cache/craft-bench``): memoised
+    weight digests, trust-on-first-use pins."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "craft-bench"
+
+
 def verify_sha256(path: Path | str, expected: str, what: str, fix: str) -> None:
     """A prompt or data file is the one pinned: its sha256 equals ``expected``, else a one-line UserError."""
-    from craft_bench.generate import file_digest
-
     found = file_digest(path)
     if found != expected:
         raise UserError(f"{path}: sha256 {found[:12]}... differs from the pinned {what} ({expected[:12]}...); {fix}")
@@ -83,10 +98,7 @@ def trust_on_first_use(name: str, path: Path | str) -> None:
     """For a fetched file whose published digest is not pinned in the code: the first fetch records its sha256 in
     ``~/.cache/craft-bench/pins.json``, and a later fetch that differs (the upstream file changed, or the download was
     tampered with) is refused, so results never silently change their prompts."""
-    from craft_bench.generate import file_digest
-    from craft_bench.models import _cache_dir
-
-    pins_path = _cache_dir() / "pins.json"
+    pins_path = cache_dir() / "pins.json"
     try:
         pins = json.loads(pins_path.read_text())
     except (OSError, ValueError):

@@ -45,7 +45,7 @@ class SweepRequest:
     cells: RunRequest  # what every cell shares: suite, model, limit, prompts, out, --set, device, dtype, progress
     seeds: list[int] = field(default_factory=lambda: [0])
     name: str | None = None
-    reference: str = "craft"
+    reference: str | None = None  # None: the requested method whose class declares ``reference`` (CRAFT)
     judges: list[str] = field(default_factory=list)  # held-out rewards scored on every cell's images
     shard: tuple[int, int] | None = None  # (i, N): run only every N-th cell from the i-th (0-based), e.g. a job array
     method_budgets: dict[str, list[int]] = field(default_factory=dict)  # a method's own budgets (--budgets grpo=...)
@@ -88,6 +88,23 @@ def _config_fields(cls: Any) -> set[str]:
     return {f.name for f in dataclasses.fields(cls.Config)} - set(getattr(cls.Config, "derived_fields", ()))
 
 
+def reference_of(req: SweepRequest) -> str:
+    """The method compute-to-match ratios are measured against: ``--reference``, else the requested method whose
+    class declares ``reference`` (built in: craft)."""
+    names = [registry.methods.resolve_name(m) for m in req.methods]
+    if req.reference is not None:
+        names.append(registry.baseline_method())  # always run
+        ref = registry.methods.resolve_name(req.reference)
+        if ref not in names:
+            raise UserError(f"--reference {req.reference}: not among --methods ({', '.join(req.methods)})")
+        return ref
+    marked = [n for n in names if getattr(registry.methods.get(n), "reference", False)]
+    if not marked:
+        raise UserError(f"--reference: none of --methods ({', '.join(req.methods)}) is a default reference; name the "
+                        "method compute-to-match ratios are measured against")
+    return marked[0]
+
+
 def plan(req: SweepRequest, store: Store) -> list[Cell]:
     """The sweep's cells in run order (per seed: the untrained methods, then each budget's methods), their --set
     lists and run folders, every cell resolved once so that a bad setting stops the sweep before any work."""
@@ -99,13 +116,12 @@ def plan(req: SweepRequest, store: Store) -> list[Cell]:
         raise UserError("--methods: name at least one method (craft-bench ls methods)")
     if not req.budgets or any(b < 1 for v in [req.budgets, *req.method_budgets.values()] for b in v):
         raise UserError("--budgets: give positive numbers of training samples, e.g. 25,100,400")
-    names = list(dict.fromkeys(registry.methods.resolve_name(m) for m in ["vanilla", *req.methods]))
+    names = list(dict.fromkeys(registry.methods.resolve_name(m) for m in [registry.baseline_method(), *req.methods]))
     for name in req.method_budgets:
         if registry.methods.resolve_name(name) not in names:
             raise UserError(f"--budgets {name}=...: '{name}' is not among --methods ({', '.join(req.methods)})")
     classes = {n: registry.methods.get(n) for n in names}
-    if req.reference not in names:
-        raise UserError(f"--reference {req.reference}: not among --methods ({', '.join(req.methods)})")
+    reference_of(req)  # a reference method among them
     method_fields = {n: _config_fields(c) for n, c in classes.items()}
     other = {f for f in SamplerSpec.__dataclass_fields__} | _config_fields(registry.suites.get(req.suite))
     everyone = set().union(*method_fields.values())
@@ -171,8 +187,9 @@ def run_sweep(req: SweepRequest, log: Callable[[str], None] | None = None) -> tu
     t0 = time.perf_counter()
     store = Store(req.cells.out)
     cells = plan(req, store)
-    if not any(registry.methods.resolve_name(m) == "vanilla" for m in req.methods):
-        log("sweep: vanilla added (every delta is paired against it)")
+    base = registry.baseline_method()
+    if not any(registry.methods.resolve_name(m) == base for m in req.methods):
+        log(f"sweep: {base} added (every delta is paired against it)")
     if req.judges:
         from craft_bench.rewards.composite import CompositeScorer
 
@@ -231,21 +248,21 @@ def _headline(results: dict[str, Any]) -> dict[str, Any]:
     return {k: m[k] for k in ("value", "ci_low", "ci_high", "n") if k in m}
 
 
-def _delta(vanilla: Cell | None, cell: Cell) -> dict[str, Any] | None:
+def _delta(baseline: Cell | None, cell: Cell) -> dict[str, Any] | None:
     from craft_bench.report.compare import compare_records
     from craft_bench.report.tables import load_records
 
-    if vanilla is None or vanilla is cell or vanilla.results is None:
+    if baseline is None or baseline is cell or baseline.results is None:
         return None
-    comps = compare_records(vanilla.results, load_records(vanilla.run_dir), load_records(cell.run_dir), cell.seed)
-    head = next((c for c in comps if c.metric == vanilla.results.get("headline", "overall")), None)
+    comps = compare_records(baseline.results, load_records(baseline.run_dir), load_records(cell.run_dir), cell.seed)
+    head = next((c for c in comps if c.metric == baseline.results.get("headline", "overall")), None)
     if head is None:
         return None
     return {"delta": head.delta, "ci_low": head.ci_low, "ci_high": head.ci_high, "p_value": head.p_value,
             "verdict": head.verdict, "n_prompts": head.n_prompts}
 
 
-def _cell_dict(cell: Cell, vanilla: Cell | None, folder: Path) -> dict[str, Any]:
+def _cell_dict(cell: Cell, baseline: Cell | None, folder: Path) -> dict[str, Any]:
     import os
 
     res = cell.results or {}
@@ -257,7 +274,7 @@ def _cell_dict(cell: Cell, vanilla: Cell | None, folder: Path) -> dict[str, Any]
         "run": os.path.relpath(cell.run_dir, folder) if cell.run_dir else None,
         "spec_hash": res.get("spec_hash"),
         "headline": _headline(res),
-        "delta_vs_vanilla": _delta(vanilla, cell),
+        "delta_vs_vanilla": _delta(baseline, cell),
         "samples_used": (train or {}).get("samples_used", 0),
         "steps": (train or {}).get("steps", 0),
         "train_s": training_stages(train),
@@ -313,7 +330,7 @@ def compute_to_match(cells: list[dict[str, Any]], reference: str) -> list[dict[s
 
 
 def seed_spread(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per trained method and budget, the paired deltas against vanilla across seeds: mean, standard deviation, range,
+    """Per trained method and budget, the paired deltas against baseline across seeds: mean, standard deviation, range,
     how many seeds found it significantly better / worse, and whether every seed's delta has the mean's sign (a gain
     that flips sign across seeds is not a gain)."""
     import statistics
@@ -338,7 +355,7 @@ def seed_spread(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def reward_hacking(req: SweepRequest, cells: list[Cell], store: Store, suite_name: str) -> list[dict[str, Any]]:
-    """Per trained cell: its paired gain over vanilla (same seed, same images) on every reward any cell trained on and
+    """Per trained cell: its paired gain over baseline (same seed, same images) on every reward any cell trained on and
     on the extra judges, marked trained-on or held-out, next to its gain on the suite's headline (held out)."""
     from craft_bench.api import MetricDef
     from craft_bench.report.stats import compare_metric
@@ -348,7 +365,7 @@ def reward_hacking(req: SweepRequest, cells: list[Cell], store: Store, suite_nam
     done = [c for c in cells if c.results is not None]
     trained = [c for c in done if c.results.get("train")]
     judges = list(dict.fromkeys([r for c in trained for r in c.results["train"].get("rewards", [])] + list(req.judges)))
-    vanilla = {c.seed: c for c in done if c.method == "vanilla"}
+    baseline = {c.seed: c for c in done if c.method == registry.baseline_method()}
     records = {id(c): load_records(c.run_dir) for c in done}
     scores: dict[int, dict[str, list[float]]] = {}
     if judges:
@@ -360,7 +377,7 @@ def reward_hacking(req: SweepRequest, cells: list[Cell], store: Store, suite_nam
             scores[id(c)], _ = cached_scores(entries, judges, store.root, device)
     rows = []
     for c in trained:
-        v = vanilla.get(c.seed)
+        v = baseline.get(c.seed)
         if v is None:
             continue
         mine = c.results["train"].get("rewards", [])
@@ -385,12 +402,12 @@ def reward_hacking(req: SweepRequest, cells: list[Cell], store: Store, suite_nam
 
 
 def _document(req: SweepRequest, cells: list[Cell], store: Store, wall_s: float, final: bool) -> dict[str, Any]:
-    from craft_bench.runner import versions
+    from craft_bench.version import versions
 
     folder = store.root / "sweeps" / sweep_name(req)
     done = [c for c in cells if c.results is not None]
-    vanilla = {c.seed: c for c in done if c.method == "vanilla"}
-    cell_dicts = [_cell_dict(c, vanilla.get(c.seed), folder) for c in done]
+    baseline = {c.seed: c for c in done if c.method == registry.baseline_method()}
+    cell_dicts = [_cell_dict(c, baseline.get(c.seed), folder) for c in done]
     first = done[0].results if done else {}
     doc: dict[str, Any] = {
         "schema_version": 1, "name": sweep_name(req), "suite": req.suite, "model": first.get("model", req.cells.model),
@@ -403,12 +420,13 @@ def _document(req: SweepRequest, cells: list[Cell], store: Store, wall_s: float,
         **({"method_budgets": {registry.methods.resolve_name(m): sorted(v) for m, v in req.method_budgets.items()}}
            if req.method_budgets else {}),
         "budget_fields": {c.method: registry.methods.get(c.method).budget_field for c in cells},
-        "sets": [f"{k}={v}" for k, v in req.sets], "limit": req.cells.limit, "reference": req.reference,
+        "sets": [f"{k}={v}" for k, v in req.sets], "limit": req.cells.limit, "reference": reference_of(req),
+        "baseline": registry.baseline_method(),
         "versions": versions(),
         "cells": cell_dicts,
     }
     if final:
-        doc["compute_to_match"] = compute_to_match(cell_dicts, req.reference)
+        doc["compute_to_match"] = compute_to_match(cell_dicts, reference_of(req))
         doc["seed_spread"] = seed_spread(cell_dicts)
         doc["reward_hacking"] = reward_hacking(req, cells, store, req.suite)
     return doc
@@ -450,11 +468,12 @@ def _ci(value: float, lo: Any, hi: Any, signed: bool = False) -> str:
 
 
 def to_markdown(doc: dict[str, Any]) -> str:
+    base = doc.get("baseline", "the baseline")  # sweep.json files before the key: vanilla
     out = [f"# sweep {doc['name']}", "",
            f"suite {doc['suite']}, model {doc['model']}, seeds {', '.join(map(str, doc['seeds']))}; "
            f"headline `{doc['headline']}` (95% CI); wall time of this invocation {doc['wall_s']:.0f} s, all cells "
            f"(training + evaluation, as each was run) {doc['cells_s']:.0f} s.", "",
-           "| method | budget | seed | headline | Δ vs vanilla | verdict | samples | train s | " + " | ".join(STAGES) +
+           f"| method | budget | seed | headline | Δ vs {base} | verdict | samples | train s | " + " | ".join(STAGES) +
            " | images gen. | reward calls | peak MB |",
            "|---" * (11 + len(STAGES)) + "|"]
     for c in doc["cells"]:
@@ -471,8 +490,8 @@ def to_markdown(doc: dict[str, Any]) -> str:
     spread = doc.get("seed_spread") or []
     if any(len(r["seeds"]) > 1 for r in spread):
         out += ["", "## Across seeds", "",
-                "Paired Δ vs vanilla over the seeds (each seed: its own training run, candidate pool and evaluation images, "
-                "paired with vanilla's run at that seed). *same sign*: every seed's Δ has the mean's sign.", "",
+                f"Paired Δ vs {base} over the seeds (each seed: its own training run, candidate pool and evaluation images, "
+                f"paired with {base}'s run at that seed). *same sign*: every seed's Δ has the mean's sign.", "",
                 "| method | budget | seeds | headline (mean) | Δ mean | Δ sd | Δ min | Δ max | better / worse | same sign |",
                 "|---|---|---|---|---|---|---|---|---|---|"]
         for r in spread:
@@ -492,7 +511,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
                        f"{r['matched_budget']} | {r['train_s']:.1f} | {r['ratio']}x | {opt}x |")
     judges = list(dict.fromkeys(r["judge"] for r in doc.get("reward_hacking", [])))
     out += ["", "## Reward hacking", "",
-            "Paired gain over vanilla (same prompts and seeds) on each judge; *T* = a reward the method trained on, "
+            f"Paired gain over {base} (same prompts and seeds) on each judge; *T* = a reward the method trained on, "
             "*H* = held out.", "",
             "| method | budget | seed | " + " | ".join(judges) + " |", "|---" * (3 + len(judges)) + "|"]
     keyed: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}

@@ -25,8 +25,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from craft_bench.api import Checkpoint, RunContext, TrainableMethod, TrainingData
+from craft_bench.api import Checkpoint, RunContext
 from craft_bench.spec import setting
+from craft_bench.train.diffusion import denoise
+from craft_bench.train.method import TrainableMethod, TrainingData
 from craft_bench.train.pool import PoolConfig, composite_scores, pool_method_version
 
 # Which configured reward plays which of the paper's roles in the ``ha`` level (HPS and AES both improve).
@@ -73,6 +75,7 @@ class Craft(TrainableMethod):
     Config = CraftConfig
     number_fields: ClassVar[tuple[str, ...]] = ("weight",)
     budget_field: ClassVar[str] = "budget"  # what `craft-bench sweep --budgets` sets: kept samples
+    reference: ClassVar[bool] = True  # sweep's default --reference: compute to match CRAFT
     # Paper defaults (arXiv 2603.18991): SDXL full fine-tuning, AdamW 5e-5, batch 128, 200 steps; SD1.5 120
     # steps. Mini: the mini world's training preset (craft_bench/mini/world.py), chosen by the ablation in
     # docs/methods.md.
@@ -124,17 +127,15 @@ class Craft(TrainableMethod):
 
     # ---------------------------------------------------------------- loss
     def loss(self, batch: dict[str, Any], model: Any) -> tuple[Any, dict[str, float]]:
-        latents, noise, t = batch["image"], batch["noise"], batch["timesteps"]
-        noisy = model.noisy(latents, noise, t)
-        pred = model.predict(noisy, t, batch["cond"])
-        err = ((pred.float() - model.target(latents, noise, t).float()) ** 2).mean(dim=(1, 2, 3))
+        d = denoise(model, batch["image"], batch["noise"], batch["timesteps"], batch["cond"])
+        err = d.error
         weighted = (batch["weight"] * batch["snr_weight"] * err).mean()
         logs = {"mse": float(err.mean().detach())}
         loss = weighted
         if self.config.reg_weight > 0:
             with model.reference():
-                ref = model.predict(noisy, t, batch["cond"])
-            reg = ((pred.float() - ref.float()) ** 2).mean()
+                ref = model.predict(d.noisy, batch["timesteps"], batch["cond"])
+            reg = ((d.pred.float() - ref.float()) ** 2).mean()
             loss = loss + self.config.reg_weight * reg
             logs["reg"] = float(reg.detach())
         return loss, logs

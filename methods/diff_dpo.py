@@ -37,7 +37,7 @@ class DiffusionDPOConfig(PairConfig):
 class DiffusionDPO(PairMethod):
     name = "diff-dpo"
     version = pool_method_version("2")  # its own version, then the pool's (train/pool.py POOL_VERSION)
-    description = "Diffusion-DPO: -log sigmoid(-beta/2 ((err_w - err_l) - (ref_w - ref_l))) on best-vs-worst pairs"
+    description = "Diffusion-DPO on best-vs-worst pairs of the shared candidate pool (or a preference file)"
     Config = DiffusionDPOConfig
     needs_reference: ClassVar[bool] = True
     # launchers/sdxl.sh, sd15.sh: full UNet, 2000 steps, batch 1 x 128 accumulation per GPU ("Paper used 2048"),

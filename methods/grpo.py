@@ -35,10 +35,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from craft_bench.api import Checkpoint, RunContext, TrainableMethod, TrainingData
+from craft_bench.api import Checkpoint, RunContext
 from craft_bench.errors import UserError
 from craft_bench.spec import setting
 from craft_bench.train.loop import Task
+from craft_bench.train.method import TrainableMethod, TrainingData
 from craft_bench.train.pool import PromptPoolConfig, pool_method_version
 
 ADV_EPS = 1e-4  # Flow-GRPO flow_grpo/stat_tracking.py: std + 1e-4

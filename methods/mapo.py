@@ -53,7 +53,7 @@ def mapo_loss(err_w: Any, err_l: Any, beta: float, s: float, steps: int) -> tupl
 class MaPO(PairMethod):
     name = "mapo"
     version = pool_method_version("2")  # its own version, then the pool's (train/pool.py POOL_VERSION)
-    description = "MaPO: reference-free, mean(L_w) - beta log sigmoid(T (phi(L_w) - phi(L_l))) on best-vs-worst pairs"
+    description = "MaPO: reference-free margin-aware preference optimisation on the same pairs"
     Config = MaPOConfig
     # README (SDXL; 8 GPUs x batch 8 x 2 accumulation = 128): full UNet, lr 1e-5 constant, no warmup, 2000 steps.
     # No SD1.5 recipe in the repository: set lr/steps/batch_size/lora_rank. Mini: the world's preset (CRAFT's steps,

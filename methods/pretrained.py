@@ -131,9 +131,9 @@ class Pretrained(Method):
     Config = PretrainedConfig
 
     def prepare(self, base: Checkpoint, ctx: RunContext) -> Checkpoint:
-        from craft_bench.generate import file_digest
         from craft_bench.models import weights_digest
         from craft_bench.spec import digest
+        from craft_bench.store import file_digest
 
         name = self.config.checkpoint
         if not name:

@@ -25,9 +25,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from craft_bench.api import Checkpoint, RunContext, TrainableMethod, TrainingData
+from craft_bench.api import Checkpoint, RunContext
 from craft_bench.errors import UserError
 from craft_bench.spec import setting
+from craft_bench.train.diffusion import denoising_error
+from craft_bench.train.method import TrainableMethod, TrainingData
 from craft_bench.train.pool import PoolConfig, pool_method_version
 
 SOURCES = ("random", "pool", "renders")
@@ -115,9 +117,7 @@ class SFT(TrainableMethod):
                                        "pool": {"prompts": len(pool.prompts), "candidates": len(cands), "kept": len(chosen)}})
 
     def loss(self, batch: dict[str, Any], model: Any) -> tuple[Any, dict[str, float]]:
-        latents, noise, t = batch["image"], batch["noise"], batch["timesteps"]
-        pred = model.predict(model.noisy(latents, noise, t), t, batch["cond"])
-        err = ((pred.float() - model.target(latents, noise, t).float()) ** 2).mean(dim=(1, 2, 3))
+        err = denoising_error(model, batch["image"], batch)
         return (batch["snr_weight"] * err).mean(), {"mse": float(err.mean().detach())}
 
 

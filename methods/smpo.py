@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from craft_bench.spec import setting
+from craft_bench.train.diffusion import implied_noise
 from craft_bench.train.pairs import PairConfig, PairMethod, dpo_logit, pair_errors
 from craft_bench.train.pool import pool_method_version
 from craft_bench.train.prefs import PICKSCORE_SCALE
@@ -61,7 +62,7 @@ def soft_label(n_w: Any, n_l: Any) -> Any:
 class SmPO(PairMethod):
     name = "smpo"
     version = pool_method_version("2")  # its own version, then the pool's (train/pool.py POOL_VERSION)
-    description = "SmPO: DPO with soft preferences from reward scores and DDIM-inversion (ReNoise) noise estimates"
+    description = "SmPO: DPO with soft preferences from the same scores and DDIM-inversion (ReNoise) noise"
     Config = SmPOConfig
     number_fields: ClassVar[tuple[str, ...]] = ("p_w",)
     needs_reference: ClassVar[bool] = True
@@ -114,8 +115,7 @@ class SmPO(PairMethod):
         t = batch["timesteps"].repeat(2)
         cond = {k: torch.cat([v, v]) for k, v in batch["cond"].items()}
         inverted = model.invert(x0, t, cond, steps, renoise=self.config.renoise)
-        ac = model.alphas_cumprod[t].view(-1, 1, 1, 1)
-        noise_w, noise_l = ((inverted - ac.sqrt() * x0) / (1 - ac).sqrt()).chunk(2)
+        noise_w, noise_l = implied_noise(inverted, x0, model.alphas_cumprod, t).chunk(2)
         err_w, err_l = pair_errors(model, batch, noise_w, noise_l)
         with model.reference():
             ref_w, ref_l = pair_errors(model, batch, noise_w, noise_l)

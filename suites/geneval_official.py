@@ -1,16 +1,8 @@
 """Interop with GenEval's own scripts, both ways (djghosh13/geneval).
 
-Out: ``write_layout`` puts a run's images in the layout GenEval's ``generation/diffusers_generate.py`` writes
-and ``evaluation/evaluate_images.py`` reads::
-
-    RUN_FOLDER/<NNNNN>/metadata.jsonl     the prompt's metadata line (json.dump, as the generator writes it)
-    RUN_FOLDER/<NNNNN>/samples/<NNNN>.png  its images (README layout; the evaluator takes any \\d+.png)
-
-``NNNNN`` is the item's position in the run, so for a full run on the official prompts it is the line number in
-``evaluation_metadata.jsonl``. The evaluator lists only all-digit folders, so the run's own files beside them
-do not disturb it: ``python evaluation/evaluate_images.py RUN_FOLDER --outfile results.jsonl``. The PNGs are hard
-links to the image cache (no extra space; cached images are never modified in place, a rewrite replaces the
-file), or copies where a link cannot be made (another file system).
+Out: the suite writes a run's images in the layout GenEval's evaluator reads (``GenEval.write_run_files``,
+``suites/geneval.py``: ``RUN_FOLDER/geneval/<NNNNN>/{metadata.jsonl,samples/<NNNN>.png}``), so
+``python evaluation/evaluate_images.py RUN_FOLDER/geneval --outfile results.jsonl`` runs on it unchanged.
 
 In: ``summarize_official`` reads the evaluator's results.jsonl (``pandas.DataFrame.to_json(orient="records",
 lines=True)`` of dicts with filename, tag, prompt, correct, reason, metadata, details) into craft-bench's
@@ -21,40 +13,15 @@ craft-bench run's ids for a full run on the official prompts.
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
-from craft_bench.api import PromptItem
-from craft_bench.errors import UserError
-from craft_bench.store import atomic_write_json, atomic_write_text, temp_path
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    tmp = temp_path(dst)
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
-def write_layout(run_dir: Path, items: Sequence[PromptItem], requests: Sequence[Any], store: Any) -> None:
-    """GenEval's image-folder layout inside ``run_dir`` (see the module docstring)."""
-    folder_of = {item.id: run_dir / f"{k:05d}" for k, item in enumerate(items)}
-    for item in items:
-        folder = folder_of[item.id]
-        (folder / "samples").mkdir(parents=True, exist_ok=True)
-        atomic_write_text(folder / "metadata.jsonl", json.dumps(item.metadata))
-    for rq in requests:
-        _link_or_copy(store.image_path(rq.key), folder_of[rq.item_id] / "samples" / f"{rq.index:04d}.png")
-
+from craft_bench.errors import OneLineParser, UserError
+from craft_bench.report.tables import print_results
+from craft_bench.store import atomic_write_json, atomic_write_text
 
 # --------------------------------------------------------------------------- the evaluator's output -> results.json
 
@@ -110,10 +77,11 @@ def records_from_official(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]
 def summarize_official(path: str | Path, out_dir: str | Path | None = None, method: str = "official-evaluator",
                        model: str = "unknown", seed: int = 0) -> tuple[dict[str, Any], Path]:
     """Write results.json + samples.jsonl for an official results.jsonl; returns (results, folder)."""
-    from craft_bench.generate import file_digest
-    from craft_bench.runner import compute_metrics, metric_def_dict, versions
+    from craft_bench.runner import compute_metrics, metric_def_dict
     from craft_bench.spec import SCHEMA_VERSION
+    from craft_bench.store import file_digest
     from craft_bench.suites.geneval import GenEval
+    from craft_bench.version import versions
 
     path = Path(path)
     records = records_from_official(read_official(path))
@@ -143,8 +111,6 @@ def summarize_official(path: str | Path, out_dir: str | Path | None = None, meth
 
 
 def main(argv: list[str] | None = None) -> int:
-    from craft_bench.cli import OneLineParser, print_results
-
     parser = OneLineParser(prog="craft-bench geneval", description="GenEval interop with the official scripts.")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=OneLineParser)
     p = sub.add_parser("summarize", help="read evaluate_images.py's results.jsonl into results.json with CIs", description=(

@@ -126,6 +126,7 @@ def win(score: float, baseline_score: float) -> float:
 
 
 class Parti(PairedSuite):
+    facets = {"category": "category", "challenge": "challenge"}  # the report's image-grid filters
     name = "parti"
     version = "1"
     description = "Parti-Prompts win rate against a baseline, judged by a reward (HPS v2.1; mini-clip on mini)"

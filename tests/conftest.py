@@ -104,7 +104,8 @@ def toy_plugins():
 def pytest_benchmark_update_machine_info(config, machine_info):
     """Benchmark JSON (--benchmark-json) carries the package versions and the device beside pytest-benchmark's own
     machine and commit info."""
-    from craft_bench.runner import _device_name, versions
+    from craft_bench.runner import _device_name
+    from craft_bench.version import versions
 
     machine_info["craft_bench"] = {"versions": versions(), "device": _device_name("cpu"),
                                    "torch_threads": torch.get_num_threads(), "load_1min": os.getloadavg()[0]}

@@ -38,11 +38,10 @@ def test_unet_flops_are_counted_from_the_config_without_weights(tiny_sdxl):
     image (2 x multiply-adds of every matmul, convolution and attention product)."""
     import torch
     from diffusers import UNet2DConditionModel
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
     from craft_bench.bench import SD15_UNET, SDXL_UNET, unet_flops, unet_inputs
-
-    from torch.nn.attention import SDPBackend, sdpa_kernel
 
     unet = UNet2DConditionModel.from_pretrained(tiny_sdxl / "unet")
     x, t, cond = unet_inputs(unet, 2, 8, "sdxl")

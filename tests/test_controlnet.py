@@ -13,7 +13,6 @@ import pytest
 
 from craft_bench.suites.controlnet import depth_rmse, edge_f1, edge_ssim, msssim_betas
 
-
 # --------------------------------------------------------------------------- metric functions
 
 

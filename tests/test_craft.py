@@ -9,12 +9,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from fake_models import FakeModel
 
 from craft_bench import registry
 from craft_bench.methods.craft import Craft, CraftConfig, composite_scores, select
 from craft_bench.mini.world import MINI
 from craft_bench.train.pool import Candidate, PoolSpec
-from fake_models import FakeModel
 
 
 def pool(scores, expanded=None, rewards=("mini-clip", "mini-aes")):

@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
+import tiny_rewards as T
 import torch
 from PIL import Image
-
-import tiny_rewards as T
 from tiny_detectors import BENCH, build_hf_mask2former, build_mmdet_checkpoint
 
 from craft_bench.api import Detection
 from craft_bench.detectors.colors import BACKGROUND, TEMPLATES, ClipColorClassifier, masked_crop
 from craft_bench.detectors.mask2former import instance_postprocess, mask_to_box, object_names
 from craft_bench.errors import UserError
-from craft_bench.suites.geneval import COLORS
+from craft_bench.suites.geneval_rules import COLORS
 
 
 @pytest.fixture(scope="module")
@@ -175,12 +173,12 @@ def test_geneval_with_the_hf_backend_end_to_end(cli, tiny_sdxl, weights, tmp_pat
     for r in colors:  # the colour clause ran: either correct, or the reason names the colours CLIP saw
         assert r["correct"] == 1 or ("expected red bench>=1, found 0 red; and 1 " in r["reason"])
     assert all("bench" in json.loads(r["details"]) for r in records)
-    # The official layout is there: every image under <NNNNN>/samples/<NNNN>.png, hard-linked to the cache.
+    # The official layout is there: every image under geneval/<NNNNN>/samples/<NNNN>.png, hard-linked to the cache.
     for k, line in enumerate(lines):
-        assert json.loads((run_dir / f"{k:05d}" / "metadata.jsonl").read_text()) == line
+        assert json.loads((run_dir / "geneval" / f"{k:05d}" / "metadata.jsonl").read_text()) == line
     for r in records:
         k = [line["prompt"] for line in lines].index(r["prompt"])
-        png = run_dir / f"{k:05d}" / "samples" / f"{r['index']:04d}.png"
+        png = run_dir / "geneval" / f"{k:05d}" / "samples" / f"{r['index']:04d}.png"
         assert os.path.samefile(png, out / "images" / r["image"][:2] / f"{r['image']}.png")
 
 

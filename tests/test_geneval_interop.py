@@ -25,11 +25,12 @@ def mini_run(cli, tmp_path_factory):
 
 def test_run_folder_holds_genevals_layout(mini_run):
     _, run_dir, records, out = mini_run
-    folders = sorted(p.name for p in run_dir.iterdir() if p.is_dir())
+    assert sorted(p.name for p in run_dir.iterdir() if p.is_dir()) == ["geneval"]  # one folder beside results.json
+    folders = sorted(p.name for p in (run_dir / "geneval").iterdir())
     assert folders == [f"{k:05d}" for k in range(12)]
     item_ids = list(dict.fromkeys(r["item_id"] for r in records))
     for k, item_id in enumerate(item_ids):
-        folder = run_dir / f"{k:05d}"
+        folder = run_dir / "geneval" / f"{k:05d}"
         with open(folder / "metadata.jsonl") as fp:  # the evaluator reads it with json.load
             meta = json.load(fp)
         mine = [r for r in records if r["item_id"] == item_id]
@@ -39,6 +40,9 @@ def test_run_folder_holds_genevals_layout(mini_run):
             png = folder / "samples" / f"{r['index']:04d}.png"
             assert re.match(r"\d+\.png", png.name)  # the evaluator's filter
             assert os.path.samefile(png, out / "images" / r["image"][:2] / f"{r['image']}.png")  # hard link
+    from craft_bench.rewards.cli import discover
+
+    assert len(discover(run_dir)) == len(records)  # `craft-bench score RUN_FOLDER` finds the layout in geneval/
 
 
 def official_lines(run_dir, records, order_seed=0):
@@ -47,8 +51,8 @@ def official_lines(run_dir, records, order_seed=0):
     lines = []
     for r in records:
         k = item_ids.index(r["item_id"])
-        meta = json.loads((run_dir / f"{k:05d}" / "metadata.jsonl").read_text())
-        lines.append({"filename": str(run_dir / f"{k:05d}" / "samples" / f"{r['index']:04d}.png"), "tag": meta["tag"],
+        meta = json.loads((run_dir / "geneval" / f"{k:05d}" / "metadata.jsonl").read_text())
+        lines.append({"filename": str(run_dir / "geneval" / f"{k:05d}" / "samples" / f"{r['index']:04d}.png"), "tag": meta["tag"],
                       "prompt": meta["prompt"], "correct": bool(r["correct"]), "reason": r["reason"],
                       "metadata": json.dumps(meta), "details": r["details"]})
     random.Random(order_seed).shuffle(lines)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from craft_bench.api import Detection
-from craft_bench.suites.geneval import (
+from craft_bench.suites.geneval_rules import (
     OFFICIAL,
     Rules,
     compute_iou,

@@ -18,8 +18,6 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
-
 POOL_IMAGES = 16  # 4 prompts + 4 template expansions, k = 2
 EVAL_IMAGES = 12  # 6 prompts x 2
 TRIALS = [("pool-generate", 0.0, 0.3), ("pool-generate", 0.0, 0.3), ("pool-score", 0.0, 0.6),

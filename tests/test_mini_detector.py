@@ -9,11 +9,11 @@ from scipy.ndimage import gaussian_filter
 
 from craft_bench import registry
 from craft_bench.mini.detector import MiniDetector
-from craft_bench.mini.shapes import oracle_detections
 from craft_bench.mini.eval_detector import build_cases, verdict_accuracy
 from craft_bench.mini.prompts import geneval_prompts
 from craft_bench.mini.scenes import color_cast, degrade, random_scene, render, render_batch
-from craft_bench.suites.geneval import evaluate_detections
+from craft_bench.mini.shapes import oracle_detections
+from craft_bench.suites.geneval_rules import evaluate_detections
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from craft_bench.mini.shapes import oracle_detections
 from craft_bench.mini.prompts import (
     RELATIONS,
     TASKS,
@@ -21,7 +20,9 @@ from craft_bench.mini.prompts import (
     training_pairs,
 )
 from craft_bench.mini.scenes import SHAPES
-from craft_bench.suites.geneval import evaluate_detections, official_metadata_path
+from craft_bench.mini.shapes import oracle_detections
+from craft_bench.suites.geneval import official_metadata_path
+from craft_bench.suites.geneval_rules import evaluate_detections
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "geneval" / "evaluation_metadata.jsonl"
 

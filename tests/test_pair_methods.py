@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from fake_models import FakeModel
 
 from craft_bench import registry
 from craft_bench.methods.diff_dpo import DiffusionDPO, DiffusionDPOConfig, dpo_logit
@@ -15,7 +16,6 @@ from craft_bench.methods.mapo import MaPO, MaPOConfig, mapo_loss, phi
 from craft_bench.methods.smpo import PICKSCORE_MAX, PICKSCORE_MIN, SmPO, SmPOConfig, soft_label
 from craft_bench.train.pairs import pool_pairs
 from craft_bench.train.pool import Candidate, PoolSpec
-from fake_models import FakeModel
 
 
 def log_sigmoid(x: float) -> float:

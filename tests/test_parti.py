@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 import tiny_rewards as T
 
 from craft_bench.errors import UserError

@@ -171,3 +171,18 @@ def test_a_setting_added_later_stays_out_of_the_hash_at_its_default():
     used = replace(After(), timestep_min=0.5)
     assert ("timestep_min", 0.5) in config_to_pairs(used)
     assert digest(config_to_pairs(used)) != digest(config_to_pairs(Before()))
+
+
+def test_every_builtin_plugin_says_what_it_is_once():
+    """A plug-in's one-line description is written twice -- on its registry line (what `craft-bench ls` shows
+    without importing it) and on its class (what a loaded plug-in, e.g. a model card, says) -- and the two agree."""
+    drift = []
+    for kind, reg in registry.REGISTRIES.items():
+        for entry in list(reg._entries.values()):
+            where = entry.target if isinstance(entry.target, str) else getattr(entry.target, "__module__", "")
+            if not where.startswith("craft_bench."):
+                continue  # a user's (or another test's) plug-in
+            own = getattr(entry.load(), "description", None)
+            if own is not None and own != entry.description:
+                drift.append(f"{kind} {entry.name}: registry {entry.description!r} vs class {own!r}")
+    assert not drift, "\n".join(drift)

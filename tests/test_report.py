@@ -17,7 +17,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-
 from browser import Browser, find_chromium, parse
 
 GENEVAL = ["--suite", "geneval", "--limit", "6", "--set", "suite.images_per_prompt=2", "--no-progress"]

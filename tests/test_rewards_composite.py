@@ -6,9 +6,8 @@ import json
 
 import pandas as pd
 import pytest
-import torch
-
 import tiny_rewards as T
+import torch
 from seeded import PROMPTS, fixed_images
 
 from craft_bench.errors import UserError
@@ -20,7 +19,7 @@ NAMES = ["hps", "aes", "clip", "imagereward"]
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
-    from craft_bench.rewards.cli import parse_sources
+    from craft_bench.rewards.composite import parse_sources
 
     pairs = T.build_reward_set(tmp_path_factory.mktemp("composite"))
     paths, options = parse_sources(pairs)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
-
 import tiny_rewards as T
+import torch
 from seeded import PROMPTS, fixed_images
 
 from craft_bench.errors import UserError

@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 import tiny_rewards as T
+import torch
 from seeded import PROMPTS, fixed_images, load_images, seeded_state_dict
 
 from craft_bench.rewards.aes import LaionAesthetic

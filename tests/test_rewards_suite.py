@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import tiny_rewards as T
 
 from craft_bench.errors import UserError
@@ -69,8 +68,7 @@ def test_real_rewards_on_hpdv2_prompts_with_the_hps_convention(cli, tiny_sdxl, r
     assert m["hps_x100.average"]["value"] == pytest.approx(100 * np.mean([r["hps"] for r in recs]))
     assert all(-1 <= r["hps"] <= 1 and r["clip"] >= 0 for r in recs)
     # The scores are the rewards' own, as `craft-bench score` computes them on the stored images.
-    from craft_bench.rewards.cli import parse_sources
-    from craft_bench.rewards.composite import CompositeScorer
+    from craft_bench.rewards.composite import CompositeScorer, parse_sources
 
     sources, options = parse_sources(real_sources.split(","))
     scorer = CompositeScorer.load(names, sources=sources, options=options, device="cpu")

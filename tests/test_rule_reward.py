@@ -13,7 +13,7 @@ from craft_bench.errors import UserError
 from craft_bench.mini import prompts as P
 from craft_bench.mini.rule_reward import clause_credits, rule_score
 from craft_bench.mini.scenes import render_batch
-from craft_bench.suites.geneval import OFFICIAL, select_objects
+from craft_bench.suites.geneval_rules import OFFICIAL, select_objects
 
 
 @pytest.fixture(scope="module")

@@ -174,7 +174,7 @@ def test_wandb_offline_run_and_a_lora_folder_that_loads_in_plain_diffusers(cli, 
 
     # the card names the LoRA, and plain diffusers loads the folder onto the base pipeline
     card = (folder / "README.md").read_text()
-    assert "lora" in card.split("---\n", 2)[1] and f'pipe.load_lora_weights("<this folder>")' in card
+    assert "lora" in card.split("---\n", 2)[1] and 'pipe.load_lora_weights("<this folder>")' in card
     pipe = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl)
     x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     cond = dict(encoder_hidden_states=torch.randn(1, 77, pipe.unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(1)),

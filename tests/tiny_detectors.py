@@ -14,7 +14,12 @@ BENCH = 13  # COCO / GenEval index of "bench"
 
 def build_hf_mask2former(folder: Path, favour: int | None = BENCH, seed: int = 0) -> Path:
     import torch
-    from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessor, SwinConfig
+    from transformers import (
+        Mask2FormerConfig,
+        Mask2FormerForUniversalSegmentation,
+        Mask2FormerImageProcessor,
+        SwinConfig,
+    )
 
     backbone = SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=4,
                           out_features=["stage1", "stage2", "stage3", "stage4"])

@@ -26,7 +26,7 @@ TINY_OPEN_CLIP = {
 }
 
 
-# Full-size shapes of the real checkpoints, for benchmarks (tools/bench_rewards.py); tests use the tiny defaults.
+# Full-size shapes of the real checkpoints, for benchmarks (tests/bench_rewards.py); tests use the tiny defaults.
 OPENAI_VIT_L14 = {"width": 1024, "layers": 24, "patch": 14, "image_size": 224, "embed": 768,
                   "text_width": 768, "text_layers": 12, "context": 77, "vocab": 49408}
 PICKSCORE_VIT_H14 = {  # laion/CLIP-ViT-H-14-laion2B-s32B-b79K as a transformers CLIPConfig
@@ -233,20 +233,20 @@ def imagereward_spec(med: dict[str, Any], width: int = 64, depth: int = 2, patch
         [f"{t}.embeddings.position_ids", [1, med["max_position_embeddings"]], "int64"],
     ]
     for i in range(med["num_hidden_layers"]):
-        l = f"{t}.encoder.layer.{i}"
+        layer = f"{t}.encoder.layer.{i}"
         for att, kv_in in (("attention", h), ("crossattention", width)):
             spec += [
-                [f"{l}.{att}.self.query.weight", [h, h], "float32"], [f"{l}.{att}.self.query.bias", [h], "float32"],
-                [f"{l}.{att}.self.key.weight", [h, kv_in], "float32"], [f"{l}.{att}.self.key.bias", [h], "float32"],
-                [f"{l}.{att}.self.value.weight", [h, kv_in], "float32"], [f"{l}.{att}.self.value.bias", [h], "float32"],
-                [f"{l}.{att}.output.dense.weight", [h, h], "float32"], [f"{l}.{att}.output.dense.bias", [h], "float32"],
-                [f"{l}.{att}.output.LayerNorm.weight", [h], "float32"], [f"{l}.{att}.output.LayerNorm.bias", [h], "float32"],
+                [f"{layer}.{att}.self.query.weight", [h, h], "float32"], [f"{layer}.{att}.self.query.bias", [h], "float32"],
+                [f"{layer}.{att}.self.key.weight", [h, kv_in], "float32"], [f"{layer}.{att}.self.key.bias", [h], "float32"],
+                [f"{layer}.{att}.self.value.weight", [h, kv_in], "float32"], [f"{layer}.{att}.self.value.bias", [h], "float32"],
+                [f"{layer}.{att}.output.dense.weight", [h, h], "float32"], [f"{layer}.{att}.output.dense.bias", [h], "float32"],
+                [f"{layer}.{att}.output.LayerNorm.weight", [h], "float32"], [f"{layer}.{att}.output.LayerNorm.bias", [h], "float32"],
             ]
         inter = med["intermediate_size"]
         spec += [
-            [f"{l}.intermediate.dense.weight", [inter, h], "float32"], [f"{l}.intermediate.dense.bias", [inter], "float32"],
-            [f"{l}.output.dense.weight", [h, inter], "float32"], [f"{l}.output.dense.bias", [h], "float32"],
-            [f"{l}.output.LayerNorm.weight", [h], "float32"], [f"{l}.output.LayerNorm.bias", [h], "float32"],
+            [f"{layer}.intermediate.dense.weight", [inter, h], "float32"], [f"{layer}.intermediate.dense.bias", [inter], "float32"],
+            [f"{layer}.output.dense.weight", [h, inter], "float32"], [f"{layer}.output.dense.bias", [h], "float32"],
+            [f"{layer}.output.LayerNorm.weight", [h], "float32"], [f"{layer}.output.LayerNorm.bias", [h], "float32"],
         ]
     spec += [["blip.vision_proj.weight", [256, width], "float32"], ["blip.vision_proj.bias", [256], "float32"],
              ["blip.text_proj.weight", [256, h], "float32"], ["blip.text_proj.bias", [256], "float32"]]

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Sequence
 
 from craft_bench.api import Detection
-from craft_bench.suites.geneval import COLORS
+from craft_bench.suites.geneval_rules import COLORS
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -100,9 +100,8 @@ def config_path(config: str = "") -> Path:
 def build_model(config: Path, device: str = "cpu") -> Any:
     """The detector from its config, randomly initialised (no backbone download), in eval mode; the test pipeline
     without its annotation loader (an image to detect in has none)."""
-    from mmengine.config import Config
-
     from mmdet.apis import init_detector
+    from mmengine.config import Config
 
     cfg = Config.fromfile(str(config))
     cfg.model.backbone.init_cfg = None
@@ -113,7 +112,7 @@ def build_model(config: Path, device: str = "cpu") -> Any:
 
 class MmdetMask2Former(Mask2FormerDetector):
     name: ClassVar[str] = "mmdet"
-    description: ClassVar[str] = "GenEval's official detector: mmdetection Mask2Former Swin-S + CLIP ViT-L-14 colours"
+    description: ClassVar[str] = "GenEval's official detector: mmdetection Mask2Former Swin-S + CLIP ViT-L-14 colours (pip install 'craft-bench[geneval]')"
 
     def __init__(self, model: Any, colors: ClipColorClassifier | None) -> None:
         super().__init__(colors)
@@ -141,7 +140,6 @@ class MmdetMask2Former(Mask2FormerDetector):
 
     def detect(self, images: Sequence[Any]) -> list[list[Detection]]:
         import numpy as np
-
         from mmdet.apis import inference_detector
 
         # mmcv reads image files as BGR and the config's data preprocessor turns them to RGB (bgr_to_rgb=True).

@@ -16,8 +16,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from craft_bench.cli import OneLineParser
-from craft_bench.errors import UserError
+from craft_bench.errors import OneLineParser, UserError
 
 RECIPES = ("vae", "base", "clip", "aes")  # what `all` runs, in dependency order
 CONTROLNET_RECIPES = ("controlnet-canny", "controlnet-depth")

@@ -155,7 +155,8 @@ def build_controlnet(unet: Any) -> Any:
 
 
 def _task_class() -> type:
-    from craft_bench.mini.train import _BaseTask, add_noise, min_snr_loss
+    from craft_bench.mini.train import _BaseTask, min_snr_loss
+    from craft_bench.train.diffusion import forward_noise
 
     class ControlNetTask(_BaseTask):
         """The base recipe's batches plus each scene's condition; only the ControlNet trains."""
@@ -184,7 +185,7 @@ def _task_class() -> type:
                 embeds, pooled = encode_prompts(f["text_encoder"], f["text_encoder_2"], b["ids_1"], b["ids_2"])
             embeds, pooled = embeds * b["keep"][:, None, None], pooled * b["keep"][:, None]
             added = {"text_embeds": pooled, "time_ids": self.add_time_ids}
-            noisy = add_noise(b["latents"], b["noise"], self.alphas_cumprod, b["t"])
+            noisy = forward_noise(b["latents"], b["noise"], self.alphas_cumprod, b["t"])
             down, mid = self.prepared["controlnet"](noisy, b["t"], encoder_hidden_states=embeds, controlnet_cond=b["control"],
                                                     added_cond_kwargs=added, return_dict=False)
             pred = f["unet"](noisy, b["t"], encoder_hidden_states=embeds, added_cond_kwargs=added,
@@ -243,7 +244,15 @@ def train_controlnet(
 
     from craft_bench.mini.model import BASE_DIR
     from craft_bench.mini.tokenizer import build_tokenizers
-    from craft_bench.mini.train import STATE_DIR, TRAIN_DIR, _base_data, _check_out, _replace_dir, folder_files, to_fp16_files
+    from craft_bench.mini.train import (
+        STATE_DIR,
+        TRAIN_DIR,
+        _base_data,
+        _check_out,
+        _replace_dir,
+        folder_files,
+        to_fp16_files,
+    )
 
     check_kind(kind)
     if steps < 1:

@@ -27,7 +27,7 @@ its pixels have. So does this detector (classical image processing, no learned w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -326,12 +326,12 @@ def _cut(y0: int, y1: int, x0: int, x1: int, h: int, w: int, bh: int, bw: int) -
     """(top, bottom, left, right) rows/columns hidden beyond the border, assuming the object is as wide as
     high (every mini shape is): an object reaching the border (within a pixel: edges are soft) on the clearly
     shorter side of its box continues there."""
-    t = b = l = r = 0
+    t = b = lf = r = 0
     if abs(bw - bh) < max(3, 0.15 * max(bw, bh)):  # as wide as high, within a generated shape's wobble
-        return t, b, l, r
+        return t, b, lf, r
     if bw < bh:
         if x0 <= 1 < w - x1:
-            l = bh - bw
+            lf = bh - bw
         elif w - x1 <= 1 < x0:
             r = bh - bw
     elif bh < bw:
@@ -339,4 +339,4 @@ def _cut(y0: int, y1: int, x0: int, x1: int, h: int, w: int, bh: int, bw: int) -
             t = bw - bh
         elif h - y1 <= 1 < y0:
             b = bw - bh
-    return t, b, l, r
+    return t, b, lf, r

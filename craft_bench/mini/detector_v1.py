@@ -32,7 +32,6 @@ GenEval's 0.3 threshold and an untrained model scores ~0; clean renders score > 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
 
 import numpy as np
 

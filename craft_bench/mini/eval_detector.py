@@ -20,9 +20,9 @@ import time
 import numpy as np
 
 from craft_bench.api import Detector
-from craft_bench.mini.shapes import oracle_detections
 from craft_bench.mini.prompts import COLOR_NAMES, MAX_COUNT, TASKS, geneval_prompts, scene_for
 from craft_bench.mini.scenes import DEGRADATIONS, SHAPES, Scene, color_cast, degrade, random_scene, render_batch
+from craft_bench.mini.shapes import oracle_detections
 
 OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 
@@ -68,7 +68,7 @@ def build_cases(n_per_task: int, seed: int) -> tuple[list[dict], list[Scene], li
 
 
 def verdict_accuracy(detector: Detector, metas, scenes, images: np.ndarray) -> dict[str, float]:
-    from craft_bench.suites.geneval import evaluate_detections
+    from craft_bench.suites.geneval_rules import evaluate_detections
 
     truth = [evaluate_detections(oracle_detections(s), m)[0] for s, m in zip(scenes, metas)]
     found = [evaluate_detections(d, m)[0] for d, m in zip(detector.detect(list(images)), metas)]

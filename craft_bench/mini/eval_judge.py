@@ -86,7 +86,7 @@ def verdicts(detector: Any, rows: Sequence[dict[str, Any]], set_dir: Path) -> li
     """(verdict, reason) of the official rules on ``detector``'s detections for each row."""
     from PIL import Image
 
-    from craft_bench.suites.geneval import detector_colors, evaluate_detections
+    from craft_bench.suites.geneval_rules import detector_colors, evaluate_detections
 
     images = [Image.open(set_dir / "images" / f"{r['id']}.png").convert("RGB") for r in rows]
     color_fn = getattr(detector, "classify_colors", None) or detector_colors

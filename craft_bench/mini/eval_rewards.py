@@ -111,7 +111,7 @@ def _generated(metas: Sequence[dict], seed: int, images_per_prompt: int, device:
     from craft_bench.generate import ImageRequest, derive_seed, sample
     from craft_bench.mini.detector import MiniDetector
     from craft_bench.models import load_pipeline, resolve_model
-    from craft_bench.suites.geneval import detector_colors, evaluate_detections
+    from craft_bench.suites.geneval_rules import detector_colors, evaluate_detections
 
     spec, sampler, path = resolve_model(model)
     if steps is not None:
@@ -134,10 +134,9 @@ def _generated(metas: Sequence[dict], seed: int, images_per_prompt: int, device:
 
 def base_model_available() -> bool:
     try:
-        from craft_bench.mini.model import BASE_DIR
-
         import craft_bench.mini.detector  # noqa: F401
         import craft_bench.suites.geneval  # noqa: F401
+        from craft_bench.mini.model import BASE_DIR
     except ImportError:
         return False
     return (BASE_DIR / "model_index.json").is_file()
@@ -260,7 +259,7 @@ def format_panel(result: dict[str, Any]) -> str:
         cells = [f"{per[t]['auroc']:.3f} / {per[t]['pairwise_acc']:.3f}" for t in tasks]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     pairs = next(iter(result["rewards"].values()))
-    lines.append(f"| pairs | " + " | ".join(str(pairs[t]["pairs"]) for t in tasks) + " |")
+    lines.append("| pairs | " + " | ".join(str(pairs[t]["pairs"]) for t in tasks) + " |")
     return "\n".join(lines)
 
 

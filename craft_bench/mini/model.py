@@ -32,7 +32,7 @@ SAMPLER = SamplerSpec(steps=10, guidance_scale=5.0, height=IMAGE_SIZE, width=IMA
 MINI = ModelPreset(
     name="mini",
     family="sdxl",
-    description="the embedded mini world's tiny SDXL-architecture model (64x64, trained on rendered shape scenes)",
+    description="the embedded mini world's tiny SDXL-architecture model (64x64, offline, CPU, shipped weights)",
     local_dir=str(BASE_DIR),
     sampler=SAMPLER,
     missing_hint="reinstall craft-bench, or retrain them with `craft-bench mini train all` (docs/mini.md)",

@@ -185,7 +185,7 @@ def validate_metadata(line: dict, where: str = "metadata") -> None:
 
 def relation_offset(box_a, box_b) -> tuple[float, float] | None:
     """GenEval's normalised, size-corrected offset of A from B (None when they are too close to tell)."""
-    from craft_bench.suites.geneval import normalized_offset
+    from craft_bench.suites.geneval_rules import normalized_offset
 
     return normalized_offset(box_a, box_b)
 

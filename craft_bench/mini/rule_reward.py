@@ -42,7 +42,7 @@ FAILED_SCALE = 0.5  # a rejected image scores at most this (times its clause cre
 def clause_credits(objects: dict[str, list[Any]], metadata: dict, color_of: Any, rules: Any) -> list[float]:
     """Per include clause of ``metadata``, its credit in [0, 1] given the objects the GenEval rules kept
     (``select_objects``); ``color_of(detections, cls)`` gives the colours of detections."""
-    from craft_bench.suites.geneval import relative_position
+    from craft_bench.suites.geneval_rules import relative_position
 
     credits: list[float] = []
     groups: list[list[Any]] = []
@@ -77,8 +77,8 @@ def rule_score(correct: bool, credits: Sequence[float]) -> float:
 
 class MiniGenEvalReward(Reward):
     name: ClassVar[str] = "mini-geneval"
-    description: ClassVar[str] = ("rule reward: the mini GenEval judge (mini detector + official rules) with partial credit; "
-                                  "for positive controls and reward-hacking studies, not a preference model")
+    description: ClassVar[str] = ("rule reward: the mini GenEval judge with partial credit (positive controls, reward-hacking "
+                                  "studies; not a preference model)")
 
     def __init__(self, detector: Any, rules: Any) -> None:
         self.detector, self.rules = detector, rules
@@ -88,7 +88,7 @@ class MiniGenEvalReward(Reward):
     @classmethod
     def load(cls, source: str | None = None, device: str = "cpu", dtype: str | None = None) -> "MiniGenEvalReward":
         from craft_bench.mini.detector import MiniDetector
-        from craft_bench.suites.geneval import OFFICIAL
+        from craft_bench.suites.geneval_rules import OFFICIAL
 
         if source:
             raise UserError(f"mini-geneval has no weights to load (got source '{source}'); drop the source for it")
@@ -97,7 +97,7 @@ class MiniGenEvalReward(Reward):
     def details(self, images: Sequence["Image.Image"], prompts: Sequence[str]) -> list[dict[str, Any]]:
         """Per image: score, verdict, the clause credits and the GenEval reason."""
         from craft_bench.mini.prompts import metadata_for
-        from craft_bench.suites.geneval import detector_colors, evaluate_detections
+        from craft_bench.suites.geneval_rules import detector_colors, evaluate_detections
 
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images but {len(prompts)} prompts")

@@ -6,10 +6,9 @@ detections (the ground truth detectors are measured against). Shared by every mi
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
-
-from typing import Any, ClassVar, Sequence
 
 from craft_bench.api import Detection, Detector
 from craft_bench.mini.scenes import CANVAS, CROSS_ARM, SHAPES, Scene, render, shape_mask
@@ -139,11 +138,11 @@ def shape_fits(local: np.ndarray, cut: tuple[int, int, int, int] = (0, 0, 0, 0))
     ``local`` is the mask in its box. ``cut`` = (top, bottom, left, right): rows / columns of the object
     hidden beyond the image border; the templates are fitted to the whole box and compared on the visible
     part only, so a square cut by the border is still a square."""
-    t, b, l, r = cut
+    t, b, lf, r = cut
     lh, lw = local.shape
-    bh, bw = lh + t + b, lw + l + r
+    bh, bw = lh + t + b, lw + lf + r
     window = np.zeros((bh + 2 * _MARGIN, bw + 2 * _MARGIN), dtype=bool)
-    window[_MARGIN + t : _MARGIN + t + lh, _MARGIN + l : _MARGIN + l + lw] = local
+    window[_MARGIN + t : _MARGIN + t + lh, _MARGIN + lf : _MARGIN + lf + lw] = local
     stack, shape_of, sigma_of = _templates(bw, bh, rounded=True)
     flat = window.reshape(-1)
     if any(cut):
@@ -152,10 +151,10 @@ def shape_fits(local: np.ndarray, cut: tuple[int, int, int, int] = (0, 0, 0, 0))
             known[: _MARGIN + t] = False
         if b:
             known[_MARGIN + t + lh :] = False
-        if l:
-            known[:, : _MARGIN + l] = False
+        if lf:
+            known[:, : _MARGIN + lf] = False
         if r:
-            known[:, _MARGIN + l + lw :] = False
+            known[:, _MARGIN + lf + lw :] = False
         k = known.reshape(-1)
         inter = (stack & flat & k).sum(1)
         union = ((stack | flat) & k).sum(1)

@@ -23,15 +23,15 @@ import json
 import math
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from craft_bench.errors import UserError
-from craft_bench.generate import file_digest
 from craft_bench.models import quiet_library_bars, resolve_device
+from craft_bench.store import file_digest
+from craft_bench.train.diffusion import forward_noise, min_snr_weights, per_example_error
 from craft_bench.train.loop import Loop, LoopSpec, Schedule, Task
 
 VAE_STEPS = 2800
@@ -108,19 +108,10 @@ def _to_pixels(images: np.ndarray, device: str) -> Any:
     return (x / 127.5 - 1.0).to(device)
 
 
-def add_noise(latents: Any, noise: Any, alphas_cumprod: Any, t: Any) -> Any:
-    """The forward process at timesteps ``t``: sqrt(a_t) x0 + sqrt(1 - a_t) eps."""
-    ac = alphas_cumprod[t][:, None, None, None]
-    return ac.sqrt() * latents + (1 - ac).sqrt() * noise
-
-
 def min_snr_loss(pred: Any, noise: Any, alphas_cumprod: Any, t: Any, gamma: float) -> Any:
-    """Epsilon MSE per sample weighted by min-SNR-gamma (Hang et al. 2023: w = min(SNR, gamma) / SNR), batch mean."""
-    import torch
-
-    snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
-    weight = torch.clamp(snr, max=gamma) / snr
-    return (weight * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
+    """The mini recipes' loss: the trainer's per-example epsilon error weighted by its min-SNR-gamma weights,
+    batch mean (the math is craft_bench.train.diffusion's)."""
+    return (min_snr_weights(alphas_cumprod, t, gamma) * per_example_error(pred, noise)).mean()
 
 
 # --------------------------------------------------------------------------- VAE
@@ -337,7 +328,7 @@ class _BaseTask(Task):
         m = self.prepared
         embeds, pooled = encode_prompts(m["text_encoder"], m["text_encoder_2"], b["ids_1"], b["ids_2"])
         embeds, pooled = embeds * b["keep"][:, None, None], pooled * b["keep"][:, None]
-        noisy = add_noise(b["latents"], b["noise"], self.alphas_cumprod, b["t"])
+        noisy = forward_noise(b["latents"], b["noise"], self.alphas_cumprod, b["t"])
         pred = m["unet"](noisy, b["t"], encoder_hidden_states=embeds,
                          added_cond_kwargs={"text_embeds": pooled, "time_ids": self.add_time_ids}).sample
         return min_snr_loss(pred, b["noise"], self.alphas_cumprod, b["t"], self.snr_gamma), {}

@@ -48,7 +48,7 @@ def count(n: int, word: str) -> str:
 
 def page(title: str, body: str, generated: str, crumbs: Sequence[tuple[str, str]] = ()) -> str:
     """A complete page: local CSS/JS only, no network resources."""
-    trail = " › ".join([f'<a href="index.html">report</a>'] + [f'<a href="{esc(h)}">{esc(t)}</a>' if h else esc(t) for t, h in crumbs])
+    trail = " › ".join(['<a href="index.html">report</a>'] + [f'<a href="{esc(h)}">{esc(t)}</a>' if h else esc(t) for t, h in crumbs])
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

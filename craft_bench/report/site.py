@@ -17,17 +17,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
+from craft_bench import registry
 from craft_bench.errors import UserError
 from craft_bench.report import html
 from craft_bench.report.collect import Run, assign_labels, discover, load_run
-from craft_bench.report.thumbs import ThumbStats, Thumbs
+from craft_bench.report.thumbs import Thumbs, ThumbStats
 from craft_bench.results_file import NotResults
 from craft_bench.store import atomic_write_json, atomic_write_text
 
 MARKER = ".craft-bench-report"
 ASSETS = ("report.css", "report.js")
 PAIRS = ("baseline", "all")
-BASELINE_METHOD = "vanilla"
 
 
 @dataclass
@@ -48,15 +48,14 @@ class Summary:
         return max(self.pages.items(), key=lambda kv: kv[1])
 
 
-# Filter columns for suites that do not declare their own ``Suite.facets`` (or are not installed here):
-# the stratum, and Parti-Prompts' conventional record columns.
+# A documented default (docs/report.md): the filter columns of a suite that declares no ``Suite.facets`` or is not
+# installed here -- the stratum, and the category / challenge columns of prompt-set metadata, when records have them.
 CONVENTIONAL_FACETS = {"stratum": "stratum", "category": "category", "challenge": "challenge"}
 
 
 def suite_facets(suite: str, runs: Sequence[Run]) -> dict[str, str]:
     """The filter columns of a suite's grid: its declared ``Suite.facets``, else the conventional ones,
     kept when the records carry them; a column that repeats another one record for record is dropped."""
-    from craft_bench import registry
     from craft_bench.api import Suite
 
     try:
@@ -74,8 +73,10 @@ def suite_facets(suite: str, runs: Sequence[Run]) -> dict[str, str]:
 
 
 def _column_order(runs: list[Run]) -> list[Run]:
-    """Vanilla first (the reference), then by fewest changed settings, then by date."""
-    return sorted(runs, key=lambda r: (r.method != BASELINE_METHOD, len(r.diffs), r.results.get("created", ""), r.id))
+    """The baseline method's runs first (registry.baseline_method: vanilla), then by fewest changed settings, then
+    by date."""
+    base = registry.baseline_method()
+    return sorted(runs, key=lambda r: (r.method != base, len(r.diffs), r.results.get("created", ""), r.id))
 
 
 def compare_pairs(runs: list[Run], mode: str) -> list[tuple[Run, Run]]:
@@ -84,7 +85,7 @@ def compare_pairs(runs: list[Run], mode: str) -> list[tuple[Run, Run]]:
     images (same prompt, same seed) are kept."""
     ordered = _column_order(runs)
     keys = {r.id: {(x["item_id"], x["seed"]) for x in r.records} for r in ordered}
-    baselines = [r for r in ordered if r.method == BASELINE_METHOD]
+    baselines = [r for r in ordered if r.method == registry.baseline_method()]
     pairs = []
     for i, a in enumerate(ordered):
         if mode == "baseline" and baselines and a not in baselines:

@@ -29,7 +29,7 @@ class Cell:
     budget: float | None
     seed: int
     headline: dict[str, Any]  # {value, ci_low, ci_high[, n]}
-    delta: dict[str, Any] | None  # paired delta vs vanilla: {delta, ci_low, ci_high, p_value, verdict}
+    delta: dict[str, Any] | None  # paired delta vs the baseline method (sweep.json "delta_vs_vanilla"): {delta, ci_low, ci_high, p_value, verdict}
     samples_used: float | None
     train_s: dict[str, float]  # seconds by stage
     images_generated: Any = None
@@ -139,12 +139,17 @@ def load_sweep(path: Path) -> Sweep:
 # --------------------------------------------------------------------------- plots
 
 
+def baseline_of(sweep: Sweep) -> str:
+    """The method every delta of the sweep is paired against (sweep.json's ``baseline``)."""
+    return str(sweep.data.get("baseline") or "the baseline")
+
+
 def _methods(sweep: Sweep) -> list[str]:
     return list(dict.fromkeys(c.method for c in sweep.cells))
 
 
 def _is_reference(cell: Cell) -> bool:
-    """A cell that trained nothing (vanilla): drawn as a horizontal band, not a point at x = 0 on a log axis."""
+    """A cell that trained nothing (the baseline): drawn as a horizontal band, not a point at x = 0 on a log axis."""
     return not cell.samples_used and not cell.train_total
 
 
@@ -250,8 +255,8 @@ def _delta_plot(sweep: Sweep, out: Path) -> tuple[str, str] | None:
 
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel("training samples used (log)")
-    ax.set_ylabel(f"Δ {sweep.data.get('headline', 'overall')} vs vanilla (95% CI)")
-    ax.set_title("paired gain over vanilla, by seed")
+    ax.set_ylabel(f"Δ {sweep.data.get('headline', 'overall')} vs {baseline_of(sweep)} (95% CI)")
+    ax.set_title(f"paired gain over {baseline_of(sweep)}, by seed")
     ax.grid(True, alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="best", ncol=2)
     paths = _save(fig, out, "delta-by-seed")
@@ -327,7 +332,7 @@ def _gains_plot(sweep: Sweep, out: Path) -> tuple[str, str] | None:
             ax.plot(xs, ys, color=colors[m], lw=1.2)
         ax.axhline(0, color="gray", lw=0.8)
         ax.set_xscale("log")
-        ax.set_title(f"{judge}: gain over vanilla")
+        ax.set_title(f"{judge}: gain over {baseline_of(sweep)}")
         ax.set_xlabel("training compute, seconds (log)")
         ax.grid(True, alpha=0.3, which="both")
         ax.legend(fontsize=7, loc="best")
@@ -381,7 +386,7 @@ def _figure(paths: tuple[str, str] | None, caption: str, wide: bool = False) -> 
 
 def cells_table(sweep: Sweep) -> str:
     stages = list(dict.fromkeys(k for c in sweep.cells for k in c.train_s))
-    head = ["method", "budget", "seed", "headline", "Δ vs vanilla", "verdict", "samples used", "train s (total)", *[f"{s} s" for s in stages],
+    head = ["method", "budget", "seed", "headline", f"Δ vs {baseline_of(sweep)}", "verdict", "samples used", "train s (total)", *[f"{s} s" for s in stages],
             "images generated", "reward calls", "peak MB", "run"]
     types = ["", "num", "num", "num", "num", "", "num", "num", *["num"] * len(stages), "num", "num", "num", ""]
     rows = []
@@ -411,7 +416,7 @@ def compute_table(rows: list[dict[str, Any]]) -> str:
         ratio = r.get("ratio")
         text = f"{ratio:.1f}×" if isinstance(ratio, (int, float)) else esc(r.get("note") or "not reached within the grid")
         body.append(
-            f"<tr><td>{esc(r.get('method', '?'))}</td><td>{esc(r.get('reference', 'craft'))}</td><td class=\"num\">{num(r.get('budget'), 0)}</td>"
+            f"<tr><td>{esc(r.get('method', '?'))}</td><td>{esc(r.get('reference', '?'))}</td><td class=\"num\">{num(r.get('budget'), 0)}</td>"
             f"<td class=\"num\">{num(r.get('reference_train_s'), 1)}</td><td class=\"num\">{num(r.get('train_s'), 1)}</td>"
             f'<td class="num" data-value="{ratio if ratio is not None else ""}">{text}</td></tr>'
         )
@@ -483,22 +488,24 @@ def sweep_page(sweep: Sweep, figures: dict[str, Any], generated: str) -> str:
         f"<h1>sweep {esc(sweep.name)}</h1>",
         kv_table(facts),
         "<h2>cells</h2><p class=\"note\">One run per method, budget and seed; headline with its 95% CI, the paired delta against "
-        "vanilla on the same prompts and seeds, and the training cost by stage.</p>",
+        f"{esc(baseline_of(sweep))} on the same prompts and seeds, and the training cost by stage.</p>",
         cells_table(sweep),
         "<h2>data efficiency and compute</h2>",
         '<div class="plots">',
         _figure(figures.get("samples"), "headline vs training samples used"),
         _figure(figures.get("compute"), "headline vs training compute (seconds, log scale)"),
-        _figure(figures.get("delta"), "paired gain over vanilla by seed (a gain that flips sign across seeds is not a gain)"),
+        _figure(figures.get("delta"), f"paired gain over {baseline_of(sweep)} by seed (a gain that flips sign across seeds is not a gain)"),
         _figure(figures.get("images"), "headline vs images generated for training (log scale)"),
         "</div>",
-        "<h2>across seeds</h2><p class=\"note\">Per method and budget: the paired deltas against vanilla over the seeds.</p>",
+        "<h2>across seeds</h2><p class=\"note\">Per method and budget: the paired deltas against "
+        f"{esc(baseline_of(sweep))} over the seeds.</p>",
         spread_table(d.get("seed_spread") or []),
         "<h2>compute to match</h2><p class=\"note\">Training seconds each method needs to reach the reference method's score at its budget, as a ratio.</p>",
         compute_table(d.get("compute_to_match") or []),
-        "<h2>reward hacking</h2><p class=\"note\">Gain over vanilla on the rewards a method trained on, next to its gain on judges it did not train on.</p>",
+        "<h2>reward hacking</h2><p class=\"note\">Gain over "
+        f"{esc(baseline_of(sweep))} on the rewards a method trained on, next to its gain on judges it did not train on.</p>",
         hacking_table(d.get("reward_hacking") or []),
-        _figure(figures.get("gains"), "gain over vanilla on every judge vs training compute", wide=True),
+        _figure(figures.get("gains"), f"gain over {baseline_of(sweep)} on every judge vs training compute", wide=True),
         "<h2>training curves</h2>",
         _figure(curves[0] if curves else None, "training curves: " + ", ".join(curves[1]) if curves else "training curves", wide=True),
         f'<p class="note">{len(logs)} of {len(sweep.cells)} cells have a train_log.jsonl.</p>',

@@ -145,3 +145,12 @@ def comparison_table(a: dict[str, Any], b: dict[str, Any], comps: list[Any], dif
 def _value(v: Any) -> str:
     text = v if isinstance(v, str) else json.dumps(v)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def print_results(results: dict[str, Any], as_json: bool, footer: str) -> None:
+    """What the command lines print for a results.json: it as JSON, or its table followed by ``footer``."""
+    if as_json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+    else:
+        print(results_table(results))
+        print(footer)

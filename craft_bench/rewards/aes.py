@@ -51,7 +51,7 @@ class LaionAesthetic(PixelReward):
     """LAION improved aesthetic predictor (sac+logos+ava1-l14-linearMSE) on OpenAI CLIP ViT-L/14."""
 
     name: ClassVar[str] = "aes"
-    description: ClassVar[str] = "LAION improved aesthetic predictor, 1-10 scale (prompt-free)"
+    description: ClassVar[str] = "LAION improved aesthetic predictor on CLIP ViT-L/14, 1-10 scale (prompt-free)"
     higher_is_better: ClassVar[bool] = True
     env: ClassVar[str] = "CRAFT_BENCH_AES"
 

@@ -4,7 +4,8 @@ Prompts come from the first layout that matches (or ``--prompts FILE``):
 
 1. a metadata file in DIR: ``metadata.jsonl`` / ``metadata.json`` / ``metadata.csv`` with a file column
    (``file_name``, ``file``, ``image`` or ``path``) and a prompt column (``prompt``, ``text`` or ``caption``);
-2. GenEval: ``DIR/<index>/metadata.jsonl`` (one line with ``prompt``) and ``DIR/<index>/samples/*.png``;
+2. GenEval: ``DIR/<index>/metadata.jsonl`` (one line with ``prompt``) and ``DIR/<index>/samples/*.png``, or the
+   same in ``DIR/geneval/`` (a craft-bench GenEval run folder);
 3. HPS v2 benchmark: ``DIR/<style>/<n>.{jpg,png}`` with the style's prompt list ``<style>.json`` in DIR
    or in ``--prompts DIR`` (image n is prompt n, as in HPSv2's evaluation);
 4. a ``<image>.txt`` caption beside every image.
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from craft_bench.errors import UserError
+from craft_bench.rewards.composite import CompositeScorer, parse_sources
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 FILE_KEYS = ("file_name", "file", "image", "path", "filename")
@@ -44,28 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", type=Path, default=None, help="metadata file, or folder of HPS <style>.json prompt lists")
     p.add_argument("--hps-version", default="v2.1", choices=("v2.1", "v2.0"), help="HPS checkpoint version")
     return p
-
-
-_SUB_OPTIONS = {"aes.clip": ("aes", "clip_source"), "pickscore.processor": ("pickscore", "processor"),
-                "imagereward.tokenizer": ("imagereward", "tokenizer"), "hps.arch": ("hps", "arch")}
-
-
-def parse_sources(pairs: list[str]) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
-    sources: dict[str, str] = {}
-    options: dict[str, dict[str, Any]] = {}
-    for pair in pairs:
-        name, sep, path = pair.partition("=")
-        if not sep or not name or not path:
-            raise UserError(f"--source expects NAME=PATH, got '{pair}'")
-        name = name.strip().lower()
-        if name in _SUB_OPTIONS:
-            reward, option = _SUB_OPTIONS[name]
-            options.setdefault(reward, {})[option] = path
-        else:
-            from craft_bench.registry import rewards
-
-            sources[rewards.resolve_name(name)] = path
-    return sources, options
 
 
 def _rows_from_table(path: Path) -> list[dict[str, Any]]:
@@ -101,6 +81,8 @@ def from_metadata(path: Path, root: Path) -> list[tuple[str, Path, str]]:
 
 
 def from_geneval(root: Path) -> list[tuple[str, Path, str]] | None:
+    if (root / "geneval").is_dir() and not (root / "metadata.jsonl").is_file():
+        root = root / "geneval"  # a craft-bench GenEval run folder: the layout is in its subfolder
     folders = sorted(d for d in root.iterdir() if d.is_dir() and (d / "metadata.jsonl").is_file())
     if not folders:
         return None
@@ -184,9 +166,6 @@ def main(argv: list[str] | None = None) -> int:
     entries = discover(args.dir, args.prompts)
     sources, options = parse_sources(args.source)
     options.setdefault("hps", {}).setdefault("version", args.hps_version)
-
-    from craft_bench.rewards.composite import CompositeScorer
-
     names = [n for n in (s.strip() for s in args.rewards.split(",")) if n]
     if not names:
         raise UserError("--rewards is empty")

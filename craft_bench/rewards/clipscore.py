@@ -22,7 +22,7 @@ class ClipScore(PixelReward):
     """CLIP score with OpenAI CLIP ViT-L/14 (0-100)."""
 
     name: ClassVar[str] = "clip"
-    description: ClassVar[str] = "CLIP score, OpenAI CLIP ViT-L/14: max(100 cos, 0)"
+    description: ClassVar[str] = "CLIP score with OpenAI CLIP ViT-L/14: max(100 cos, 0)"
     higher_is_better: ClassVar[bool] = True
     env: ClassVar[str] = "CRAFT_BENCH_CLIP"
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
 
 from craft_bench.api import Reward
+from craft_bench.errors import UserError
 from craft_bench.rewards.common import batches, resolve_device
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,6 +40,30 @@ def open_image(image: ImageLike) -> "Image.Image":
     with Image.open(image) as im:
         im.load()
         return im.convert("RGB") if im.mode not in ("RGB",) else im.copy()
+
+
+_SUB_OPTIONS = {"aes.clip": ("aes", "clip_source"), "pickscore.processor": ("pickscore", "processor"),
+                "imagereward.tokenizer": ("imagereward", "tokenizer"), "hps.arch": ("hps", "arch")}
+
+
+def parse_sources(pairs: list[str]) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """`craft-bench score --source` pairs (``NAME=PATH``) -> ({reward: weights path}, {reward: {option: value}}); a
+    NAME of ``_SUB_OPTIONS`` sets a reward's option instead of its weights."""
+    sources: dict[str, str] = {}
+    options: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--source expects NAME=PATH, got '{pair}'")
+        name = name.strip().lower()
+        if name in _SUB_OPTIONS:
+            reward, option = _SUB_OPTIONS[name]
+            options.setdefault(reward, {})[option] = path
+        else:
+            from craft_bench.registry import rewards
+
+            sources[rewards.resolve_name(name)] = path
+    return sources, options
 
 
 @dataclass
@@ -79,8 +104,6 @@ class CompositeScorer:
         """Rewards with weights given as one string, comma-separated `craft-bench score --source` pairs
         (``hps=/w/HPS_v2.1_compressed.pt,aes.clip=/w/ViT-L-14.pt``), as suites take them in a setting; unnamed
         rewards use their env var or hub default. Sub-options (``hps.arch``) are merged into ``options``."""
-        from craft_bench.rewards.cli import parse_sources
-
         paths, extra = parse_sources([p for p in (s.strip() for s in sources.split(",")) if p])
         merged = {k: dict(v) for k, v in (options or {}).items()}
         for name, opts in extra.items():

@@ -12,7 +12,14 @@ import os
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from craft_bench.rewards.base import PixelReward, pooled, unique_prompts
-from craft_bench.rewards.common import hub_reachable, inference, pretrained_error, resolve_device, resolve_dtype, resolve_source
+from craft_bench.rewards.common import (
+    hub_reachable,
+    inference,
+    pretrained_error,
+    resolve_device,
+    resolve_dtype,
+    resolve_source,
+)
 from craft_bench.rewards.preprocess import ProcessorFamily
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,7 +39,7 @@ class PickScore(PixelReward):
     """PickScore v1: logit_scale.exp() x cosine of CLIP-H image and text embeddings."""
 
     name: ClassVar[str] = "pickscore"
-    description: ClassVar[str] = "PickScore v1 (scaled cosine, ~18-23 for typical images)"
+    description: ClassVar[str] = "PickScore v1 (yuvalkirstain/PickScore_v1; scaled cosine, ~18-23 for typical images)"
     higher_is_better: ClassVar[bool] = True
     env: ClassVar[str] = "CRAFT_BENCH_PICKSCORE"
 

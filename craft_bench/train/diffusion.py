@@ -33,7 +33,7 @@ import numpy as np
 
 from craft_bench.errors import UserError
 from craft_bench.spec import setting
-from craft_bench.train.loop import LoopResult, LoopSpec, Schedule, Task, peak_memory, run_task
+from craft_bench.train.loop import LoopResult, LoopSpec, Schedule, Task, run_task
 from craft_bench.train.trackers import Tracking, batch_fields, check_report_to
 
 DEFAULT_LORA_TARGETS = "to_q,to_k,to_v,to_out.0"
@@ -116,6 +116,66 @@ def resolved(config: Any, presets: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- the model facade
+
+
+# --------------------------------------------------------------------------- the diffusion math, written once
+# Every method's loss and every mini training recipe uses these (on a ``DiffusionModel`` through its methods
+# ``noisy``, ``target``, ``snr_weights`` and ``denoise``). ``alphas_cumprod`` is the scheduler's cumulative
+# product of alphas (a_t), ``t`` a batch of integer timesteps, latents [B, C, H, W].
+
+
+def forward_noise(latents: Any, noise: Any, alphas_cumprod: Any, t: Any) -> Any:
+    """The forward process at timesteps ``t``: x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps."""
+    ac = alphas_cumprod[t].view(-1, 1, 1, 1)
+    return ac.sqrt() * latents + (1 - ac).sqrt() * noise
+
+
+def implied_noise(noisy: Any, latents: Any, alphas_cumprod: Any, t: Any) -> Any:
+    """The noise that takes ``latents`` to ``noisy`` at ``t`` (the forward process solved for eps; SmPO's inverted
+    noise): (x_t - sqrt(a_t) x0) / sqrt(1 - a_t)."""
+    ac = alphas_cumprod[t].view(-1, 1, 1, 1)
+    return (noisy - ac.sqrt() * latents) / (1 - ac).sqrt()
+
+
+def prediction_target(latents: Any, noise: Any, alphas_cumprod: Any, t: Any, prediction_type: str = "epsilon") -> Any:
+    """What the UNet is trained to predict: eps, or v = sqrt(a_t) eps - sqrt(1 - a_t) x0 for v-prediction."""
+    if prediction_type == "epsilon":
+        return noise
+    ac = alphas_cumprod[t].view(-1, 1, 1, 1)
+    return ac.sqrt() * noise - (1 - ac).sqrt() * latents
+
+
+def min_snr_weights(alphas_cumprod: Any, t: Any, gamma: float, prediction_type: str = "epsilon") -> Any:
+    """min-SNR-gamma weights (Hang et al. 2023), SNR = a_t / (1 - a_t): min(SNR, gamma) / SNR for epsilon targets,
+    min(SNR, gamma) / (SNR + 1) for v-prediction; ones when gamma is 0."""
+    import torch
+
+    if not gamma:
+        return torch.ones(len(t), device=t.device)
+    snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
+    capped = torch.clamp(snr, max=gamma)
+    return capped / snr if prediction_type == "epsilon" else capped / (snr + 1)
+
+
+def per_example_error(pred: Any, target: Any) -> Any:
+    """Mean squared error of each example's prediction, in float32: [B, C, H, W] -> [B]."""
+    return ((pred.float() - target.float()) ** 2).mean(dim=(1, 2, 3))
+
+
+@dataclass
+class Denoised:
+    """One denoising pass: the per-example error, the prediction and the noisy input it was made from."""
+
+    error: Any
+    pred: Any
+    noisy: Any
+
+
+def denoise(model: Any, latents: Any, noise: Any, t: Any, cond: dict[str, Any]) -> Denoised:
+    """``latents`` noised with ``noise`` at ``t``, predicted by ``model`` under ``cond``, scored against the target."""
+    noisy = model.noisy(latents, noise, t)
+    pred = model.predict(noisy, t, cond)
+    return Denoised(per_example_error(pred, model.target(latents, noise, t)), pred, noisy)
 
 
 class DiffusionModel:
@@ -267,27 +327,15 @@ class DiffusionModel:
         if str(self.device).startswith("cuda"):
             torch.cuda.empty_cache()
 
-    # ---------------------------------------------------------------- diffusion
+    # ---------------------------------------------------------------- diffusion (the math: module functions below)
     def noisy(self, latents: Any, noise: Any, t: Any) -> Any:
-        ac = self.alphas_cumprod[t].view(-1, 1, 1, 1)
-        return ac.sqrt() * latents + (1 - ac).sqrt() * noise
+        return forward_noise(latents, noise, self.alphas_cumprod, t)
 
     def target(self, latents: Any, noise: Any, t: Any) -> Any:
-        if self.prediction_type == "epsilon":
-            return noise
-        ac = self.alphas_cumprod[t].view(-1, 1, 1, 1)
-        return ac.sqrt() * noise - (1 - ac).sqrt() * latents
+        return prediction_target(latents, noise, self.alphas_cumprod, t, self.prediction_type)
 
     def snr_weights(self, t: Any, gamma: float) -> Any:
-        """min-SNR-gamma weights (Hang et al. 2023): min(SNR, gamma) / SNR for epsilon targets,
-        min(SNR, gamma) / (SNR + 1) for v-prediction; ones when gamma is 0."""
-        import torch
-
-        if not gamma:
-            return torch.ones(len(t), device=t.device)
-        snr = self.alphas_cumprod[t] / (1 - self.alphas_cumprod[t])
-        capped = torch.clamp(snr, max=gamma)
-        return capped / snr if self.prediction_type == "epsilon" else capped / (snr + 1)
+        return min_snr_weights(self.alphas_cumprod, t, gamma, self.prediction_type)
 
     def predict(self, noisy: Any, t: Any, cond: dict[str, Any]) -> Any:
         """The UNet's output for noisy latents at timesteps ``t`` under conditioning ``cond``."""
@@ -365,10 +413,9 @@ class DiffusionModel:
         self.unet.load_state_dict(tensors, strict=self.lora_rank == 0)
 
     def _load_lora(self, folder: str | Path) -> None:
+        from diffusers.utils import convert_unet_state_dict_to_peft
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
-
-        from diffusers.utils import convert_unet_state_dict_to_peft
 
         sd = load_file(str(next(Path(folder).glob("pytorch_lora_weights.*"))))
         sd = {k[len("unet."):]: v for k, v in sd.items() if k.startswith("unet.")}
@@ -414,7 +461,7 @@ class EncodingCache:
     def latents(self, image_paths: Sequence[str]) -> list[Any]:
         from PIL import Image
 
-        from craft_bench.generate import file_digest
+        from craft_bench.store import file_digest
 
         keys = [hashlib.sha256(json.dumps([self.vae_digest, file_digest(p), self.model.resolution()]).encode()).hexdigest()
                 for p in image_paths]
@@ -566,10 +613,7 @@ class DiffusionTask(Task):
 def denoising_error(model: DiffusionModel, latents: Any, batch: dict[str, Any]) -> Any:
     """Per-example mean squared error of the model's prediction for ``latents`` noised with the batch's noise
     at its timesteps (the quantity every method's loss is built from)."""
-    noisy = model.noisy(latents, batch["noise"], batch["timesteps"])
-    pred = model.predict(noisy, batch["timesteps"], batch["cond"])
-    target = model.target(latents, batch["noise"], batch["timesteps"])
-    return ((pred.float() - target.float()) ** 2).mean(dim=(1, 2, 3))
+    return denoise(model, latents, batch["noise"], batch["timesteps"], batch["cond"]).error
 
 
 def sampled_latents(results_root: str | Path, examples: Sequence[dict[str, Any]], image_field: str) -> list[Any]:

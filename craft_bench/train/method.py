@@ -1,6 +1,7 @@
 """A trainable method's checkpoint: build its data, fit it with the shared trainer, store it (once).
 
-``train_checkpoint`` is what ``TrainableMethod.prepare`` calls. The checkpoint's identity is
+``TrainableMethod`` (the base class of every method that trains) and ``train_checkpoint``, what its ``prepare``
+calls. The checkpoint's identity is
 ``Method.checkpoint_hash`` (base weights + method spec + seed + dtype); a finished one is reused, a killed one
 resumes from the loop's last checkpoint in ``checkpoints/<hash>.work/``. A finished folder holds the weights,
 train_info.json, train_log.jsonl, examples.jsonl and a model card (README.md, ``model_card.py``). With several
@@ -12,15 +13,65 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
+from abc import abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from craft_bench.api import Checkpoint, RunContext, TrainableMethod
-from craft_bench.runner import versions
+from craft_bench.api import Checkpoint, Method, RunContext
 from craft_bench.train.model_card import write_model_card
 from craft_bench.train.trackers import Tracking, flat_numbers
+from craft_bench.version import versions
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+@dataclass
+class TrainingData:
+    """What a trainable method hands the shared trainer: examples (dicts with image paths under
+    ``image_fields``, the conditioning prompt under ``prompt_field`` and numbers under ``number_fields``) and the
+    accounting of how they were made (stage seconds, images generated, reward evaluations, ...)."""
+
+    examples: list[dict[str, Any]]
+    accounting: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainableMethod(Method):
+    """A method that fine-tunes the base model through the shared trainer (``craft_bench.train``); it lives with
+    the trainer, so the plug-in interface (``craft_bench.api``) does not import the trainer.
+
+    Subclasses give ``Config`` (inheriting ``craft_bench.train.diffusion.TrainConfig``), ``presets`` (their own
+    training settings per world, ``{world name: {field: value}}``, for the Config fields left None; over the world's
+    ``train_preset``, craft_bench.world), ``build_data`` and ``loss``; the trainer owns the loop, optimiser, seeds,
+    caching and checkpoints."""
+
+    trainable: ClassVar[bool] = True
+    # An online method (GRPO) samples its own data while it trains: ``build_data`` gives its prompts, ``make_task``
+    # the loop task that samples, scores and yields batches for ``loss``.
+    online: ClassVar[bool] = False
+    image_fields: ClassVar[tuple[str, ...]] = ("image",)
+    prompt_field: ClassVar[str] = "prompt"
+    number_fields: ClassVar[tuple[str, ...]] = ()
+    needs_reference: ClassVar[bool] = False
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    @abstractmethod
+    def build_data(self, base: Checkpoint, ctx: RunContext) -> TrainingData:
+        ...
+
+    @abstractmethod
+    def loss(self, batch: dict[str, Any], model: Any) -> tuple["torch.Tensor", dict[str, float]]:
+        """Mean loss over the batch and logs; ``model`` is a ``craft_bench.train.diffusion.DiffusionModel``."""
+        ...
+
+    def make_task(self, model: Any, data: TrainingData, base: Checkpoint, ctx: RunContext, settings: dict[str, Any]) -> Any:
+        """An online method's ``craft_bench.train.loop.Task`` over ``model`` (the ``DiffusionModel`` the trainer built)."""
+        raise NotImplementedError(f"method '{self.name}' is not online")
+
+    def prepare(self, base: Checkpoint, ctx: RunContext) -> Checkpoint:
+        return train_checkpoint(self, base, ctx)
 
 
 def settings_for(method: TrainableMethod, world: Any, **derived: Any) -> dict[str, Any]:

@@ -14,8 +14,8 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from craft_bench import __version__
 from craft_bench.spec import RunSpec, to_jsonable
+from craft_bench.version import __version__
 
 CARD = "README.md"
 PIPELINES = {"sdxl": "StableDiffusionXLPipeline", "sd15": "StableDiffusionPipeline"}

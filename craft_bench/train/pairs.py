@@ -27,8 +27,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from craft_bench.api import Checkpoint, RunContext, TrainableMethod, TrainingData
+from craft_bench.api import Checkpoint, RunContext
 from craft_bench.spec import setting
+from craft_bench.train.diffusion import denoise
+from craft_bench.train.method import TrainableMethod, TrainingData
 from craft_bench.train.pool import PoolConfig
 
 PAIR_ORDERS = ("gap", "random")
@@ -134,7 +136,7 @@ class PairMethod(TrainableMethod):
 
         if config.data == "pool":
             return dataclasses.replace(config, data_digest="")
-        from craft_bench.generate import file_digest
+        from craft_bench.store import file_digest
         from craft_bench.train.prefs import check_file
 
         return dataclasses.replace(config, data_digest=file_digest(check_file(Path(config.data).expanduser())))
@@ -156,8 +158,6 @@ def pair_errors(model: Any, batch: dict[str, Any], noise_w: Any = None, noise_l:
     noise = torch.cat([batch["noise"] if noise_w is None else noise_w, batch["noise"] if noise_l is None else noise_l])
     t = batch["timesteps"].repeat(2)
     cond = {k: torch.cat([v, v]) for k, v in batch["cond"].items()}
-    pred = model.predict(model.noisy(x0, noise, t), t, cond)
-    err = ((pred.float() - model.target(x0, noise, t).float()) ** 2).mean(dim=(1, 2, 3))
-    err_w, err_l = err.chunk(2)
+    err_w, err_l = denoise(model, x0, noise, t, cond).error.chunk(2)
     return err_w, err_l
 

@@ -104,7 +104,7 @@ def _image_path(value: Any, folder: Path, cache: Path, where: str) -> str:
 def file_pairs(path: Path, config: Any, ctx: Any, score: bool) -> tuple[list[dict[str, Any]], Any, dict[str, Any]]:
     """Up to ``config.pairs`` preference pairs from the file, as a pool of two-candidate groups too (for the soft
     labels of SmPO: the file's scores, or with ``score`` the configured rewards' scores)."""
-    from craft_bench.generate import file_digest
+    from craft_bench.store import file_digest
     from craft_bench.train.pool import Candidate, Pool, PoolSpec, score_candidates
 
     t0 = time.perf_counter()

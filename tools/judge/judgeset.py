@@ -49,7 +49,6 @@ def build(args: argparse.Namespace) -> None:
     records = _read_jsonl(run / "samples.jsonl")
     spec = json.loads((run / "run_spec.json").read_text())
     meta = {}
-    from craft_bench.suites.geneval import GenEval  # metadata lines per item id
     from craft_bench.mini.prompts import geneval_prompts
 
     suite_cfg = dict(spec["suite"]["config"])

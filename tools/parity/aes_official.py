@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import sys
 from importlib.metadata import version
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seeded import PROMPTS, describe, fixed_images, load_images, save_images, seeded_state_dict  # noqa: E402
+# Run as a script, so this folder (seeded.py) is on sys.path.
+from seeded import PROMPTS, describe, fixed_images, load_images, save_images, seeded_state_dict
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "parity"

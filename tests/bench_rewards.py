@@ -4,7 +4,7 @@ For each reward a FULL-SIZE architecture with seeded random weights is written u
 under /tmp, deleted at the end) in the file format and layout the real weights come in, built by the project's
 own builders:
 
-- hps: open_clip ViT-H-14 as ``HPS_v2.1_compressed.pt`` ({'state_dict': ...}; ``tools/bench_hps.py``);
+- hps: open_clip ViT-H-14 as ``HPS_v2.1_compressed.pt`` ({'state_dict': ...}; ``tests/bench_hps.py``);
 - pickscore: transformers ``CLIPModel`` with ViT-H-14 shapes + a ``CLIPProcessor`` (full CLIP BPE rebuilt
   offline from open_clip's merges) in one folder (``tests/tiny_rewards.build_pickscore(size="full")``);
 - aes: the MLP ``sac+logos+ava1-l14-linearMSE.pth`` + an OpenAI-layout CLIP ViT-L/14 state dict
@@ -17,7 +17,7 @@ Each scorer then runs in its own child process (so ``ru_maxrss`` is that scorer'
 a last child loads all five with ``CompositeScorer.load`` and scores the same images. Children inherit
 the parent's niceness and thread settings; free memory is checked before each one.
 
-    OMP_NUM_THREADS=1 nice -n 19 python tools/bench_rewards.py --images 8 --batch-size 8 --threads 1 \\
+    OMP_NUM_THREADS=1 nice -n 19 python tests/bench_rewards.py --images 8 --batch-size 8 --threads 1 \\
         --out docs/bench/rewards_cpu.json
 
 Reported per scorer: load seconds, median seconds per image (over batches, after a one-image warm-up that
@@ -41,14 +41,12 @@ import tempfile
 import time
 from pathlib import Path
 
+# Run as a script (python tests/bench_rewards.py), so its folder -- with bench_hps and tiny_rewards -- is on sys.path.
+from bench_hps import build_checkpoint as build_hps_checkpoint
+from bench_hps import make_images, make_prompts, peak_rss_gib
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO))
-
-from bench_hps import build_checkpoint as build_hps_checkpoint  # noqa: E402
-from bench_hps import make_images, make_prompts, peak_rss_gib  # noqa: E402
 
 REWARDS = ("hps", "pickscore", "aes", "imagereward", "clip")
 GIB = 2**30

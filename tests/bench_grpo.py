@@ -2,7 +2,7 @@
 
 For the acceptance check "one SDXL-architecture GRPO iteration (random weights, 1024 px, LoRA, G = 4, 20 steps)":
 
-    python tools/bench_grpo.py --model sdxl-random --device cuda --resolution 1024 --group 4 --sample-steps 20 \\
+    python tests/bench_grpo.py --model sdxl-random --device cuda --resolution 1024 --group 4 --sample-steps 20 \\
         --lora-rank 32 --json results/bench/grpo_sdxl.json
 
 ``sdxl-random`` is the SDXL base 1.0 architecture from its public configs with random weights (``craft_bench.bench``;
@@ -46,10 +46,10 @@ def main() -> None:
     from craft_bench.bench import RANDOM_MODELS, random_components
     from craft_bench.methods.grpo import GRPO, GRPOConfig, GRPOTask
     from craft_bench.models import resolve_model
-    from craft_bench.runner import versions
     from craft_bench.spec import SamplerSpec
     from craft_bench.store import Store
     from craft_bench.train.diffusion import fit_task, resolved
+    from craft_bench.version import versions
 
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-grpo-"))
     if args.model in RANDOM_MODELS:

@@ -10,7 +10,7 @@ Both score the same images with the same ViT-H-14-sized checkpoint of random wei
 
 Run (the official side needs the venv of tools/parity/README.md):
 
-    python tools/bench_hps.py --images 64 --official-images 16 --official-python /tmp/venv-hps/bin/python \
+    python tests/bench_hps.py --images 64 --official-images 16 --official-python /tmp/venv-hps/bin/python \
         --out results/bench/hps_cpu.json
 
 Results are medians of per-call times (per image for the official path, per batch for ours); the JSON also
@@ -103,9 +103,8 @@ def run_ours(args) -> dict:
 
 
 def run_official(args) -> dict:
-    import torch
-
     import hpsv2.img_score as official
+    import torch
     from hpsv2.src.open_clip import create_model_and_transforms
 
     torch.set_num_threads(args.threads)

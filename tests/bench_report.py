@@ -1,7 +1,7 @@
 """Measure `craft-bench report` on a results root: build time, images shown, and how long its biggest page
 takes to load in headless Chromium.
 
-    python tools/bench_report.py RESULTS_ROOT --out /tmp/report-bench [--repeat 5]
+    python tests/bench_report.py RESULTS_ROOT --out /tmp/report-bench [--repeat 5]
 
 Build: wall time of `craft-bench report RESULTS_ROOT --out OUT` into a new folder (cold: every image placed)
 and again into the same folder (warm: every thumbnail reused). Load, per page, median over --repeat runs of
@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+# Run as a script (python tests/bench_report.py), so its folder -- with the tests' browser driver -- is on sys.path.
+from browser import Browser, find_chromium
 
-from browser import Browser, find_chromium  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def build(root: Path, out: Path) -> tuple[float, dict]:
