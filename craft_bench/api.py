@@ -48,7 +48,9 @@ class MetricDef:
     higher_is_better: bool = True
     stratify: bool = False  # mean of per-stratum means (GenEval's "overall")
     where_stratum: str | None = None  # restrict to one stratum (per-task metrics)
-    per_prompt: str = "mean"  # "mean" (over images) | "all" / "any" (a prompt counts if all / any of its images are true)
+    per_prompt: str = (
+        "mean"  # "mean" (over images) | "all" / "any" (a prompt counts if all / any of its images are true)
+    )
     scale: float = 1.0  # e.g. 100 for HPS-style reporting
     where: tuple[tuple[str, Any], ...] = ()  # restrict to records whose columns equal these values (Parti's challenges)
     sign_test_null: float | None = None  # also report a two-sided sign test of per-prompt means against this value
@@ -148,15 +150,15 @@ class Suite(ABC):
         self.config = config if config is not None else self.Config()
 
     @abstractmethod
-    def items(self, ctx: RunContext, prompts_path: Path | None = None) -> list[PromptItem]:
-        ...
+    def items(self, ctx: RunContext, prompts_path: Path | None = None) -> list[PromptItem]: ...
 
     @abstractmethod
-    def metrics(self) -> list[MetricDef]:
-        ...
+    def metrics(self) -> list[MetricDef]: ...
 
     @abstractmethod
-    def score(self, items: Sequence[PromptItem], images: Sequence["Image.Image"], ctx: RunContext) -> list[dict[str, Any]]:
+    def score(
+        self, items: Sequence[PromptItem], images: Sequence["Image.Image"], ctx: RunContext
+    ) -> list[dict[str, Any]]:
         """One record (dict of columns) per image; ``images[i]`` belongs to ``items[i]``."""
         ...
 
@@ -166,7 +168,9 @@ class Suite(ABC):
         every image key, and the method's UNet or LoRA is loaded under it (a ControlNet plug-in)."""
         return None
 
-    def write_run_files(self, run_dir: Path, items: Sequence[PromptItem], requests: Sequence[Any], store: "Store") -> None:
+    def write_run_files(
+        self, run_dir: Path, items: Sequence[PromptItem], requests: Sequence[Any], store: "Store"
+    ) -> None:
         """Extra files the suite keeps in the run folder (GenEval: its official evaluator's image layout).
 
         Called once the images exist and are scored, before results.json is written; ``requests`` are the
@@ -189,12 +193,18 @@ class PairedSuite(Suite):
 
     @abstractmethod
     def score_pairs(
-        self, items: Sequence[PromptItem], images: Sequence["Image.Image"], baseline_images: Sequence["Image.Image"], ctx: RunContext
+        self,
+        items: Sequence[PromptItem],
+        images: Sequence["Image.Image"],
+        baseline_images: Sequence["Image.Image"],
+        ctx: RunContext,
     ) -> list[dict[str, Any]]:
         """One record per pair; ``images[i]`` and ``baseline_images[i]`` share ``items[i]`` and their seed."""
         ...
 
-    def score(self, items: Sequence[PromptItem], images: Sequence["Image.Image"], ctx: RunContext) -> list[dict[str, Any]]:
+    def score(
+        self, items: Sequence[PromptItem], images: Sequence["Image.Image"], ctx: RunContext
+    ) -> list[dict[str, Any]]:
         raise TypeError(f"suite '{self.name}' is paired: the runner calls score_pairs with the baseline's images")
 
 
@@ -212,12 +222,10 @@ class Reward(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, source: str | None = None, device: str = "cpu", dtype: str | None = None) -> "Reward":
-        ...
+    def load(cls, source: str | None = None, device: str = "cpu", dtype: str | None = None) -> "Reward": ...
 
     @abstractmethod
-    def score(self, images: Sequence["Image.Image"], prompts: Sequence[str]) -> "torch.Tensor":
-        ...
+    def score(self, images: Sequence["Image.Image"], prompts: Sequence[str]) -> "torch.Tensor": ...
 
 
 @dataclass
@@ -255,5 +263,4 @@ class Detector(ABC):
         return None
 
     @abstractmethod
-    def detect(self, images: Sequence["Image.Image"]) -> list[list[Detection]]:
-        ...
+    def detect(self, images: Sequence["Image.Image"]) -> list[list[Detection]]: ...

@@ -35,35 +35,85 @@ from craft_bench.errors import UserError
 # configs/inference/sd_xl_base.yaml: model_channels 320, channel_mult [1, 2, 4], transformer_depth [1, 2, 10],
 # num_head_channels 64, context_dim 2048, adm_in_channels 2816). The UNet has 2,567,463,684 parameters.
 SDXL_UNET = dict(
-    sample_size=128, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280),
+    sample_size=128,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(320, 640, 1280),
     down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
     up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    attention_head_dim=(5, 10, 20), transformer_layers_per_block=(1, 2, 10), cross_attention_dim=2048,
-    use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
-    projection_class_embeddings_input_dim=2816, norm_num_groups=32,
+    attention_head_dim=(5, 10, 20),
+    transformer_layers_per_block=(1, 2, 10),
+    cross_attention_dim=2048,
+    use_linear_projection=True,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=256,
+    projection_class_embeddings_input_dim=2816,
+    norm_num_groups=32,
 )
 SDXL_VAE = dict(
-    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, block_out_channels=(128, 256, 512, 512),
-    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=32,
-    sample_size=1024, scaling_factor=0.13025, force_upcast=True,
+    in_channels=3,
+    out_channels=3,
+    latent_channels=4,
+    layers_per_block=2,
+    block_out_channels=(128, 256, 512, 512),
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    norm_num_groups=32,
+    sample_size=1024,
+    scaling_factor=0.13025,
+    force_upcast=True,
 )
 # text_encoder: CLIP ViT-L/14's text tower; text_encoder_2: OpenCLIP ViT-bigG/14's (with its projection).
-CLIP_L = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, hidden_act="quick_gelu",
-              projection_dim=768)
-CLIP_BIGG = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20, hidden_act="gelu",
-                 projection_dim=1280)
-SDXL_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                      steps_offset=1, timestep_spacing="leading", prediction_type="epsilon")
+CLIP_L = dict(
+    hidden_size=768,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    hidden_act="quick_gelu",
+    projection_dim=768,
+)
+CLIP_BIGG = dict(
+    hidden_size=1280,
+    intermediate_size=5120,
+    num_hidden_layers=32,
+    num_attention_heads=20,
+    hidden_act="gelu",
+    projection_dim=1280,
+)
+SDXL_SCHEDULER = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    steps_offset=1,
+    timestep_spacing="leading",
+    prediction_type="epsilon",
+)
 # SD 1.5: stable-diffusion-v1-5/stable-diffusion-v1-5 (the CompVis v1 config: model_channels 320, channel_mult
 # [1, 2, 4, 4], num_heads 8, context_dim 768). The UNet has 859,520,964 parameters.
 SD15_UNET = dict(
-    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
-    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",), up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    attention_head_dim=8, cross_attention_dim=768, norm_num_groups=32,
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(320, 640, 1280, 1280),
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    attention_head_dim=8,
+    cross_attention_dim=768,
+    norm_num_groups=32,
 )
 SD15_VAE = {**SDXL_VAE, "sample_size": 512, "scaling_factor": 0.18215, "force_upcast": True}
-SD15_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                      steps_offset=1, skip_prk_steps=True, set_alpha_to_one=False)
+SD15_SCHEDULER = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    steps_offset=1,
+    skip_prk_steps=True,
+    set_alpha_to_one=False,
+)
 RANDOM_MODELS = {"sdxl-random": "sdxl", "sd15-random": "sd15"}
 DEFAULT_BATCH = {"sdxl-random": 4, "sd15-random": 8, "mini": 16}  # prompts per generation batch (others: 8)
 
@@ -117,24 +167,52 @@ def random_components(kind: str, device: str, dtype: str, work: Path) -> tuple[A
     from craft_bench.models import torch_dtype
 
     family = RANDOM_MODELS[kind]
-    text = lambda spec: CLIPTextConfig(vocab_size=49408, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407,  # noqa: E731
-                                       pad_token_id=49407, **spec)
+
+    def text(spec):
+        return CLIPTextConfig(
+            vocab_size=49408,
+            max_position_embeddings=77,
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=49407,
+            **spec,
+        )
+
     tok, tok2 = build_tokenizers(work / "vocab")
     torch.manual_seed(0)
     with torch.device(device):
         if family == "sdxl":
-            parts = dict(unet=UNet2DConditionModel(**SDXL_UNET), vae=AutoencoderKL(**SDXL_VAE), text_encoder=CLIPTextModel(text(CLIP_L)),
-                         text_encoder_2=CLIPTextModelWithProjection(text(CLIP_BIGG)))
+            parts = dict(
+                unet=UNet2DConditionModel(**SDXL_UNET),
+                vae=AutoencoderKL(**SDXL_VAE),
+                text_encoder=CLIPTextModel(text(CLIP_L)),
+                text_encoder_2=CLIPTextModelWithProjection(text(CLIP_BIGG)),
+            )
         else:
-            parts = dict(unet=UNet2DConditionModel(**SD15_UNET), vae=AutoencoderKL(**SD15_VAE), text_encoder=CLIPTextModel(text(CLIP_L)))
+            parts = dict(
+                unet=UNet2DConditionModel(**SD15_UNET),
+                vae=AutoencoderKL(**SD15_VAE),
+                text_encoder=CLIPTextModel(text(CLIP_L)),
+            )
     for m in parts.values():
         m.to(torch_dtype(dtype)).eval()
     if family == "sdxl":
-        pipe = StableDiffusionXLPipeline(tokenizer=tok, tokenizer_2=tok2, scheduler=EulerDiscreteScheduler(**SDXL_SCHEDULER),
-                                         add_watermarker=False, **parts)
+        pipe = StableDiffusionXLPipeline(
+            tokenizer=tok,
+            tokenizer_2=tok2,
+            scheduler=EulerDiscreteScheduler(**SDXL_SCHEDULER),
+            add_watermarker=False,
+            **parts,
+        )
     else:
-        pipe = StableDiffusionPipeline(tokenizer=tok, scheduler=PNDMScheduler(**SD15_SCHEDULER), safety_checker=None,
-                                       feature_extractor=None, requires_safety_checker=False, **parts)
+        pipe = StableDiffusionPipeline(
+            tokenizer=tok,
+            scheduler=PNDMScheduler(**SD15_SCHEDULER),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            **parts,
+        )
     pipe.set_progress_bar_config(disable=True)
     return pipe, family
 
@@ -219,7 +297,9 @@ def timed(fn: Callable[[], Any], device: str, repeats: int, warmup: int) -> list
     return out
 
 
-def unet_inputs(unet: Any, batch: int, latent: int, family: str, device: str | None = None, dtype: Any = None) -> tuple[Any, ...]:
+def unet_inputs(
+    unet: Any, batch: int, latent: int, family: str, device: str | None = None, dtype: Any = None
+) -> tuple[Any, ...]:
     """(sample, timestep, kwargs) of one UNet call on ``batch`` latents of ``latent`` x ``latent``."""
     import torch
 
@@ -230,7 +310,10 @@ def unet_inputs(unet: Any, batch: int, latent: int, family: str, device: str | N
     cond = {"encoder_hidden_states": torch.randn(batch, 77, c.cross_attention_dim, **kw)}
     if c.addition_embed_type == "text_time":
         pooled = c.projection_class_embeddings_input_dim - 6 * c.addition_time_embed_dim
-        cond["added_cond_kwargs"] = {"text_embeds": torch.randn(batch, pooled, **kw), "time_ids": torch.randn(batch, 6, **kw)}
+        cond["added_cond_kwargs"] = {
+            "text_embeds": torch.randn(batch, pooled, **kw),
+            "time_ids": torch.randn(batch, 6, **kw),
+        }
     return x, t, cond
 
 
@@ -274,10 +357,20 @@ def bench_unet(pipe: Any, family: str, cfg: BenchConfig, resolution: int) -> dic
     step = statistics.median(times)
     peak, source = peak_tflops(cfg.device, _dtype(cfg), cfg.peak_tflops)
     achieved = flops / step / 1e12
-    return {"params": sum(p.numel() for p in unet.parameters()), "batch": batch, "latent": latent, "step_s": step,
-            "step_s_min": min(times), "step_s_max": max(times), "flops": flops, "tflops_per_s": achieved,
-            "peak_tflops": peak, "peak_source": source, "mfu": achieved / peak if peak else None,
-            "attention": type(next(iter(unet.attn_processors.values()))).__name__ if unet.attn_processors else None}
+    return {
+        "params": sum(p.numel() for p in unet.parameters()),
+        "batch": batch,
+        "latent": latent,
+        "step_s": step,
+        "step_s_min": min(times),
+        "step_s_max": max(times),
+        "flops": flops,
+        "tflops_per_s": achieved,
+        "peak_tflops": peak,
+        "peak_source": source,
+        "mfu": achieved / peak if peak else None,
+        "attention": type(next(iter(unet.attn_processors.values()))).__name__ if unet.attn_processors else None,
+    }
 
 
 def bench_generate(pipe: Any, family: str, cfg: BenchConfig, resolution: int, work: Path) -> dict[str, Any]:
@@ -293,12 +386,22 @@ def bench_generate(pipe: Any, family: str, cfg: BenchConfig, resolution: int, wo
     from craft_bench.store import Store
 
     guidance = 5.0 if family == "sdxl" else 7.5
-    prompts = [f"a photo of {n} {c} objects on a table" for n, c in zip(["two", "three", "four", "five"] * 64, ["red", "blue", "green", "pink"] * 64)]
+    prompts = [
+        f"a photo of {n} {c} objects on a table"
+        for n, c in zip(["two", "three", "four", "five"] * 64, ["red", "blue", "green", "pink"] * 64)
+    ]
     n = cfg.images
+
     # Plain diffusers, the way its docs call it: one prompt per call, a PIL image back, saved as PNG.
     def plain_one(i: int) -> None:
-        image = pipe(prompts[i % len(prompts)], num_inference_steps=cfg.steps, guidance_scale=guidance, height=resolution,
-                     width=resolution, generator=torch.Generator("cpu").manual_seed(i)).images[0]
+        image = pipe(
+            prompts[i % len(prompts)],
+            num_inference_steps=cfg.steps,
+            guidance_scale=guidance,
+            height=resolution,
+            width=resolution,
+            generator=torch.Generator("cpu").manual_seed(i),
+        ).images[0]
         image.save(io.BytesIO(), format="PNG")
 
     plain_one(0)  # warm-up
@@ -310,8 +413,15 @@ def bench_generate(pipe: Any, family: str, cfg: BenchConfig, resolution: int, wo
         _sync(cfg.device)
         plain_s = time.perf_counter() - t
 
-    sampler = SamplerSpec(steps=cfg.steps, guidance_scale=guidance, height=resolution, width=resolution, batch_size=cfg.batch,
-                          channels_last=cfg.channels_last, compile=cfg.compile)
+    sampler = SamplerSpec(
+        steps=cfg.steps,
+        guidance_scale=guidance,
+        height=resolution,
+        width=resolution,
+        batch_size=cfg.batch,
+        channels_last=cfg.channels_last,
+        compile=cfg.compile,
+    )
     apply_speed_settings(pipe, sampler)
     model = ModelSpec(name="bench", source="bench", family=family, digest="bench")
     store = Store(work / "store")
@@ -325,15 +435,27 @@ def bench_generate(pipe: Any, family: str, cfg: BenchConfig, resolution: int, wo
     with PeakMemory(cfg.device) as ours_mem:
         ours_s = ours("timed", n)
     plain_rate, ours_rate = n / plain_s, n / ours_s
-    return {"images": n, "steps": cfg.steps, "guidance_scale": guidance, "resolution": resolution,
-            "plain": {"images_per_s": plain_rate, "seconds": plain_s, "batch": 1, "peak_memory_bytes": plain_mem.peak},
-            "craft_bench": {"images_per_s": ours_rate, "seconds": ours_s, "batch": cfg.batch, "peak_memory_bytes": ours_mem.peak,
-                            "channels_last": cfg.channels_last, "compile": cfg.compile},
-            "speedup": ours_rate / plain_rate}
+    return {
+        "images": n,
+        "steps": cfg.steps,
+        "guidance_scale": guidance,
+        "resolution": resolution,
+        "plain": {"images_per_s": plain_rate, "seconds": plain_s, "batch": 1, "peak_memory_bytes": plain_mem.peak},
+        "craft_bench": {
+            "images_per_s": ours_rate,
+            "seconds": ours_s,
+            "batch": cfg.batch,
+            "peak_memory_bytes": ours_mem.peak,
+            "channels_last": cfg.channels_last,
+            "compile": cfg.compile,
+        },
+        "speedup": ours_rate / plain_rate,
+    }
 
 
-def train_step_times(folder: Path, family: str, device: str, steps: int, batch: int, lora_rank: int, warmup: int,
-                     work: Path) -> dict[str, Any]:
+def train_step_times(
+    folder: Path, family: str, device: str, steps: int, batch: int, lora_rank: int, warmup: int, work: Path
+) -> dict[str, Any]:
     """The shared trainer's step time with cached encodings vs encodings computed every step (the way diffusers'
     training scripts do), same examples and seeds; the first ``warmup`` steps of each are not counted."""
     import numpy as np
@@ -355,13 +477,38 @@ def train_step_times(folder: Path, family: str, device: str, steps: int, batch: 
 
     out: dict[str, Any] = {"batch": batch, "lora_rank": lora_rank, "steps": steps}
     for mode in ("cached", "per_step"):
-        settings = resolved(TrainConfig(lr=1e-5, steps=steps + warmup, batch_size=batch, lora_rank=lora_rank, ckpt_every=10_000,
-                                        cache_encodings=mode == "cached"), {})
-        r = fit(examples, loss, base_dir=folder, family=family, results_root=work / "train-res", work_dir=work / f"w-{mode}",
-                out_dir=work / f"o-{mode}", settings=settings, seed=0, device=device, progress=False)
+        settings = resolved(
+            TrainConfig(
+                lr=1e-5,
+                steps=steps + warmup,
+                batch_size=batch,
+                lora_rank=lora_rank,
+                ckpt_every=10_000,
+                cache_encodings=mode == "cached",
+            ),
+            {},
+        )
+        r = fit(
+            examples,
+            loss,
+            base_dir=folder,
+            family=family,
+            results_root=work / "train-res",
+            work_dir=work / f"w-{mode}",
+            out_dir=work / f"o-{mode}",
+            settings=settings,
+            seed=0,
+            device=device,
+            progress=False,
+        )
         times = r.loop.step_times[warmup:]
-        out[mode] = {"median_step_s": statistics.median(times), "min_step_s": min(times), "max_step_s": max(times),
-                     "encode_s": r.encode_s, "peak_memory_bytes": r.loop.peak_memory_bytes}
+        out[mode] = {
+            "median_step_s": statistics.median(times),
+            "min_step_s": min(times),
+            "max_step_s": max(times),
+            "encode_s": r.encode_s,
+            "peak_memory_bytes": r.loop.peak_memory_bytes,
+        }
     out["speedup"] = out["per_step"]["median_step_s"] / out["cached"]["median_step_s"]
     return out
 
@@ -369,8 +516,12 @@ def train_step_times(folder: Path, family: str, device: str, steps: int, batch: 
 def host() -> dict[str, Any]:
     import torch
 
-    return {"torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "load_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "load_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
 
 
 def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -382,11 +533,15 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     cfg.batch = cfg.batch or DEFAULT_BATCH.get(cfg.model, 8)
     if cfg.model in RANDOM_MODELS and cfg.device == "cpu":
         if cfg.resolution is None:
-            raise UserError(f"--model {cfg.model} on the CPU: its native resolution (1024 px for SDXL, 512 for SD1.5) with "
-                            f"{cfg.steps} steps takes hours here; pass --resolution (e.g. 256) and small --steps/--images, or use --model mini")
+            raise UserError(
+                f"--model {cfg.model} on the CPU: its native resolution (1024 px for SDXL, 512 for SD1.5) with "
+                f"{cfg.steps} steps takes hours here; pass --resolution (e.g. 256) and small --steps/--images, or use --model mini"
+            )
         if "train" in cfg.parts:
-            raise UserError(f"--model {cfg.model} on the CPU: the trainer benchmark needs a GPU (the fp32 model alone is "
-                            "3-10 GB); pass --parts unet,generate, or use --model mini")
+            raise UserError(
+                f"--model {cfg.model} on the CPU: the trainer benchmark needs a GPU (the fp32 model alone is "
+                "3-10 GB); pass --parts unet,generate, or use --model mini"
+            )
     unknown = set(cfg.parts) - {"unet", "generate", "train"}
     if unknown:
         raise UserError(f"--parts {','.join(sorted(unknown))}: choose from unet, generate, train")
@@ -394,8 +549,13 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         if getattr(cfg, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: give a positive number")
     work = Path(tempfile.mkdtemp(prefix="craft-bench-bench-"))
-    result: dict[str, Any] = {"model": cfg.model, "device": _device_name(cfg.device), "dtype": _dtype(cfg), "versions": versions(),
-                              "config": dataclasses.asdict(cfg)}
+    result: dict[str, Any] = {
+        "model": cfg.model,
+        "device": _device_name(cfg.device),
+        "dtype": _dtype(cfg),
+        "versions": versions(),
+        "config": dataclasses.asdict(cfg),
+    }
     result["host"] = host()
     pipe, family, folder, native = load_bench_model(cfg, work)
     resolution = cfg.resolution or native
@@ -406,14 +566,18 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     if "unet" in cfg.parts:
         result["unet"] = u = bench_unet(pipe, family, cfg, resolution)
         mfu = f", MFU {u['mfu']:.1%}" if u["mfu"] is not None else ""
-        log(f"UNet ({u['params'] / 1e6:.1f}M params, batch {u['batch']} at {u['latent']}x{u['latent']} latents): "
-            f"{u['step_s'] * 1e3:.1f} ms/call, {u['flops'] / 1e12:.3f} TFLOP/call, {u['tflops_per_s']:.2f} TFLOP/s{mfu}")
+        log(
+            f"UNet ({u['params'] / 1e6:.1f}M params, batch {u['batch']} at {u['latent']}x{u['latent']} latents): "
+            f"{u['step_s'] * 1e3:.1f} ms/call, {u['flops'] / 1e12:.3f} TFLOP/call, {u['tflops_per_s']:.2f} TFLOP/s{mfu}"
+        )
     if "generate" in cfg.parts:
         result["generate"] = g = bench_generate(pipe, family, cfg, resolution, work)
-        log(f"generation, {g['images']} images at {resolution}px, {cfg.steps} steps, CFG {g['guidance_scale']}: craft-bench "
+        log(
+            f"generation, {g['images']} images at {resolution}px, {cfg.steps} steps, CFG {g['guidance_scale']}: craft-bench "
             f"{g['craft_bench']['images_per_s']:.3f} img/s (batch {cfg.batch}, peak {g['craft_bench']['peak_memory_bytes'] / 2**30:.2f} GiB) "
             f"vs plain diffusers {g['plain']['images_per_s']:.3f} img/s (peak {g['plain']['peak_memory_bytes'] / 2**30:.2f} GiB): "
-            f"{g['speedup']:.2f}x")
+            f"{g['speedup']:.2f}x"
+        )
     if "train" in cfg.parts:
         del pipe
         if folder is None:  # a random model: the trainer loads from a folder, as it does for real weights
@@ -421,10 +585,13 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
             pipe, _ = random_components(cfg.model, cfg.device, "float32", work)
             pipe.save_pretrained(folder)
             del pipe
-        result["train"] = t = train_step_times(folder, family, cfg.device, cfg.train_steps, cfg.train_batch, cfg.lora_rank,
-                                               cfg.warmup, work)
-        log(f"trainer, LoRA rank {cfg.lora_rank}, batch {cfg.train_batch}: cached encodings {t['cached']['median_step_s'] * 1e3:.1f} "
-            f"ms/step vs encoded every step (diffusers' scripts) {t['per_step']['median_step_s'] * 1e3:.1f} ms/step: {t['speedup']:.2f}x")
+        result["train"] = t = train_step_times(
+            folder, family, cfg.device, cfg.train_steps, cfg.train_batch, cfg.lora_rank, cfg.warmup, work
+        )
+        log(
+            f"trainer, LoRA rank {cfg.lora_rank}, batch {cfg.train_batch}: cached encodings {t['cached']['median_step_s'] * 1e3:.1f} "
+            f"ms/step vs encoded every step (diffusers' scripts) {t['per_step']['median_step_s'] * 1e3:.1f} ms/step: {t['speedup']:.2f}x"
+        )
     import shutil
 
     shutil.rmtree(work, ignore_errors=True)

@@ -112,8 +112,10 @@ class HFDepthEstimator:
 
             hub_file(src, "config.json")
         elif not (Path(src.value) / "config.json").is_file():
-            raise UserError(f"depth estimator: '{src.value}' has no config.json (a save_pretrained folder of a depth model "
-                            f"and its image processor); {src.hint()}")
+            raise UserError(
+                f"depth estimator: '{src.value}' has no config.json (a save_pretrained folder of a depth model "
+                f"and its image processor); {src.hint()}"
+            )
 
     @classmethod
     def load(cls, source: str | None = None, device: str = "cpu") -> "HFDepthEstimator":

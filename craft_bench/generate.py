@@ -36,8 +36,15 @@ def derive_seed(run_seed: int, item_id: str, index: int) -> int:
     return int.from_bytes(h[:8], "big") & ((1 << 63) - 1)
 
 
-def image_key(checkpoint_digest: str, sampler: SamplerSpec, seed: int, prompt: str, dtype: str, control_digest: str | None = None,
-              controlnet_digest: str | None = None) -> str:
+def image_key(
+    checkpoint_digest: str,
+    sampler: SamplerSpec,
+    seed: int,
+    prompt: str,
+    dtype: str,
+    control_digest: str | None = None,
+    controlnet_digest: str | None = None,
+) -> str:
     fields = {
         "checkpoint": checkpoint_digest,
         "sampler": sampler.key_fields(),
@@ -62,8 +69,14 @@ class ImageRequest:
     control_image: str | None = None
 
 
-def plan(items: Sequence[PromptItem], checkpoint: Checkpoint, sampler: SamplerSpec, run_seed: int, dtype: str,
-         controlnet: str | Path | None = None) -> list[ImageRequest]:
+def plan(
+    items: Sequence[PromptItem],
+    checkpoint: Checkpoint,
+    sampler: SamplerSpec,
+    run_seed: int,
+    dtype: str,
+    controlnet: str | Path | None = None,
+) -> list[ImageRequest]:
     """Every image a suite needs, in item order, with its seed and cache key (``controlnet``: the folder of the
     ControlNet that conditions on the items' control images, whose weights are part of the key)."""
     from craft_bench.models import weights_digest
@@ -99,7 +112,9 @@ def sample(pipe: Any, requests: Sequence[ImageRequest], sampler: SamplerSpec) ->
     return [Image.fromarray(a) for a in sample_arrays(pipe, requests, sampler)]
 
 
-def sample_arrays(pipe: Any, requests: Sequence[ImageRequest], sampler: SamplerSpec, latents_out: list[Any] | None = None) -> list[Any]:
+def sample_arrays(
+    pipe: Any, requests: Sequence[ImageRequest], sampler: SamplerSpec, latents_out: list[Any] | None = None
+) -> list[Any]:
     """Run the pipeline on ``requests`` in calls of exactly ``sampler.batch_size`` images (the module's batch
     contract); each image gets its own CPU generator (device-independent noise).
 
@@ -112,16 +127,17 @@ def sample_arrays(pipe: Any, requests: Sequence[ImageRequest], sampler: SamplerS
     size = max(1, sampler.batch_size)
     out: list[Any] = []
     for start in range(0, len(requests), size):
-        batch = list(requests[start:start + size])
+        batch = list(requests[start : start + size])
         latents: list[Any] | None = [] if latents_out is not None else None
-        out += _sample_full_batch(pipe, batch + [batch[0]] * (size - len(batch)), sampler, latents)[:len(batch)]
+        out += _sample_full_batch(pipe, batch + [batch[0]] * (size - len(batch)), sampler, latents)[: len(batch)]
         if latents_out is not None:
-            latents_out.extend(latents[:len(batch)])
+            latents_out.extend(latents[: len(batch)])
     return out
 
 
-def _sample_full_batch(pipe: Any, requests: Sequence[ImageRequest], sampler: SamplerSpec,
-                       latents_out: list[Any] | None = None) -> list[Any]:
+def _sample_full_batch(
+    pipe: Any, requests: Sequence[ImageRequest], sampler: SamplerSpec, latents_out: list[Any] | None = None
+) -> list[Any]:
     import numpy as np
     import torch
 
@@ -142,6 +158,7 @@ def _sample_full_batch(pipe: Any, requests: Sequence[ImageRequest], sampler: Sam
         kwargs["image"] = [Image.open(r.control_image).convert("RGB") for r in requests]
     final: dict[str, Any] = {}
     if latents_out is not None:
+
         def keep(pipe_: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             final["latents"] = tensors["latents"]  # the last call holds the latents the VAE decodes
             return tensors
@@ -154,8 +171,10 @@ def _sample_full_batch(pipe: Any, requests: Sequence[ImageRequest], sampler: Sam
     out = []
     for r, image in zip(requests, images):
         if not np.isfinite(image).all():
-            raise UserError(f"the model produced NaN or infinite pixels for prompt '{r.prompt[:60]}' (seed {r.seed}); nothing "
-                            "was cached. With float16 try --dtype bfloat16 or --dtype float32")
+            raise UserError(
+                f"the model produced NaN or infinite pixels for prompt '{r.prompt[:60]}' (seed {r.seed}); nothing "
+                "was cached. With float16 try --dtype bfloat16 or --dtype float32"
+            )
         out.append((image * 255).round().astype("uint8"))
     return out
 
@@ -265,8 +284,10 @@ def generate(
             on_saved([r.key for r in batch])
 
     pending: list[Future] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="png") as writer, \
-            tqdm(total=sum(map(len, batches)), desc="generate", unit="img", disable=not progress, leave=False) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="png") as writer,
+        tqdm(total=sum(map(len, batches)), desc="generate", unit="img", disable=not progress, leave=False) as bar,
+    ):
         try:
             for batch in batches:
                 latents: list[Any] = []

@@ -44,7 +44,9 @@ class ModelPreset:
         if self.env_var and os.environ.get(self.env_var):
             path = Path(os.environ[self.env_var]).expanduser()
             if not (path / "model_index.json").is_file():
-                raise UserError(f"{self.env_var}={path} is not a diffusers folder (no model_index.json); point it at a saved pipeline")
+                raise UserError(
+                    f"{self.env_var}={path} is not a diffusers folder (no model_index.json); point it at a saved pipeline"
+                )
             return path
         if self.local_dir:
             path = Path(self.local_dir)
@@ -101,7 +103,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 def folder_family(path: Path) -> str:
     index = path / "model_index.json"
     if not index.is_file():
-        raise UserError(f"--model {path}: not a diffusers folder (no model_index.json); save one with pipeline.save_pretrained(DIR)")
+        raise UserError(
+            f"--model {path}: not a diffusers folder (no model_index.json); save one with pipeline.save_pretrained(DIR)"
+        )
     cls = _read_json(index).get("_class_name", "")
     if cls not in FAMILIES:
         raise UserError(f"--model {path}: pipeline class '{cls}' is not supported (supported: {', '.join(FAMILIES)})")
@@ -169,15 +173,19 @@ def check_sampler(sampler: SamplerSpec, path: Path) -> None:
 
         close = difflib.get_close_matches(sampler.scheduler, list(SCHEDULERS), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise UserError(f"--set scheduler={sampler.scheduler}: unknown scheduler{hint} (known: default, {', '.join(SCHEDULERS)})")
+        raise UserError(
+            f"--set scheduler={sampler.scheduler}: unknown scheduler{hint} (known: default, {', '.join(SCHEDULERS)})"
+        )
     factor = vae_factor(path)
     multiple = factor * 8 // math.gcd(factor, 8)
     for name in ("height", "width"):
         v = getattr(sampler, name)
         if v % multiple:
             lower = max(multiple, v - v % multiple)
-            raise UserError(f"--set {name}={v}: the image size must be a multiple of {multiple} for this model (its VAE "
-                            f"downsamples by {factor}); e.g. --set {name}={lower}")
+            raise UserError(
+                f"--set {name}={v}: the image size must be a multiple of {multiple} for this model (its VAE "
+                f"downsamples by {factor}); e.g. --set {name}={lower}"
+            )
 
 
 def folder_world(source: str | Path | None) -> str | None:
@@ -191,7 +199,6 @@ def folder_world(source: str | Path | None) -> str | None:
     except (OSError, ValueError):
         return None
     return world if isinstance(world, str) else None
-
 
 
 def weights_digest(path: Path) -> str:
@@ -233,14 +240,23 @@ def resolve_model(name_or_path: str) -> tuple[ModelSpec, SamplerSpec, Path]:
     looks_like_path = os.sep in name_or_path or name_or_path.startswith(".") or candidate.exists()
     if looks_like_path:
         if not candidate.exists():
-            raise UserError(f"--model {name_or_path}: no such folder; give a preset name (see `craft-bench ls models`) or a diffusers folder")
+            raise UserError(
+                f"--model {name_or_path}: no such folder; give a preset name (see `craft-bench ls models`) or a diffusers folder"
+            )
         family = folder_family(candidate)
         sampler = folder_sampler(candidate, SDXL.sampler if family == "sdxl" else SD15.sampler)
-        spec = ModelSpec(name=candidate.resolve().name, source=str(candidate.resolve()), family=family, digest=weights_digest(candidate))
+        spec = ModelSpec(
+            name=candidate.resolve().name,
+            source=str(candidate.resolve()),
+            family=family,
+            digest=weights_digest(candidate),
+        )
         return spec, sampler, candidate
     preset: ModelPreset = registry.models.get(name_or_path)
     path = preset.locate()
-    spec = ModelSpec(name=preset.name, source=preset.hub_id or str(path), family=preset.family, digest=weights_digest(path))
+    spec = ModelSpec(
+        name=preset.name, source=preset.hub_id or str(path), family=preset.family, digest=weights_digest(path)
+    )
     return spec, preset.sampler, path
 
 
@@ -324,13 +340,18 @@ def _load_problem(exc: BaseException) -> str:
     text = lines[0] if lines else type(exc).__name__
     size = next((ln for ln in lines if ln.startswith("size mismatch for ")), None)
     if size:  # torch's load_state_dict
-        m = re.match(r"size mismatch for (\S+): copying a param with shape (.+) from checkpoint, the shape in current model is (.+)\.$", size)
+        m = re.match(
+            r"size mismatch for (\S+): copying a param with shape (.+) from checkpoint, the shape in current model is (.+)\.$",
+            size,
+        )
         detail = f"{m.group(1)}: {m.group(2)} vs {m.group(3)}" if m else size[:160]
         return f"shapes do not match ({detail}; {sum(ln.startswith('size mismatch') for ln in lines)} tensors)"
     m = re.search(r"(\S+) expected shape (torch\.Size\(\[[^]]*\]\)), but got (torch\.Size\(\[[^]]*\]\))", text)
     if m:
-        return (f"its weights are of another architecture than its config ({m.group(1)}: expected {m.group(2)}, got "
-                f"{m.group(3)}); give weights saved from this model's architecture")
+        return (
+            f"its weights are of another architecture than its config ({m.group(1)}: expected {m.group(2)}, got "
+            f"{m.group(3)}); give weights saved from this model's architecture"
+        )
     return text.split(". If you")[0]
 
 
@@ -349,8 +370,15 @@ def apply_speed_settings(pipe: Any, sampler: SamplerSpec) -> Any:
     return pipe
 
 
-def load_pipeline(source: Path | str, family: str, device: str, dtype: str, adapter_dir: str | None = None, scheduler: str = "default",
-                  controlnet: Path | str | None = None) -> Any:
+def load_pipeline(
+    source: Path | str,
+    family: str,
+    device: str,
+    dtype: str,
+    adapter_dir: str | None = None,
+    scheduler: str = "default",
+    controlnet: Path | str | None = None,
+) -> Any:
     """Build the diffusers pipeline for a model folder, with trained weights applied if given; with ``controlnet``
     (a ``ControlNetModel`` folder) the family's ControlNet pipeline, the trained UNet or LoRA under the ControlNet."""
     import diffusers
@@ -387,8 +415,10 @@ def load_pipeline(source: Path | str, family: str, device: str, dtype: str, adap
         try:
             pipe.load_lora_weights(adapter_dir)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            raise UserError(f"the LoRA weights in {adapter_dir} do not fit the {family} model {source} ({_load_problem(exc)}); "
-                            "give a LoRA trained on this base model") from None
+            raise UserError(
+                f"the LoRA weights in {adapter_dir} do not fit the {family} model {source} ({_load_problem(exc)}); "
+                "give a LoRA trained on this base model"
+            ) from None
         finally:
             diffusers.utils.logging.set_verbosity(level)
         pipe.fuse_lora()

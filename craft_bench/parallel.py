@@ -33,8 +33,10 @@ def process_state(device: str) -> Any:
     timeout = datetime.timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, 12 * 3600)))
     state = PartialState(cpu=not str(device).startswith("cuda"), timeout=timeout)
     if state.num_processes <= 1:
-        raise UserError(f"launched on {os.environ['WORLD_SIZE']} processes but accelerate sees one; launch with torchrun "
-                        "(craft-bench run --num-processes N does) or accelerate launch")
+        raise UserError(
+            f"launched on {os.environ['WORLD_SIZE']} processes but accelerate sees one; launch with torchrun "
+            "(craft-bench run --num-processes N does) or accelerate launch"
+        )
     return state
 
 

@@ -27,7 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from craft_bench.report.stats import Comparison as MetricComparison
 
 
-
 def _stderr(line: str) -> None:
     import sys
 
@@ -156,10 +155,22 @@ def _set_pairs(settings: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     return pairs
 
 
-def run(method: str, suite: str, model: str = "mini", seed: int = 0, settings: Mapping[str, Any] | None = None, *,
-        limit: int | None = None, prompts: str | Path | None = None, out: str | Path | None = None, device: str | None = None,
-        dtype: str | None = None, vs: str | None = None, progress: bool = True,
-        log: Callable[[str], None] | None = None) -> Result | None:
+def run(
+    method: str,
+    suite: str,
+    model: str = "mini",
+    seed: int = 0,
+    settings: Mapping[str, Any] | None = None,
+    *,
+    limit: int | None = None,
+    prompts: str | Path | None = None,
+    out: str | Path | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    vs: str | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> Result | None:
     """Run ``method`` on ``suite`` (or return the finished run: a cache hit costs nothing) and return its ``Result``.
 
     ``settings`` are `--set`'s key/values (``{"method.lr": 1e-5, "steps": 20, "suite.images_per_prompt": 2}``). After a
@@ -171,8 +182,19 @@ def run(method: str, suite: str, model: str = "mini", seed: int = 0, settings: M
     from craft_bench.runner import run as run_spec
 
     log = log or _stderr
-    req = RunRequest(method=method, suite=suite, model=model, seed=seed, limit=limit, prompts=None if prompts is None else str(prompts),
-                     out=None if out is None else str(out), sets=_set_pairs(settings), device=device, dtype=dtype, progress=progress)
+    req = RunRequest(
+        method=method,
+        suite=suite,
+        model=model,
+        seed=seed,
+        limit=limit,
+        prompts=None if prompts is None else str(prompts),
+        out=None if out is None else str(out),
+        sets=_set_pairs(settings),
+        device=device,
+        dtype=dtype,
+        progress=progress,
+    )
     resolved = resolve(req)  # bad input stops here, before anything is written
     # After a trainable method: the baseline method's run (registry.baseline_method), when that run exists.
     reference = vs or (registry.baseline_method() if resolved.method.trainable else None)
@@ -234,9 +256,13 @@ class Comparison:
 
     def as_dict(self) -> dict[str, Any]:
         """What `craft-bench compare --json` prints."""
-        return {"a": self.a.results["spec_hash"], "b": self.b.results["spec_hash"], "suite": self.a.suite,
-                "metrics": [c.as_dict() for c in self.comparisons],
-                "settings_differ": [{"setting": k, "a": va, "b": vb} for k, va, vb in self.settings_differ]}
+        return {
+            "a": self.a.results["spec_hash"],
+            "b": self.b.results["spec_hash"],
+            "suite": self.a.suite,
+            "metrics": [c.as_dict() for c in self.comparisons],
+            "settings_differ": [{"setting": k, "a": va, "b": vb} for k, va, vb in self.settings_differ],
+        }
 
     def table(self) -> str:
         from craft_bench.report.tables import comparison_table
@@ -249,8 +275,10 @@ class Comparison:
 
         c = self.headline
         name, a, b, delta, ci, p, prompts, verdict = comparison_cells(c)
-        return (f"vs {self.a.method} ({self.a.run_dir.name}): {name}  A {a}  B {b}  B - A {delta} {ci}  p {p}  "
-                f"{prompts} prompts  {verdict}")
+        return (
+            f"vs {self.a.method} ({self.a.run_dir.name}): {name}  A {a}  B {b}  B - A {delta} {ci}  p {p}  "
+            f"{prompts} prompts  {verdict}"
+        )
 
     def __str__(self) -> str:
         return self.table()
@@ -282,8 +310,9 @@ class Entry:
     run_dir: Path
 
 
-def collect_runs(root: str | Path | None = None, suite: str | None = None,
-                 warn: Callable[[str], None] | None = None) -> dict[str, list[Entry]]:
+def collect_runs(
+    root: str | Path | None = None, suite: str | None = None, warn: Callable[[str], None] | None = None
+) -> dict[str, list[Entry]]:
     """Every finished run under the results root, by suite (sorted). A results.json that is not a craft-bench result
     is skipped with a warning (``warn``); no run at all is a one-line error."""
     from craft_bench.report.collect import settings_label, spec_of
@@ -316,7 +345,9 @@ def leaderboard(root: str | Path | None = None, suite: str | None = None) -> "pa
 
     frames = []
     for name, entries in collect_runs(root, suite).items():
-        headers, rows = leaderboard_rows([e.results for e in entries], [e.settings for e in entries], [e.run_dir for e in entries])
+        headers, rows = leaderboard_rows(
+            [e.results for e in entries], [e.settings for e in entries], [e.run_dir for e in entries]
+        )
         flat = []
         for row in rows:
             out: dict[str, Any] = {"suite": name}

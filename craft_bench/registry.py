@@ -99,7 +99,9 @@ class Registry:
             close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
             hint = f"; did you mean '{self._aliases.get(close[0], close[0])}'?" if close else ""
             known = ", ".join(sorted(self._entries)) or "none"
-            raise UserError(f"unknown {self.singular} '{name}'{hint} (known: {known}; see `craft-bench ls {self.kind}`)")
+            raise UserError(
+                f"unknown {self.singular} '{name}'{hint} (known: {known}; see `craft-bench ls {self.kind}`)"
+            )
         return key
 
     def __contains__(self, name: str) -> bool:
@@ -174,37 +176,172 @@ def reset_plugins_for_tests() -> None:
 
 
 # Built-in plug-ins. Strings only: nothing is imported until used.
-models.register("sdxl", "craft_bench.models:SDXL", "Stable Diffusion XL base 1.0 (stabilityai/stable-diffusion-xl-base-1.0)")
-models.register("sd15", "craft_bench.models:SD15", "Stable Diffusion 1.5 (stable-diffusion-v1-5/stable-diffusion-v1-5)", aliases=("sd1.5", "sd-1.5"))
-methods.register("vanilla", "craft_bench.methods.vanilla:Vanilla", "the base model, untouched (the reference every method is compared with)", aliases=("base",))
-methods.register("craft", "craft_bench.methods.craft:Craft", "CRAFT: composite-reward-filtered, advantage-weighted fine-tuning on ~100 own samples")
-methods.register("diff-dpo", "craft_bench.methods.diff_dpo:DiffusionDPO", "Diffusion-DPO on best-vs-worst pairs of the shared candidate pool (or a preference file)", aliases=("dpo", "diffusion-dpo"))
-methods.register("mapo", "craft_bench.methods.mapo:MaPO", "MaPO: reference-free margin-aware preference optimisation on the same pairs")
-methods.register("smpo", "craft_bench.methods.smpo:SmPO", "SmPO: DPO with soft preferences from the same scores and DDIM-inversion (ReNoise) noise")
-methods.register("grpo", "craft_bench.methods.grpo:GRPO", "GRPO: online group RL (stochastic DDIM rollouts, group advantages, clipped ratio + KL) on any reward")
-methods.register("dpo-random", "craft_bench.methods.diff_dpo:DiffusionDPORandom", "control: Diffusion-DPO on the same pool pairs with random labels (each winner a coin flip)")
-methods.register("sft-random", "craft_bench.methods.sft:SFTRandom", "control: SFT on budget random candidates of the shared pool (no reward)")
+models.register(
+    "sdxl", "craft_bench.models:SDXL", "Stable Diffusion XL base 1.0 (stabilityai/stable-diffusion-xl-base-1.0)"
+)
+models.register(
+    "sd15",
+    "craft_bench.models:SD15",
+    "Stable Diffusion 1.5 (stable-diffusion-v1-5/stable-diffusion-v1-5)",
+    aliases=("sd1.5", "sd-1.5"),
+)
+methods.register(
+    "vanilla",
+    "craft_bench.methods.vanilla:Vanilla",
+    "the base model, untouched (the reference every method is compared with)",
+    aliases=("base",),
+)
+methods.register(
+    "craft",
+    "craft_bench.methods.craft:Craft",
+    "CRAFT: composite-reward-filtered, advantage-weighted fine-tuning on ~100 own samples",
+)
+methods.register(
+    "diff-dpo",
+    "craft_bench.methods.diff_dpo:DiffusionDPO",
+    "Diffusion-DPO on best-vs-worst pairs of the shared candidate pool (or a preference file)",
+    aliases=("dpo", "diffusion-dpo"),
+)
+methods.register(
+    "mapo",
+    "craft_bench.methods.mapo:MaPO",
+    "MaPO: reference-free margin-aware preference optimisation on the same pairs",
+)
+methods.register(
+    "smpo",
+    "craft_bench.methods.smpo:SmPO",
+    "SmPO: DPO with soft preferences from the same scores and DDIM-inversion (ReNoise) noise",
+)
+methods.register(
+    "grpo",
+    "craft_bench.methods.grpo:GRPO",
+    "GRPO: online group RL (stochastic DDIM rollouts, group advantages, clipped ratio + KL) on any reward",
+)
+methods.register(
+    "dpo-random",
+    "craft_bench.methods.diff_dpo:DiffusionDPORandom",
+    "control: Diffusion-DPO on the same pool pairs with random labels (each winner a coin flip)",
+)
+methods.register(
+    "sft-random",
+    "craft_bench.methods.sft:SFTRandom",
+    "control: SFT on budget random candidates of the shared pool (no reward)",
+)
 methods.register("sft-pool", "craft_bench.methods.sft:SFTPool", "control: SFT on the whole unfiltered candidate pool")
-methods.register("sft-renders", "craft_bench.methods.sft:SFTRenders", "positive control: SFT on ground-truth renders of the training prompts (mini; perfect data)")
-methods.register("pretrained", "craft_bench.methods.pretrained:Pretrained", "a published fine-tuned UNet or LoRA (DPO-SDXL, MaPO, SmPO, SPO, ...) by alias, hub id or local folder")
-worlds.register("sdxl", "craft_bench.world:SDXL", "real SDXL-family models: official prompt sets, GenEval's detector, HPS/PickScore/AES/... rewards")
-worlds.register("sd15", "craft_bench.world:SD15", "real SD1.5-family models: official prompt sets, GenEval's detector, HPS/PickScore/AES/... rewards")
-worlds.register("mini", "craft_bench.mini.world:MINI", "the embedded mini world: its prompt grammar, detector, rewards, ControlNets and training preset")
-models.register("mini", "craft_bench.mini.model:MINI", "the embedded mini world's tiny SDXL-architecture model (64x64, offline, CPU, shipped weights)")
-suites.register("geneval", "craft_bench.suites.geneval:GenEval", "GenEval compositional alignment: six tasks scored by a detector with the official rules")
-suites.register("parti", "craft_bench.suites.parti:Parti", "Parti-Prompts win rate against a baseline, judged by a reward (HPS v2.1; mini-clip on mini)")
-suites.register("rewards", "craft_bench.suites.rewards:RewardBench", "reward benchmarks: HPS v2.1, PickScore, AES, ImageReward, CLIP score means (HPDv2 / Parti prompts)")
-suites.register("controlnet-canny", "craft_bench.suites.controlnet_canny:ControlNetCanny", "ControlNet canny: edge F1 / MS-SSIM of outputs against their canny condition, plus rewards (ControlNet++ protocol)")
-suites.register("controlnet-depth", "craft_bench.suites.controlnet_depth:ControlNetDepth", "ControlNet depth: RMSE of the depth re-estimated on outputs against their depth condition, plus rewards (ControlNet++ protocol)")
-detectors.register("mini", "craft_bench.mini.detector:MiniDetector", "mini world's detector: the shapes a person sees in generated images")
-detectors.register("mini-v1", "craft_bench.mini.detector_v1:MiniDetectorV1", "first mini detector: exact on renders, judges colour flatness (kept for reproducing old numbers)")
-detectors.register("mmdet", "craft_bench.detectors.mmdetection:MmdetMask2Former", "GenEval's official detector: mmdetection Mask2Former Swin-S + CLIP ViT-L-14 colours (pip install 'craft-bench[geneval]')")
-detectors.register("hf", "craft_bench.detectors.hf:HFMask2Former", "transformers Mask2Former Swin-S COCO + CLIP ViT-L-14 colours (close to, not equal to, official GenEval)")
-rewards.register("mini-clip", "craft_bench.mini.rewards:MiniClip", "mini world's contrastive image-text reward (analog of HPS/PickScore)")
-rewards.register("mini-aes", "craft_bench.mini.rewards:MiniAes", "mini world's image-only quality predictor (analog of LAION AES)")
-rewards.register("mini-geneval", "craft_bench.mini.rule_reward:MiniGenEvalReward", "rule reward: the mini GenEval judge with partial credit (positive controls, reward-hacking studies; not a preference model)")
-rewards.register("hps", "craft_bench.rewards.hps:HPS", "HPS v2.1 human preference score (open_clip ViT-H-14; cosine, x100 in suites); v2.0 by option", aliases=("hpsv2", "hps-v2.1"))
-rewards.register("pickscore", "craft_bench.rewards.pickscore:PickScore", "PickScore v1 (yuvalkirstain/PickScore_v1; scaled cosine, ~18-23 for typical images)")
-rewards.register("aes", "craft_bench.rewards.aes:LaionAesthetic", "LAION improved aesthetic predictor on CLIP ViT-L/14, 1-10 scale (prompt-free)", aliases=("aesthetic", "laion-aes"))
-rewards.register("imagereward", "craft_bench.rewards.imagereward:ImageReward", "ImageReward v1.0 (BLIP + MLP head), standardised reward", aliases=("image-reward",))
-rewards.register("clip", "craft_bench.rewards.clipscore:ClipScore", "CLIP score with OpenAI CLIP ViT-L/14: max(100 cos, 0)", aliases=("clipscore", "clip-score"))
+methods.register(
+    "sft-renders",
+    "craft_bench.methods.sft:SFTRenders",
+    "positive control: SFT on ground-truth renders of the training prompts (mini; perfect data)",
+)
+methods.register(
+    "pretrained",
+    "craft_bench.methods.pretrained:Pretrained",
+    "a published fine-tuned UNet or LoRA (DPO-SDXL, MaPO, SmPO, SPO, ...) by alias, hub id or local folder",
+)
+worlds.register(
+    "sdxl",
+    "craft_bench.world:SDXL",
+    "real SDXL-family models: official prompt sets, GenEval's detector, HPS/PickScore/AES/... rewards",
+)
+worlds.register(
+    "sd15",
+    "craft_bench.world:SD15",
+    "real SD1.5-family models: official prompt sets, GenEval's detector, HPS/PickScore/AES/... rewards",
+)
+worlds.register(
+    "mini",
+    "craft_bench.mini.world:MINI",
+    "the embedded mini world: its prompt grammar, detector, rewards, ControlNets and training preset",
+)
+models.register(
+    "mini",
+    "craft_bench.mini.model:MINI",
+    "the embedded mini world's tiny SDXL-architecture model (64x64, offline, CPU, shipped weights)",
+)
+suites.register(
+    "geneval",
+    "craft_bench.suites.geneval:GenEval",
+    "GenEval compositional alignment: six tasks scored by a detector with the official rules",
+)
+suites.register(
+    "parti",
+    "craft_bench.suites.parti:Parti",
+    "Parti-Prompts win rate against a baseline, judged by a reward (HPS v2.1; mini-clip on mini)",
+)
+suites.register(
+    "rewards",
+    "craft_bench.suites.rewards:RewardBench",
+    "reward benchmarks: HPS v2.1, PickScore, AES, ImageReward, CLIP score means (HPDv2 / Parti prompts)",
+)
+suites.register(
+    "controlnet-canny",
+    "craft_bench.suites.controlnet_canny:ControlNetCanny",
+    "ControlNet canny: edge F1 / MS-SSIM of outputs against their canny condition, plus rewards (ControlNet++ protocol)",
+)
+suites.register(
+    "controlnet-depth",
+    "craft_bench.suites.controlnet_depth:ControlNetDepth",
+    "ControlNet depth: RMSE of the depth re-estimated on outputs against their depth condition, plus rewards (ControlNet++ protocol)",
+)
+detectors.register(
+    "mini",
+    "craft_bench.mini.detector:MiniDetector",
+    "mini world's detector: the shapes a person sees in generated images",
+)
+detectors.register(
+    "mini-v1",
+    "craft_bench.mini.detector_v1:MiniDetectorV1",
+    "first mini detector: exact on renders, judges colour flatness (kept for reproducing old numbers)",
+)
+detectors.register(
+    "mmdet",
+    "craft_bench.detectors.mmdetection:MmdetMask2Former",
+    "GenEval's official detector: mmdetection Mask2Former Swin-S + CLIP ViT-L-14 colours (pip install 'craft-bench[geneval]')",
+)
+detectors.register(
+    "hf",
+    "craft_bench.detectors.hf:HFMask2Former",
+    "transformers Mask2Former Swin-S COCO + CLIP ViT-L-14 colours (close to, not equal to, official GenEval)",
+)
+rewards.register(
+    "mini-clip",
+    "craft_bench.mini.rewards:MiniClip",
+    "mini world's contrastive image-text reward (analog of HPS/PickScore)",
+)
+rewards.register(
+    "mini-aes", "craft_bench.mini.rewards:MiniAes", "mini world's image-only quality predictor (analog of LAION AES)"
+)
+rewards.register(
+    "mini-geneval",
+    "craft_bench.mini.rule_reward:MiniGenEvalReward",
+    "rule reward: the mini GenEval judge with partial credit (positive controls, reward-hacking studies; not a preference model)",
+)
+rewards.register(
+    "hps",
+    "craft_bench.rewards.hps:HPS",
+    "HPS v2.1 human preference score (open_clip ViT-H-14; cosine, x100 in suites); v2.0 by option",
+    aliases=("hpsv2", "hps-v2.1"),
+)
+rewards.register(
+    "pickscore",
+    "craft_bench.rewards.pickscore:PickScore",
+    "PickScore v1 (yuvalkirstain/PickScore_v1; scaled cosine, ~18-23 for typical images)",
+)
+rewards.register(
+    "aes",
+    "craft_bench.rewards.aes:LaionAesthetic",
+    "LAION improved aesthetic predictor on CLIP ViT-L/14, 1-10 scale (prompt-free)",
+    aliases=("aesthetic", "laion-aes"),
+)
+rewards.register(
+    "imagereward",
+    "craft_bench.rewards.imagereward:ImageReward",
+    "ImageReward v1.0 (BLIP + MLP head), standardised reward",
+    aliases=("image-reward",),
+)
+rewards.register(
+    "clip",
+    "craft_bench.rewards.clipscore:ClipScore",
+    "CLIP score with OpenAI CLIP ViT-L/14: max(100 cos, 0)",
+    aliases=("clipscore", "clip-score"),
+)

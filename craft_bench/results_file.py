@@ -23,7 +23,12 @@ _METRIC_NUMBERS = ("value", "ci_low", "ci_high")
 class NotResults(UserError):
     """A results.json that cannot be read as a craft-bench result: ``path`` and what is wrong with it (``why``)."""
 
-    def __init__(self, path: Path | str, why: str, fix: str = "give a run folder that `craft-bench run` finished, or its results.json") -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        why: str,
+        fix: str = "give a run folder that `craft-bench run` finished, or its results.json",
+    ) -> None:
         super().__init__(f"{path}: {why}; {fix}")
         self.path, self.why = Path(path), why
 

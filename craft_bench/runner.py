@@ -36,7 +36,9 @@ from craft_bench.spec import (
 from craft_bench.store import CorruptImage, Store, atomic_write_json, atomic_write_text
 from craft_bench.version import versions
 
-SCORE_CHUNK = int(os.environ.get("CRAFT_BENCH_SCORE_CHUNK", "64"))  # images scored per partial-results flush (and per process share)
+SCORE_CHUNK = int(
+    os.environ.get("CRAFT_BENCH_SCORE_CHUNK", "64")
+)  # images scored per partial-results flush (and per process share)
 # The run seed seeds numpy and torch generators (bootstrap, training batches), which take no negative seed; every
 # seed in [0, 2**32) is valid for all of them.
 MAX_SEED = 2**32 - 1
@@ -68,7 +70,12 @@ class Baseline:
     seed: int
 
     def identity(self) -> dict[str, Any]:
-        return {"method": self.method.name, "version": self.method.version, "config": self.method.config, "seed": self.seed}
+        return {
+            "method": self.method.name,
+            "version": self.method.version,
+            "config": self.method.config,
+            "seed": self.seed,
+        }
 
 
 @dataclass
@@ -101,7 +108,9 @@ def _split_overrides(sets: Sequence[tuple[str, str]], targets: dict[str, Any]) -
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise UserError(f"--set {key}: no such setting{hint} (settings: {', '.join(every)})")
         if len(owners) > 1:
-            raise UserError(f"--set {key} is ambiguous ({' and '.join(owners)} both have it); write {owners[0]}.{key}=...")
+            raise UserError(
+                f"--set {key} is ambiguous ({' and '.join(owners)} both have it); write {owners[0]}.{key}=..."
+            )
         routed[owners[0]][key] = value
     return routed
 
@@ -114,7 +123,9 @@ def _check_prompts(path: str | None) -> Path | None:
         with open(p, "rb") as fh:
             fh.read(1)
     except OSError as exc:
-        raise UserError(f"--prompts {path}: cannot read it ({exc.strerror or exc}); give a readable prompt file") from None
+        raise UserError(
+            f"--prompts {path}: cannot read it ({exc.strerror or exc}); give a readable prompt file"
+        ) from None
     return p
 
 
@@ -128,15 +139,23 @@ def resolve_baseline(ref: str, model: Any, seed: int) -> Baseline:
     spec_file = (path if path.is_dir() else path.parent) / "run_spec.json"
     try:
         run = json.loads(spec_file.read_text())
-        method = PluginSpec(run["method"]["name"], run["method"]["version"], tuple((k, v) for k, v in run["method"]["config"]))
+        method = PluginSpec(
+            run["method"]["name"], run["method"]["version"], tuple((k, v) for k, v in run["method"]["config"])
+        )
         run_digest, run_seed = run["model"]["digest"], int(run["seed"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"baseline '{ref}': not a run folder with a readable run_spec.json ({type(exc).__name__}); give a method name or a finished run folder") from None
+        raise UserError(
+            f"baseline '{ref}': not a run folder with a readable run_spec.json ({type(exc).__name__}); give a method name or a finished run folder"
+        ) from None
     if run_digest != model.digest:
-        raise UserError(f"baseline '{ref}' was run on another base model than '{model.name}'; give a run of the same --model, or a method name")
+        raise UserError(
+            f"baseline '{ref}' was run on another base model than '{model.name}'; give a run of the same --model, or a method name"
+        )
     cls = registry.methods.get(method.name)
     if cls.version != method.version:
-        raise UserError(f"baseline '{ref}' was made by {method.name} version {method.version}, this install has version {cls.version}; give the method name instead")
+        raise UserError(
+            f"baseline '{ref}' was made by {method.name} version {method.version}, this install has version {cls.version}; give the method name instead"
+        )
     return Baseline(method, run_seed)
 
 
@@ -157,8 +176,10 @@ def resolve(req: RunRequest) -> Resolved:
     if req.limit is not None and req.limit < 1:
         raise UserError(f"--limit {req.limit}: give a positive number of prompts")
     if isinstance(req.seed, bool) or not isinstance(req.seed, int) or not 0 <= req.seed <= MAX_SEED:
-        raise UserError(f"--seed {req.seed}: give a whole number from 0 to {MAX_SEED} (the run seed seeds numpy and torch "
-                        "generators, which take no negative seed)")
+        raise UserError(
+            f"--seed {req.seed}: give a whole number from 0 to {MAX_SEED} (the run seed seeds numpy and torch "
+            "generators, which take no negative seed)"
+        )
     model_spec, default_sampler, model_path = resolve_model(req.model)
     world = world_of(model_spec)  # what `auto` means for this model, decided here once
 
@@ -166,7 +187,9 @@ def resolve(req: RunRequest) -> Resolved:
     routed = _split_overrides(req.sets, targets)
     sampler: SamplerSpec = apply_overrides(default_sampler, routed["sampler"], "the sampler")
     check_sampler(sampler, model_path)
-    method_cfg = method_cls.resolve_config(apply_overrides(targets["method"], routed["method"], f"method '{method_cls.name}'", prefix="method."))
+    method_cfg = method_cls.resolve_config(
+        apply_overrides(targets["method"], routed["method"], f"method '{method_cls.name}'", prefix="method.")
+    )
     suite_cfg = apply_overrides(targets["suite"], routed["suite"], f"suite '{suite_cls.name}'", prefix="suite.")
 
     device = process_device(resolve_device(req.device))
@@ -241,8 +264,9 @@ def _device_name(device: str) -> str:
 PARTIAL = "samples.partial.jsonl"  # scored records of an unfinished run (one file per extra process: samples.partial.<rank>.jsonl)
 
 
-def run(req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
-        resolved: Resolved | None = None) -> tuple[dict[str, Any] | None, Path]:
+def run(
+    req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr), resolved: Resolved | None = None
+) -> tuple[dict[str, Any] | None, Path]:
     """Execute a run (or return the finished one) and return (results, run folder). ``resolved``: ``req`` already
     resolved (e.g. by ``for_method``).
 
@@ -257,7 +281,7 @@ def run(req: RunRequest, log: Callable[[str], None] = lambda s: print(s, file=sy
     results_path = run_dir / "results.json"
     shard = shard_from_env(r.device)
     lead = shard is None or shard.is_main
-    with (store.lock(f"run-{spec.hash}") if lead else contextlib.nullcontext()):
+    with store.lock(f"run-{spec.hash}") if lead else contextlib.nullcontext():
         finished = results_path.exists()
         if shard is not None:
             finished = shard.broadcast(finished)
@@ -283,7 +307,9 @@ def cached_results(run_dir: Path) -> dict[str, Any]:
     try:
         return read_results(run_dir)
     except NotResults as exc:
-        raise NotResults(exc.path, exc.why, f"the finished run's folder is damaged: remove {run_dir} and run again") from None
+        raise NotResults(
+            exc.path, exc.why, f"the finished run's folder is damaged: remove {run_dir} and run again"
+        ) from None
 
 
 def run_dir_of(r: Resolved, out: str | None) -> Path:
@@ -320,11 +346,20 @@ def discard_unfinished(run_dir: Path) -> None:
         run_dir.rmdir()  # only when empty
 
 
-def _execute(r: Resolved, req: RunRequest, store: Store, run_dir: Path, shard: Any, log: Callable[[str], None]) -> dict[str, Any] | None:
+def _execute(
+    r: Resolved, req: RunRequest, store: Store, run_dir: Path, shard: Any, log: Callable[[str], None]
+) -> dict[str, Any] | None:
     spec = r.spec
     lead = shard is None or shard.is_main
-    ctx = RunContext(spec=spec, store=store, device=r.device, dtype=spec.dtype, seed=spec.seed, world=r.world,
-                     progress=req.progress and lead)
+    ctx = RunContext(
+        spec=spec,
+        store=store,
+        device=r.device,
+        dtype=spec.dtype,
+        seed=spec.seed,
+        world=r.world,
+        progress=req.progress and lead,
+    )
 
     # Items first: a suite checks what it needs to score (a detector's weights, a prompt file) before any training.
     items = limit_items(r.suite.items(ctx, r.prompts_path), spec.limit)
@@ -332,8 +367,10 @@ def _execute(r: Resolved, req: RunRequest, store: Store, run_dir: Path, shard: A
         raise UserError(f"suite '{spec.suite.name}' has no prompts to run (check --prompts / --limit)")
     few = next((it for it in items if it.n_images < 1), None)
     if few is not None:
-        raise UserError(f"suite '{spec.suite.name}' asks for {few.n_images} images of prompt '{few.id}'; give at least one "
-                        "image per prompt (e.g. --set suite.images_per_prompt=1)")
+        raise UserError(
+            f"suite '{spec.suite.name}' asks for {few.n_images} images of prompt '{few.id}'; give at least one "
+            "image per prompt (e.g. --set suite.images_per_prompt=1)"
+        )
 
     base = Checkpoint(model=spec.model, base_dir=str(r.model_path), digest=spec.model.digest)
     t0 = time.perf_counter()
@@ -352,8 +389,10 @@ def _execute(r: Resolved, req: RunRequest, store: Store, run_dir: Path, shard: A
     requests = jobs[0][0]
     baseline_requests = jobs[1][0] if len(jobs) > 1 else None
     if lead:
-        log(f"run {spec.method.name} x {spec.suite.name} on {spec.model.name}: {len(items)} prompts, {len(requests)} images -> {run_dir}"
-            + (f" ({shard.world} processes)" if shard is not None else ""))
+        log(
+            f"run {spec.method.name} x {spec.suite.name} on {spec.model.name}: {len(items)} prompts, {len(requests)} images -> {run_dir}"
+            + (f" ({shard.world} processes)" if shard is not None else "")
+        )
         if baseline_requests is not None:
             log(f"baseline {r.baseline.method.name}: {len(baseline_requests)} images with the same seeds")
 
@@ -363,25 +402,54 @@ def _execute(r: Resolved, req: RunRequest, store: Store, run_dir: Path, shard: A
         """Make ``rqs`` again (their cached files were unreadable), each with its own checkpoint's pipeline."""
         log(f"{len(rqs)} cached image(s) did not decode; generating them again")
         for factory in {id(factory_of[rq.key]): factory_of[rq.key] for rq in rqs}.values():
-            generate([rq for rq in rqs if factory_of[rq.key] is factory], store, factory, spec.sampler, progress=False,
-                     on_saved=feed.mark)
+            generate(
+                [rq for rq in rqs if factory_of[rq.key] is factory],
+                store,
+                factory,
+                spec.sampler,
+                progress=False,
+                on_saved=feed.mark,
+            )
 
     every = [rq for rqs, _ in jobs for rq in rqs]
     overlap = shard is None and req.overlap
-    feed = ImageFeed(ready=[rq.key for rq in every if store.has_image(rq.key)], regenerate=None if overlap else regenerate)
+    feed = ImageFeed(
+        ready=[rq.key for rq in every if store.has_image(rq.key)], regenerate=None if overlap else regenerate
+    )
     gens: list[Any] = []
     if overlap:
         # Scoring runs beside generation: each chunk is scored as soon as its images are stored.
-        records, score_s = _score_beside(lambda: _score(r.suite, items, requests, store, ctx, run_dir, req.progress,
-                                                        baseline_requests, feed),
-                                         lambda: [gens.append(generate(rqs, store, _pipeline_factory(r, ckpt, controlnet), spec.sampler,
-                                                                       progress=req.progress, on_saved=feed.mark))
-                                                  for rqs, ckpt in jobs],
-                                         feed, regenerate)
+        records, score_s = _score_beside(
+            lambda: _score(r.suite, items, requests, store, ctx, run_dir, req.progress, baseline_requests, feed),
+            lambda: [
+                gens.append(
+                    generate(
+                        rqs,
+                        store,
+                        _pipeline_factory(r, ckpt, controlnet),
+                        spec.sampler,
+                        progress=req.progress,
+                        on_saved=feed.mark,
+                    )
+                )
+                for rqs, ckpt in jobs
+            ],
+            feed,
+            regenerate,
+        )
     else:
         for rqs, ckpt in jobs:
-            gens.append(generate(rqs, store, _pipeline_factory(r, ckpt, controlnet), spec.sampler, progress=ctx.progress, shard=shard,
-                                 on_saved=feed.mark))
+            gens.append(
+                generate(
+                    rqs,
+                    store,
+                    _pipeline_factory(r, ckpt, controlnet),
+                    spec.sampler,
+                    progress=ctx.progress,
+                    shard=shard,
+                    on_saved=feed.mark,
+                )
+            )
         if shard is not None:
             shard.barrier()  # every process's images are stored
         t2 = time.perf_counter()
@@ -400,7 +468,16 @@ def _execute(r: Resolved, req: RunRequest, store: Store, run_dir: Path, shard: A
         generation["baseline"] = {"images": gens[1].requested, "generated": counts[1][0], "cached": gens[1].cached}
     r.suite.write_run_files(run_dir, items, requests, store)
 
-    results = build_results(spec, r.suite, records, checkpoint, gen_s=gen_s, score_s=score_s, train_s=train_s or (prep_s if r.method.trainable else 0.0), device=ctx.device)
+    results = build_results(
+        spec,
+        r.suite,
+        records,
+        checkpoint,
+        gen_s=gen_s,
+        score_s=score_s,
+        train_s=train_s or (prep_s if r.method.trainable else 0.0),
+        device=ctx.device,
+    )
     results["generation"] = generation
     if shard is not None:
         results["processes"] = shard.world
@@ -415,8 +492,12 @@ def _execute(r: Resolved, req: RunRequest, store: Store, run_dir: Path, shard: A
     return results
 
 
-def _score_beside(score: Callable[[], list[dict[str, Any]]], produce: Callable[[], Any], feed: ImageFeed,
-                  regenerate: Callable[[list[Any]], None]) -> tuple[list[dict[str, Any]], float]:
+def _score_beside(
+    score: Callable[[], list[dict[str, Any]]],
+    produce: Callable[[], Any],
+    feed: ImageFeed,
+    regenerate: Callable[[list[Any]], None],
+) -> tuple[list[dict[str, Any]], float]:
     """Run ``score`` in a thread while ``produce`` generates in this one; then serve the scorer's requests to make
     unreadable images again until it is done. Returns the records and the scorer's own seconds."""
     import threading
@@ -459,13 +540,21 @@ def check_results(results: dict[str, Any], records: Sequence[dict[str, Any]], re
         raise RuntimeError(f"{len(records)} records for {len(requests)} images")
     head = results.get("headline", "overall")
     if head not in results["metrics"]:
-        raise UserError(f"the run gave no value for its headline metric '{head}' (no record had it); results.json was not "
-                        "written; check the suite's settings")
+        raise UserError(
+            f"the run gave no value for its headline metric '{head}' (no record had it); results.json was not "
+            "written; check the suite's settings"
+        )
     for name, m in results["metrics"].items():
-        bad = [k for k in ("value", "ci_low", "ci_high") if not (isinstance(m.get(k), (int, float)) and math.isfinite(m[k]))]
+        bad = [
+            k
+            for k in ("value", "ci_low", "ci_high")
+            if not (isinstance(m.get(k), (int, float)) and math.isfinite(m[k]))
+        ]
         if bad:
-            raise UserError(f"the run's metric '{name}' is not a finite number ({m.get(bad[0])}); results.json was not written "
-                            "(the scores are kept in the run folder's samples.partial.jsonl); check the model's images and the suite's settings")
+            raise UserError(
+                f"the run's metric '{name}' is not a finite number ({m.get(bad[0])}); results.json was not written "
+                "(the scores are kept in the run folder's samples.partial.jsonl); check the model's images and the suite's settings"
+            )
 
 
 def _pipeline_factory(r: Resolved, checkpoint: Checkpoint, controlnet: str | None = None) -> Callable[[], Any]:
@@ -476,8 +565,15 @@ def _pipeline_factory(r: Resolved, checkpoint: Checkpoint, controlnet: str | Non
         from craft_bench.models import apply_speed_settings, load_pipeline
 
         spec = r.spec
-        pipe = load_pipeline(r.model_path, spec.model.family, r.device, spec.dtype, checkpoint.adapter_dir, spec.sampler.scheduler,
-                             controlnet=controlnet)
+        pipe = load_pipeline(
+            r.model_path,
+            spec.model.family,
+            r.device,
+            spec.dtype,
+            checkpoint.adapter_dir,
+            spec.sampler.scheduler,
+            controlnet=controlnet,
+        )
         return apply_speed_settings(pipe, spec.sampler)
 
     return factory
@@ -495,15 +591,25 @@ def _load_images(store: Store, requests: Sequence[Any], feed: ImageFeed | None) 
         if not bad:
             return images
         if feed is None or attempt:
-            raise UserError(f"cached image {store.image_path(bad[0].key)} cannot be read, even after making it again; "
-                            "check the results folder's disk")
+            raise UserError(
+                f"cached image {store.image_path(bad[0].key)} cannot be read, even after making it again; "
+                "check the results folder's disk"
+            )
         feed.redo(bad)
     raise AssertionError("unreachable")
 
 
 def _score(
-    suite: Suite, items: list[PromptItem], requests: list[Any], store: Store, ctx: RunContext, run_dir: Path, progress: bool,
-    baseline_requests: list[Any] | None = None, feed: ImageFeed | None = None, shard: Any = None,
+    suite: Suite,
+    items: list[PromptItem],
+    requests: list[Any],
+    store: Store,
+    ctx: RunContext,
+    run_dir: Path,
+    progress: bool,
+    baseline_requests: list[Any] | None = None,
+    feed: ImageFeed | None = None,
+    shard: Any = None,
 ) -> list[dict[str, Any]]:
     """Score every image not yet in the run's partial records, in chunks of ``SCORE_CHUNK`` (each appended to the
     partial file with fsync, so a killed run re-scores only what is missing). With ``feed`` a chunk waits until its
@@ -524,14 +630,20 @@ def _score(
         shard.barrier()  # every process has read the partial records
         chunks = shard.mine(chunks)
     if lead:  # only complete lines, in one file, then append
-        atomic_write_text(run_dir / PARTIAL, "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in done.values()))
+        atomic_write_text(
+            run_dir / PARTIAL, "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in done.values())
+        )
         for path in run_dir.glob("samples.partial.*.jsonl"):
             path.unlink(missing_ok=True)
     if shard is not None:
         shard.barrier()
     new: dict[tuple[str, int], dict[str, Any]] = {}
-    with open(partial, "a") as fh, tqdm(total=sum(map(len, chunks)), desc="score", unit="img", disable=not progress,
-                                        leave=False, position=1) as bar:
+    with (
+        open(partial, "a") as fh,
+        tqdm(
+            total=sum(map(len, chunks)), desc="score", unit="img", disable=not progress, leave=False, position=1
+        ) as bar,
+    ):
         for chunk in chunks:
             chunk_items = [by_id[rq.item_id] for rq in chunk]
             refs_rq = [paired[(rq.item_id, rq.index)] for rq in chunk] if paired is not None else []
@@ -546,7 +658,15 @@ def _score(
             if len(scored) != len(chunk):
                 raise RuntimeError(f"suite '{suite.name}' returned {len(scored)} records for {len(chunk)} images")
             for rq, item, rec in zip(chunk, chunk_items, scored):
-                full = {"item_id": rq.item_id, "index": rq.index, "seed": rq.seed, "prompt": rq.prompt, "stratum": item.stratum, "image": rq.key, **rec}
+                full = {
+                    "item_id": rq.item_id,
+                    "index": rq.index,
+                    "seed": rq.seed,
+                    "prompt": rq.prompt,
+                    "stratum": item.stratum,
+                    "image": rq.key,
+                    **rec,
+                }
                 if paired is not None:
                     full["baseline_image"] = paired[(rq.item_id, rq.index)].key
                 new[(rq.item_id, rq.index)] = full
@@ -554,7 +674,7 @@ def _score(
             fh.flush()
             os.fsync(fh.fileno())
             bar.update(len(chunk))
-    for part in (shard.gather(new) if shard is not None else [new]):
+    for part in shard.gather(new) if shard is not None else [new]:
         done.update(part)
     return [done[(rq.item_id, rq.index)] for rq in requests]
 
@@ -571,7 +691,16 @@ def compute_metrics(metric_defs: Sequence[MetricDef], records: Sequence[dict[str
     return metrics
 
 
-def build_results(spec: RunSpec, suite: Suite, records: list[dict[str, Any]], checkpoint: Checkpoint, gen_s: float, score_s: float, train_s: float, device: str) -> dict[str, Any]:
+def build_results(
+    spec: RunSpec,
+    suite: Suite,
+    records: list[dict[str, Any]],
+    checkpoint: Checkpoint,
+    gen_s: float,
+    score_s: float,
+    train_s: float,
+    device: str,
+) -> dict[str, Any]:
     metric_defs = suite.metrics()
     results: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -584,7 +713,12 @@ def build_results(spec: RunSpec, suite: Suite, records: list[dict[str, Any]], ch
         "headline": suite.headline,
         "metrics": compute_metrics(metric_defs, records, spec.seed),
         "metric_defs": [metric_def_dict(m) for m in metric_defs],
-        "timing": {"generate_s": round(gen_s, 3), "score_s": round(score_s, 3), "train_s": round(train_s, 3), "device": _device_name(device)},
+        "timing": {
+            "generate_s": round(gen_s, 3),
+            "score_s": round(score_s, 3),
+            "train_s": round(train_s, 3),
+            "device": _device_name(device),
+        },
         "versions": versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }

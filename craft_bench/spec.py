@@ -28,8 +28,12 @@ def to_jsonable(obj: Any) -> Any:
     setting added later does not change the hash (identity) of the specs that do not use it; one marked
     ``identity=False`` (how a run is watched, e.g. its training tracker) is always left out."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in fields(obj)
-                if not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default) and f.metadata.get("identity", True)}
+        return {
+            f.name: to_jsonable(getattr(obj, f.name))
+            for f in fields(obj)
+            if not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default)
+            and f.metadata.get("identity", True)
+        }
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -52,12 +56,21 @@ class SamplerSpec:
     # the memory format, compilation and VAE decoding choose other kernels; each changes pixels by float rounding
     # (one level in some pixels), "tiled" decoding by more. Added later: out of the spec while at their default.
     batch_size: int = 8
-    channels_last: bool = field(default=False, metadata={"omit_default": True,
-                                                         "help": "run the UNet in channels_last memory format (often faster on GPUs)"})
-    compile: bool = field(default=False, metadata={"omit_default": True,
-                                                   "help": "torch.compile the UNet (slow first batch, faster after)"})
-    vae_decode: str = field(default="full", metadata={"omit_default": True,
-                                                      "help": "full, sliced (one image at a time: less memory) or tiled (tiles: far less memory; pixels differ)"})
+    channels_last: bool = field(
+        default=False,
+        metadata={"omit_default": True, "help": "run the UNet in channels_last memory format (often faster on GPUs)"},
+    )
+    compile: bool = field(
+        default=False,
+        metadata={"omit_default": True, "help": "torch.compile the UNet (slow first batch, faster after)"},
+    )
+    vae_decode: str = field(
+        default="full",
+        metadata={
+            "omit_default": True,
+            "help": "full, sliced (one image at a time: less memory) or tiled (tiles: far less memory; pixels differ)",
+        },
+    )
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot sample (the image size's fit to the model is checked by ``models.check_sampler``)."""
@@ -74,7 +87,9 @@ class SamplerSpec:
         whole("width", 8, "512")
         g = self.guidance_scale
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g < 0:
-            raise ValueError(f"guidance_scale must be a finite number >= 0, not {g!r} (e.g. --set guidance_scale=5; 1 turns guidance off)")
+            raise ValueError(
+                f"guidance_scale must be a finite number >= 0, not {g!r} (e.g. --set guidance_scale=5; 1 turns guidance off)"
+            )
         if not isinstance(self.scheduler, str) or not self.scheduler:
             raise ValueError("scheduler must be a name (craft-bench ls -v lists them)")
         if self.vae_decode not in ("full", "sliced", "tiled"):
@@ -197,7 +212,9 @@ def parse_set_args(items: list[str]) -> list[tuple[str, str]]:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key or any(c.isspace() for c in key):
-            raise UserError(f"--set expects key=value (for example --set steps=20 or --set method.lr=1e-5), got '{item}'")
+            raise UserError(
+                f"--set expects key=value (for example --set steps=20 or --set method.lr=1e-5), got '{item}'"
+            )
         pairs.append((key, value.strip()))
     return pairs
 
@@ -206,8 +223,12 @@ def field_help(cfg_type: type) -> list[tuple[str, str, Any, str]]:
     """(name, type, default, help) of a config dataclass, for `craft-bench ls --verbose` and docs."""
     out = []
     for f in fields(cfg_type):
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+            )
         )
         tname = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         out.append((f.name, tname, default, f.metadata.get("help", "")))

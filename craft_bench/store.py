@@ -67,8 +67,10 @@ def disk_full_error(exc: BaseException, path: Path | str) -> UserError | None:
         code = int(m.group(1)) if m else None
     if code not in _DISK_FULL:
         return None
-    return UserError(f"cannot write {path}: {os.strerror(code)} (the disk or quota is full); nothing partial was kept: "
-                     "free some space (or pass --out DIR on another disk) and run again; finished work is kept")
+    return UserError(
+        f"cannot write {path}: {os.strerror(code)} (the disk or quota is full); nothing partial was kept: "
+        "free some space (or pass --out DIR on another disk) and run again; finished work is kept"
+    )
 
 
 def file_digest(path: str | Path) -> str:
@@ -110,8 +112,10 @@ def trust_on_first_use(name: str, path: Path | str) -> None:
             atomic_write_json(pins_path, pins)
         return
     if pins[name] != found:
-        raise UserError(f"{name}: the fetched file's sha256 {found[:12]}... differs from the one first fetched here "
-                        f"({pins[name][:12]}..., pinned in {pins_path}); check the source, and remove that pin to accept the new file")
+        raise UserError(
+            f"{name}: the fetched file's sha256 {found[:12]}... differs from the one first fetched here "
+            f"({pins[name][:12]}..., pinned in {pins_path}); check the source, and remove that pin to accept the new file"
+        )
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -155,9 +159,9 @@ def _pid_alive(pid: int) -> bool:
 class Store:
     """A results root. Layout (contract, see docs/architecture.md)::
 
-        images/<k[:2]>/<k>.png      checkpoints/<hash>/      runs/<suite>/<method>__<model>__<hash8>/
-        leaderboard/<suite>.{md,csv,json}   baselines/   locks/
-        controls/<d[:2]>/<d>.png    (condition images of ControlNet suites; d = sha256 of the PNG bytes)
+    images/<k[:2]>/<k>.png      checkpoints/<hash>/      runs/<suite>/<method>__<model>__<hash8>/
+    leaderboard/<suite>.{md,csv,json}   baselines/   locks/
+    controls/<d[:2]>/<d>.png    (condition images of ControlNet suites; d = sha256 of the PNG bytes)
     """
 
     def __init__(self, root: Path | str | None = None, create: bool = True) -> None:
@@ -282,7 +286,9 @@ class Store:
                     break
                 except BlockingIOError:
                     if timeout is not None and time.monotonic() - start > timeout:
-                        raise UserError(f"results folder is busy: lock '{name}' held by another run for {timeout:.0f}s") from None
+                        raise UserError(
+                            f"results folder is busy: lock '{name}' held by another run for {timeout:.0f}s"
+                        ) from None
                     time.sleep(0.05)
             try:
                 yield

@@ -100,8 +100,10 @@ def reference_of(req: SweepRequest) -> str:
         return ref
     marked = [n for n in names if getattr(registry.methods.get(n), "reference", False)]
     if not marked:
-        raise UserError(f"--reference: none of --methods ({', '.join(req.methods)}) is a default reference; name the "
-                        "method compute-to-match ratios are measured against")
+        raise UserError(
+            f"--reference: none of --methods ({', '.join(req.methods)}) is a default reference; name the "
+            "method compute-to-match ratios are measured against"
+        )
     return marked[0]
 
 
@@ -128,12 +130,16 @@ def plan(req: SweepRequest, store: Store) -> list[Cell]:
     for key, _ in req.sets:
         prefix, dot, rest = key.partition(".")
         if prefix == "method" and dot and rest not in everyone:
-            raise UserError(f"--set {key}: none of the sweep's methods has a setting '{rest}' (craft-bench ls methods -v)")
+            raise UserError(
+                f"--set {key}: none of the sweep's methods has a setting '{rest}' (craft-bench ls methods -v)"
+            )
     cells = []
     for seed in req.seeds:
         grid = [(n, None) for n in names if classes[n].budget_field is None]
         every = sorted({b for n in names if classes[n].budget_field is not None for b in req.budgets_for(n)})
-        grid += [(n, b) for b in every for n in names if classes[n].budget_field is not None and b in req.budgets_for(n)]
+        grid += [
+            (n, b) for b in every for n in names if classes[n].budget_field is not None and b in req.budgets_for(n)
+        ]
         for name, budget in grid:
             mine = method_fields[name]
             sets = []
@@ -149,7 +155,9 @@ def plan(req: SweepRequest, store: Store) -> list[Cell]:
                 given = {k.removeprefix("method.") for k, _ in req.sets}
                 if issubclass(classes[name].Config, PoolConfig) and "pool_size" not in given:
                     default = classes[name].Config().pool_size  # the pool must hold the largest pool budget
-                    pool_budgets = [b for n in names if issubclass(classes[n].Config, PoolConfig) for b in req.budgets_for(n)]
+                    pool_budgets = [
+                        b for n in names if issubclass(classes[n].Config, PoolConfig) for b in req.budgets_for(n)
+                    ]
                     sets.append(("method.pool_size", str(max(default, *pool_budgets))))
             cell = Cell(name, budget, seed, sets)
             spec = resolve(_run_request(req, cell)).spec
@@ -168,9 +176,19 @@ def sweep_name(req: SweepRequest) -> str:
     if req.name:
         return req.name
     c = req.cells
-    key = digest({"methods": req.methods, "budgets": sorted(req.budgets), "seeds": req.seeds, "limit": c.limit,
-                  **({"method_budgets": {m: sorted(v) for m, v in req.method_budgets.items()}} if req.method_budgets else {}),
-                  "sets": sorted(c.sets), "prompts": c.prompts, "suite": c.suite, "model": c.model})
+    key = digest(
+        {
+            "methods": req.methods,
+            "budgets": sorted(req.budgets),
+            "seeds": req.seeds,
+            "limit": c.limit,
+            **({"method_budgets": {m: sorted(v) for m, v in req.method_budgets.items()}} if req.method_budgets else {}),
+            "sets": sorted(c.sets),
+            "prompts": c.prompts,
+            "suite": c.suite,
+            "model": c.model,
+        }
+    )
     model = Path(c.model).name if ("/" in c.model or Path(c.model).exists()) else c.model
     return f"{req.suite}-{model}-{key[:8]}"
 
@@ -195,7 +213,7 @@ def run_sweep(req: SweepRequest, log: Callable[[str], None] | None = None) -> tu
 
         CompositeScorer.load(req.judges, device=req.cells.device or "auto")  # a judge that cannot load stops us now
     folder = store.root / "sweeps" / sweep_name(req)
-    mine = cells if req.shard is None else cells[req.shard[0]::req.shard[1]]
+    mine = cells if req.shard is None else cells[req.shard[0] :: req.shard[1]]
     if req.shard is not None:
         i, n = req.shard
         log(f"sweep: shard {i}/{n} runs {len(mine)} of {len(cells)} cells -> {folder}")
@@ -258,8 +276,14 @@ def _delta(baseline: Cell | None, cell: Cell) -> dict[str, Any] | None:
     head = next((c for c in comps if c.metric == baseline.results.get("headline", "overall")), None)
     if head is None:
         return None
-    return {"delta": head.delta, "ci_low": head.ci_low, "ci_high": head.ci_high, "p_value": head.p_value,
-            "verdict": head.verdict, "n_prompts": head.n_prompts}
+    return {
+        "delta": head.delta,
+        "ci_low": head.ci_low,
+        "ci_high": head.ci_high,
+        "p_value": head.p_value,
+        "verdict": head.verdict,
+        "n_prompts": head.n_prompts,
+    }
 
 
 def _cell_dict(cell: Cell, baseline: Cell | None, folder: Path) -> dict[str, Any]:
@@ -267,10 +291,15 @@ def _cell_dict(cell: Cell, baseline: Cell | None, folder: Path) -> dict[str, Any
 
     res = cell.results or {}
     train = res.get("train")
-    log_path = cell.run_dir.parents[2] / "checkpoints" / train["checkpoint"] / "train_log.jsonl" \
-        if train and train.get("checkpoint") else None
+    log_path = (
+        cell.run_dir.parents[2] / "checkpoints" / train["checkpoint"] / "train_log.jsonl"
+        if train and train.get("checkpoint")
+        else None
+    )
     return {
-        "method": cell.method, "budget": cell.budget, "seed": cell.seed,
+        "method": cell.method,
+        "budget": cell.budget,
+        "seed": cell.seed,
         "run": os.path.relpath(cell.run_dir, folder) if cell.run_dir else None,
         "spec_hash": res.get("spec_hash"),
         "headline": _headline(res),
@@ -305,16 +334,25 @@ def compute_to_match(cells: list[dict[str, Any]], reference: str) -> list[dict[s
             by.setdefault((c["method"], c["budget"]), []).append(c)
 
     def summary(group: list[dict[str, Any]]) -> tuple[float, float, float]:
-        return (_mean([g["headline"]["value"] for g in group]), _mean([sum(g["train_s"].values()) for g in group]),
-                _mean([g["train_s"].get("optimisation", 0.0) for g in group]))
+        return (
+            _mean([g["headline"]["value"] for g in group]),
+            _mean([sum(g["train_s"].values()) for g in group]),
+            _mean([g["train_s"].get("optimisation", 0.0) for g in group]),
+        )
 
     rows = []
     methods = list(dict.fromkeys(m for m, _ in by if m != reference))
     for ref_budget in sorted(b for m, b in by if m == reference):
         target, ref_s, ref_opt = summary(by[(reference, ref_budget)])
         for m in methods:
-            row = {"method": m, "reference": reference, "budget": ref_budget, "reference_headline": target,
-                   "reference_train_s": round(ref_s, 3), "ratio": None}
+            row = {
+                "method": m,
+                "reference": reference,
+                "budget": ref_budget,
+                "reference_headline": target,
+                "reference_train_s": round(ref_s, 3),
+                "ratio": None,
+            }
             budgets = sorted(b for mm, b in by if mm == m)
             hit = next((b for b in budgets if summary(by[(m, b)])[0] >= target), None)
             if hit is None:
@@ -322,9 +360,13 @@ def compute_to_match(cells: list[dict[str, Any]], reference: str) -> list[dict[s
                 row["note"] = f"not reached within the grid (best {summary(by[(m, best)])[0]:.4f} at budget {best})"
             else:
                 value, secs, opt = summary(by[(m, hit)])
-                row.update(matched_budget=hit, headline=value, train_s=round(secs, 3),
-                           ratio=round(secs / ref_s, 3) if ref_s else None,
-                           optimisation_ratio=round(opt / ref_opt, 3) if ref_opt else None)
+                row.update(
+                    matched_budget=hit,
+                    headline=value,
+                    train_s=round(secs, 3),
+                    ratio=round(secs / ref_s, 3) if ref_s else None,
+                    optimisation_ratio=round(opt / ref_opt, 3) if ref_opt else None,
+                )
             rows.append(row)
     return rows
 
@@ -343,14 +385,21 @@ def seed_spread(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (method, budget), group in by.items():
         deltas = [g["delta_vs_vanilla"]["delta"] for g in group]
         mean = statistics.fmean(deltas)
-        rows.append({
-            "method": method, "budget": budget, "seeds": sorted(g["seed"] for g in group), "mean_delta": mean,
-            "sd": statistics.stdev(deltas) if len(deltas) > 1 else None, "min": min(deltas), "max": max(deltas),
-            "better": sum(g["delta_vs_vanilla"]["verdict"] == "better" for g in group),
-            "worse": sum(g["delta_vs_vanilla"]["verdict"] == "worse" for g in group),
-            "same_sign": all((d > 0) == (mean > 0) and d != 0 for d in deltas),
-            "headline_mean": statistics.fmean(g["headline"]["value"] for g in group),
-        })
+        rows.append(
+            {
+                "method": method,
+                "budget": budget,
+                "seeds": sorted(g["seed"] for g in group),
+                "mean_delta": mean,
+                "sd": statistics.stdev(deltas) if len(deltas) > 1 else None,
+                "min": min(deltas),
+                "max": max(deltas),
+                "better": sum(g["delta_vs_vanilla"]["verdict"] == "better" for g in group),
+                "worse": sum(g["delta_vs_vanilla"]["verdict"] == "worse" for g in group),
+                "same_sign": all((d > 0) == (mean > 0) and d != 0 for d in deltas),
+                "headline_mean": statistics.fmean(g["headline"]["value"] for g in group),
+            }
+        )
     return rows
 
 
@@ -387,14 +436,36 @@ def reward_hacking(req: SweepRequest, cells: list[Cell], store: Store, suite_nam
             b = [{**r, "score": s} for r, s in zip(records[id(c)], scores[id(c)][judge])]
             comp = compare_metric(metric, a, b, seed=c.seed)
             if comp is not None:
-                rows.append({"method": c.method, "budget": c.budget, "seed": c.seed, "judge": judge,
-                             "trained_on": judge in mine, "gain": comp.delta, "ci_low": comp.ci_low,
-                             "ci_high": comp.ci_high, "p_value": comp.p_value, "verdict": comp.verdict})
+                rows.append(
+                    {
+                        "method": c.method,
+                        "budget": c.budget,
+                        "seed": c.seed,
+                        "judge": judge,
+                        "trained_on": judge in mine,
+                        "gain": comp.delta,
+                        "ci_low": comp.ci_low,
+                        "ci_high": comp.ci_high,
+                        "p_value": comp.p_value,
+                        "verdict": comp.verdict,
+                    }
+                )
         d = _delta(v, c)
         if d is not None:
-            rows.append({"method": c.method, "budget": c.budget, "seed": c.seed, "judge": suite_name, "trained_on": False,
-                         "gain": d["delta"], "ci_low": d["ci_low"], "ci_high": d["ci_high"], "p_value": d["p_value"],
-                         "verdict": d["verdict"]})
+            rows.append(
+                {
+                    "method": c.method,
+                    "budget": c.budget,
+                    "seed": c.seed,
+                    "judge": suite_name,
+                    "trained_on": False,
+                    "gain": d["delta"],
+                    "ci_low": d["ci_low"],
+                    "ci_high": d["ci_high"],
+                    "p_value": d["p_value"],
+                    "verdict": d["verdict"],
+                }
+            )
     return rows
 
 
@@ -410,17 +481,28 @@ def _document(req: SweepRequest, cells: list[Cell], store: Store, wall_s: float,
     cell_dicts = [_cell_dict(c, baseline.get(c.seed), folder) for c in done]
     first = done[0].results if done else {}
     doc: dict[str, Any] = {
-        "schema_version": 1, "name": sweep_name(req), "suite": req.suite, "model": first.get("model", req.cells.model),
+        "schema_version": 1,
+        "name": sweep_name(req),
+        "suite": req.suite,
+        "model": first.get("model", req.cells.model),
         "headline": first.get("headline", "overall"),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "wall_s": round(wall_s, 3),
         "cells_s": round(sum(c["train_wall_s"] + c["eval_s"] for c in cell_dicts), 3),
-        "complete": final and len(done) == len(cells), "cells_planned": len(cells),
-        "methods": list(dict.fromkeys(c.method for c in cells)), "budgets": sorted(set(req.budgets)), "seeds": req.seeds,
-        **({"method_budgets": {registry.methods.resolve_name(m): sorted(v) for m, v in req.method_budgets.items()}}
-           if req.method_budgets else {}),
+        "complete": final and len(done) == len(cells),
+        "cells_planned": len(cells),
+        "methods": list(dict.fromkeys(c.method for c in cells)),
+        "budgets": sorted(set(req.budgets)),
+        "seeds": req.seeds,
+        **(
+            {"method_budgets": {registry.methods.resolve_name(m): sorted(v) for m, v in req.method_budgets.items()}}
+            if req.method_budgets
+            else {}
+        ),
         "budget_fields": {c.method: registry.methods.get(c.method).budget_field for c in cells},
-        "sets": [f"{k}={v}" for k, v in req.sets], "limit": req.cells.limit, "reference": reference_of(req),
+        "sets": [f"{k}={v}" for k, v in req.sets],
+        "limit": req.cells.limit,
+        "reference": reference_of(req),
         "baseline": registry.baseline_method(),
         "versions": versions(),
         "cells": cell_dicts,
@@ -448,17 +530,55 @@ def _write(folder: Path, doc: dict[str, Any]) -> None:
 def to_csv(doc: dict[str, Any]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["method", "budget", "seed", "headline", "ci_low", "ci_high", "delta", "delta_ci_low", "delta_ci_high",
-                "p_value", "verdict", "samples_used", "steps", "train_s", *[f"{s}_s" for s in STAGES],
-                "images_generated", "reward_calls", "peak_memory_mb", "run"])
+    w.writerow(
+        [
+            "method",
+            "budget",
+            "seed",
+            "headline",
+            "ci_low",
+            "ci_high",
+            "delta",
+            "delta_ci_low",
+            "delta_ci_high",
+            "p_value",
+            "verdict",
+            "samples_used",
+            "steps",
+            "train_s",
+            *[f"{s}_s" for s in STAGES],
+            "images_generated",
+            "reward_calls",
+            "peak_memory_mb",
+            "run",
+        ]
+    )
     for c in doc["cells"]:
         d = c["delta_vs_vanilla"] or {}
         h = c["headline"]
-        w.writerow([c["method"], c["budget"] if c["budget"] is not None else "", c["seed"], h["value"], h.get("ci_low"),
-                    h.get("ci_high"), d.get("delta", ""), d.get("ci_low", ""), d.get("ci_high", ""), d.get("p_value", ""),
-                    d.get("verdict", ""), c["samples_used"], c["steps"], round(sum(c["train_s"].values()), 3),
-                    *[c["train_s"].get(s, "") for s in STAGES], c["images_generated"], c["reward_calls"],
-                    c["peak_memory_mb"] if c["peak_memory_mb"] is not None else "", c["run"]])
+        w.writerow(
+            [
+                c["method"],
+                c["budget"] if c["budget"] is not None else "",
+                c["seed"],
+                h["value"],
+                h.get("ci_low"),
+                h.get("ci_high"),
+                d.get("delta", ""),
+                d.get("ci_low", ""),
+                d.get("ci_high", ""),
+                d.get("p_value", ""),
+                d.get("verdict", ""),
+                c["samples_used"],
+                c["steps"],
+                round(sum(c["train_s"].values()), 3),
+                *[c["train_s"].get(s, "") for s in STAGES],
+                c["images_generated"],
+                c["reward_calls"],
+                c["peak_memory_mb"] if c["peak_memory_mb"] is not None else "",
+                c["run"],
+            ]
+        )
     return buf.getvalue()
 
 
@@ -469,51 +589,89 @@ def _ci(value: float, lo: Any, hi: Any, signed: bool = False) -> str:
 
 def to_markdown(doc: dict[str, Any]) -> str:
     base = doc.get("baseline", "the baseline")  # sweep.json files before the key: vanilla
-    out = [f"# sweep {doc['name']}", "",
-           f"suite {doc['suite']}, model {doc['model']}, seeds {', '.join(map(str, doc['seeds']))}; "
-           f"headline `{doc['headline']}` (95% CI); wall time of this invocation {doc['wall_s']:.0f} s, all cells "
-           f"(training + evaluation, as each was run) {doc['cells_s']:.0f} s.", "",
-           f"| method | budget | seed | headline | Δ vs {base} | verdict | samples | train s | " + " | ".join(STAGES) +
-           " | images gen. | reward calls | peak MB |",
-           "|---" * (11 + len(STAGES)) + "|"]
+    out = [
+        f"# sweep {doc['name']}",
+        "",
+        f"suite {doc['suite']}, model {doc['model']}, seeds {', '.join(map(str, doc['seeds']))}; "
+        f"headline `{doc['headline']}` (95% CI); wall time of this invocation {doc['wall_s']:.0f} s, all cells "
+        f"(training + evaluation, as each was run) {doc['cells_s']:.0f} s.",
+        "",
+        f"| method | budget | seed | headline | Δ vs {base} | verdict | samples | train s | "
+        + " | ".join(STAGES)
+        + " | images gen. | reward calls | peak MB |",
+        "|---" * (11 + len(STAGES)) + "|",
+    ]
     for c in doc["cells"]:
         d = c["delta_vs_vanilla"]
         h = c["headline"]
-        out.append("| " + " | ".join([
-            c["method"], "" if c["budget"] is None else str(c["budget"]), str(c["seed"]),
-            _ci(h["value"], h.get("ci_low"), h.get("ci_high")),
-            _ci(d["delta"], d["ci_low"], d["ci_high"], signed=True) if d else "", d["verdict"] if d else "",
-            str(c["samples_used"]), f"{sum(c['train_s'].values()):.1f}", *[f"{c['train_s'].get(s, 0.0):.1f}" if c["train_s"] else ""
-                                                                           for s in STAGES],
-            str(c["images_generated"]), str(c["reward_calls"]), "" if c["peak_memory_mb"] is None else f"{c['peak_memory_mb']:.0f}",
-        ]) + " |")
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    c["method"],
+                    "" if c["budget"] is None else str(c["budget"]),
+                    str(c["seed"]),
+                    _ci(h["value"], h.get("ci_low"), h.get("ci_high")),
+                    _ci(d["delta"], d["ci_low"], d["ci_high"], signed=True) if d else "",
+                    d["verdict"] if d else "",
+                    str(c["samples_used"]),
+                    f"{sum(c['train_s'].values()):.1f}",
+                    *[f"{c['train_s'].get(s, 0.0):.1f}" if c["train_s"] else "" for s in STAGES],
+                    str(c["images_generated"]),
+                    str(c["reward_calls"]),
+                    "" if c["peak_memory_mb"] is None else f"{c['peak_memory_mb']:.0f}",
+                ]
+            )
+            + " |"
+        )
     spread = doc.get("seed_spread") or []
     if any(len(r["seeds"]) > 1 for r in spread):
-        out += ["", "## Across seeds", "",
-                f"Paired Δ vs {base} over the seeds (each seed: its own training run, candidate pool and evaluation images, "
-                f"paired with {base}'s run at that seed). *same sign*: every seed's Δ has the mean's sign.", "",
-                "| method | budget | seeds | headline (mean) | Δ mean | Δ sd | Δ min | Δ max | better / worse | same sign |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
+        out += [
+            "",
+            "## Across seeds",
+            "",
+            f"Paired Δ vs {base} over the seeds (each seed: its own training run, candidate pool and evaluation images, "
+            f"paired with {base}'s run at that seed). *same sign*: every seed's Δ has the mean's sign.",
+            "",
+            "| method | budget | seeds | headline (mean) | Δ mean | Δ sd | Δ min | Δ max | better / worse | same sign |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in spread:
             sd = "" if r["sd"] is None else f"{r['sd']:.4f}"
-            out.append(f"| {r['method']} | {r['budget']} | {len(r['seeds'])} | {r['headline_mean']:.4f} | {r['mean_delta']:+.4f} | {sd} | "
-                       f"{r['min']:+.4f} | {r['max']:+.4f} | {r['better']} / {r['worse']} | {'yes' if r['same_sign'] else 'no'} |")
-    out += ["", f"## Compute to match {doc['reference']}", "",
-            "| method | reference budget | reference headline | reference train s | matched at budget | train s | ratio | optimisation-only ratio |",
-            "|---|---|---|---|---|---|---|---|"]
+            out.append(
+                f"| {r['method']} | {r['budget']} | {len(r['seeds'])} | {r['headline_mean']:.4f} | {r['mean_delta']:+.4f} | {sd} | "
+                f"{r['min']:+.4f} | {r['max']:+.4f} | {r['better']} / {r['worse']} | {'yes' if r['same_sign'] else 'no'} |"
+            )
+    out += [
+        "",
+        f"## Compute to match {doc['reference']}",
+        "",
+        "| method | reference budget | reference headline | reference train s | matched at budget | train s | ratio | optimisation-only ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in doc.get("compute_to_match", []):
         if r.get("ratio") is None and "note" in r:
-            out.append(f"| {r['method']} | {r['budget']} | {r['reference_headline']:.4f} | {r['reference_train_s']:.1f} | "
-                       f"{r['note']} | | | |")
+            out.append(
+                f"| {r['method']} | {r['budget']} | {r['reference_headline']:.4f} | {r['reference_train_s']:.1f} | "
+                f"{r['note']} | | | |"
+            )
         else:
             opt = r.get("optimisation_ratio")
-            out.append(f"| {r['method']} | {r['budget']} | {r['reference_headline']:.4f} | {r['reference_train_s']:.1f} | "
-                       f"{r['matched_budget']} | {r['train_s']:.1f} | {r['ratio']}x | {opt}x |")
+            out.append(
+                f"| {r['method']} | {r['budget']} | {r['reference_headline']:.4f} | {r['reference_train_s']:.1f} | "
+                f"{r['matched_budget']} | {r['train_s']:.1f} | {r['ratio']}x | {opt}x |"
+            )
     judges = list(dict.fromkeys(r["judge"] for r in doc.get("reward_hacking", [])))
-    out += ["", "## Reward hacking", "",
-            f"Paired gain over {base} (same prompts and seeds) on each judge; *T* = a reward the method trained on, "
-            "*H* = held out.", "",
-            "| method | budget | seed | " + " | ".join(judges) + " |", "|---" * (3 + len(judges)) + "|"]
+    out += [
+        "",
+        "## Reward hacking",
+        "",
+        f"Paired gain over {base} (same prompts and seeds) on each judge; *T* = a reward the method trained on, "
+        "*H* = held out.",
+        "",
+        "| method | budget | seed | " + " | ".join(judges) + " |",
+        "|---" * (3 + len(judges)) + "|",
+    ]
     keyed: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
     for r in doc.get("reward_hacking", []):
         keyed.setdefault((r["method"], r["budget"], r["seed"]), {})[r["judge"]] = r
@@ -521,10 +679,17 @@ def to_markdown(doc: dict[str, Any]) -> str:
         cells = []
         for j in judges:
             r = row.get(j)
-            cells.append("" if r is None else f"{_ci(r['gain'], r['ci_low'], r['ci_high'], signed=True)} "
-                                              f"{'*T*' if r['trained_on'] else '*H*'}")
+            cells.append(
+                ""
+                if r is None
+                else f"{_ci(r['gain'], r['ci_low'], r['ci_high'], signed=True)} {'*T*' if r['trained_on'] else '*H*'}"
+            )
         out.append(f"| {m} | {'' if b is None else b} | {s} | " + " | ".join(cells) + " |")
-    out += ["", "Plots: `plots/headline-vs-samples.{png,svg}`, `plots/headline-vs-compute.{png,svg}`, "
-                "`plots/headline-vs-images.{png,svg}`, `plots/rewards-vs-compute.{png,svg}`, "
-                "`plots/delta-by-seed.{png,svg}`, `plots/training-curves.{png,svg}`.", ""]
+    out += [
+        "",
+        "Plots: `plots/headline-vs-samples.{png,svg}`, `plots/headline-vs-compute.{png,svg}`, "
+        "`plots/headline-vs-images.{png,svg}`, `plots/rewards-vs-compute.{png,svg}`, "
+        "`plots/delta-by-seed.{png,svg}`, `plots/training-curves.{png,svg}`.",
+        "",
+    ]
     return "\n".join(out)

@@ -45,7 +45,9 @@ class World:
     pool_rewards: tuple[str, ...]  # rewards=auto of candidate pools (what pool-based methods train on)
     candidate_guidance: float | None  # guidance of pool candidates with guidance unset; None: the run's sampler's
     paraphrases: str | None  # "module:function" prompt -> rewrites for expansion=template; None: detail templates
-    controlnet: str | None  # "module:function" control -> ControlNet folder for controlnet=auto; None: the family's published one
+    controlnet: (
+        str | None
+    )  # "module:function" control -> ControlNet folder for controlnet=auto; None: the family's published one
     depth_estimator: str  # controlnet-depth's depth_estimator=auto: "mini", or "" (a transformers estimator)
     # Training settings every trainable method uses here where neither the run nor the method's own preset for this
     # world sets them (a world whose methods all have their own published recipes has none).
@@ -76,13 +78,25 @@ REAL_POOL_REWARDS = ("hps", "pickscore", "aes")
 
 
 def _real(family: str, description: str) -> World:
-    return World(name=family, description=description, prompts="official", detector="mmdet", judge="hps",
-                 rewards=REAL_REWARDS, pool_rewards=REAL_POOL_REWARDS, candidate_guidance=None, paraphrases=None,
-                 controlnet=None, depth_estimator="")
+    return World(
+        name=family,
+        description=description,
+        prompts="official",
+        detector="mmdet",
+        judge="hps",
+        rewards=REAL_REWARDS,
+        pool_rewards=REAL_POOL_REWARDS,
+        candidate_guidance=None,
+        paraphrases=None,
+        controlnet=None,
+        depth_estimator="",
+    )
 
 
 SDXL = _real("sdxl", "real SDXL-family models: official prompt sets, GenEval's detector, HPS/PickScore/AES/... rewards")
-SD15 = _real("sd15", "real SD1.5-family models: official prompt sets, GenEval's detector, HPS/PickScore/AES/... rewards")
+SD15 = _real(
+    "sd15", "real SD1.5-family models: official prompt sets, GenEval's detector, HPS/PickScore/AES/... rewards"
+)
 
 
 def world_of(model: Any) -> World:

@@ -60,8 +60,11 @@ class CraftConfig(PoolConfig):
             (self.condition in ("original", "expanded"), "condition must be original or expanded"),
             (self.budget >= 1 and self.rounds >= 1, "budget and rounds must be >= 1"),
             (self.reg_weight >= 0, "reg_weight must be >= 0"),
-            (self.budget <= self.candidates(), f"budget {self.budget} is larger than the pool ({self.candidates()} candidates = "
-                                               "pool_size x (1 + expansions) x k); lower method.budget or raise method.pool_size"),
+            (
+                self.budget <= self.candidates(),
+                f"budget {self.budget} is larger than the pool ({self.candidates()} candidates = "
+                "pool_size x (1 + expansions) x k); lower method.budget or raise method.pool_size",
+            ),
         ]
         for ok, msg in checks:
             if not ok:
@@ -97,9 +100,16 @@ class Craft(TrainableMethod):
             current = train_checkpoint(self, current, ctx)
             infos.append(current.train_info)
         if len(infos) > 1:
-            total = {k: sum(i.get(k, 0) for i in infos) for k in ("samples_used", "steps", "images_generated", "reward_calls")}
-            current.train_info = {**infos[-1], **total, "train_s": round(sum(i["train_s"] for i in infos), 3),
-                                  "rounds": infos}
+            total = {
+                k: sum(i.get(k, 0) for i in infos)
+                for k in ("samples_used", "steps", "images_generated", "reward_calls")
+            }
+            current.train_info = {
+                **infos[-1],
+                **total,
+                "train_s": round(sum(i["train_s"] for i in infos), 3),
+                "rounds": infos,
+            }
             current.train_s = current.train_info["train_s"]
         return current
 
@@ -113,13 +123,24 @@ class Craft(TrainableMethod):
         t = time.perf_counter()
         kept, stats = self.select(pool)
         filter_s = time.perf_counter() - t
-        examples = [{"image": c.image_path, "prompt": c.original if self.config.condition == "original" else c.text,
-                     "weight": w, "image_key": c.image_key, "advantage": a, "reward": {n: float(v) for n, v in c.scores.items()}}
-                    for c, w, a in kept]
-        return TrainingData(examples, {
-            **pool_accounting(pool, filter_s=filter_s),
-            "pool": {"prompts": len(pool.prompts), "candidates": len(pool.candidates), **stats},
-        })
+        examples = [
+            {
+                "image": c.image_path,
+                "prompt": c.original if self.config.condition == "original" else c.text,
+                "weight": w,
+                "image_key": c.image_key,
+                "advantage": a,
+                "reward": {n: float(v) for n, v in c.scores.items()},
+            }
+            for c, w, a in kept
+        ]
+        return TrainingData(
+            examples,
+            {
+                **pool_accounting(pool, filter_s=filter_s),
+                "pool": {"prompts": len(pool.prompts), "candidates": len(pool.candidates), **stats},
+            },
+        )
 
     def select(self, pool: Any) -> tuple[list[tuple[Any, float, float]], dict[str, Any]]:
         """Composite Reward Filtering and advantages (a variant overrides this to change what is kept)."""
@@ -167,7 +188,7 @@ def select(pool: Any, config: CraftConfig, eps: float = 1e-6) -> tuple[list[tupl
                 else:  # same_seed: the original prompt's candidate with the same index
                     ref = next(cands[j].scores[n] for j in originals if cands[j].index == cands[i].index)
                 better.append(cands[i].scores[n] > ref)
-            passes[i] = (config.filter == "none" or (any(better) if config.filter == "single" else all(better)))
+            passes[i] = config.filter == "none" or (any(better) if config.filter == "single" else all(better))
     eligible = [i for i in range(len(cands)) if passes[i] and (config.negatives == "keep" or advantage[i] > 0)]
     eligible.sort(key=lambda i: -advantage[i])
     kept = eligible[: config.budget]

@@ -61,14 +61,19 @@ class DiffusionDPO(PairMethod):
             ref_w, ref_l = pair_errors(model, batch)
         z = self.logit(err_w, err_l, ref_w, ref_l)
         loss = -F.logsigmoid(z).mean()
-        return loss, {"mse_w": float(err_w.mean().detach()), "mse_l": float(err_l.mean().detach()),
-                      "ref_mse": float(((ref_w + ref_l) / 2).mean()), "implicit_acc": float((z > 0).float().mean())}
+        return loss, {
+            "mse_w": float(err_w.mean().detach()),
+            "mse_l": float(err_l.mean().detach()),
+            "ref_mse": float(((ref_w + ref_l) / 2).mean()),
+            "implicit_acc": float((z > 0).float().mean()),
+        }
 
 
 @dataclass(frozen=True)
 class DiffusionDPORandomConfig(DiffusionDPOConfig):
-    labels: str = setting("random", "pool pairs' labels: random (each pair's winner a seeded coin flip; this control's "
-                                    "point) or reward")
+    labels: str = setting(
+        "random", "pool pairs' labels: random (each pair's winner a seeded coin flip; this control's point) or reward"
+    )
 
 
 class DiffusionDPORandom(DiffusionDPO):

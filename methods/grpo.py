@@ -48,20 +48,30 @@ ADV_EPS = 1e-4  # Flow-GRPO flow_grpo/stat_tracking.py: std + 1e-4
 @dataclass(frozen=True)
 class GRPOConfig(PromptPoolConfig):
     derived_fields: ClassVar[tuple[str, ...]] = ("steps", "batch_size")  # from the budget; a sweep does not set them
-    images: int | None = setting(None, "images generated in total, the training budget (default: the world's preset); "
-                                       "iterations = images / (prompts_per_iter x group_size)")
+    images: int | None = setting(
+        None,
+        "images generated in total, the training budget (default: the world's preset); "
+        "iterations = images / (prompts_per_iter x group_size)",
+    )
     prompts_per_iter: int = setting(8, "prompts per iteration")
     group_size: int = setting(8, "G: rollouts per prompt and iteration (the group advantages are normalised over)")
     inner_steps: int = setting(2, "optimiser steps per iteration (its trajectories split into this many minibatches)")
-    timestep_fraction: float = setting(0.6, "share of each trajectory's denoising steps trained on (drawn per trajectory)")
+    timestep_fraction: float = setting(
+        0.6, "share of each trajectory's denoising steps trained on (drawn per trajectory)"
+    )
     clip_range: float = setting(1e-4, "PPO clip range eps of the importance ratio")
     adv_clip_max: float = setting(5.0, "advantages are clipped to [-adv_clip_max, adv_clip_max]")
     kl_beta: float = setting(0.04, "weight beta of the KL to the starting model (0: no KL term)")
     eta: float = setting(1.0, "DDIM eta of the rollouts (> 0: each step is a Gaussian with a log-probability)")
     sample_steps: int | None = setting(None, "denoising steps of a rollout (default: the run sampler's steps)")
-    guidance: float | None = setting(None, "guidance scale of the rollouts and of the trained policy (default: the sampler's)")
-    same_noise: bool = setting(True, "a prompt's G rollouts start from the same x_T, so their rewards differ by the policy's "
-                                     "own steps only (DanceGRPO --init_same_noise; false: each its own x_T)")
+    guidance: float | None = setting(
+        None, "guidance scale of the rollouts and of the trained policy (default: the sampler's)"
+    )
+    same_noise: bool = setting(
+        True,
+        "a prompt's G rollouts start from the same x_T, so their rewards differ by the policy's "
+        "own steps only (DanceGRPO --init_same_noise; false: each its own x_T)",
+    )
 
     def __post_init__(self) -> None:
         import math
@@ -69,23 +79,34 @@ class GRPOConfig(PromptPoolConfig):
         super().__post_init__()
         per_iter = self.prompts_per_iter * self.group_size
         checks = [
-            (self.steps is None and self.batch_size is None,
-             "grpo sets its optimiser steps and batch from method.images, prompts_per_iter, group_size, inner_steps and "
-             "timestep_fraction; drop method.steps and method.batch_size"),
+            (
+                self.steps is None and self.batch_size is None,
+                "grpo sets its optimiser steps and batch from method.images, prompts_per_iter, group_size, inner_steps and "
+                "timestep_fraction; drop method.steps and method.batch_size",
+            ),
             (self.prompts_per_iter >= 1 and self.group_size >= 2, "prompts_per_iter must be >= 1 and group_size >= 2"),
-            (self.inner_steps >= 1 and per_iter % self.inner_steps == 0,
-             f"inner_steps must divide prompts_per_iter x group_size ({per_iter})"),
+            (
+                self.inner_steps >= 1 and per_iter % self.inner_steps == 0,
+                f"inner_steps must divide prompts_per_iter x group_size ({per_iter})",
+            ),
             (0 < self.timestep_fraction <= 1, "timestep_fraction must be in (0, 1]"),
             (self.clip_range > 0 and self.adv_clip_max > 0, "clip_range and adv_clip_max must be > 0"),
             (self.kl_beta >= 0 and math.isfinite(self.kl_beta), "kl_beta must be >= 0"),
-            (self.eta > 0 and math.isfinite(self.eta), "eta must be > 0 (eta 0 is deterministic DDIM: no policy to train)"),
+            (
+                self.eta > 0 and math.isfinite(self.eta),
+                "eta must be > 0 (eta 0 is deterministic DDIM: no policy to train)",
+            ),
             (self.sample_steps is None or self.sample_steps >= 1, "sample_steps must be >= 1"),
             (self.guidance is None or (math.isfinite(self.guidance) and self.guidance >= 0), "guidance must be >= 0"),
-            (self.images is None or (self.images >= per_iter and self.images % per_iter == 0),
-             f"images must be a positive multiple of prompts_per_iter x group_size ({per_iter}), e.g. "
-             f"{max(per_iter, (self.images or 0) // per_iter * per_iter)}"),
-            (self.cond_dropout == 0 and self.snr_gamma == 0 and self.timestep_min == 0,
-             "grpo trains its rollouts' own steps: cond_dropout, snr_gamma and timestep_min do not apply"),
+            (
+                self.images is None or (self.images >= per_iter and self.images % per_iter == 0),
+                f"images must be a positive multiple of prompts_per_iter x group_size ({per_iter}), e.g. "
+                f"{max(per_iter, (self.images or 0) // per_iter * per_iter)}",
+            ),
+            (
+                self.cond_dropout == 0 and self.snr_gamma == 0 and self.timestep_min == 0,
+                "grpo trains its rollouts' own steps: cond_dropout, snr_gamma and timestep_min do not apply",
+            ),
         ]
         for ok, msg in checks:
             if not ok:
@@ -105,8 +126,9 @@ def group_advantages(scores: np.ndarray, group_size: int, eps: float = ADV_EPS) 
     return ((r - r.mean(axis=1, keepdims=True)) / (r.std(axis=1, keepdims=True) + eps)).reshape(-1)
 
 
-def clipped_objective(log_prob: Any, old_log_prob: Any, advantages: Any, clip_range: float,
-                      adv_clip_max: float) -> tuple[Any, dict[str, float]]:
+def clipped_objective(
+    log_prob: Any, old_log_prob: Any, advantages: Any, clip_range: float, adv_clip_max: float
+) -> tuple[Any, dict[str, float]]:
     """mean(max(-A r, -A clip(r, 1 - eps, 1 + eps))), r = exp(log_prob - old_log_prob), A clipped to +-adv_clip_max
     (DDPO's and Flow-GRPO's ``unclipped_loss`` / ``clipped_loss``), with the ratio's statistics."""
     import torch
@@ -115,8 +137,11 @@ def clipped_objective(log_prob: Any, old_log_prob: Any, advantages: Any, clip_ra
     ratio = torch.exp(log_prob - old_log_prob)
     loss = torch.maximum(-a * ratio, -a * ratio.clamp(1 - clip_range, 1 + clip_range)).mean()
     d = (log_prob - old_log_prob).detach()
-    return loss, {"clipfrac": float(((ratio.detach() - 1).abs() > clip_range).float().mean()),
-                  "approx_kl": float(0.5 * (d**2).mean()), "ratio": float(ratio.detach().mean())}
+    return loss, {
+        "clipfrac": float(((ratio.detach() - 1).abs() > clip_range).float().mean()),
+        "approx_kl": float(0.5 * (d**2).mean()),
+        "ratio": float(ratio.detach().mean()),
+    }
 
 
 # --------------------------------------------------------------------------- the method
@@ -149,7 +174,9 @@ class GRPO(TrainableMethod):
             raise UserError(f"grpo has no image budget preset for {world} models; set --set method.images=N")
         per_iter = self.config.prompts_per_iter * self.config.group_size
         if images < per_iter or images % per_iter:
-            raise UserError(f"grpo: images {images} is not a positive multiple of prompts_per_iter x group_size ({per_iter})")
+            raise UserError(
+                f"grpo: images {images} is not a positive multiple of prompts_per_iter x group_size ({per_iter})"
+            )
         return int(images)
 
     def plan(self, base: Checkpoint, ctx: RunContext) -> dict[str, Any]:
@@ -159,9 +186,14 @@ class GRPO(TrainableMethod):
         images = self.images_budget(world)
         sample_steps = c.sample_steps or ctx.spec.sampler.steps
         per_iter = c.prompts_per_iter * c.group_size
-        return {"world": world, "images": images, "iterations": images // per_iter, "sample_steps": sample_steps,
-                "train_steps": c.train_steps(sample_steps),
-                "guidance": float(c.guidance if c.guidance is not None else ctx.spec.sampler.guidance_scale)}
+        return {
+            "world": world,
+            "images": images,
+            "iterations": images // per_iter,
+            "sample_steps": sample_steps,
+            "train_steps": c.train_steps(sample_steps),
+            "guidance": float(c.guidance if c.guidance is not None else ctx.spec.sampler.guidance_scale),
+        }
 
     def prepare(self, base: Checkpoint, ctx: RunContext) -> Checkpoint:
         from craft_bench.train.method import settings_for, train_checkpoint
@@ -177,15 +209,32 @@ class GRPO(TrainableMethod):
 
         t = time.perf_counter()
         c = self.config
-        spec = PoolSpec(prompts=c.pool, size=c.pool_size, prompt_seed=c.prompt_seed, k=c.group_size,
-                        rewards=c.reward_names(ctx.world), seed=ctx.seed, version=POOL_VERSION)
+        spec = PoolSpec(
+            prompts=c.pool,
+            size=c.pool_size,
+            prompt_seed=c.prompt_seed,
+            k=c.group_size,
+            rewards=c.reward_names(ctx.world),
+            seed=ctx.seed,
+            version=POOL_VERSION,
+        )
         prompts, _ = pool_prompts(spec, ctx.world)
-        return TrainingData([{"prompt": p} for p in prompts],
-                            {"rewards": list(spec.rewards), "timing": {"prompts_s": time.perf_counter() - t}})
+        return TrainingData(
+            [{"prompt": p} for p in prompts],
+            {"rewards": list(spec.rewards), "timing": {"prompts_s": time.perf_counter() - t}},
+        )
 
-    def make_task(self, model: Any, data: TrainingData, base: Checkpoint, ctx: RunContext, settings: dict[str, Any]) -> Task:
-        return GRPOTask(self, model, [e["prompt"] for e in data.examples], list(data.accounting["rewards"]),
-                        self.plan(base, ctx), ctx)
+    def make_task(
+        self, model: Any, data: TrainingData, base: Checkpoint, ctx: RunContext, settings: dict[str, Any]
+    ) -> Task:
+        return GRPOTask(
+            self,
+            model,
+            [e["prompt"] for e in data.examples],
+            list(data.accounting["rewards"]),
+            self.plan(base, ctx),
+            ctx,
+        )
 
     # ---------------------------------------------------------------- advantages and loss
     def advantages(self, scores: dict[str, np.ndarray]) -> np.ndarray:
@@ -208,7 +257,9 @@ class GRPO(TrainableMethod):
         if c.kl_beta > 0:
             with model.reference():
                 ref = guided_output(model, x_t, t, batch["cond"], batch["uncond"], w)
-            kl = step_kl(mean, step_mean(ref.float(), x_t, batch["a_t"], batch["a_prev"], sigma, model.prediction_type), sigma).mean()
+            kl = step_kl(
+                mean, step_mean(ref.float(), x_t, batch["a_t"], batch["a_prev"], sigma, model.prediction_type), sigma
+            ).mean()
             loss = loss + c.kl_beta * kl
             logs["kl"] = float(kl.detach())
         return loss, logs
@@ -228,8 +279,9 @@ class GRPOTask(Task):
 
     name = "grpo"
 
-    def __init__(self, method: GRPO, model: Any, prompts: list[str], rewards: list[str], plan: dict[str, Any],
-                 ctx: RunContext) -> None:
+    def __init__(
+        self, method: GRPO, model: Any, prompts: list[str], rewards: list[str], plan: dict[str, Any], ctx: RunContext
+    ) -> None:
         import torch
 
         from craft_bench.parallel import shard_from_env
@@ -278,7 +330,7 @@ class GRPOTask(Task):
         self.model.load_trainable_state({k[5:]: v for k, v in tensors.items() if k.startswith("unet.")})
         if "grpo.counters" in tensors:
             self.counters = dict(zip(sorted(self.counters), tensors["grpo.counters"].tolist()))
-        buf = {k[len("grpo.buffer."):]: v for k, v in tensors.items() if k.startswith("grpo.buffer.")}
+        buf = {k[len("grpo.buffer.") :]: v for k, v in tensors.items() if k.startswith("grpo.buffer.")}
         self.buffer = buf or None
 
     def batch(self, step: int) -> dict[str, Any]:
@@ -289,7 +341,7 @@ class GRPOTask(Task):
             self.collect(k)
         b = self.buffer
         per = self.B // self.inner
-        rows = b["order"][part * per:(part + 1) * per]
+        rows = b["order"][part * per : (part + 1) * per]
         j = rows.repeat_interleave(self.S)
         i = b["train_steps"][rows].reshape(-1)
         a_t = torch.tensor(self.schedule.alphas, dtype=torch.float32)[i]
@@ -298,10 +350,14 @@ class GRPOTask(Task):
         dev = self.model.device
         n = len(j)
         return {
-            "x_t": b["latents"][j, i].to(dev), "x_prev": b["latents"][j, i + 1].to(dev),
+            "x_t": b["latents"][j, i].to(dev),
+            "x_prev": b["latents"][j, i + 1].to(dev),
             "timesteps": torch.tensor(self.schedule.timesteps, dtype=torch.long)[i].to(dev),
-            "a_t": a_t.to(dev), "a_prev": a_prev.to(dev), "sigma": self.schedule.sigma(a_t, a_prev).to(dev),
-            "old_log_prob": b["log_probs"][j, i].to(dev), "advantage": b["advantages"][j].float().to(dev),
+            "a_t": a_t.to(dev),
+            "a_prev": a_prev.to(dev),
+            "sigma": self.schedule.sigma(a_t, a_prev).to(dev),
+            "old_log_prob": b["log_probs"][j, i].to(dev),
+            "advantage": b["advantages"][j].float().to(dev),
             "cond": {key: v[prompt].to(dev) for key, v in self.cond.items()},
             "uncond": {key: v.unsqueeze(0).expand(n, *v.shape).to(dev) for key, v in self.empty.items()},
             "guidance": torch.full((n,), self.guidance),
@@ -319,7 +375,7 @@ class GRPOTask(Task):
         out = []
         for epoch in range(first // n, (last - 1) // n + 1):
             perm = np.random.default_rng([self.seed, 0x6790, epoch]).permutation(n)
-            out.append(perm[max(first - epoch * n, 0):min(last - epoch * n, n)])
+            out.append(perm[max(first - epoch * n, 0) : min(last - epoch * n, n)])
         return np.concatenate(out)
 
     def collect(self, k: int) -> None:
@@ -345,15 +401,24 @@ class GRPOTask(Task):
             r = rollout(self.model, cond, uncond, self.schedule, self.guidance, gens, self.shape, init)
             made.append((idx, r, self.model.decode_images(r.latents[:, -1])))
         t1 = time.perf_counter()
-        entries = [(image_digest(im), Image.fromarray(im), self.prompts[slot_prompt[j]])
-                   for idx, _, images in made for j, im in zip(idx, images)]
-        scores, evaluations = cached_scores(entries, self.rewards, self.ctx.store.root, self.ctx.device, self.scorer) \
-            if entries else ({name: [] for name in self.rewards}, 0)
+        entries = [
+            (image_digest(im), Image.fromarray(im), self.prompts[slot_prompt[j]])
+            for idx, _, images in made
+            for j, im in zip(idx, images)
+        ]
+        scores, evaluations = (
+            cached_scores(entries, self.rewards, self.ctx.store.root, self.ctx.device, self.scorer)
+            if entries
+            else ({name: [] for name in self.rewards}, 0)
+        )
         t2 = time.perf_counter()
-        local = {"slots": [j for idx, _, _ in made for j in idx],
-                 "latents": torch.cat([r.latents for _, r, _ in made]) if made else None,
-                 "log_probs": torch.cat([r.log_probs for _, r, _ in made]) if made else None,
-                 "scores": {name: np.asarray(v) for name, v in scores.items()}, "evaluations": evaluations}
+        local = {
+            "slots": [j for idx, _, _ in made for j in idx],
+            "latents": torch.cat([r.latents for _, r, _ in made]) if made else None,
+            "log_probs": torch.cat([r.log_probs for _, r, _ in made]) if made else None,
+            "scores": {name: np.asarray(v) for name, v in scores.items()},
+            "evaluations": evaluations,
+        }
         parts = [local] if self.shard is None else self.shard.gather(local)
         order = np.argsort(np.concatenate([p["slots"] for p in parts]))
         latents = torch.cat([p["latents"] for p in parts if p["latents"] is not None])[order]
@@ -364,9 +429,13 @@ class GRPOTask(Task):
         T = len(self.schedule)
         train_steps = np.stack([rng.permutation(T)[: self.S] for _ in range(self.B)])
         self.buffer = {
-            "iteration": torch.tensor([k]), "latents": latents, "log_probs": log_probs,
-            "advantages": torch.from_numpy(advantages), "prompt_index": torch.from_numpy(slot_prompt),
-            "train_steps": torch.from_numpy(train_steps), "order": torch.from_numpy(rng.permutation(self.B)),
+            "iteration": torch.tensor([k]),
+            "latents": latents,
+            "log_probs": log_probs,
+            "advantages": torch.from_numpy(advantages),
+            "prompt_index": torch.from_numpy(slot_prompt),
+            "train_steps": torch.from_numpy(train_steps),
+            "order": torch.from_numpy(rng.permutation(self.B)),
             "scores": torch.from_numpy(np.stack([scores[n] for n in self.rewards], axis=1)),
         }
         self.counters["sampling_s"] += (t1 - t0) + (time.perf_counter() - t2)
@@ -389,9 +458,21 @@ class GRPOTask(Task):
     def accounting(self) -> dict[str, Any]:
         images = int(self.counters["iterations"]) * self.B
         timing = {"sampling_s": self.counters["sampling_s"], "reward_s": self.counters["reward_s"]}
-        return {"timing": timing, "in_loop_s": timing["sampling_s"] + timing["reward_s"], "images_generated": images,
-                "reward_calls": images * len(self.rewards), "samples_used": images,
-                "reward_evaluations_run": int(self.counters["reward_evaluations_run"]),
-                "iterations": int(self.counters["iterations"]), "rollout": {
-                    "prompts_per_iter": self.P, "group_size": self.G, "sample_steps": len(self.schedule),
-                    "train_steps": self.S, "guidance": self.guidance, "eta": self.schedule.eta, "same_noise": self.same_noise}}
+        return {
+            "timing": timing,
+            "in_loop_s": timing["sampling_s"] + timing["reward_s"],
+            "images_generated": images,
+            "reward_calls": images * len(self.rewards),
+            "samples_used": images,
+            "reward_evaluations_run": int(self.counters["reward_evaluations_run"]),
+            "iterations": int(self.counters["iterations"]),
+            "rollout": {
+                "prompts_per_iter": self.P,
+                "group_size": self.G,
+                "sample_steps": len(self.schedule),
+                "train_steps": self.S,
+                "guidance": self.guidance,
+                "eta": self.schedule.eta,
+                "same_noise": self.same_noise,
+            },
+        }

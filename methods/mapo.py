@@ -66,5 +66,9 @@ class MaPO(PairMethod):
     def loss(self, batch: dict[str, Any], model: Any) -> tuple[Any, dict[str, float]]:
         err_w, err_l = pair_errors(model, batch)
         loss, margin = mapo_loss(err_w, err_l, self.config.beta, self.config.snr_value, len(model.alphas_cumprod))
-        return loss, {"mse_w": float(err_w.mean().detach()), "mse_l": float(err_l.mean().detach()),
-                      "margin": float(margin.mean().detach()), "win_rate": float((margin > 0).float().mean())}
+        return loss, {
+            "mse_w": float(err_w.mean().detach()),
+            "mse_l": float(err_l.mean().detach()),
+            "margin": float(margin.mean().detach()),
+            "win_rate": float((margin > 0).float().mean()),
+        }

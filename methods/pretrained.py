@@ -27,8 +27,16 @@ from craft_bench.spec import setting
 LORA_FILE = "pytorch_lora_weights.safetensors"
 UNET_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 # UNet config keys that must agree with the base model's for the weights to fit it.
-ARCHITECTURE_KEYS = ("block_out_channels", "cross_attention_dim", "in_channels", "out_channels", "addition_embed_type",
-                     "transformer_layers_per_block", "down_block_types", "up_block_types")
+ARCHITECTURE_KEYS = (
+    "block_out_channels",
+    "cross_attention_dim",
+    "in_channels",
+    "out_channels",
+    "addition_embed_type",
+    "transformer_layers_per_block",
+    "down_block_types",
+    "up_block_types",
+)
 
 
 @dataclass(frozen=True)
@@ -46,19 +54,33 @@ PUBLISHED: dict[str, Published] = {
     "smpo-sdxl": Published("JaydenLu666/SmPO-SDXL", "sdxl", "unet", "SmPO (Lu et al. 2025)"),
     "smpo-sd15": Published("JaydenLu666/SmPO-SD1.5", "sd15", "unet", "SmPO (Lu et al. 2025)"),
     "spo-sdxl": Published("SPO-Diffusion-Models/SPO-SDXL_4k-p_10ep", "sdxl", "unet", "SPO (Liang et al. 2024)"),
-    "spo-sdxl-lora": Published("SPO-Diffusion-Models/SPO-SDXL_4k-p_10ep_LoRA", "sdxl", "lora", "SPO (Liang et al. 2024)"),
+    "spo-sdxl-lora": Published(
+        "SPO-Diffusion-Models/SPO-SDXL_4k-p_10ep_LoRA", "sdxl", "lora", "SPO (Liang et al. 2024)"
+    ),
     "spo-sd15": Published("SPO-Diffusion-Models/SPO-SD-v1-5_4k-p_10ep", "sd15", "unet", "SPO (Liang et al. 2024)"),
-    "spo-sd15-lora": Published("SPO-Diffusion-Models/SPO-SD-v1-5_4k-p_10ep_LoRA", "sd15", "lora", "SPO (Liang et al. 2024)"),
+    "spo-sd15-lora": Published(
+        "SPO-Diffusion-Models/SPO-SD-v1-5_4k-p_10ep_LoRA", "sd15", "lora", "SPO (Liang et al. 2024)"
+    ),
 }
-ALIASES = {"dpo-sd1.5": "dpo-sd15", "mapo-beta": "mapo", "smpo-sd1.5": "smpo-sd15", "spo-sd1.5": "spo-sd15",
-           "spo-sd1.5-lora": "spo-sd15-lora"}
-FILES = {"unet": ["unet/config.json", "unet/diffusion_pytorch_model.safetensors"],
-         "root": ["config.json", "diffusion_pytorch_model.safetensors"], "lora": [LORA_FILE]}
+ALIASES = {
+    "dpo-sd1.5": "dpo-sd15",
+    "mapo-beta": "mapo",
+    "smpo-sd1.5": "smpo-sd15",
+    "spo-sd1.5": "spo-sd15",
+    "spo-sd1.5-lora": "spo-sd15-lora",
+}
+FILES = {
+    "unet": ["unet/config.json", "unet/diffusion_pytorch_model.safetensors"],
+    "root": ["config.json", "diffusion_pytorch_model.safetensors"],
+    "lora": [LORA_FILE],
+}
 
 
 @dataclass(frozen=True)
 class PretrainedConfig:
-    checkpoint: str = setting("", "a published checkpoint: alias (" + ", ".join(PUBLISHED) + "), hub id or local folder")
+    checkpoint: str = setting(
+        "", "a published checkpoint: alias (" + ", ".join(PUBLISHED) + "), hub id or local folder"
+    )
 
 
 def published(name: str) -> Published | None:
@@ -84,13 +106,17 @@ def locate(name: str) -> tuple[Path, Published | None]:
 
         folder = Path(snapshot_download(hub_id, allow_patterns=files, local_files_only=_offline()))
     except Exception as exc:  # noqa: BLE001 - any hub failure means "not available here"
-        raise UserError(f"checkpoint {label} is not available here ({type(exc).__name__}): {files[-1]} is missing; fetch it "
-                        f"where there is network (huggingface-cli download {hub_id} {' '.join(files)}) and pass the "
-                        f"folder: --set method.checkpoint=/path/to/{hub_id.split('/')[-1]}") from None
+        raise UserError(
+            f"checkpoint {label} is not available here ({type(exc).__name__}): {files[-1]} is missing; fetch it "
+            f"where there is network (huggingface-cli download {hub_id} {' '.join(files)}) and pass the "
+            f"folder: --set method.checkpoint=/path/to/{hub_id.split('/')[-1]}"
+        ) from None
     missing = [f for f in files if "*" not in f and not (folder / f).is_file()]
     if missing:
-        raise UserError(f"checkpoint {label}: {missing[0]} is missing from {folder}; fetch it (huggingface-cli download "
-                        f"{hub_id} {' '.join(files)}) or pass a complete folder with --set method.checkpoint=/path")
+        raise UserError(
+            f"checkpoint {label}: {missing[0]} is missing from {folder}; fetch it (huggingface-cli download "
+            f"{hub_id} {' '.join(files)}) or pass a complete folder with --set method.checkpoint=/path"
+        )
     return folder, known
 
 
@@ -103,15 +129,18 @@ def layout_of(folder: Path) -> tuple[str, Path]:
         return "root", folder
     if (folder / LORA_FILE).is_file():
         return "lora", folder / LORA_FILE
-    raise UserError(f"{folder}: no unet/config.json, UNet config.json or {LORA_FILE} in it; give a diffusers UNet "
-                    "folder, a pipeline folder or a LoRA folder")
+    raise UserError(
+        f"{folder}: no unet/config.json, UNet config.json or {LORA_FILE} in it; give a diffusers UNet "
+        "folder, a pipeline folder or a LoRA folder"
+    )
 
 
 def check_unet(unet_dir: Path, base_dir: Path, label: str) -> None:
     """The UNet's weights exist and its architecture is the base model's (one line naming the difference if not)."""
     if not any((unet_dir / w).is_file() for w in UNET_WEIGHTS):
-        raise UserError(f"checkpoint {label}: {unet_dir / UNET_WEIGHTS[0]} is missing; fetch the weights or give a "
-                        "complete folder")
+        raise UserError(
+            f"checkpoint {label}: {unet_dir / UNET_WEIGHTS[0]} is missing; fetch the weights or give a complete folder"
+        )
     mine = json.loads((unet_dir / "config.json").read_text())
     base = json.loads((Path(base_dir) / "unet" / "config.json").read_text())
     for key in ARCHITECTURE_KEYS:
@@ -120,14 +149,18 @@ def check_unet(unet_dir: Path, base_dir: Path, label: str) -> None:
             a, b = list(a) if isinstance(a, (list, tuple)) else a, list(b) if isinstance(b, (list, tuple)) else b
         if a != b:
             family = "an SDXL" if mine.get("addition_embed_type") == "text_time" else "an SD1.5-style"
-            raise UserError(f"checkpoint {label} is {family} UNet whose {key} ({a}) differs from the base model's ({b}); "
-                            "evaluate it on the base it was fine-tuned from (--model sdxl or sd15)")
+            raise UserError(
+                f"checkpoint {label} is {family} UNet whose {key} ({a}) differs from the base model's ({b}); "
+                "evaluate it on the base it was fine-tuned from (--model sdxl or sd15)"
+            )
 
 
 class Pretrained(Method):
     name = "pretrained"
     version = "1"
-    description = "a published fine-tuned UNet or LoRA (DPO-SDXL, MaPO, SmPO, SPO, ...) by alias, hub id or local folder"
+    description = (
+        "a published fine-tuned UNet or LoRA (DPO-SDXL, MaPO, SmPO, SPO, ...) by alias, hub id or local folder"
+    )
     Config = PretrainedConfig
 
     def prepare(self, base: Checkpoint, ctx: RunContext) -> Checkpoint:
@@ -137,13 +170,17 @@ class Pretrained(Method):
 
         name = self.config.checkpoint
         if not name:
-            raise UserError("method pretrained needs a checkpoint: --set method.checkpoint=ALIAS|HUB_ID|FOLDER "
-                            f"(aliases: {', '.join(PUBLISHED)})")
+            raise UserError(
+                "method pretrained needs a checkpoint: --set method.checkpoint=ALIAS|HUB_ID|FOLDER "
+                f"(aliases: {', '.join(PUBLISHED)})"
+            )
         label = f"'{name}'"
         known = published(name) if not Path(name).expanduser().exists() else None
         if known and known.family != base.model.family:
-            raise UserError(f"checkpoint {label} was fine-tuned from {known.family}, not from the base model "
-                            f"'{base.model.name}' ({base.model.family}); run it with --model {known.family}")
+            raise UserError(
+                f"checkpoint {label} was fine-tuned from {known.family}, not from the base model "
+                f"'{base.model.name}' ({base.model.family}); run it with --model {known.family}"
+            )
         folder, _ = locate(name)
         layout, weights = layout_of(folder)
         if layout == "lora":

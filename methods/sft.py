@@ -38,8 +38,11 @@ RENDER_VERSION = "1"  # bump when the renderer or scene_for changes what a promp
 
 @dataclass(frozen=True)
 class SFTConfig(PoolConfig):
-    data: str = setting("random", "what to fine-tune on: random (budget random pool candidates), pool (every candidate) "
-                                  "or renders (budget ground-truth renders of the pool's prompts; mini world only)")
+    data: str = setting(
+        "random",
+        "what to fine-tune on: random (budget random pool candidates), pool (every candidate) "
+        "or renders (budget ground-truth renders of the pool's prompts; mini world only)",
+    )
     budget: int = setting(100, "training samples (random, renders)")
 
     def __post_init__(self) -> None:
@@ -49,11 +52,15 @@ class SFTConfig(PoolConfig):
         if self.budget < 1:
             raise ValueError("budget must be >= 1")
         if self.data == "random" and self.budget > self.candidates():
-            raise ValueError(f"budget {self.budget} is larger than the pool ({self.candidates()} candidates); "
-                             "lower method.budget or raise method.pool_size")
+            raise ValueError(
+                f"budget {self.budget} is larger than the pool ({self.candidates()} candidates); "
+                "lower method.budget or raise method.pool_size"
+            )
 
 
-def render_examples(prompts: list[str], metas: list[dict[str, Any]], count: int, seed: int, root: Path) -> list[dict[str, Any]]:
+def render_examples(
+    prompts: list[str], metas: list[dict[str, Any]], count: int, seed: int, root: Path
+) -> list[dict[str, Any]]:
     """``count`` (image, prompt) examples: round-robin over the prompts, each a fresh scene satisfying the prompt's
     metadata (seeded by (seed, prompt, index)), rendered to a PNG under ``<root>/cache/renders/``."""
     import io
@@ -69,7 +76,9 @@ def render_examples(prompts: list[str], metas: list[dict[str, Any]], count: int,
         prompt = prompts[i % len(prompts)]
         meta = metas[i % len(prompts)] if metas[i % len(prompts)].get("include") else metadata_for(prompt)
         if meta is None:
-            raise UserError(f"method.data=renders needs mini-world prompts the renderer can draw; '{prompt[:60]}' is not one")
+            raise UserError(
+                f"method.data=renders needs mini-world prompts the renderer can draw; '{prompt[:60]}' is not one"
+            )
         k = i // len(prompts)
         h = hashlib.sha256(f"render:{RENDER_VERSION}:{seed}:{prompt}:{k}".encode()).hexdigest()
         path = root / "cache" / "renders" / h[:2] / f"{h}.png"
@@ -97,13 +106,23 @@ class SFT(TrainableMethod):
         c = self.config
         if c.data == "renders":
             if ctx.world.prompts != "mini":
-                raise UserError("method.data=renders draws ground-truth scenes, which only the mini world has; "
-                                "use data=random or data=pool on this model")
+                raise UserError(
+                    "method.data=renders draws ground-truth scenes, which only the mini world has; "
+                    "use data=random or data=pool on this model"
+                )
             t = time.perf_counter()
             prompts, metas = pool_prompts(c.pool_spec(ctx.seed, ctx.world), ctx.world)
             examples = render_examples(prompts, metas, c.budget, ctx.seed, Path(ctx.store.root))
-            return TrainingData(examples, {"timing": {"render_s": time.perf_counter() - t}, "images_generated": 0,
-                                           "reward_calls": 0, "rewards": [], "pool": {"prompts": len(prompts), "renders": len(examples)}})
+            return TrainingData(
+                examples,
+                {
+                    "timing": {"render_s": time.perf_counter() - t},
+                    "images_generated": 0,
+                    "reward_calls": 0,
+                    "rewards": [],
+                    "pool": {"prompts": len(prompts), "renders": len(examples)},
+                },
+            )
         pool = build_method_pool(c, base, ctx)
         t = time.perf_counter()
         cands = pool.candidates
@@ -113,8 +132,13 @@ class SFT(TrainableMethod):
         else:
             chosen = list(cands)
         examples = [{"image": x.image_path, "prompt": x.original, "image_key": x.image_key} for x in chosen]
-        return TrainingData(examples, {**pool_accounting(pool, selection_s=time.perf_counter() - t),
-                                       "pool": {"prompts": len(pool.prompts), "candidates": len(cands), "kept": len(chosen)}})
+        return TrainingData(
+            examples,
+            {
+                **pool_accounting(pool, selection_s=time.perf_counter() - t),
+                "pool": {"prompts": len(pool.prompts), "candidates": len(cands), "kept": len(chosen)},
+            },
+        )
 
     def loss(self, batch: dict[str, Any], model: Any) -> tuple[Any, dict[str, float]]:
         err = denoising_error(model, batch["image"], batch)
@@ -125,11 +149,17 @@ def _with_data(data: str, description: str) -> type[SFT]:
     """A named arm of SFT: the same method with another default ``data`` (its own name in tables and sweeps)."""
     import dataclasses
 
-    cfg = dataclasses.make_dataclass(f"SFT{data.title()}Config", [("data", str, setting(data, SFTConfig.__dataclass_fields__["data"].metadata["help"]))],
-                                     bases=(SFTConfig,), frozen=True)
+    cfg = dataclasses.make_dataclass(
+        f"SFT{data.title()}Config",
+        [("data", str, setting(data, SFTConfig.__dataclass_fields__["data"].metadata["help"]))],
+        bases=(SFTConfig,),
+        frozen=True,
+    )
     return type(f"SFT{data.title()}", (SFT,), {"name": f"sft-{data}", "description": description, "Config": cfg})
 
 
 SFTRandom = _with_data("random", "control: SFT on budget random candidates of the shared pool (no reward)")
 SFTPool = _with_data("pool", "control: SFT on the whole unfiltered candidate pool")
-SFTRenders = _with_data("renders", "positive control: SFT on ground-truth renders of the training prompts (mini; perfect data)")
+SFTRenders = _with_data(
+    "renders", "positive control: SFT on ground-truth renders of the training prompts (mini; perfect data)"
+)

@@ -40,8 +40,11 @@ PICKSCORE_MIN, PICKSCORE_MAX = 0.11543526500463486, 0.28201571106910706
 @dataclass(frozen=True)
 class SmPOConfig(PairConfig):
     beta: float | None = setting(None, "DPO beta (default: 5000, SD1.5 2000; examples/*.sh --beta_dpo)")
-    label: str = setting("auto", "what the soft label is computed from: auto (pickscore where the pool has it, else "
-                                 "composite), composite (the pool's composite score) or a reward of the pool")
+    label: str = setting(
+        "auto",
+        "what the soft label is computed from: auto (pickscore where the pool has it, else "
+        "composite), composite (the pool's composite score) or a reward of the pool",
+    )
     label_scale: float = setting(10.0, "factor on (2 p_w - 1) (train.py: 10)")
     inversion_steps: int | None = setting(None, "DDIM inversion schedule (default: 10, SD1.5 5; train.py)")
     renoise: bool = setting(True, "average each inversion step's prediction with the one after a first step (train.py)")
@@ -87,16 +90,23 @@ class SmPO(PairMethod):
             label = "pickscore" if "pickscore" in names else "composite"
         if label == "composite":
             if not names:
-                raise UserError("smpo needs scores for its soft labels: give the file score_0/score_1 columns or a pool")
+                raise UserError(
+                    "smpo needs scores for its soft labels: give the file score_0/score_1 columns or a pool"
+                )
             values = composite_scores(pool)
             lo, hi = float(values.min()), float(values.max())
         elif label in names:
             values = np.array([c.scores[label] for c in pool.candidates], dtype=np.float64)
-            lo, hi = (PICKSCORE_SCALE * PICKSCORE_MIN, PICKSCORE_SCALE * PICKSCORE_MAX) if label == "pickscore" \
+            lo, hi = (
+                (PICKSCORE_SCALE * PICKSCORE_MIN, PICKSCORE_SCALE * PICKSCORE_MAX)
+                if label == "pickscore"
                 else (float(values.min()), float(values.max()))
+            )
         else:
-            raise UserError(f"method.label={label}: not a reward of the pool ({', '.join(names) or 'none'}); "
-                            "use auto, composite or one of them")
+            raise UserError(
+                f"method.label={label}: not a reward of the pool ({', '.join(names) or 'none'}); "
+                "use auto, composite or one of them"
+            )
         by_key = {c.image_key: float(v) for c, v in zip(pool.candidates, values)}
         span = (hi - lo) or 1.0
         for e in examples:
@@ -122,5 +132,9 @@ class SmPO(PairMethod):
         scale = (2 * batch["p_w"] - 1) * self.config.label_scale
         z = scale * dpo_logit(err_w, err_l, ref_w, ref_l, beta)
         loss = -F.logsigmoid(z).mean()
-        return loss, {"mse_w": float(err_w.mean().detach()), "mse_l": float(err_l.mean().detach()),
-                      "implicit_acc": float((z > 0).float().mean()), "p_w": float(batch["p_w"].mean())}
+        return loss, {
+            "mse_w": float(err_w.mean().detach()),
+            "mse_l": float(err_l.mean().detach()),
+            "implicit_acc": float((z > 0).float().mean()),
+            "p_w": float(batch["p_w"].mean()),
+        }

@@ -51,7 +51,13 @@ CONTROLNETS = {
 DATA_ENV = "CRAFT_BENCH_CONTROLNET_DATA"
 METADATA_FILE = "metadata.jsonl"
 PROMPT_FIELDS = ("text", "prompt", "caption")
-MSSSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # MS-SSIM's scale weights (Wang et al. 2003; torchmetrics default)
+MSSSIM_BETAS = (
+    0.0448,
+    0.2856,
+    0.3001,
+    0.2363,
+    0.1333,
+)  # MS-SSIM's scale weights (Wang et al. 2003; torchmetrics default)
 MSSSIM_KERNEL = 11
 
 
@@ -137,8 +143,10 @@ def read_data(source: str | Path, kind: str) -> list[Reference]:
     meta = path if path.is_file() else path / METADATA_FILE
     root = meta.parent
     if not meta.is_file():
-        raise UserError(f"ControlNet data '{source}': no {METADATA_FILE}; give a folder of reference images with a {METADATA_FILE} "
-                        f"(docs/controlnet.md) via --set suite.data=DIR, --prompts DIR/{METADATA_FILE} or ${DATA_ENV}")
+        raise UserError(
+            f"ControlNet data '{source}': no {METADATA_FILE}; give a folder of reference images with a {METADATA_FILE} "
+            f"(docs/controlnet.md) via --set suite.data=DIR, --prompts DIR/{METADATA_FILE} or ${DATA_ENV}"
+        )
     rows: list[Reference] = []
     try:
         lines = meta.read_text(encoding="utf-8").splitlines()
@@ -154,14 +162,20 @@ def read_data(source: str | Path, kind: str) -> list[Reference]:
         prompt = next((row[f] for f in PROMPT_FIELDS if isinstance(row.get(f), str)), None)
         control = row.get(f"control_{kind}") or row.get("control")
         if prompt is None or not (row.get("file_name") or control):
-            raise UserError(f"{meta}:{n}: each line needs a caption ({' / '.join(PROMPT_FIELDS)}) and a file_name "
-                            f"(or a control_{kind} map)")
+            raise UserError(
+                f"{meta}:{n}: each line needs a caption ({' / '.join(PROMPT_FIELDS)}) and a file_name "
+                f"(or a control_{kind} map)"
+            )
         image = root / row["file_name"] if row.get("file_name") else None
         control_path = root / control if control else None
         for p in (image, control_path):
             if p is not None and not p.is_file():
                 raise UserError(f"{meta}:{n}: no file {p}")
-        rows.append(Reference(str(row.get("id", f"cn-{len(rows):05d}")), prompt, image, control_path, str(row.get("category", "all"))))
+        rows.append(
+            Reference(
+                str(row.get("id", f"cn-{len(rows):05d}")), prompt, image, control_path, str(row.get("category", "all"))
+            )
+        )
     if not rows:
         raise UserError(f"{meta}: no rows")
     if len({r.id for r in rows}) != len(rows):
@@ -180,14 +194,23 @@ def locate_controlnet(value: str, what: str, env: str) -> Path:
         try:
             from huggingface_hub import snapshot_download
 
-            folder = Path(snapshot_download(src.value, allow_patterns=["config.json", "diffusion_pytorch_model.safetensors"],
-                                            local_files_only=not hub_reachable()))
+            folder = Path(
+                snapshot_download(
+                    src.value,
+                    allow_patterns=["config.json", "diffusion_pytorch_model.safetensors"],
+                    local_files_only=not hub_reachable(),
+                )
+            )
         except Exception as exc:  # offline and not cached, unknown repo: one line for the user
-            raise UserError(f"{what}: cannot get ControlNet '{src.value}' ({type(exc).__name__}; offline?); download it "
-                            f"(huggingface-cli download {src.value}) and {src.hint()}") from None
+            raise UserError(
+                f"{what}: cannot get ControlNet '{src.value}' ({type(exc).__name__}; offline?); download it "
+                f"(huggingface-cli download {src.value}) and {src.hint()}"
+            ) from None
     if not (folder / "config.json").is_file() or not any(folder.glob("diffusion_pytorch_model.*")):
-        raise UserError(f"{what}: '{folder}' is not a ControlNet folder (config.json + diffusion_pytorch_model.safetensors); "
-                        f"give one saved with ControlNetModel.save_pretrained")
+        raise UserError(
+            f"{what}: '{folder}' is not a ControlNet folder (config.json + diffusion_pytorch_model.safetensors); "
+            f"give one saved with ControlNetModel.save_pretrained"
+        )
     return folder
 
 
@@ -198,9 +221,15 @@ def _check_fits(controlnet: Path, model_source: str, what: str) -> None:
         return
     cn, un = json.loads((controlnet / "config.json").read_text()), json.loads(unet_cfg.read_text())
     for key in ("cross_attention_dim", "addition_embed_type"):
-        if cn.get(key) is not None and un.get(key) is not None and list(np.atleast_1d(cn[key])) != list(np.atleast_1d(un[key])):
-            raise UserError(f"{what}: ControlNet {controlnet} was made for another model ({key} {cn[key]} vs the model's {un[key]}); "
-                            f"give one for this model with --set suite.controlnet=DIR")
+        if (
+            cn.get(key) is not None
+            and un.get(key) is not None
+            and list(np.atleast_1d(cn[key])) != list(np.atleast_1d(un[key]))
+        ):
+            raise UserError(
+                f"{what}: ControlNet {controlnet} was made for another model ({key} {cn[key]} vs the model's {un[key]}); "
+                f"give one for this model with --set suite.controlnet=DIR"
+            )
 
 
 # --------------------------------------------------------------------------- the suites
@@ -208,10 +237,19 @@ def _check_fits(controlnet: Path, model_source: str, what: str) -> None:
 
 @dataclass(frozen=True)
 class ControlNetConfig:
-    controlnet: str = setting("auto", "auto (mini: the shipped mini ControlNet; SDXL / SD1.5: the published one), none (no ControlNet: "
-                                      "the same prompts and seeds as plain text-to-image), or a ControlNet folder / hub id")
-    data: str = setting("", f"reference images with captions: a folder with {METADATA_FILE} (default ${DATA_ENV}; mini-world models: the mini set)")
-    rewards: str = setting("auto", "comma-separated rewards scored on the outputs (auto: mini-clip,mini-aes on mini, else hps,pickscore,aes,imagereward,clip)")
+    controlnet: str = setting(
+        "auto",
+        "auto (mini: the shipped mini ControlNet; SDXL / SD1.5: the published one), none (no ControlNet: "
+        "the same prompts and seeds as plain text-to-image), or a ControlNet folder / hub id",
+    )
+    data: str = setting(
+        "",
+        f"reference images with captions: a folder with {METADATA_FILE} (default ${DATA_ENV}; mini-world models: the mini set)",
+    )
+    rewards: str = setting(
+        "auto",
+        "comma-separated rewards scored on the outputs (auto: mini-clip,mini-aes on mini, else hps,pickscore,aes,imagereward,clip)",
+    )
     hps_version: str = setting("v2.1", "HPS checkpoint version when hps is a reward")
     sources: str = setting("", "reward weights, comma-separated NAME=PATH as in `craft-bench score --source`")
     images_per_prompt: int = setting(4, "images per condition (ControlNet++: 4)")
@@ -278,14 +316,24 @@ class ControlNetSuite(Suite):
         elif ctx.world.prompts == "mini":  # the mini world's prompts, with scenes that satisfy them
             rows = self._mini_rows(size)
         else:
-            raise UserError(f"{self._what()}: real models need reference images with captions; pass --set suite.data=DIR "
-                            f"(a folder with {METADATA_FILE}, e.g. MultiGen-20M's eval split; docs/controlnet.md) or set ${DATA_ENV}")
+            raise UserError(
+                f"{self._what()}: real models need reference images with captions; pass --set suite.data=DIR "
+                f"(a folder with {METADATA_FILE}, e.g. MultiGen-20M's eval split; docs/controlnet.md) or set ${DATA_ENV}"
+            )
         conditioned = self._controlnet is not None
         items = []
         for item_id, prompt, stratum, cond in rows:
             path = str(ctx.store.save_control(_control_image(cond)))
-            items.append(PromptItem(id=item_id, prompt=prompt, n_images=self.config.images_per_prompt, stratum=stratum,
-                                    metadata={"condition": path}, control_image=path if conditioned else None))
+            items.append(
+                PromptItem(
+                    id=item_id,
+                    prompt=prompt,
+                    n_images=self.config.images_per_prompt,
+                    stratum=stratum,
+                    metadata={"condition": path},
+                    control_image=path if conditioned else None,
+                )
+            )
         self._strata = ordered_unique([it.stratum for it in items])
         return items
 
@@ -301,7 +349,9 @@ class ControlNetSuite(Suite):
         for line in geneval_prompts(self.config.n_per_task, self.config.prompt_seed):
             k = seen[line["tag"]] = seen.get(line["tag"], -1) + 1
             scene = scene_for(line, rng)
-            rows.append((f"{line['tag']}-{k:04d}", line["prompt"], line["tag"], condition(scene, self.control, size[0])))
+            rows.append(
+                (f"{line['tag']}-{k:04d}", line["prompt"], line["tag"], condition(scene, self.control, size[0]))
+            )
         return rows
 
     def _condition(self, ref: Reference, size: tuple[int, int], ctx: RunContext) -> np.ndarray:
@@ -335,11 +385,21 @@ class ControlNetSuite(Suite):
         out = [MetricDef("overall", self.headline_display, self.headline_column, higher_is_better=hb)]
         out += self.extra_metrics()
         if len(self._strata) > 1:
-            out += [MetricDef(f"{self.headline_column}.{slug(s)}", f"{self.headline_display}, {s}", self.headline_column,
-                              where_stratum=s, higher_is_better=hb) for s in self._strata]
+            out += [
+                MetricDef(
+                    f"{self.headline_column}.{slug(s)}",
+                    f"{self.headline_display}, {s}",
+                    self.headline_column,
+                    where_stratum=s,
+                    higher_is_better=hb,
+                )
+                for s in self._strata
+            ]
         for name in self._names:
             better = bool(getattr(registry.rewards.get(name), "higher_is_better", True))
-            out.append(MetricDef(name, f"{reward_display(name, self.config.hps_version)} mean", name, higher_is_better=better))
+            out.append(
+                MetricDef(name, f"{reward_display(name, self.config.hps_version)} mean", name, higher_is_better=better)
+            )
         return out
 
     def extra_metrics(self) -> list[MetricDef]:
@@ -351,7 +411,9 @@ class ControlNetSuite(Suite):
         if self._scorer is None:
             from craft_bench.rewards.composite import CompositeScorer
 
-            self._scorer = CompositeScorer.from_source_list(self._names, self.config.sources, ctx.device, {"hps": {"version": self.config.hps_version}})
+            self._scorer = CompositeScorer.from_source_list(
+                self._names, self.config.sources, ctx.device, {"hps": {"version": self.config.hps_version}}
+            )
         return reward_columns(self._scorer, self._names, images, [it.prompt for it in items])
 
     def score(self, items: Sequence[PromptItem], images: Sequence[Any], ctx: RunContext) -> list[dict[str, Any]]:
@@ -366,7 +428,9 @@ class ControlNetSuite(Suite):
         measured = self.measure(conditions, images, ctx)
         return [{**m, **r} for m, r in zip(measured, self.rewards(items, images, ctx))]
 
-    def measure(self, conditions: Sequence[np.ndarray], images: Sequence[Any], ctx: RunContext) -> list[dict[str, float]]:
+    def measure(
+        self, conditions: Sequence[np.ndarray], images: Sequence[Any], ctx: RunContext
+    ) -> list[dict[str, float]]:
         """The control metrics of each image against its condition."""
         raise NotImplementedError
 

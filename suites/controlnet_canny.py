@@ -31,7 +31,9 @@ class ControlNetCanny(ControlNetSuite):
     def extra_metrics(self) -> list[MetricDef]:
         return [MetricDef("ssim", "edge MS-SSIM", "edge_ssim")]
 
-    def measure(self, conditions: Sequence[np.ndarray], images: Sequence[Any], ctx: RunContext) -> list[dict[str, float]]:
+    def measure(
+        self, conditions: Sequence[np.ndarray], images: Sequence[Any], ctx: RunContext
+    ) -> list[dict[str, float]]:
         from craft_bench.controls import canny
 
         edges = canny(list(images))

@@ -20,9 +20,12 @@ from craft_bench.suites.controlnet import ControlNetConfig, ControlNetSuite, dep
 
 @dataclass(frozen=True)
 class DepthConfig(ControlNetConfig):
-    depth_estimator: str = setting("auto", "auto (the model's world's: the mini estimator on mini models; else "
-                                           "$CRAFT_BENCH_DEPTH_ESTIMATOR or Intel/dpt-large), "
-                                           "mini, or a transformers depth model (hub id or save_pretrained folder)")
+    depth_estimator: str = setting(
+        "auto",
+        "auto (the model's world's: the mini estimator on mini models; else "
+        "$CRAFT_BENCH_DEPTH_ESTIMATOR or Intel/dpt-large), "
+        "mini, or a transformers depth model (hub id or save_pretrained folder)",
+    )
 
 
 class ControlNetDepth(ControlNetSuite):
@@ -67,7 +70,9 @@ class ControlNetDepth(ControlNetSuite):
 
         return depth_to_uint8(self.estimator(ctx).estimate([image])[0])
 
-    def measure(self, conditions: Sequence[np.ndarray], images: Sequence[Any], ctx: RunContext) -> list[dict[str, float]]:
+    def measure(
+        self, conditions: Sequence[np.ndarray], images: Sequence[Any], ctx: RunContext
+    ) -> list[dict[str, float]]:
         estimates = self.estimator(ctx).estimate(list(images))
         return [{"depth_rmse": depth_rmse(c, d)} for c, d in zip(conditions, estimates)]
 

@@ -56,7 +56,9 @@ def read_metadata(path: str | Path) -> list[dict]:
     try:
         return _read(path)
     except UnicodeDecodeError as exc:
-        raise UserError(f"cannot read GenEval metadata '{path}': it is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        raise UserError(
+            f"cannot read GenEval metadata '{path}': it is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read GenEval metadata '{path}': {exc}") from None
 
@@ -74,11 +76,14 @@ def check_lines(lines: Sequence[dict], classes: Sequence[str] | None, where: str
 
                 close = difflib.get_close_matches(clause["class"], list(classes), n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
-                raise UserError(f"{where}, line {number}: detector '{detector}' knows no class '{clause['class']}'{hint} "
-                                f"({len(classes)} classes, e.g. {', '.join(classes[:5])})")
+                raise UserError(
+                    f"{where}, line {number}: detector '{detector}' knows no class '{clause['class']}'{hint} "
+                    f"({len(classes)} classes, e.g. {', '.join(classes[:5])})"
+                )
 
 
 # --------------------------------------------------------------------------- the official image layout
+
 
 def _link_or_copy(src: Path, dst: Path) -> None:
     tmp = temp_path(dst)
@@ -113,7 +118,9 @@ def write_layout(run_dir: Path, items: Sequence[PromptItem], requests: Sequence[
 
 class GenEval(Suite):
     name = "geneval"
-    version = "3"  # 2: the mini detector judges generated images as a person does (data/mini-judge); 3: thin-armed crosses
+    version = (
+        "3"  # 2: the mini detector judges generated images as a person does (data/mini-judge); 3: thin-armed crosses
+    )
     description = "GenEval compositional alignment: six tasks scored by a detector with the official rules"
     headline = "overall"
     facets = {"stratum": "task"}
@@ -121,18 +128,34 @@ class GenEval(Suite):
     @dataclass(frozen=True)
     class Config:
         images_per_prompt: int = setting(4, "images per prompt (official: 4)")
-        prompts: str = setting("auto", "prompt set: auto (the model's world's: mini on mini models, else official), mini, official")
+        prompts: str = setting(
+            "auto", "prompt set: auto (the model's world's: mini on mini models, else official), mini, official"
+        )
         n_per_task: int = setting(40, "mini prompt set: prompts per task")
         prompt_seed: int = setting(1000, "mini prompt set: prompt seed (keep apart from training prompt seeds)")
-        detector: str = setting("auto", "detection backend: auto (the model's world's: mini on mini models, else mmdet), mmdet (official), hf, or a registered detector")
-        detector_weights: str = setting("", "detector weights: mmdet checkpoint file or folder / hf model folder (default: env var, else official name or hub)")
-        detector_config: str = setting("", "mmdet config file (default: the Mask2Former Swin-S config shipped with mmdet)")
-        color_weights: str = setting("", "OpenAI CLIP ViT-L/14 weights for colours (default: $CRAFT_BENCH_CLIP_L14, else hub)")
+        detector: str = setting(
+            "auto",
+            "detection backend: auto (the model's world's: mini on mini models, else mmdet), mmdet (official), hf, or a registered detector",
+        )
+        detector_weights: str = setting(
+            "",
+            "detector weights: mmdet checkpoint file or folder / hf model folder (default: env var, else official name or hub)",
+        )
+        detector_config: str = setting(
+            "", "mmdet config file (default: the Mask2Former Swin-S config shipped with mmdet)"
+        )
+        color_weights: str = setting(
+            "", "OpenAI CLIP ViT-L/14 weights for colours (default: $CRAFT_BENCH_CLIP_L14, else hub)"
+        )
         threshold: float = setting(OFFICIAL.threshold, "confidence a detection must exceed (official: 0.3)")
-        counting_threshold: float = setting(OFFICIAL.counting_threshold, "confidence threshold for counting prompts (official: 0.9)")
+        counting_threshold: float = setting(
+            OFFICIAL.counting_threshold, "confidence threshold for counting prompts (official: 0.9)"
+        )
         max_objects: int = setting(OFFICIAL.max_objects, "detections kept per class (official: 16)")
         max_overlap: float = setting(OFFICIAL.max_overlap, "per-class NMS IoU threshold; 1 = off (official: 1)")
-        position_threshold: float = setting(OFFICIAL.position_threshold, "position margin as a share of the two sizes (official: 0.1)")
+        position_threshold: float = setting(
+            OFFICIAL.position_threshold, "position margin as a share of the two sizes (official: 0.1)"
+        )
 
         def __post_init__(self) -> None:
             if self.images_per_prompt < 1:
@@ -176,7 +199,12 @@ class GenEval(Suite):
         detector = registry.detectors.get(self.detector_name(ctx))
         detector.preflight(**self._detector_options())
         lines = self.metadata_lines(ctx, prompts_path)
-        check_lines(lines, detector.class_names(), f"--prompts {prompts_path}" if prompts_path else "GenEval prompts", detector.name)
+        check_lines(
+            lines,
+            detector.class_names(),
+            f"--prompts {prompts_path}" if prompts_path else "GenEval prompts",
+            detector.name,
+        )
         items = []
         seen: dict[str, int] = {}
         for line in lines:

@@ -34,7 +34,9 @@ def read_official(path: Path) -> list[dict[str, Any]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise UserError(f"cannot read '{path}' ({exc.strerror or exc}); give the results.jsonl evaluate_images.py wrote") from None
+        raise UserError(
+            f"cannot read '{path}' ({exc.strerror or exc}); give the results.jsonl evaluate_images.py wrote"
+        ) from None
     for number, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
@@ -42,17 +44,28 @@ def read_official(path: Path) -> list[dict[str, Any]]:
             row = json.loads(raw)
             found = _SAMPLE.search(str(row["filename"]))
             meta = json.loads(row["metadata"]) if isinstance(row["metadata"], str) else row["metadata"]
-            rows.append({
-                "folder": int(found.group(1)) if found else None, "sample": int(found.group(2)) if found else None,
-                "tag": str(row["tag"]), "prompt": str(row["prompt"]), "correct": int(bool(row["correct"])),
-                "reason": row.get("reason") or "", "details": row.get("details") or "{}", "metadata": meta,
-                "filename": str(row["filename"]),
-            })
+            rows.append(
+                {
+                    "folder": int(found.group(1)) if found else None,
+                    "sample": int(found.group(2)) if found else None,
+                    "tag": str(row["tag"]),
+                    "prompt": str(row["prompt"]),
+                    "correct": int(bool(row["correct"])),
+                    "reason": row.get("reason") or "",
+                    "details": row.get("details") or "{}",
+                    "metadata": meta,
+                    "filename": str(row["filename"]),
+                }
+            )
         except (ValueError, KeyError, TypeError) as exc:
-            raise UserError(f"{path}:{number}: not a line of GenEval's results.jsonl ({type(exc).__name__}: {exc}); "
-                            "expected filename, tag, prompt, correct, reason, metadata, details") from None
+            raise UserError(
+                f"{path}:{number}: not a line of GenEval's results.jsonl ({type(exc).__name__}: {exc}); "
+                "expected filename, tag, prompt, correct, reason, metadata, details"
+            ) from None
         if found is None:
-            raise UserError(f"{path}:{number}: filename '{row['filename']}' is not <folder>/samples/<n>.png (GenEval's layout)")
+            raise UserError(
+                f"{path}:{number}: filename '{row['filename']}' is not <folder>/samples/<n>.png (GenEval's layout)"
+            )
     if not rows:
         raise UserError(f"{path}: no results in it")
     rows.sort(key=lambda r: (r["folder"], r["sample"]))
@@ -68,14 +81,29 @@ def records_from_official(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]
             k = per_task[r["tag"]] = per_task.get(r["tag"], -1) + 1
             ids[r["folder"]] = f"{r['tag']}-{k:04d}"
     return [
-        {"item_id": ids[r["folder"]], "index": r["sample"], "seed": None, "prompt": r["prompt"], "stratum": r["tag"],
-         "image": r["filename"], "correct": r["correct"], "reason": r["reason"], "tag": r["tag"], "details": r["details"]}
+        {
+            "item_id": ids[r["folder"]],
+            "index": r["sample"],
+            "seed": None,
+            "prompt": r["prompt"],
+            "stratum": r["tag"],
+            "image": r["filename"],
+            "correct": r["correct"],
+            "reason": r["reason"],
+            "tag": r["tag"],
+            "details": r["details"],
+        }
         for r in rows
     ]
 
 
-def summarize_official(path: str | Path, out_dir: str | Path | None = None, method: str = "official-evaluator",
-                       model: str = "unknown", seed: int = 0) -> tuple[dict[str, Any], Path]:
+def summarize_official(
+    path: str | Path,
+    out_dir: str | Path | None = None,
+    method: str = "official-evaluator",
+    model: str = "unknown",
+    seed: int = 0,
+) -> tuple[dict[str, Any], Path]:
     """Write results.json + samples.jsonl for an official results.jsonl; returns (results, folder)."""
     from craft_bench.runner import compute_metrics, metric_def_dict
     from craft_bench.spec import SCHEMA_VERSION
@@ -113,12 +141,22 @@ def summarize_official(path: str | Path, out_dir: str | Path | None = None, meth
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="craft-bench geneval", description="GenEval interop with the official scripts.")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=OneLineParser)
-    p = sub.add_parser("summarize", help="read evaluate_images.py's results.jsonl into results.json with CIs", description=(
-        "Read GenEval's official evaluator output (results.jsonl) and write results.json (per-task scores, overall, "
-        "% correct images / prompts, each with a bootstrap 95%% CI) and samples.jsonl, so `craft-bench compare` and "
-        "`leaderboard`-style tables work on it."))
+    p = sub.add_parser(
+        "summarize",
+        help="read evaluate_images.py's results.jsonl into results.json with CIs",
+        description=(
+            "Read GenEval's official evaluator output (results.jsonl) and write results.json (per-task scores, overall, "
+            "% correct images / prompts, each with a bootstrap 95%% CI) and samples.jsonl, so `craft-bench compare` and "
+            "`leaderboard`-style tables work on it."
+        ),
+    )
     p.add_argument("results", type=Path, help="the results.jsonl evaluate_images.py wrote")
-    p.add_argument("--out", type=Path, default=None, help="folder for results.json and samples.jsonl [default: beside results.jsonl]")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for results.json and samples.jsonl [default: beside results.jsonl]",
+    )
     p.add_argument("--method", default="official-evaluator", help="method name to record [default: official-evaluator]")
     p.add_argument("--model", default="unknown", help="model name to record")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap [default: 0]")

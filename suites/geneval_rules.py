@@ -75,7 +75,9 @@ def compute_iou(box_a: Sequence[float], box_b: Sequence[float]) -> float:
     return inter / union if union else 0.0
 
 
-def normalized_offset(box_a: Sequence[float], box_b: Sequence[float], threshold: float = OFFICIAL.position_threshold) -> tuple[float, float] | None:
+def normalized_offset(
+    box_a: Sequence[float], box_b: Sequence[float], threshold: float = OFFICIAL.position_threshold
+) -> tuple[float, float] | None:
     """Size-corrected offset of A's centre from B's, over the raw offset's length; None if negligible."""
     a = np.asarray(box_a[:4], dtype=np.float64)
     b = np.asarray(box_b[:4], dtype=np.float64)
@@ -88,7 +90,9 @@ def normalized_offset(box_a: Sequence[float], box_b: Sequence[float], threshold:
     return float(dx), float(dy)
 
 
-def relative_position(box_a: Sequence[float], box_b: Sequence[float], threshold: float = OFFICIAL.position_threshold) -> list[str]:
+def relative_position(
+    box_a: Sequence[float], box_b: Sequence[float], threshold: float = OFFICIAL.position_threshold
+) -> list[str]:
     """Relations of A to B ("left of", "right of", "above", "below"), in that order."""
     off = normalized_offset(box_a, box_b, threshold)
     if off is None:

@@ -40,12 +40,31 @@ from craft_bench.spec import setting
 PARTI_FILE = "PartiPrompts.tsv"
 PARTI_SHA256 = "fab29e41bb512a169b56acab4cf2a41dcb675e285df2efcde6640c7dd3c440eb"
 PARTI_CATEGORIES = (
-    "Abstract", "Animals", "Artifacts", "Arts", "Food & Beverage", "Illustrations", "Indoor Scenes", "Outdoor Scenes",
-    "People", "Produce & Plants", "Vehicles", "World Knowledge",
+    "Abstract",
+    "Animals",
+    "Artifacts",
+    "Arts",
+    "Food & Beverage",
+    "Illustrations",
+    "Indoor Scenes",
+    "Outdoor Scenes",
+    "People",
+    "Produce & Plants",
+    "Vehicles",
+    "World Knowledge",
 )
 PARTI_CHALLENGES = (
-    "Basic", "Complex", "Fine-grained Detail", "Imagination", "Linguistic Structures", "Perspective",
-    "Properties & Positioning", "Quantity", "Simple Detail", "Style & Format", "Writing & Symbols",
+    "Basic",
+    "Complex",
+    "Fine-grained Detail",
+    "Imagination",
+    "Linguistic Structures",
+    "Perspective",
+    "Properties & Positioning",
+    "Quantity",
+    "Simple Detail",
+    "Style & Format",
+    "Writing & Symbols",
 )
 
 
@@ -75,21 +94,35 @@ def read_parti(path: str | Path | None = None) -> list[dict[str, str]]:
         header = text.split("\n", 1)[0].rstrip("\r")
         tsv = "\t" in header
         if tsv:
-            rows = [r for r in csv.DictReader(io.StringIO(text, newline=""), delimiter="\t") if (r.get("Prompt") or "").strip()]
+            rows = [
+                r
+                for r in csv.DictReader(io.StringIO(text, newline=""), delimiter="\t")
+                if (r.get("Prompt") or "").strip()
+            ]
         else:
             rows = [{"Prompt": line} for line in map(str.strip, text.splitlines()) if line]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UserError(f"cannot read Parti prompts '{path}': {exc}") from None
     if tsv and "Prompt" not in header.split("\t"):
-        raise UserError(f"{path}: a Parti prompt TSV needs a Prompt column (Category and Challenge optional); "
-                        "or give a plain list, one prompt per line")
+        raise UserError(
+            f"{path}: a Parti prompt TSV needs a Prompt column (Category and Challenge optional); "
+            "or give a plain list, one prompt per line"
+        )
     if not rows:
         raise UserError(f"{path}: no prompts in it; give one prompt per line, or a TSV with a Prompt column")
-    return [{"prompt": r["Prompt"].strip(), "category": (r.get("Category") or "").strip() or ONE_GROUP,
-             "challenge": (r.get("Challenge") or "").strip() or ONE_GROUP} for r in rows]
+    return [
+        {
+            "prompt": r["Prompt"].strip(),
+            "category": (r.get("Category") or "").strip() or ONE_GROUP,
+            "challenge": (r.get("Challenge") or "").strip() or ONE_GROUP,
+        }
+        for r in rows
+    ]
 
 
-def parti_lines(ctx: RunContext, which: str, prompts_path: Path | None, n_per_challenge: int, prompt_seed: int) -> list[dict[str, str]]:
+def parti_lines(
+    ctx: RunContext, which: str, prompts_path: Path | None, n_per_challenge: int, prompt_seed: int
+) -> list[dict[str, str]]:
     """The prompt rows for ``which`` = auto (the world's set: mini on mini models, else the official file), official, mini."""
     if prompts_path is not None:
         return read_parti(prompts_path)
@@ -105,8 +138,13 @@ def parti_lines(ctx: RunContext, which: str, prompts_path: Path | None, n_per_ch
 def parti_items(lines: Sequence[dict[str, str]], n_images: int) -> list[PromptItem]:
     """One item per row: stratum = Category (so --limit covers every category), id stable by row order."""
     return [
-        PromptItem(id=f"parti-{k:04d}", prompt=row["prompt"], n_images=n_images, stratum=row["category"],
-                   metadata={"category": row["category"], "challenge": row["challenge"]})
+        PromptItem(
+            id=f"parti-{k:04d}",
+            prompt=row["prompt"],
+            n_images=n_images,
+            stratum=row["category"],
+            metadata={"category": row["category"], "challenge": row["challenge"]},
+        )
         for k, row in enumerate(lines)
     ]
 
@@ -134,12 +172,23 @@ class Parti(PairedSuite):
 
     @dataclass(frozen=True)
     class Config:
-        baseline: str = setting("vanilla", "what the method is judged against: a method name, or a finished run folder (its method and config)")
-        judge: str = setting("auto", "judge reward: auto (the model's world's: mini-clip on mini models, else hps), or a registered reward")
+        baseline: str = setting(
+            "vanilla",
+            "what the method is judged against: a method name, or a finished run folder (its method and config)",
+        )
+        judge: str = setting(
+            "auto",
+            "judge reward: auto (the model's world's: mini-clip on mini models, else hps), or a registered reward",
+        )
         hps_version: str = setting("v2.1", "HPS checkpoint version when the judge is hps (v2.1 or v2.0)")
-        sources: str = setting("", "reward weights, comma-separated NAME=PATH as in `craft-bench score --source` (default: env vars / hub)")
+        sources: str = setting(
+            "", "reward weights, comma-separated NAME=PATH as in `craft-bench score --source` (default: env vars / hub)"
+        )
         images_per_prompt: int = setting(1, "images per prompt (one pair each)")
-        prompts: str = setting("auto", "prompt set: auto (the model's world's: mini on mini models, else official), official (PartiPrompts.tsv), mini")
+        prompts: str = setting(
+            "auto",
+            "prompt set: auto (the model's world's: mini on mini models, else official), official (PartiPrompts.tsv), mini",
+        )
         n_per_challenge: int = setting(30, "mini prompt set: prompts per challenge (8 challenges)")
         prompt_seed: int = setting(2000, "mini prompt set: prompt seed")
 
@@ -179,7 +228,9 @@ class Parti(PairedSuite):
             MetricDef("score_delta", "judge score, method - baseline", "score_delta"),
         ]
         out += [MetricDef(f"category.{slug(c)}", f"win rate, {c}", "win", where_stratum=c) for c in categories]
-        out += [MetricDef(f"challenge.{slug(c)}", f"win rate, {c}", "win", where=(("challenge", c),)) for c in challenges]
+        out += [
+            MetricDef(f"challenge.{slug(c)}", f"win rate, {c}", "win", where=(("challenge", c),)) for c in challenges
+        ]
         return out
 
     def _load(self, ctx: RunContext) -> Any:
@@ -193,21 +244,32 @@ class Parti(PairedSuite):
             self._judge = name
         return self._scorer
 
-    def score_pairs(self, items: Sequence[PromptItem], images: Sequence[Any], baseline_images: Sequence[Any], ctx: RunContext) -> list[dict[str, Any]]:
+    def score_pairs(
+        self, items: Sequence[PromptItem], images: Sequence[Any], baseline_images: Sequence[Any], ctx: RunContext
+    ) -> list[dict[str, Any]]:
         if not len(items) == len(images) == len(baseline_images):
             raise ValueError(f"{len(items)} items, {len(images)} images, {len(baseline_images)} baseline images")
         scorer = self._load(ctx)
         prompts = [it.prompt for it in items]
         both = scorer.score(list(images) + list(baseline_images), prompts + prompts)
         values = both["score"].tolist()
-        better = 1.0 if getattr(scorer.rewards[self._judge], "higher_is_better", True) else -1.0  # a lower-is-better judge wins low
+        better = (
+            1.0 if getattr(scorer.rewards[self._judge], "higher_is_better", True) else -1.0
+        )  # a lower-is-better judge wins low
         n = len(items)
         records = []
         for item, s, b in zip(items, values[:n], values[n:]):
-            records.append({
-                "score": s, "baseline_score": b, "score_delta": s - b, "win": win(better * s, better * b),
-                "category": item.metadata["category"], "challenge": item.metadata["challenge"], "judge": self._judge,
-            })
+            records.append(
+                {
+                    "score": s,
+                    "baseline_score": b,
+                    "score_delta": s - b,
+                    "win": win(better * s, better * b),
+                    "category": item.metadata["category"],
+                    "challenge": item.metadata["challenge"],
+                    "judge": self._judge,
+                }
+            )
         return records
 
     def close(self) -> None:

@@ -39,11 +39,21 @@ HPDV2_STYLES = ("anime", "concept-art", "paintings", "photo")
 HPDV2_REPO = "zhwang/HPDv2"  # a hub *dataset*; files benchmark/<style>.json
 HPDV2_ENV = "CRAFT_BENCH_HPDV2"
 HPDV2_PER_STYLE = 800  # the benchmark's 3200 prompts, 800 per style (HPDv2's dataset card)
-DISPLAY = {"hps": "HPS", "pickscore": "PickScore", "aes": "LAION aesthetic", "imagereward": "ImageReward", "clip": "CLIP score"}
+DISPLAY = {
+    "hps": "HPS",
+    "pickscore": "PickScore",
+    "aes": "LAION aesthetic",
+    "imagereward": "ImageReward",
+    "clip": "CLIP score",
+}
 
 
 def _check_styles(data: Any, where: str) -> dict[str, list[str]]:
-    if not isinstance(data, dict) or not data or not all(isinstance(v, list) and all(isinstance(p, str) for p in v) for v in data.values()):
+    if (
+        not isinstance(data, dict)
+        or not data
+        or not all(isinstance(v, list) and all(isinstance(p, str) for p in v) for v in data.values())
+    ):
         raise UserError(f"{where}: expected {{style: [prompt, ...]}} (what hpsv2.benchmark_prompts('all') returns)")
     return {str(k): list(v) for k, v in data.items()}
 
@@ -56,7 +66,9 @@ def _hpdv2_hub() -> dict[str, list[str]]:
         try:
             from huggingface_hub import hf_hub_download
 
-            path = hf_hub_download(HPDV2_REPO, f"benchmark/{style}.json", repo_type="dataset", local_files_only=not hub_reachable())
+            path = hf_hub_download(
+                HPDV2_REPO, f"benchmark/{style}.json", repo_type="dataset", local_files_only=not hub_reachable()
+            )
         except Exception as exc:  # offline, no cache: one line for the user
             raise UserError(
                 f"rewards: cannot get HPDv2 'benchmark/{style}.json' from hub dataset '{HPDV2_REPO}' ({type(exc).__name__}; offline?); "
@@ -66,9 +78,15 @@ def _hpdv2_hub() -> dict[str, list[str]]:
         # instead, and the content must be HPDv2's benchmark shape (800 prompts per style).
         trust_on_first_use(f"hpdv2:{HPDV2_REPO}/benchmark/{style}.json", path)
         out[style] = json.loads(Path(path).read_text())
-        if not (isinstance(out[style], list) and len(out[style]) == HPDV2_PER_STYLE and all(isinstance(p, str) for p in out[style])):
-            raise UserError(f"HPDv2 'benchmark/{style}.json' from '{HPDV2_REPO}' is not a list of {HPDV2_PER_STYLE} prompts; "
-                            f"check the download (or give the files: --set suite.hpdv2=DIR)")
+        if not (
+            isinstance(out[style], list)
+            and len(out[style]) == HPDV2_PER_STYLE
+            and all(isinstance(p, str) for p in out[style])
+        ):
+            raise UserError(
+                f"HPDv2 'benchmark/{style}.json' from '{HPDV2_REPO}' is not a list of {HPDV2_PER_STYLE} prompts; "
+                f"check the download (or give the files: --set suite.hpdv2=DIR)"
+            )
     return out
 
 
@@ -87,8 +105,10 @@ def read_hpdv2(source: str | Path | None = None) -> dict[str, list[str]]:
     folder = path / "benchmark" if (path / "benchmark" / f"{HPDV2_STYLES[0]}.json").is_file() else path
     missing = [s for s in HPDV2_STYLES if not (folder / f"{s}.json").is_file()]
     if missing:
-        raise UserError(f"HPDv2 prompts: '{path}' has no {', '.join(m + '.json' for m in missing)}; give the folder holding "
-                        f"HPDv2's benchmark/<style>.json files (--set suite.hpdv2=DIR or {HPDV2_ENV}=DIR)")
+        raise UserError(
+            f"HPDv2 prompts: '{path}' has no {', '.join(m + '.json' for m in missing)}; give the folder holding "
+            f"HPDv2's benchmark/<style>.json files (--set suite.hpdv2=DIR or {HPDV2_ENV}=DIR)"
+        )
     out = {}
     for style in HPDV2_STYLES:
         try:
@@ -114,7 +134,9 @@ def reward_display(name: str, hps_version: str = "v2.1") -> str:
     return f"HPS {hps_version}" if name == "hps" else DISPLAY.get(name, name)
 
 
-def reward_columns(scorer: Any, names: Sequence[str], images: Sequence[Any], prompts: Sequence[str]) -> list[dict[str, float]]:
+def reward_columns(
+    scorer: Any, names: Sequence[str], images: Sequence[Any], prompts: Sequence[str]
+) -> list[dict[str, float]]:
     """One dict {reward: score} per image, from a ``CompositeScorer`` that loads ``names``."""
     wide = scorer.wide(scorer.score(list(images), list(prompts)))
     return [{name: float(wide.loc[i, name]) for name in names} for i in range(len(images))]
@@ -124,7 +146,8 @@ def style_items(styles: dict[str, list[str]], n_images: int) -> list[PromptItem]
     """Item ``<style>-<index>``: the index is the prompt's position in its style's list (HPSv2 names images so)."""
     return [
         PromptItem(id=f"{style}-{k:04d}", prompt=p, n_images=n_images, stratum=style, metadata={"style": style})
-        for style, prompts in styles.items() for k, p in enumerate(prompts)
+        for style, prompts in styles.items()
+        for k, p in enumerate(prompts)
     ]
 
 
@@ -136,15 +159,27 @@ class RewardBench(Suite):
 
     @dataclass(frozen=True)
     class Config:
-        rewards: str = setting("auto", "comma-separated rewards; the first is the headline (auto: the model's world's: "
-                                       f"mini-clip,mini-aes on mini models, else {','.join(REAL_REWARDS)})")
-        prompts: str = setting("auto", "prompt set: auto (the model's world's: mini on mini models, else hpdv2), hpdv2, parti, mini")
-        hpdv2: str = setting("", f"HPDv2 benchmark prompts: folder of <style>.json or a {{style: [...]}} JSON file (default ${HPDV2_ENV}, else hub)")
+        rewards: str = setting(
+            "auto",
+            "comma-separated rewards; the first is the headline (auto: the model's world's: "
+            f"mini-clip,mini-aes on mini models, else {','.join(REAL_REWARDS)})",
+        )
+        prompts: str = setting(
+            "auto", "prompt set: auto (the model's world's: mini on mini models, else hpdv2), hpdv2, parti, mini"
+        )
+        hpdv2: str = setting(
+            "",
+            f"HPDv2 benchmark prompts: folder of <style>.json or a {{style: [...]}} JSON file (default ${HPDV2_ENV}, else hub)",
+        )
         hps_version: str = setting("v2.1", "HPS checkpoint version (v2.1 or v2.0)")
-        sources: str = setting("", "reward weights, comma-separated NAME=PATH as in `craft-bench score --source` (default: env vars / hub)")
+        sources: str = setting(
+            "", "reward weights, comma-separated NAME=PATH as in `craft-bench score --source` (default: env vars / hub)"
+        )
         images_per_prompt: int = setting(1, "images per prompt (HPSv2's benchmark: 1)")
         n_per_task: int = setting(40, "mini prompt set: prompts per GenEval task")
-        prompt_seed: int = setting(1000, "mini prompt set: prompt seed (1000 = GenEval-mini's, whose images are then shared)")
+        prompt_seed: int = setting(
+            1000, "mini prompt set: prompt seed (1000 = GenEval-mini's, whose images are then shared)"
+        )
 
         def __post_init__(self) -> None:
             if self.images_per_prompt < 1:
@@ -185,8 +220,15 @@ class RewardBench(Suite):
             items, seen = [], {}
             for line in geneval_prompts(c.n_per_task, c.prompt_seed):
                 k = seen[line["tag"]] = seen.get(line["tag"], -1) + 1
-                items.append(PromptItem(id=f"{line['tag']}-{k:04d}", prompt=line["prompt"], n_images=c.images_per_prompt,
-                                        stratum=line["tag"], metadata={"tag": line["tag"]}))
+                items.append(
+                    PromptItem(
+                        id=f"{line['tag']}-{k:04d}",
+                        prompt=line["prompt"],
+                        n_images=c.images_per_prompt,
+                        stratum=line["tag"],
+                        metadata={"tag": line["tag"]},
+                    )
+                )
         self._strata = ordered_unique([it.stratum for it in items])
         self._load(ctx)  # missing weights fail before any image is generated
         return items
@@ -204,11 +246,22 @@ class RewardBench(Suite):
         for name in self._names:
             out.append(MetricDef(name, f"{self._display(name)} mean", name, higher_is_better=better[name]))
             if name == "hps":
-                out += [MetricDef(f"hps_x100.{slug(s)}", f"HPS x100, {s}", "hps", where_stratum=s, scale=100.0) for s in self._strata]
+                out += [
+                    MetricDef(f"hps_x100.{slug(s)}", f"HPS x100, {s}", "hps", where_stratum=s, scale=100.0)
+                    for s in self._strata
+                ]
                 out.append(MetricDef("hps_x100.average", "HPS x100, average", "hps", scale=100.0))
             else:
-                out += [MetricDef(f"{name}.{slug(s)}", f"{self._display(name)}, {s}", name, where_stratum=s, higher_is_better=better[name])
-                        for s in self._strata]
+                out += [
+                    MetricDef(
+                        f"{name}.{slug(s)}",
+                        f"{self._display(name)}, {s}",
+                        name,
+                        where_stratum=s,
+                        higher_is_better=better[name],
+                    )
+                    for s in self._strata
+                ]
         return out
 
     def score(self, items: Sequence[PromptItem], images: Sequence[Any], ctx: RunContext) -> list[dict[str, Any]]:
@@ -220,7 +273,9 @@ class RewardBench(Suite):
         if self._scorer is None:
             from craft_bench.rewards.composite import CompositeScorer
 
-            self._scorer = CompositeScorer.from_source_list(self._names, self.config.sources, ctx.device, {"hps": {"version": self.config.hps_version}})
+            self._scorer = CompositeScorer.from_source_list(
+                self._names, self.config.sources, ctx.device, {"hps": {"version": self.config.hps_version}}
+            )
         return self._scorer
 
     def close(self) -> None:

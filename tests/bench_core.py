@@ -36,7 +36,9 @@ def test_tiny_sdxl_generation_throughput(benchmark, tiny_pipe, batch):
     images = benchmark.pedantic(sample, args=(pipe, reqs, sampler), rounds=7, warmup_rounds=1)
     assert len(images) == batch
     benchmark.extra_info["images_per_s_median"] = batch / benchmark.stats.stats.median
-    print(f"\nbatch {batch}: {batch / benchmark.stats.stats.median:.2f} images/s (median of {benchmark.stats.stats.rounds})")
+    print(
+        f"\nbatch {batch}: {batch / benchmark.stats.stats.median:.2f} images/s (median of {benchmark.stats.stats.rounds})"
+    )
 
 
 def test_help_wall_time(benchmark):
@@ -46,7 +48,20 @@ def test_help_wall_time(benchmark):
 
 
 def test_cache_hit_rerun(benchmark, cli, tiny_sdxl, tmp_path):
-    args = ["run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl), "--out", str(tmp_path), "--set", "steps=10", "--no-progress"]
+    args = [
+        "run",
+        "--method",
+        "vanilla",
+        "--suite",
+        "toy",
+        "--model",
+        str(tiny_sdxl),
+        "--out",
+        str(tmp_path),
+        "--set",
+        "steps=10",
+        "--no-progress",
+    ]
     cli(*args)  # the finished run
     benchmark.pedantic(lambda: cli(*args, subprocess=True), rounds=5, warmup_rounds=1)
     print(f"\ncache-hit rerun of a finished run (whole process) median {benchmark.stats.stats.median:.3f} s")
@@ -93,14 +108,22 @@ def test_generate_16_images_tiny_sdxl(benchmark, tiny_pipe, tmp_path, path):
 
     def ours():
         store = Store(tmp_path / f"s{next(rounds)}")
-        return generate(plan(items, Checkpoint(model=spec), sampler, 0, "float32"), store, lambda: pipe, sampler, progress=False)
+        return generate(
+            plan(items, Checkpoint(model=spec), sampler, 0, "float32"), store, lambda: pipe, sampler, progress=False
+        )
 
     def plain():
         import torch
 
         for i, item in enumerate(items):
-            image = pipe(item.prompt, num_inference_steps=10, guidance_scale=5.0, height=sampler.height, width=sampler.width,
-                         generator=torch.Generator().manual_seed(i)).images[0]
+            image = pipe(
+                item.prompt,
+                num_inference_steps=10,
+                guidance_scale=5.0,
+                height=sampler.height,
+                width=sampler.width,
+                generator=torch.Generator().manual_seed(i),
+            ).images[0]
             image.save(tmp_path / f"{i}.png")
 
     benchmark.pedantic(ours if path == "craft-bench" else plain, rounds=3, warmup_rounds=1)

@@ -60,25 +60,45 @@ def main() -> None:
             del pipe
         family = RANDOM_MODELS[args.model]
         native = 1024 if family == "sdxl" else 512
-        base_sampler = SamplerSpec(steps=args.sample_steps, guidance_scale=5.0, height=native, width=native, batch_size=args.group)
+        base_sampler = SamplerSpec(
+            steps=args.sample_steps, guidance_scale=5.0, height=native, width=native, batch_size=args.group
+        )
     else:
         spec, base_sampler, folder = resolve_model(args.model)
         family = spec.family
     size = args.resolution or base_sampler.height
-    sampler = SamplerSpec(steps=args.sample_steps, guidance_scale=base_sampler.guidance_scale, height=size, width=size,
-                          batch_size=args.group)
+    sampler = SamplerSpec(
+        steps=args.sample_steps,
+        guidance_scale=base_sampler.guidance_scale,
+        height=size,
+        width=size,
+        batch_size=args.group,
+    )
     prompts = work / "prompts.txt"
     prompts.write_text("a photo of a red circle and a blue square\n")
-    config = GRPOConfig(pool=str(prompts), pool_size=1, rewards=args.reward, prompts_per_iter=1, group_size=args.group,
-                        inner_steps=args.inner_steps, timestep_fraction=args.timestep_fraction, images=args.group,
-                        sample_steps=args.sample_steps, lora_rank=args.lora_rank, lr=1e-4, gradient_checkpointing=True)
+    config = GRPOConfig(
+        pool=str(prompts),
+        pool_size=1,
+        rewards=args.reward,
+        prompts_per_iter=1,
+        group_size=args.group,
+        inner_steps=args.inner_steps,
+        timestep_fraction=args.timestep_fraction,
+        images=args.group,
+        sample_steps=args.sample_steps,
+        lora_rank=args.lora_rank,
+        lr=1e-4,
+        gradient_checkpointing=True,
+    )
     method = GRPO(config)
     S = config.train_steps(args.sample_steps)
     per_step = args.group // args.inner_steps * S
     settings = resolved(config, {"steps": args.inner_steps, "batch_size": per_step})
     settings["grad_accum"] = args.grad_accum or per_step
     store = Store(work / "results")
-    ctx = RunContext(spec=SimpleNamespace(sampler=sampler), store=store, device=args.device, dtype="float32", seed=0, progress=False)
+    ctx = RunContext(
+        spec=SimpleNamespace(sampler=sampler), store=store, device=args.device, dtype="float32", seed=0, progress=False
+    )
     plan = {"guidance": sampler.guidance_scale, "train_steps": S, "sample_steps": args.sample_steps}
     tasks = []
 
@@ -89,18 +109,40 @@ def main() -> None:
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    result = fit_task(make, base_dir=folder, family=family, work_dir=work / "run", out_dir=work / "out", settings=settings,
-                      seed=0, device=args.device, needs_reference=method.needs_reference, progress=False, desc="grpo bench")
+    result = fit_task(
+        make,
+        base_dir=folder,
+        family=family,
+        work_dir=work / "run",
+        out_dir=work / "out",
+        settings=settings,
+        seed=0,
+        device=args.device,
+        needs_reference=method.needs_reference,
+        progress=False,
+        desc="grpo bench",
+    )
     wall = time.perf_counter() - t0
     acc = result.accounting
     figures = {
-        "model": args.model, "resolution": size, "group": args.group, "sample_steps": args.sample_steps, "train_steps": S,
-        "inner_steps": args.inner_steps, "lora_rank": args.lora_rank, "grad_accum": settings["grad_accum"],
+        "model": args.model,
+        "resolution": size,
+        "group": args.group,
+        "sample_steps": args.sample_steps,
+        "train_steps": S,
+        "inner_steps": args.inner_steps,
+        "lora_rank": args.lora_rank,
+        "grad_accum": settings["grad_accum"],
         "mixed_precision": "bf16" if args.device.startswith("cuda") else "no",
-        "sampling_s": round(acc["timing"]["sampling_s"], 3), "reward_s": round(acc["timing"]["reward_s"], 3),
-        "optimize_s": round(result.loop.wall_s - acc["in_loop_s"], 3), "iteration_s": round(result.loop.wall_s, 3),
-        "wall_s_with_loading": round(wall, 3), "peak_memory_gib": round(result.loop.peak_memory_bytes / 2**30, 3),
-        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine(),
+        "sampling_s": round(acc["timing"]["sampling_s"], 3),
+        "reward_s": round(acc["timing"]["reward_s"], 3),
+        "optimize_s": round(result.loop.wall_s - acc["in_loop_s"], 3),
+        "iteration_s": round(result.loop.wall_s, 3),
+        "wall_s_with_loading": round(wall, 3),
+        "peak_memory_gib": round(result.loop.peak_memory_bytes / 2**30, 3),
+        "device": torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else platform.processor() or platform.machine(),
         "versions": versions(),
     }
     print(json.dumps(figures, indent=1))

@@ -48,9 +48,20 @@ def make_images(n: int, seed: int = 0):
 
 
 def make_prompts(n: int) -> list[str]:
-    subjects = ["a cat", "a red car", "an astronaut", "a bowl of fruit", "a mountain lake", "two dogs", "a city street", "a robot"]
+    subjects = [
+        "a cat",
+        "a red car",
+        "an astronaut",
+        "a bowl of fruit",
+        "a mountain lake",
+        "two dogs",
+        "a city street",
+        "a robot",
+    ]
     styles = ["oil painting", "photo", "anime", "concept art"]
-    return [f"{subjects[i % len(subjects)]}, {styles[(i // len(subjects)) % len(styles)]}, variant {i}" for i in range(n)]
+    return [
+        f"{subjects[i % len(subjects)]}, {styles[(i // len(subjects)) % len(styles)]}, variant {i}" for i in range(n)
+    ]
 
 
 def peak_rss_gib() -> float:
@@ -94,12 +105,22 @@ def run_ours(args) -> dict:
     t_all = time.perf_counter()
     for start in range(0, len(images), args.batch_size):
         t = time.perf_counter()
-        scores += reward.score(images[start:start + args.batch_size], prompts[start:start + args.batch_size]).tolist()
-        per_batch.append((time.perf_counter() - t) / len(images[start:start + args.batch_size]))
+        scores += reward.score(
+            images[start : start + args.batch_size], prompts[start : start + args.batch_size]
+        ).tolist()
+        per_batch.append((time.perf_counter() - t) / len(images[start : start + args.batch_size]))
     total = time.perf_counter() - t_all
-    return {"scorer": "craft-bench", "images": len(images), "batch_size": args.batch_size, "load_s": load_s,
-            "score_total_s": total, "median_s_per_image": statistics.median(per_batch),
-            "images_per_s": 1.0 / statistics.median(per_batch), "peak_rss_gib": peak_rss_gib(), "scores": scores}
+    return {
+        "scorer": "craft-bench",
+        "images": len(images),
+        "batch_size": args.batch_size,
+        "load_s": load_s,
+        "score_total_s": total,
+        "median_s_per_image": statistics.median(per_batch),
+        "images_per_s": 1.0 / statistics.median(per_batch),
+        "peak_rss_gib": peak_rss_gib(),
+        "scores": scores,
+    }
 
 
 def run_official(args) -> dict:
@@ -112,9 +133,23 @@ def run_official(args) -> dict:
     images, prompts = make_images(args.images)[:n], make_prompts(args.images)[:n]
     t = time.perf_counter()
     model, _, preprocess_val = create_model_and_transforms(
-        args.arch, None, precision="amp", device="cpu", jit=False, force_quick_gelu=False, force_custom_text=False,
-        force_patch_dropout=False, force_image_size=None, pretrained_image=False, image_mean=None, image_std=None,
-        light_augmentation=True, aug_cfg={}, output_dict=True, with_score_predictor=False, with_region_predictor=False,
+        args.arch,
+        None,
+        precision="amp",
+        device="cpu",
+        jit=False,
+        force_quick_gelu=False,
+        force_custom_text=False,
+        force_patch_dropout=False,
+        force_image_size=None,
+        pretrained_image=False,
+        image_mean=None,
+        image_std=None,
+        light_augmentation=True,
+        aug_cfg={},
+        output_dict=True,
+        with_score_predictor=False,
+        with_region_predictor=False,
     )
     official.model_dict["model"], official.model_dict["preprocess_val"] = model, preprocess_val
     init_s = time.perf_counter() - t
@@ -125,15 +160,37 @@ def run_official(args) -> dict:
         scores.append(float(official.score(image, prompt, cp=args.checkpoint, hps_version="v2.1")[0]))
         per_call.append(time.perf_counter() - t)
     total = time.perf_counter() - t_all
-    return {"scorer": "hpsv2.img_score.score", "images": n, "batch_size": 1, "load_s": init_s, "score_total_s": total,
-            "median_s_per_image": statistics.median(per_call), "images_per_s": 1.0 / statistics.median(per_call),
-            "peak_rss_gib": peak_rss_gib(), "scores": scores}
+    return {
+        "scorer": "hpsv2.img_score.score",
+        "images": n,
+        "batch_size": 1,
+        "load_s": init_s,
+        "score_total_s": total,
+        "median_s_per_image": statistics.median(per_call),
+        "images_per_s": 1.0 / statistics.median(per_call),
+        "peak_rss_gib": peak_rss_gib(),
+        "scores": scores,
+    }
 
 
 def child(which: str, args, python: str) -> dict:
-    cmd = [python, str(Path(__file__).resolve()), f"--run-{which}", "--checkpoint", args.checkpoint, "--arch", args.arch,
-           "--images", str(args.images), "--official-images", str(args.official_images),
-           "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+    cmd = [
+        python,
+        str(Path(__file__).resolve()),
+        f"--run-{which}",
+        "--checkpoint",
+        args.checkpoint,
+        "--arch",
+        args.arch,
+        "--images",
+        str(args.images),
+        "--official-images",
+        str(args.official_images),
+        "--batch-size",
+        str(args.batch_size),
+        "--threads",
+        str(args.threads),
+    ]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
@@ -144,7 +201,12 @@ def child(which: str, args, python: str) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=64)
-    p.add_argument("--official-images", type=int, default=64, help="images scored by the official path (its per-image cost is constant)")
+    p.add_argument(
+        "--official-images",
+        type=int,
+        default=64,
+        help="images scored by the official path (its per-image cost is constant)",
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--arch", default="ViT-H-14")
@@ -170,15 +232,25 @@ def main() -> None:
     diff = max(abs(a - b) for a, b in zip(ours["scores"][:shared], official["scores"][:shared]))
     import torch
 
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     result = {
-        "benchmark": "hps images/s, craft-bench vs official hpsv2", "arch": args.arch, "checkpoint": info,
-        "device": "cpu", "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "threads": args.threads,
-        "torch": torch.__version__, "commit": commit, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "benchmark": "hps images/s, craft-bench vs official hpsv2",
+        "arch": args.arch,
+        "checkpoint": info,
+        "device": "cpu",
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "commit": commit,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "ours": {k: v for k, v in ours.items() if k != "scores"},
         "official": {k: v for k, v in official.items() if k != "scores"},
         "speedup_images_per_s": ours["images_per_s"] / official["images_per_s"],
-        "max_abs_score_diff_on_shared_images": diff, "shared_images": shared,
+        "max_abs_score_diff_on_shared_images": diff,
+        "shared_images": shared,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

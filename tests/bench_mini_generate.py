@@ -25,12 +25,22 @@ def mini_pipe():
 
 def test_generate_batch16_default_sampler(benchmark, mini_pipe):
     pipe, sampler = mini_pipe
-    prompts = [f"a photo of {n} {c} squares" for n, c in zip(["two", "three", "four", "two"] * 4, ["red", "blue", "green", "pink"] * 4)]
+    prompts = [
+        f"a photo of {n} {c} squares"
+        for n, c in zip(["two", "three", "four", "two"] * 4, ["red", "blue", "green", "pink"] * 4)
+    ]
 
     def run():
         gens = [torch.Generator().manual_seed(i) for i in range(BATCH)]
-        return pipe(prompts, num_inference_steps=sampler.steps, guidance_scale=sampler.guidance_scale,
-                    height=sampler.height, width=sampler.width, generator=gens, output_type="pil").images
+        return pipe(
+            prompts,
+            num_inference_steps=sampler.steps,
+            guidance_scale=sampler.guidance_scale,
+            height=sampler.height,
+            width=sampler.width,
+            generator=gens,
+            output_type="pil",
+        ).images
 
     images = benchmark.pedantic(run, rounds=5, warmup_rounds=1, iterations=1)
     assert len(images) == BATCH and images[0].size == (64, 64)

@@ -14,7 +14,9 @@ import torch
 
 WIDTHS = {
     "shipped-48-64-128": {},
-    "first-release-64-128-128": dict(block_out_channels=(64, 128, 128), attention_head_dim=(2, 4, 4), norm_num_groups=32),
+    "first-release-64-128-128": dict(
+        block_out_channels=(64, 128, 128), attention_head_dim=(2, 4, 4), norm_num_groups=32
+    ),
     "32-64-128": dict(block_out_channels=(32, 64, 128), attention_head_dim=(1, 2, 4), norm_num_groups=32),
     "64-64-64": dict(block_out_channels=(64, 64, 64), attention_head_dim=(2, 2, 2), norm_num_groups=32),
     "48-96-128": dict(block_out_channels=(48, 96, 128), attention_head_dim=(2, 3, 4)),

@@ -33,8 +33,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 def build(root: Path, out: Path) -> tuple[float, dict]:
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "craft_bench", "report", str(root), "--out", str(out), "--json", "--no-progress"],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "craft_bench", "report", str(root), "--out", str(out), "--json", "--no-progress"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return time.perf_counter() - t0, json.loads(proc.stdout)
 
 
@@ -50,7 +54,9 @@ def main() -> None:
     cold_s, summary = build(Path(args.root), out)
     warm_s, _ = build(Path(args.root), out)
     print(f"build: cold {cold_s:.2f} s (in-process {summary['seconds']:.2f} s), warm rebuild {warm_s:.2f} s")
-    print(f"images: {summary['images_shown']} shown on {len(summary['pages'])} pages, {summary['unique_images']} distinct; thumbs {summary['thumbs']}")
+    print(
+        f"images: {summary['images_shown']} shown on {len(summary['pages'])} pages, {summary['unique_images']} distinct; thumbs {summary['thumbs']}"
+    )
     exe = find_chromium()
     if exe is None:
         sys.exit("no chromium on PATH")
@@ -72,9 +78,11 @@ def main() -> None:
                 walls.append(time.perf_counter() - t0)
             size = (out / name).stat().st_size
             first = f"; first screen of images {statistics.median(firsts)} ms" if firsts else ""
-            print(f"{name}: {n} images, {size / 1e6:.2f} MB HTML; load event {statistics.median(loads)} ms "
-                  f"(min {min(loads)}, max {max(loads)}){first}; chromium --screenshot wall {statistics.median(walls):.2f} s "
-                  f"(min {min(walls):.2f}) over {args.repeat} runs")
+            print(
+                f"{name}: {n} images, {size / 1e6:.2f} MB HTML; load event {statistics.median(loads)} ms "
+                f"(min {min(loads)}, max {max(loads)}){first}; chromium --screenshot wall {statistics.median(walls):.2f} s "
+                f"(min {min(walls):.2f}) over {args.repeat} runs"
+            )
     try:
         version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
     except OSError:

@@ -111,7 +111,10 @@ def build(name: str, root: Path, seed: int, size: str = "full") -> dict:
     else:
         raise ValueError(name)
     gc.collect()
-    out["info"] = {"file_bytes": sum(folder_bytes(Path(f)) for f in out.pop("files")), "build_s": time.perf_counter() - t}
+    out["info"] = {
+        "file_bytes": sum(folder_bytes(Path(f)) for f in out.pop("files")),
+        "build_s": time.perf_counter() - t,
+    }
     if name == "hps":
         out["info"]["params"] = info["params"]
     return out
@@ -138,7 +141,7 @@ def build_in_child(name: str, root: Path, seed: int, size: str) -> dict:
 def timed_batches(score, images, prompts, batch_size: int) -> tuple[list[float], float]:
     per_image, t_all = [], time.perf_counter()
     for start in range(0, len(images), batch_size):
-        part_i, part_p = images[start:start + batch_size], prompts[start:start + batch_size]
+        part_i, part_p = images[start : start + batch_size], prompts[start : start + batch_size]
         t = time.perf_counter()
         score(part_i, part_p)
         per_image.append((time.perf_counter() - t) / len(part_i))
@@ -155,18 +158,26 @@ def run_child(spec: dict) -> dict:
     if spec["reward"] == "composite":
         from craft_bench.rewards.composite import CompositeScorer
 
-        scorer = CompositeScorer.load(list(spec["sources"]), sources=spec["sources"], device="cpu",
-                                      options=spec["options"], batch_size=spec["batch_size"])
+        scorer = CompositeScorer.load(
+            list(spec["sources"]),
+            sources=spec["sources"],
+            device="cpu",
+            options=spec["options"],
+            batch_size=spec["batch_size"],
+        )
 
         def score(ims, ps):
             return scorer.score(ims, ps)
     else:
         from craft_bench.rewards.composite import load_reward
 
-        reward = load_reward(spec["reward"], spec["source"], device="cpu", batch_size=spec["batch_size"], **spec["options"])
+        reward = load_reward(
+            spec["reward"], spec["source"], device="cpu", batch_size=spec["batch_size"], **spec["options"]
+        )
 
         def score(ims, ps):
             return reward.score(ims, ps)
+
     load_s = time.perf_counter() - t
     rss_loaded, hwm_loaded = peak_rss_gib(), vm_hwm_gib()
     for _ in range(spec["warmup"]):
@@ -175,18 +186,37 @@ def run_child(spec: dict) -> dict:
         scorer.timings.clear()
     per_image, total = timed_batches(score, images, prompts, spec["batch_size"])
     med = statistics.median(per_image)
-    out = {"reward": spec["reward"], "images": len(images), "batch_size": spec["batch_size"], "threads": torch.get_num_threads(),
-           "load_s": load_s, "score_total_s": total, "median_s_per_image": med, "images_per_s": 1.0 / med,
-           "peak_rss_gib_after_load": rss_loaded, "peak_rss_gib": peak_rss_gib(), "peak_rss_gib_before_load": rss_start,
-           "vm_hwm_gib_before_load": hwm_start, "vm_hwm_gib_after_load": hwm_loaded, "vm_hwm_gib": vm_hwm_gib()}
+    out = {
+        "reward": spec["reward"],
+        "images": len(images),
+        "batch_size": spec["batch_size"],
+        "threads": torch.get_num_threads(),
+        "load_s": load_s,
+        "score_total_s": total,
+        "median_s_per_image": med,
+        "images_per_s": 1.0 / med,
+        "peak_rss_gib_after_load": rss_loaded,
+        "peak_rss_gib": peak_rss_gib(),
+        "peak_rss_gib_before_load": rss_start,
+        "vm_hwm_gib_before_load": hwm_start,
+        "vm_hwm_gib_after_load": hwm_loaded,
+        "vm_hwm_gib": vm_hwm_gib(),
+    }
     if spec["reward"] == "composite":
         out["seconds_per_image_by_part"] = {k: v / len(images) for k, v in scorer.timings.items()}
     return out
 
 
 def child(spec: dict, python: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS=str(spec["threads"]), MKL_NUM_THREADS=str(spec["threads"]),
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO),
+        OMP_NUM_THREADS=str(spec["threads"]),
+        MKL_NUM_THREADS=str(spec["threads"]),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
     cmd = [python, str(Path(__file__).resolve()), "--run-child", json.dumps(spec)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
@@ -217,10 +247,21 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1, help="untimed one-image calls after loading")
     p.add_argument("--no-composite", action="store_true", help="skip the all-rewards CompositeScorer run")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", choices=("full", "tiny"), default="full", help="tiny: the test models (a smoke test of this script)")
-    p.add_argument("--workdir", type=Path, default=None, help="where the random checkpoints go (default: a temp dir in /tmp, deleted)")
-    p.add_argument("--keep", action="store_true", help="keep the checkpoints (with --workdir, to rerun without rebuilding)")
-    p.add_argument("--headroom-gib", type=float, default=2.0, help="free memory wanted beyond the checkpoints' size before a child")
+    p.add_argument(
+        "--size", choices=("full", "tiny"), default="full", help="tiny: the test models (a smoke test of this script)"
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where the random checkpoints go (default: a temp dir in /tmp, deleted)",
+    )
+    p.add_argument(
+        "--keep", action="store_true", help="keep the checkpoints (with --workdir, to rerun without rebuilding)"
+    )
+    p.add_argument(
+        "--headroom-gib", type=float, default=2.0, help="free memory wanted beyond the checkpoints' size before a child"
+    )
     p.add_argument("--memory-wait-s", type=float, default=300.0)
     p.add_argument("--out", type=Path, default=REPO / "docs" / "bench" / "rewards_cpu.json")
     p.add_argument("--run-child", default=None, help=argparse.SUPPRESS)
@@ -258,7 +299,10 @@ def main() -> None:
             if free < need:
                 results[name] = {"reward": name, "skipped": f"{free:.1f} GiB available < {need:.1f} needed"}
                 continue
-            res = child({"reward": name, "source": built[name]["source"], "options": built[name]["options"], **common}, sys.executable)
+            res = child(
+                {"reward": name, "source": built[name]["source"], "options": built[name]["options"], **common},
+                sys.executable,
+            )
             res["mem_available_gib_before"] = free
             results[name] = res
             print(json.dumps(res), file=sys.stderr, flush=True)
@@ -266,12 +310,26 @@ def main() -> None:
             ok = [n for n in names if "error" not in results[n] and "skipped" not in results[n]]
             need = sum(built[n]["info"]["file_bytes"] for n in ok) / GIB + args.headroom_gib
             free = wait_for_memory(need, args.memory_wait_s)
-            print(f"[{time.strftime('%H:%M:%S')}] run composite {ok} ({free:.1f} GiB available)", file=sys.stderr, flush=True)
+            print(
+                f"[{time.strftime('%H:%M:%S')}] run composite {ok} ({free:.1f} GiB available)",
+                file=sys.stderr,
+                flush=True,
+            )
             if free < need:
-                results["composite"] = {"reward": "composite", "skipped": f"{free:.1f} GiB available < {need:.1f} needed"}
+                results["composite"] = {
+                    "reward": "composite",
+                    "skipped": f"{free:.1f} GiB available < {need:.1f} needed",
+                }
             else:
-                res = child({"reward": "composite", "sources": {n: built[n]["source"] for n in ok},
-                             "options": {n: built[n]["options"] for n in ok}, **common}, sys.executable)
+                res = child(
+                    {
+                        "reward": "composite",
+                        "sources": {n: built[n]["source"] for n in ok},
+                        "options": {n: built[n]["options"] for n in ok},
+                        **common,
+                    },
+                    sys.executable,
+                )
                 res["rewards"], res["mem_available_gib_before"] = ok, free
                 results["composite"] = res
                 print(json.dumps(res), file=sys.stderr, flush=True)
@@ -283,14 +341,27 @@ def main() -> None:
     import torch
     import transformers
 
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     result = {
         "benchmark": "craft-bench reward scorers: load time, s/image, peak RSS (full-size random weights, one process each)",
-        "device": "cpu", "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-        "threads": args.threads, "nice": os.nice(0), "size": args.size, "images": args.images, "image_size": [512, 512],
-        "batch_size": args.batch_size, "warmup_images": args.warmup, "dtype": "float32 (default on CPU)",
-        "torch": torch.__version__, "transformers": transformers.__version__, "open_clip": open_clip.__version__,
-        "commit": commit, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "device": "cpu",
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "threads": args.threads,
+        "nice": os.nice(0),
+        "size": args.size,
+        "images": args.images,
+        "image_size": [512, 512],
+        "batch_size": args.batch_size,
+        "warmup_images": args.warmup,
+        "dtype": "float32 (default on CPU)",
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "open_clip": open_clip.__version__,
+        "commit": commit,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "checkpoints": {n: b["info"] for n, b in built.items()},
         "results": results,
     }

@@ -35,11 +35,28 @@ class Browser:
         self.exe = exe
         self.profile = profile
 
-    def _run(self, url: str, *extra: str, js: bool = True, budget_ms: int = 3000, size: tuple[int, int] = (1280, 1400), timeout: float = 90) -> subprocess.CompletedProcess:
+    def _run(
+        self,
+        url: str,
+        *extra: str,
+        js: bool = True,
+        budget_ms: int = 3000,
+        size: tuple[int, int] = (1280, 1400),
+        timeout: float = 90,
+    ) -> subprocess.CompletedProcess:
         args = [
-            self.exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-            "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
-            f"--user-data-dir={self.profile}", f"--window-size={size[0]},{size[1]}", f"--virtual-time-budget={budget_ms}",
+            self.exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-extensions",
+            "--disable-background-networking",
+            f"--user-data-dir={self.profile}",
+            f"--window-size={size[0]},{size[1]}",
+            f"--virtual-time-budget={budget_ms}",
         ]
         if not js:
             args.append("--blink-settings=scriptEnabled=false")

@@ -55,9 +55,17 @@ class CLI:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
 
-    def __call__(self, *args: str, check: bool = True, timeout: float = 300, subprocess: bool = False) -> subprocess.CompletedProcess:
+    def __call__(
+        self, *args: str, check: bool = True, timeout: float = 300, subprocess: bool = False
+    ) -> subprocess.CompletedProcess:
         if subprocess:
-            proc = _sp.run([sys.executable, "-m", "craft_bench", *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+            proc = _sp.run(
+                [sys.executable, "-m", "craft_bench", *args],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         else:
             import contextlib
             import io
@@ -73,7 +81,13 @@ class CLI:
         return proc
 
     def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "craft_bench", *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "craft_bench", *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def run_json(self, *args: str) -> dict:
         return json.loads(self(*args, "--json", "--no-progress").stdout)
@@ -107,5 +121,9 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     from craft_bench.runner import _device_name
     from craft_bench.version import versions
 
-    machine_info["craft_bench"] = {"versions": versions(), "device": _device_name("cpu"),
-                                   "torch_threads": torch.get_num_threads(), "load_1min": os.getloadavg()[0]}
+    machine_info["craft_bench"] = {
+        "versions": versions(),
+        "device": _device_name("cpu"),
+        "torch_threads": torch.get_num_threads(),
+        "load_1min": os.getloadavg()[0],
+    }

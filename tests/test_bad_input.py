@@ -36,7 +36,9 @@ def _one_line_error(proc) -> str:
 def test_bad_input_is_one_line_exit_2(cli, tiny_sdxl, args, expect, tmp_path):
     if args[0] == "run" and "--model" not in args:
         args = args + ["--model", str(tiny_sdxl)]
-    err = _one_line_error(cli(*args, "--out", str(tmp_path), check=False) if args[0] == "run" else cli(*args, check=False))
+    err = _one_line_error(
+        cli(*args, "--out", str(tmp_path), check=False) if args[0] == "run" else cli(*args, check=False)
+    )
     assert expect in err
 
 
@@ -63,17 +65,33 @@ def test_unreadable_prompts_and_unwritable_out(cli, tiny_sdxl, tmp_path):
 def test_missing_hub_model_offline_names_the_fix(cli, tmp_path, monkeypatch):
     monkeypatch.delenv("CRAFT_BENCH_SDXL", raising=False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
-    err = _one_line_error(cli("run", "--method", "vanilla", "--suite", "toy", "--model", "sdxl", "--out", str(tmp_path), check=False))
+    err = _one_line_error(
+        cli("run", "--method", "vanilla", "--suite", "toy", "--model", "sdxl", "--out", str(tmp_path), check=False)
+    )
     assert "stabilityai/stable-diffusion-xl-base-1.0" in err and "CRAFT_BENCH_SDXL" in err and "--model" in err
     monkeypatch.setenv("CRAFT_BENCH_SDXL", str(tmp_path))
-    err = _one_line_error(cli("run", "--method", "vanilla", "--suite", "toy", "--model", "sdxl", "--out", str(tmp_path), check=False))
+    err = _one_line_error(
+        cli("run", "--method", "vanilla", "--suite", "toy", "--model", "sdxl", "--out", str(tmp_path), check=False)
+    )
     assert "CRAFT_BENCH_SDXL" in err and "model_index.json" in err
 
 
 def test_errors_from_a_real_process_have_no_traceback(cli, tmp_path):
     proc = cli("run", "--method", "nope", "--suite", "toy", "--out", str(tmp_path), check=False, subprocess=True)
     assert "unknown method 'nope'" in _one_line_error(proc)
-    proc = cli("run", "--method", "vanilla", "--suite", "toy", "--set", "=3", "--out", str(tmp_path), check=False, subprocess=True)
+    proc = cli(
+        "run",
+        "--method",
+        "vanilla",
+        "--suite",
+        "toy",
+        "--set",
+        "=3",
+        "--out",
+        str(tmp_path),
+        check=False,
+        subprocess=True,
+    )
     assert "key=value" in _one_line_error(proc)
 
 
@@ -101,15 +119,26 @@ def _nothing_cached(out: Path) -> None:
 GENEVAL_LINES = {
     "bad-json": ('{"tag": "single_object", "prompt": "a photo of a circle", ', "line 1 is not JSON"),
     "missing-fields": ('{"prompt": "a photo of a circle", "include": []}', "needs string 'tag' and 'prompt'"),
-    "unknown-class": ('{"tag": "single_object", "prompt": "a photo of a circel", "include": [{"class": "circel", "count": 1}]}',
-                      "knows no class 'circel'; did you mean 'circle'?"),
-    "unknown-task": ('{"tag": "single_objects", "prompt": "a photo of a circle", "include": [{"class": "circle", "count": 1}]}',
-                     "unknown GenEval task 'single_objects'"),
-    "empty-prompt": ('{"tag": "single_object", "prompt": "  ", "include": [{"class": "circle", "count": 1}]}', "the prompt is empty"),
-    "bad-count": ('{"tag": "counting", "prompt": "two circles", "include": [{"class": "circle", "count": "two"}]}',
-                  "an integer 'count'"),
-    "bad-position": ('{"tag": "position", "prompt": "a", "include": [{"class": "circle", "count": 1, "position": ["above", 0]}]}',
-                     "earlier include clause"),
+    "unknown-class": (
+        '{"tag": "single_object", "prompt": "a photo of a circel", "include": [{"class": "circel", "count": 1}]}',
+        "knows no class 'circel'; did you mean 'circle'?",
+    ),
+    "unknown-task": (
+        '{"tag": "single_objects", "prompt": "a photo of a circle", "include": [{"class": "circle", "count": 1}]}',
+        "unknown GenEval task 'single_objects'",
+    ),
+    "empty-prompt": (
+        '{"tag": "single_object", "prompt": "  ", "include": [{"class": "circle", "count": 1}]}',
+        "the prompt is empty",
+    ),
+    "bad-count": (
+        '{"tag": "counting", "prompt": "two circles", "include": [{"class": "circle", "count": "two"}]}',
+        "an integer 'count'",
+    ),
+    "bad-position": (
+        '{"tag": "position", "prompt": "a", "include": [{"class": "circle", "count": 1, "position": ["above", 0]}]}',
+        "earlier include clause",
+    ),
 }
 
 
@@ -119,26 +148,66 @@ def test_malformed_geneval_prompt_file(cli, tmp_path, case):
     path = tmp_path / "prompts.jsonl"
     path.write_text(line + "\n")
     out = tmp_path / "res"
-    err = _one_line_error(cli("run", "--method", "vanilla", "--suite", "geneval", "--model", "mini", "--prompts", str(path),
-                              "--out", str(out), check=False))
+    err = _one_line_error(
+        cli(
+            "run",
+            "--method",
+            "vanilla",
+            "--suite",
+            "geneval",
+            "--model",
+            "mini",
+            "--prompts",
+            str(path),
+            "--out",
+            str(out),
+            check=False,
+        )
+    )
     assert expect in err and str(path) in err
     _nothing_cached(out)
 
 
-@pytest.mark.parametrize("case", ["non-utf8-geneval", "parti-tsv-without-prompt", "parti-non-utf8", "hpdv2-not-styles", "empty-geneval"])
+@pytest.mark.parametrize(
+    "case", ["non-utf8-geneval", "parti-tsv-without-prompt", "parti-non-utf8", "hpdv2-not-styles", "empty-geneval"]
+)
 def test_malformed_prompt_files(cli, tmp_path, case):
     suite, name, data, expect = {
         "non-utf8-geneval": ("geneval", "p.jsonl", b'{"tag": "single_object", "prompt": "caf\xe9"}\n', "not UTF-8"),
-        "parti-tsv-without-prompt": ("parti", "p.tsv", b"Text\tCategory\tChallenge\na cat\tAnimals\tBasic\n", "needs a Prompt column"),
-        "parti-non-utf8": ("parti", "p.tsv", b"Prompt\tCategory\tChallenge\ncaf\xe9\tFood\tBasic\n", "cannot read Parti prompts"),
+        "parti-tsv-without-prompt": (
+            "parti",
+            "p.tsv",
+            b"Text\tCategory\tChallenge\na cat\tAnimals\tBasic\n",
+            "needs a Prompt column",
+        ),
+        "parti-non-utf8": (
+            "parti",
+            "p.tsv",
+            b"Prompt\tCategory\tChallenge\ncaf\xe9\tFood\tBasic\n",
+            "cannot read Parti prompts",
+        ),
         "hpdv2-not-styles": ("rewards", "p.json", b'["a cat", "a dog"]', "expected {style: [prompt, ...]}"),
         "empty-geneval": ("geneval", "p.jsonl", b"\n\n", "no prompts to run"),
     }[case]
     path = tmp_path / name
     path.write_bytes(data)
     out = tmp_path / "res"
-    err = _one_line_error(cli("run", "--method", "vanilla", "--suite", suite, "--model", "mini", "--prompts", str(path),
-                              "--out", str(out), check=False))
+    err = _one_line_error(
+        cli(
+            "run",
+            "--method",
+            "vanilla",
+            "--suite",
+            suite,
+            "--model",
+            "mini",
+            "--prompts",
+            str(path),
+            "--out",
+            str(out),
+            check=False,
+        )
+    )
     assert expect in err
     _nothing_cached(out)
 
@@ -169,7 +238,21 @@ INVALID_VALUES = [
 def test_invalid_values_fail_before_anything_runs(cli, tiny_sdxl, tmp_path, extra, expect):
     method = "redshift" if any(a.startswith("method.") for a in extra) else "vanilla"
     out = tmp_path / "res"
-    err = _one_line_error(cli("run", "--method", method, "--suite", "toy", "--model", str(tiny_sdxl), "--out", str(out), *extra, check=False))
+    err = _one_line_error(
+        cli(
+            "run",
+            "--method",
+            method,
+            "--suite",
+            "toy",
+            "--model",
+            str(tiny_sdxl),
+            "--out",
+            str(out),
+            *extra,
+            check=False,
+        )
+    )
     assert expect in err
     _nothing_cached(out)
 
@@ -181,7 +264,10 @@ CRAFT_VALUES = [
     (["--set", "method.steps=0"], "steps must be positive"),
     (["--set", "method.batch_size=0"], "batch_size must be positive"),
     (["--set", "method.k=1"], "k must be at least 2"),
-    (["--set", "method.budget=500", "--set", "method.pool_size=10"], "budget 500 is larger than the pool (80 candidates"),
+    (
+        ["--set", "method.budget=500", "--set", "method.pool_size=10"],
+        "budget 500 is larger than the pool (80 candidates",
+    ),
     (["--set", "method.filter=best"], "filter must be one of"),
     (["--set", "method.rewards=mini-clp"], "unknown reward 'mini-clp'; did you mean 'mini-clip'?"),
 ]
@@ -192,20 +278,56 @@ def test_invalid_training_settings(cli, tiny_sdxl, tmp_path, extra, expect):
     prompts = tmp_path / "pool.txt"
     prompts.write_text("a red apple\na blue lake\n")
     out = tmp_path / "res"
-    err = _one_line_error(cli("run", "--method", "craft", "--suite", "toy", "--model", str(tiny_sdxl), "--out", str(out),
-                              "--set", f"method.pool={prompts}", "--set", "method.pool_size=2", "--set", "method.budget=4",
-                              "--set", "sampler.steps=2", *extra, check=False))
+    err = _one_line_error(
+        cli(
+            "run",
+            "--method",
+            "craft",
+            "--suite",
+            "toy",
+            "--model",
+            str(tiny_sdxl),
+            "--out",
+            str(out),
+            "--set",
+            f"method.pool={prompts}",
+            "--set",
+            "method.pool_size=2",
+            "--set",
+            "method.budget=4",
+            "--set",
+            "sampler.steps=2",
+            *extra,
+            check=False,
+        )
+    )
     assert expect in err
     _nothing_cached(out)
 
 
-@pytest.mark.parametrize("args, expect", [
-    (["--suite", "geneval", "--model", "mini", "--set", "suite.detector=mni"], "unknown detector 'mni'; did you mean 'mini'?"),
-    (["--suite", "rewards", "--model", "mini", "--set", "suite.rewards=mini-aez"], "unknown reward 'mini-aez'; did you mean 'mini-aes'?"),
-    (["--suite", "parti", "--model", "mini", "--set", "suite.judge=hsp"], "unknown reward 'hsp'; did you mean 'hps'?"),
-    (["--suite", "rewards", "--model", "mini", "--set", "suite.rewards=pickscore"], "pickscore"),  # weights missing offline
-    (["--suite", "parti", "--model", "mini", "--set", "suite.judge=hps"], "hps"),  # weights missing offline
-], ids=["detector", "reward", "judge", "reward-weights-offline", "judge-weights-offline"])
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (
+            ["--suite", "geneval", "--model", "mini", "--set", "suite.detector=mni"],
+            "unknown detector 'mni'; did you mean 'mini'?",
+        ),
+        (
+            ["--suite", "rewards", "--model", "mini", "--set", "suite.rewards=mini-aez"],
+            "unknown reward 'mini-aez'; did you mean 'mini-aes'?",
+        ),
+        (
+            ["--suite", "parti", "--model", "mini", "--set", "suite.judge=hsp"],
+            "unknown reward 'hsp'; did you mean 'hps'?",
+        ),
+        (
+            ["--suite", "rewards", "--model", "mini", "--set", "suite.rewards=pickscore"],
+            "pickscore",
+        ),  # weights missing offline
+        (["--suite", "parti", "--model", "mini", "--set", "suite.judge=hps"], "hps"),  # weights missing offline
+    ],
+    ids=["detector", "reward", "judge", "reward-weights-offline", "judge-weights-offline"],
+)
 def test_unknown_plugins_and_missing_weights_fail_before_generation(cli, tmp_path, monkeypatch, args, expect):
     for var in ("CRAFT_BENCH_HPS", "CRAFT_BENCH_PICKSCORE"):
         monkeypatch.delenv(var, raising=False)
@@ -243,14 +365,52 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(cli, tiny_sd
     prompts = tmp_path / "pool.txt"
     prompts.write_text("a red apple\na blue lake\n")
     out = tmp_path / "res"
-    proc = cli("run", "--method", "craft", "--suite", "toy", "--model", str(tiny_sdxl), "--out", str(out),
-               "--set", f"method.pool={prompts}", "--set", "method.pool_size=2", "--set", "method.k=2", "--set", "method.budget=4",
-               "--set", "method.filter=none", "--set", "method.rewards=mini-clip", "--set", "method.steps=6",
-               "--set", "method.batch_size=2", "--set", "method.lora_rank=4", "--set", "method.ckpt_every=1",
-               "--set", "method.lr=1e12", "--set", "method.max_grad_norm=0", "--set", "sampler.steps=2", "--no-progress", check=False)
+    proc = cli(
+        "run",
+        "--method",
+        "craft",
+        "--suite",
+        "toy",
+        "--model",
+        str(tiny_sdxl),
+        "--out",
+        str(out),
+        "--set",
+        f"method.pool={prompts}",
+        "--set",
+        "method.pool_size=2",
+        "--set",
+        "method.k=2",
+        "--set",
+        "method.budget=4",
+        "--set",
+        "method.filter=none",
+        "--set",
+        "method.rewards=mini-clip",
+        "--set",
+        "method.steps=6",
+        "--set",
+        "method.batch_size=2",
+        "--set",
+        "method.lora_rank=4",
+        "--set",
+        "method.ckpt_every=1",
+        "--set",
+        "method.lr=1e12",
+        "--set",
+        "method.max_grad_norm=0",
+        "--set",
+        "sampler.steps=2",
+        "--no-progress",
+        check=False,
+    )
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("craft-bench: error:")]
     assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert "training diverged" in errors[0] and "last good checkpoint (step" in errors[0] and "lower the learning rate" in errors[0]
+    assert (
+        "training diverged" in errors[0]
+        and "last good checkpoint (step" in errors[0]
+        and "lower the learning rate" in errors[0]
+    )
     (work,) = out.glob("checkpoints/*.work")
     state = json.loads((work / "state" / "state.json").read_text())
     assert state["step"] >= 1 and (work / "state" / "state.safetensors").is_file()

@@ -29,7 +29,9 @@ def test_public_configs_build_the_published_architectures():
     with torch.device("meta"):
         vae = sum(p.numel() for p in AutoencoderKL(**SDXL_VAE).parameters())
         te1 = sum(p.numel() for p in CLIPTextModel(CLIPTextConfig(vocab_size=49408, **CLIP_L)).parameters())
-        te2 = sum(p.numel() for p in CLIPTextModelWithProjection(CLIPTextConfig(vocab_size=49408, **CLIP_BIGG)).parameters())
+        te2 = sum(
+            p.numel() for p in CLIPTextModelWithProjection(CLIPTextConfig(vocab_size=49408, **CLIP_BIGG)).parameters()
+        )
     assert vae == 83_653_863 and te1 == 123_060_480 and te2 == 694_659_840
 
 
@@ -58,13 +60,42 @@ def test_unet_flops_are_counted_from_the_config_without_weights(tiny_sdxl):
 
 def test_bench_command_on_a_tiny_model(cli, tiny_sdxl, tmp_path):
     out = tmp_path / "bench.json"
-    proc = cli("bench", "--model", str(tiny_sdxl), "--steps", "2", "--images", "2", "--batch", "2", "--repeats", "1",
-               "--train-steps", "1", "--train-batch", "2", "--channels-last", "--json", str(out))
+    proc = cli(
+        "bench",
+        "--model",
+        str(tiny_sdxl),
+        "--steps",
+        "2",
+        "--images",
+        "2",
+        "--batch",
+        "2",
+        "--repeats",
+        "1",
+        "--train-steps",
+        "1",
+        "--train-batch",
+        "2",
+        "--channels-last",
+        "--json",
+        str(out),
+    )
     assert "UNet" in proc.stdout and "plain diffusers" in proc.stdout and "trainer" in proc.stdout
     res = json.loads(out.read_text())
-    assert res["resolution"] == 64 and res["family"] == "sdxl" and "git_commit" in res["versions"] and res["device"].startswith("cpu")
+    assert (
+        res["resolution"] == 64
+        and res["family"] == "sdxl"
+        and "git_commit" in res["versions"]
+        and res["device"].startswith("cpu")
+    )
     u = res["unet"]
-    assert u["batch"] == 4 and u["flops"] > 0 and u["step_s"] > 0 and u["mfu"] is None and u["attention"] == "AttnProcessor2_0"
+    assert (
+        u["batch"] == 4
+        and u["flops"] > 0
+        and u["step_s"] > 0
+        and u["mfu"] is None
+        and u["attention"] == "AttnProcessor2_0"
+    )
     g = res["generate"]
     assert g["plain"]["images_per_s"] > 0 and g["craft_bench"]["images_per_s"] > 0 and g["craft_bench"]["channels_last"]
     assert g["speedup"] == pytest.approx(g["craft_bench"]["images_per_s"] / g["plain"]["images_per_s"])
@@ -72,12 +103,15 @@ def test_bench_command_on_a_tiny_model(cli, tiny_sdxl, tmp_path):
     assert t["cached"]["median_step_s"] > 0 and t["per_step"]["median_step_s"] > 0 and t["lora_rank"] == 4
 
 
-@pytest.mark.parametrize("args, expect", [
-    (["--model", "sdxl-random"], "pass --resolution"),
-    (["--model", "sd15-random", "--resolution", "256"], "trainer benchmark needs a GPU"),
-    (["--model", "mini", "--parts", "unet,speed"], "choose from unet, generate, train"),
-    (["--model", "mini", "--steps", "0"], "--steps 0: give a positive number"),
-])
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["--model", "sdxl-random"], "pass --resolution"),
+        (["--model", "sd15-random", "--resolution", "256"], "trainer benchmark needs a GPU"),
+        (["--model", "mini", "--parts", "unet,speed"], "choose from unet, generate, train"),
+        (["--model", "mini", "--steps", "0"], "--steps 0: give a positive number"),
+    ],
+)
 def test_bench_bad_input_is_one_line(cli, args, expect):
     proc = cli("bench", "--device", "cpu", *args, check=False)
     assert proc.returncode == 2 and expect in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -126,8 +126,17 @@ def test_controlnet_weights_enter_image_keys_and_plain_keys_stay() -> None:
 
     s = SamplerSpec()
     plain = image_key("ck", s, 1, "p", "float32")
-    assert plain == digest({"checkpoint": "ck", "sampler": s.key_fields(), "seed": 1, "prompt": "p", "dtype": "float32",
-                            "control": None, "generation_version": GENERATION_VERSION})
+    assert plain == digest(
+        {
+            "checkpoint": "ck",
+            "sampler": s.key_fields(),
+            "seed": 1,
+            "prompt": "p",
+            "dtype": "float32",
+            "control": None,
+            "generation_version": GENERATION_VERSION,
+        }
+    )
     assert image_key("ck", s, 1, "p", "float32", "c", "cn-a") != image_key("ck", s, 1, "p", "float32", "c", "cn-b")
 
 
@@ -141,7 +150,18 @@ def _records(run_dir: Path) -> list[dict]:
 @pytest.mark.parametrize("suite,headline", [("controlnet-canny", "edge_f1"), ("controlnet-depth", "depth_rmse")])
 def test_mini_suite_end_to_end_with_and_without_the_controlnet(cli, tmp_path: Path, suite: str, headline: str) -> None:
     out = str(tmp_path / "res")
-    common = ("--method", "vanilla", "--suite", suite, "--limit", "12", "--set", "suite.images_per_prompt=1", "--out", out)
+    common = (
+        "--method",
+        "vanilla",
+        "--suite",
+        suite,
+        "--limit",
+        "12",
+        "--set",
+        "suite.images_per_prompt=1",
+        "--out",
+        out,
+    )
     with_cn = cli.run_json("run", *common)
     m = with_cn["metrics"]
     assert m["overall"]["n"] == 12 and m["overall"]["ci_low"] <= m["overall"]["value"] <= m["overall"]["ci_high"]
@@ -157,7 +177,12 @@ def test_mini_suite_end_to_end_with_and_without_the_controlnet(cli, tmp_path: Pa
     a, b = m["overall"]["value"], without["metrics"]["overall"]["value"]
     # the shipped ControlNet controls: F1 up, RMSE down, against the same conditions, prompts and seeds
     assert (a > b) if headline == "edge_f1" else (a < b), (a, b)
-    cmp = cli("compare", str(next(p for p in (tmp_path / "res" / "runs" / suite).iterdir() if p != run_dir)), str(run_dir), "--json")
+    cmp = cli(
+        "compare",
+        str(next(p for p in (tmp_path / "res" / "runs" / suite).iterdir() if p != run_dir)),
+        str(run_dir),
+        "--json",
+    )
     overall = next(c for c in json.loads(cmp.stdout)["metrics"] if c["metric"] == "overall")
     assert overall["verdict"] == "better"  # paired on the same conditions, prompts and seeds
 
@@ -191,14 +216,34 @@ def test_tiny_sdxl_canny_with_a_unet_adapter_under_a_tiny_controlnet(cli, tiny_s
     cn = build_tiny_controlnet(tiny_sdxl, tmp_path / "cn")
     data = _data_folder(tmp_path / "data")
     out = tmp_path / "res"
-    args = ("--model", str(tiny_sdxl), "--suite", "controlnet-canny", "--out", str(out), "--set", f"suite.controlnet={cn}",
-            "--set", f"suite.data={data}", "--set", "suite.rewards=mini-clip", "--set", "suite.images_per_prompt=2", "--set", "steps=2")
+    args = (
+        "--model",
+        str(tiny_sdxl),
+        "--suite",
+        "controlnet-canny",
+        "--out",
+        str(out),
+        "--set",
+        f"suite.controlnet={cn}",
+        "--set",
+        f"suite.data={data}",
+        "--set",
+        "suite.rewards=mini-clip",
+        "--set",
+        "suite.images_per_prompt=2",
+        "--set",
+        "steps=2",
+    )
     shifted = cli.run_json("run", "--method", "unetshift", *args)
-    assert shifted["metrics"]["overall"]["n"] == 6 and {"ssim", "mini-clip", "edge_f1.a", "edge_f1.b"} <= set(shifted["metrics"])
+    assert shifted["metrics"]["overall"]["n"] == 6 and {"ssim", "mini-clip", "edge_f1.a", "edge_f1.b"} <= set(
+        shifted["metrics"]
+    )
     vanilla = cli.run_json("run", "--method", "vanilla", *args)
     plain = cli.run_json("run", "--method", "vanilla", *args, "--set", "suite.controlnet=none")
-    runs = {p.name.split("__")[0] + ("-none" if "none" in (p / "run_spec.json").read_text() else ""): p
-            for p in (out / "runs" / "controlnet-canny").iterdir()}
+    runs = {
+        p.name.split("__")[0] + ("-none" if "none" in (p / "run_spec.json").read_text() else ""): p
+        for p in (out / "runs" / "controlnet-canny").iterdir()
+    }
     keys = {name: [r["image"] for r in _records(p)] for name, p in runs.items()}
     assert len({tuple(k) for k in keys.values()}) == 3  # adapter, ControlNet and none each give other images
     load = out.parent / "res" / "images"
@@ -221,9 +266,29 @@ def test_tiny_sd15_depth_with_a_tiny_dpt_and_a_lora(cli, tiny_sd15: Path, tmp_pa
     dpt = build_tiny_dpt(tmp_path / "dpt")
     data = _data_folder(tmp_path / "data", with_ready_depth=True)
     out = tmp_path / "res"
-    res = cli.run_json("run", "--model", str(tiny_sd15), "--method", "vanilla", "--suite", "controlnet-depth", "--out", str(out),
-                       "--set", f"suite.controlnet={cn}", "--set", f"suite.data={data}", "--set", f"suite.depth_estimator={dpt}",
-                       "--set", "suite.rewards=mini-aes", "--set", "suite.images_per_prompt=1", "--set", "steps=2")
+    res = cli.run_json(
+        "run",
+        "--model",
+        str(tiny_sd15),
+        "--method",
+        "vanilla",
+        "--suite",
+        "controlnet-depth",
+        "--out",
+        str(out),
+        "--set",
+        f"suite.controlnet={cn}",
+        "--set",
+        f"suite.data={data}",
+        "--set",
+        f"suite.depth_estimator={dpt}",
+        "--set",
+        "suite.rewards=mini-aes",
+        "--set",
+        "suite.images_per_prompt=1",
+        "--set",
+        "steps=2",
+    )
     m = res["metrics"]
     assert m["overall"]["n"] == 3 and m["overall"]["higher_is_better"] is False and 0 <= m["overall"]["value"] <= 255
     assert "mini-aes" in m
@@ -237,7 +302,9 @@ def test_tiny_sd15_depth_with_a_tiny_dpt_and_a_lora(cli, tiny_sd15: Path, tmp_pa
     from craft_bench.spec import SamplerSpec
 
     unet = UNet2DConditionModel.from_pretrained(tiny_sd15 / "unet")
-    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    unet.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=["to_q", "to_k", "to_v", "to_out.0"])
+    )
     with torch.no_grad():  # a trained LoRA: B is no longer zero
         for name, param in unet.named_parameters():
             if "lora_B" in name:
@@ -245,7 +312,9 @@ def test_tiny_sd15_depth_with_a_tiny_dpt_and_a_lora(cli, tiny_sd15: Path, tmp_pa
     from diffusers.utils import convert_state_dict_to_diffusers
 
     lora = tmp_path / "lora"
-    StableDiffusionControlNetPipeline.save_lora_weights(lora, unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)))
+    StableDiffusionControlNetPipeline.save_lora_weights(
+        lora, unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    )
     pipe = load_pipeline(tiny_sd15, "sd15", "cpu", "float32", str(lora), controlnet=cn)
     base = load_pipeline(tiny_sd15, "sd15", "cpu", "float32", None, controlnet=cn)
     assert isinstance(pipe, StableDiffusionControlNetPipeline) and pipe.controlnet.config.cross_attention_dim == 32
@@ -253,29 +322,91 @@ def test_tiny_sd15_depth_with_a_tiny_dpt_and_a_lora(cli, tiny_sd15: Path, tmp_pa
     req = [ImageRequest("x", "a red circle", 0, 3, "k", str(control))]
     spec = SamplerSpec(steps=2, height=64, width=64)
     a, b = sample(pipe, req, spec)[0], sample(base, req, spec)[0]
-    assert a.size == (64, 64) and np.abs(np.asarray(a, float) - np.asarray(b, float)).mean() > 0.5  # the LoRA is applied
+    assert (
+        a.size == (64, 64) and np.abs(np.asarray(a, float) - np.asarray(b, float)).mean() > 0.5
+    )  # the LoRA is applied
 
 
 def test_bad_controlnet_inputs_are_one_line_errors(cli, tiny_sdxl: Path, tiny_sd15: Path, tmp_path: Path) -> None:
     from tiny_models import build_tiny_controlnet
 
     out = ("--out", str(tmp_path / "res"))
-    missing = cli("run", "--method", "vanilla", "--suite", "controlnet-canny", "--set", "suite.controlnet=/no/such/cn", *out, check=False)
+    missing = cli(
+        "run",
+        "--method",
+        "vanilla",
+        "--suite",
+        "controlnet-canny",
+        "--set",
+        "suite.controlnet=/no/such/cn",
+        *out,
+        check=False,
+    )
     assert missing.returncode == 2 and "/no/such/cn" in missing.stderr and "Traceback" not in missing.stderr
-    not_cn = cli("run", "--model", str(tiny_sdxl), "--method", "vanilla", "--suite", "controlnet-canny", *out,
-                 "--set", f"suite.controlnet={tiny_sdxl}", check=False)  # a pipeline folder, not a ControlNet
+    not_cn = cli(
+        "run",
+        "--model",
+        str(tiny_sdxl),
+        "--method",
+        "vanilla",
+        "--suite",
+        "controlnet-canny",
+        *out,
+        "--set",
+        f"suite.controlnet={tiny_sdxl}",
+        check=False,
+    )  # a pipeline folder, not a ControlNet
     assert not_cn.returncode == 2 and "not a ControlNet folder" in not_cn.stderr
     cn15 = build_tiny_controlnet(tiny_sd15, tmp_path / "cn15")
-    wrong = cli("run", "--model", str(tiny_sdxl), "--method", "vanilla", "--suite", "controlnet-canny", *out,
-                "--set", f"suite.controlnet={cn15}", check=False)
+    wrong = cli(
+        "run",
+        "--model",
+        str(tiny_sdxl),
+        "--method",
+        "vanilla",
+        "--suite",
+        "controlnet-canny",
+        *out,
+        "--set",
+        f"suite.controlnet={cn15}",
+        check=False,
+    )
     assert wrong.returncode == 2 and "made for another model" in wrong.stderr
     cn = build_tiny_controlnet(tiny_sdxl, tmp_path / "cn")
-    need_data = cli("run", "--model", str(tiny_sdxl), "--method", "vanilla", "--suite", "controlnet-canny", *out,
-                    "--set", f"suite.controlnet={cn}", check=False)
-    assert need_data.returncode == 2 and "suite.data" in need_data.stderr and len(need_data.stderr.strip().splitlines()) == 1
+    need_data = cli(
+        "run",
+        "--model",
+        str(tiny_sdxl),
+        "--method",
+        "vanilla",
+        "--suite",
+        "controlnet-canny",
+        *out,
+        "--set",
+        f"suite.controlnet={cn}",
+        check=False,
+    )
+    assert (
+        need_data.returncode == 2
+        and "suite.data" in need_data.stderr
+        and len(need_data.stderr.strip().splitlines()) == 1
+    )
     bad_data = tmp_path / "bad"
     bad_data.mkdir()
     (bad_data / "metadata.jsonl").write_text('{"file_name": "nope.png", "text": "x"}\n')
-    missing_file = cli("run", "--model", str(tiny_sdxl), "--method", "vanilla", "--suite", "controlnet-canny", *out,
-                       "--set", f"suite.controlnet={cn}", "--set", f"suite.data={bad_data}", check=False)
+    missing_file = cli(
+        "run",
+        "--model",
+        str(tiny_sdxl),
+        "--method",
+        "vanilla",
+        "--suite",
+        "controlnet-canny",
+        *out,
+        "--set",
+        f"suite.controlnet={cn}",
+        "--set",
+        f"suite.data={bad_data}",
+        check=False,
+    )
     assert missing_file.returncode == 2 and "nope.png" in missing_file.stderr

@@ -22,9 +22,18 @@ def pool(scores, expanded=None, rewards=("mini-clip", "mini-aes")):
     cands = []
     for g, rows in scores.items():
         for i, (a, b) in enumerate(rows):
-            cands.append(Candidate(group=g, original=f"p{g}", text=f"p{g}", expanded=bool(expanded and (g, i) in expanded),
-                                   index=i % 4, image_key=f"{g}-{i}", image_path=f"{g}-{i}.png",
-                                   scores={rewards[0]: a, rewards[1]: b}))
+            cands.append(
+                Candidate(
+                    group=g,
+                    original=f"p{g}",
+                    text=f"p{g}",
+                    expanded=bool(expanded and (g, i) in expanded),
+                    index=i % 4,
+                    image_key=f"{g}-{i}",
+                    image_path=f"{g}-{i}.png",
+                    scores={rewards[0]: a, rewards[1]: b},
+                )
+            )
     spec = PoolSpec(prompts="mini", size=len(scores), prompt_seed=0, k=4, rewards=rewards)
     return SimpleNamespace(spec=spec, candidates=cands)
 
@@ -37,9 +46,21 @@ def test_registered_with_help_and_presets():
     assert all(help_text for _, _, _, help_text in field_help(CraftConfig))
 
 
-@pytest.mark.parametrize("bad", [dict(k=1), dict(filter="all"), dict(reference="best"), dict(budget=0), dict(lr=-1.0),
-                                 dict(lr=float("nan")), dict(steps=0), dict(expansion="llm", expansions=0),
-                                 dict(guidance=float("nan")), dict(cond_dropout=1.0)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(k=1),
+        dict(filter="all"),
+        dict(reference="best"),
+        dict(budget=0),
+        dict(lr=-1.0),
+        dict(lr=float("nan")),
+        dict(steps=0),
+        dict(expansion="llm", expansions=0),
+        dict(guidance=float("nan")),
+        dict(cond_dropout=1.0),
+    ],
+)
 def test_bad_settings_are_refused(bad):
     with pytest.raises(ValueError):
         CraftConfig(**bad)
@@ -99,8 +120,14 @@ def test_loss_is_the_advantage_weighted_denoising_error():
     g = torch.Generator().manual_seed(0)
     x, n = torch.randn(3, 4, 2, 2, generator=g), torch.randn(3, 4, 2, 2, generator=g)
     t = torch.tensor([10, 500, 900])
-    batch = {"image": x, "noise": n, "timesteps": t, "cond": {"embeds": torch.zeros(3, 2, 2)},
-             "weight": torch.tensor([2.0, 0.5, 0.5]), "snr_weight": torch.tensor([1.0, 1.0, 0.5])}
+    batch = {
+        "image": x,
+        "noise": n,
+        "timesteps": t,
+        "cond": {"embeds": torch.zeros(3, 2, 2)},
+        "weight": torch.tensor([2.0, 0.5, 0.5]),
+        "snr_weight": torch.tensor([1.0, 1.0, 0.5]),
+    }
     loss, logs = Craft(CraftConfig()).loss(batch, FakeModel())
     m = FakeModel()
     err = ((0.5 * m.noisy(x, n, t) - n) ** 2).mean(dim=(1, 2, 3))
@@ -143,8 +170,11 @@ def tiny_llm(tmp_path_factory):
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>", pad_token="<eos>")
     fast.chat_template = "{% for m in messages %}{{ '<' + m['role'][:3] + '> ' + m['content'] + ' ' }}{% endfor %}<bot>"
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), n_positions=256, n_embd=32, n_layer=1, n_head=2,
-                                       eos_token_id=1, pad_token_id=1))
+    model = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(vocab), n_positions=256, n_embd=32, n_layer=1, n_head=2, eos_token_id=1, pad_token_id=1
+        )
+    )
     folder = tmp_path_factory.mktemp("llm")
     model.save_pretrained(folder)
     fast.save_pretrained(folder)
@@ -170,7 +200,11 @@ def test_llm_expansion_through_an_openai_compatible_endpoint(tmp_path):
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append((self.path, body))
-            reply = {"choices": [{"message": {"role": "assistant", "content": body["messages"][-1]["content"] + ", studio light"}}]}
+            reply = {
+                "choices": [
+                    {"message": {"role": "assistant", "content": body["messages"][-1]["content"] + ", studio light"}}
+                ]
+            }
             data = json.dumps(reply).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

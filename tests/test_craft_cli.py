@@ -9,12 +9,45 @@ import torch
 
 
 def craft_args(tiny_sdxl, prompts, out, *extra):
-    return ["run", "--method", "craft", "--suite", "toy", "--model", str(tiny_sdxl), "--out", str(out),
-            "--set", f"method.pool={prompts}", "--set", "method.pool_size=4", "--set", "method.k=2",
-            "--set", "method.rewards=mini-clip,mini-aes", "--set", "method.filter=none", "--set", "method.budget=4",
-            "--set", "method.steps=2", "--set", "method.batch_size=4", "--set", "method.lora_rank=4",
-            "--set", "method.lr=1e-3", "--set", "sampler.steps=3", "--set", "suite.n_prompts=2",
-            "--set", "suite.images_per_prompt=1", "--no-progress", *extra]
+    return [
+        "run",
+        "--method",
+        "craft",
+        "--suite",
+        "toy",
+        "--model",
+        str(tiny_sdxl),
+        "--out",
+        str(out),
+        "--set",
+        f"method.pool={prompts}",
+        "--set",
+        "method.pool_size=4",
+        "--set",
+        "method.k=2",
+        "--set",
+        "method.rewards=mini-clip,mini-aes",
+        "--set",
+        "method.filter=none",
+        "--set",
+        "method.budget=4",
+        "--set",
+        "method.steps=2",
+        "--set",
+        "method.batch_size=4",
+        "--set",
+        "method.lora_rank=4",
+        "--set",
+        "method.lr=1e-3",
+        "--set",
+        "sampler.steps=3",
+        "--set",
+        "suite.n_prompts=2",
+        "--set",
+        "suite.images_per_prompt=1",
+        "--no-progress",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +68,19 @@ def test_craft_run_trains_records_and_caches(cli, tiny_sdxl, prompts, tmp_path):
     results = cli.run_json(*craft_args(tiny_sdxl, prompts, out))
     train = results["train"]
     assert train["samples_used"] == 4 and train["steps"] == 2
-    assert train["images_generated"] == 16 and train["reward_calls"] == 32  # (4 prompts + 4 expansions) x k=2; 2 rewards
+    assert (
+        train["images_generated"] == 16 and train["reward_calls"] == 32
+    )  # (4 prompts + 4 expansions) x k=2; 2 rewards
     assert set(train["timing"]) >= {"generate_s", "score_s", "filter_s", "cache_s", "optimize_s"}
     assert train["peak_memory_bytes"] > 0 and train["device"] == "cpu" and results["timing"]["train_s"] > 0
     ckpt = out / "checkpoints"
     (folder,) = [p for p in ckpt.iterdir() if p.is_dir()]
-    assert {p.name for p in folder.iterdir()} >= {"pytorch_lora_weights.safetensors", "train_log.jsonl", "train_info.json", "examples.jsonl"}
+    assert {p.name for p in folder.iterdir()} >= {
+        "pytorch_lora_weights.safetensors",
+        "train_log.jsonl",
+        "train_info.json",
+        "examples.jsonl",
+    }
     log = [json.loads(x) for x in (folder / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2] and all({"loss", "lr", "grad_norm", "mse"} <= set(r) for r in log)
     again = cli("run", *craft_args(tiny_sdxl, prompts, out)[1:])

@@ -12,8 +12,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-PROMPTS = ["a red apple", "a blue lake", "an orange sunset", "a green forest", "a yellow lemon", "a purple flower",
-           "a pink cake", "a white cloud"]
+PROMPTS = [
+    "a red apple",
+    "a blue lake",
+    "an orange sunset",
+    "a green forest",
+    "a yellow lemon",
+    "a purple flower",
+    "a pink cake",
+    "a white cloud",
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +51,7 @@ def test_an_image_does_not_depend_on_the_rest_of_its_batch(tiny_pipe, batch_size
     alone = sample_arrays(pipe, [target], sampler)[0]
     for pos in range(batch_size):
         neighbours = others[pos:] + others[:pos]  # other neighbours at each position
-        batch = neighbours[:pos] + [target] + neighbours[pos:batch_size - 1]
+        batch = neighbours[:pos] + [target] + neighbours[pos : batch_size - 1]
         got = sample_arrays(pipe, batch, sampler)
         assert len(got) == batch_size
         assert np.array_equal(got[pos], alone), f"batch {batch_size}, position {pos}"
@@ -61,7 +69,10 @@ def test_every_sampler_setting_keys_the_image(tiny_sdxl):
     spec, sampler, _ = resolve_model(str(tiny_sdxl))
     sampler = replace(sampler, batch_size=8)
     variants = [replace(sampler, batch_size=b) for b in (1, 2, 4)] + [
-        replace(sampler, channels_last=True), replace(sampler, compile=True), replace(sampler, vae_decode="sliced"),
-        replace(sampler, vae_decode="tiled")]
+        replace(sampler, channels_last=True),
+        replace(sampler, compile=True),
+        replace(sampler, vae_decode="sliced"),
+        replace(sampler, vae_decode="tiled"),
+    ]
     keys = {image_key(spec.digest, s, 7, "a red apple", "float32") for s in [sampler, *variants]}
     assert len(keys) == 1 + len(variants)

@@ -39,10 +39,12 @@ def test_object_names_are_genevals_coco_order():
 def test_instance_postprocess_follows_mmdetection():
     # 2 queries, 3 classes (+ no-object); masks 3x4.
     cls = torch.tensor([[2.0, 0.0, -1.0, 0.5], [0.0, 3.0, 0.0, 0.0]])
-    masks = torch.tensor([
-        [[1.0, 2.0, -1.0, -1.0], [1.0, 3.0, -2.0, -1.0], [-1.0, -1.0, -1.0, -1.0]],
-        [[-1.0, -1.0, -1.0, -1.0], [-1.0, -1.0, 0.5, 0.5], [-1.0, -1.0, 0.5, -1.0]],
-    ])
+    masks = torch.tensor(
+        [
+            [[1.0, 2.0, -1.0, -1.0], [1.0, 3.0, -2.0, -1.0], [-1.0, -1.0, -1.0, -1.0]],
+            [[-1.0, -1.0, -1.0, -1.0], [-1.0, -1.0, 0.5, 0.5], [-1.0, -1.0, 0.5, -1.0]],
+        ]
+    )
     labels, scores, binary, boxes = instance_postprocess(cls, masks, max_per_image=2)
     probs = torch.softmax(cls, -1)[:, :-1]
     order = sorted(zip(labels.tolist(), scores.tolist(), boxes.tolist()))
@@ -91,14 +93,21 @@ def test_colour_classifier_matches_the_official_computation(weights):
     dets = [Detection("bench", 0.9, (18.4, 9.6, 71.2, 41.0), mask), Detection("bench", 0.8, (0, 0, 30, 30), None)]
     ours = clf.logits(image, dets, "bench")
 
-    transform = open_clip.image_transform(224, is_train=False, mean=open_clip.OPENAI_DATASET_MEAN, std=open_clip.OPENAI_DATASET_STD)
+    transform = open_clip.image_transform(
+        224, is_train=False, mean=open_clip.OPENAI_DATASET_MEAN, std=open_clip.OPENAI_DATASET_STD
+    )
     blank = Image.new("RGB", image.size, color="#999")
-    crops = [Image.composite(image, blank, Image.fromarray(mask)).crop((18.4, 9.6, 71.2, 41.0)), image.crop((0, 0, 30, 30))]
+    crops = [
+        Image.composite(image, blank, Image.fromarray(mask)).crop((18.4, 9.6, 71.2, 41.0)),
+        image.crop((0, 0, 30, 30)),
+    ]
     model, tok = clf.model, open_clip.get_tokenizer("ViT-L-14")
     with torch.no_grad():
         columns = []
         for c in COLORS:
-            e = F.normalize(model.encode_text(tok([t.replace("{c}", c).replace("{obj}", "bench") for t in TEMPLATES])), dim=-1).mean(0)
+            e = F.normalize(
+                model.encode_text(tok([t.replace("{c}", c).replace("{obj}", "bench") for t in TEMPLATES])), dim=-1
+            ).mean(0)
             columns.append(e / e.norm())
         feats = F.normalize(model.encode_image(torch.stack([transform(c) for c in crops])), dim=-1)
         reference = 100.0 * feats @ torch.stack(columns, 1)
@@ -134,7 +143,9 @@ def test_real_model_misses_are_one_line_errors(weights, monkeypatch, tmp_path):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(UserError) as err:
         HFMask2Former.preflight()
-    T.check_one_line(err.value, "config.json", "facebook/mask2former-swin-small-coco-instance", "suite.detector_weights")
+    T.check_one_line(
+        err.value, "config.json", "facebook/mask2former-swin-small-coco-instance", "suite.detector_weights"
+    )
     with pytest.raises(UserError) as err:
         HFMask2Former.load(weights=str(tmp_path))  # a folder that is not a saved Mask2Former
     T.check_one_line(err.value, "config.json", str(tmp_path), "suite.detector_weights")
@@ -143,7 +154,9 @@ def test_real_model_misses_are_one_line_errors(weights, monkeypatch, tmp_path):
     T.check_one_line(err.value, "open_clip_model.safetensors", "suite.color_weights", "CRAFT_BENCH_CLIP_L14")
     with pytest.raises(UserError) as err:
         checkpoint_path("")
-    T.check_one_line(err.value, CHECKPOINT, "download.openmmlab.com", "suite.detector_weights", "CRAFT_BENCH_GENEVAL_MMDET")
+    T.check_one_line(
+        err.value, CHECKPOINT, "download.openmmlab.com", "suite.detector_weights", "CRAFT_BENCH_GENEVAL_MMDET"
+    )
     with pytest.raises(UserError) as err:
         checkpoint_path(str(tmp_path))  # a folder without the file
     T.check_one_line(err.value, str(tmp_path / CHECKPOINT))
@@ -156,15 +169,43 @@ def test_geneval_with_the_hf_backend_end_to_end(cli, tiny_sdxl, weights, tmp_pat
     """A real-model GenEval run through the CLI: tiny SDXL images, the hf detector and the CLIP colours."""
     lines = [
         {"tag": "single_object", "include": [{"class": "bench", "count": 1}], "prompt": "a photo of a bench"},
-        {"tag": "colors", "include": [{"class": "bench", "count": 1, "color": "red"}], "prompt": "a photo of a red bench"},
-        {"tag": "two_object", "include": [{"class": "bench", "count": 1}, {"class": "cat", "count": 1}], "prompt": "a photo of a bench and a cat"},
+        {
+            "tag": "colors",
+            "include": [{"class": "bench", "count": 1, "color": "red"}],
+            "prompt": "a photo of a red bench",
+        },
+        {
+            "tag": "two_object",
+            "include": [{"class": "bench", "count": 1}, {"class": "cat", "count": 1}],
+            "prompt": "a photo of a bench and a cat",
+        },
     ]
     prompts = tmp_path / "meta.jsonl"
     prompts.write_text("".join(json.dumps(line) + "\n" for line in lines))
     out = tmp_path / "res"
-    res = cli.run_json("run", "--method", "vanilla", "--suite", "geneval", "--model", str(tiny_sdxl), "--out", str(out), "--prompts", str(prompts),
-                       "--set", "steps=2", "--set", "suite.images_per_prompt=2", "--set", "suite.detector=hf",
-                       "--set", f"suite.detector_weights={weights['hf']}", "--set", f"suite.color_weights={weights['clip']}")
+    res = cli.run_json(
+        "run",
+        "--method",
+        "vanilla",
+        "--suite",
+        "geneval",
+        "--model",
+        str(tiny_sdxl),
+        "--out",
+        str(out),
+        "--prompts",
+        str(prompts),
+        "--set",
+        "steps=2",
+        "--set",
+        "suite.images_per_prompt=2",
+        "--set",
+        "suite.detector=hf",
+        "--set",
+        f"suite.detector_weights={weights['hf']}",
+        "--set",
+        f"suite.color_weights={weights['clip']}",
+    )
     assert res["metrics"]["single_object"]["value"] == 1.0  # the favoured "bench" is found in every image
     assert res["metrics"]["two_object"]["value"] == 0.0  # a random model sees no confident cat
     run_dir = next((out / "runs" / "geneval").iterdir())
@@ -194,7 +235,9 @@ def test_mmdet_backend_loads_the_official_config_and_detects(cli, tiny_sdxl, tmp
     sd2 = torch.load(v2, weights_only=True)["state_dict"]
     assert any(".attentions.1." in k for k in sd2) and upgrade_v2_keys(sd2).keys() == sd3.keys()
 
-    det = MmdetMask2Former.load(weights=str(tmp_path / "v2"), color_weights=str(clip))  # a folder holding the official name
+    det = MmdetMask2Former.load(
+        weights=str(tmp_path / "v2"), color_weights=str(clip)
+    )  # a folder holding the official name
     images = [noise(0), noise(1, 80, 64)]
     found = det.detect(images)
     for dets, im in zip(found, images):
@@ -209,15 +252,49 @@ def test_mmdet_backend_loads_the_official_config_and_detects(cli, tiny_sdxl, tmp
 
     # Through the suite: real models default to this backend.
     prompts = tmp_path / "meta.jsonl"
-    prompts.write_text(json.dumps({"tag": "single_object", "include": [{"class": "bench", "count": 1}], "prompt": "a photo of a bench"}) + "\n")
-    res = cli.run_json("run", "--method", "vanilla", "--suite", "geneval", "--model", str(tiny_sdxl), "--out", str(tmp_path / "res"),
-                       "--prompts", str(prompts), "--set", "steps=2", "--set", "suite.images_per_prompt=1",
-                       "--set", f"suite.detector_weights={v2}", "--set", f"suite.color_weights={clip}")
+    prompts.write_text(
+        json.dumps(
+            {"tag": "single_object", "include": [{"class": "bench", "count": 1}], "prompt": "a photo of a bench"}
+        )
+        + "\n"
+    )
+    res = cli.run_json(
+        "run",
+        "--method",
+        "vanilla",
+        "--suite",
+        "geneval",
+        "--model",
+        str(tiny_sdxl),
+        "--out",
+        str(tmp_path / "res"),
+        "--prompts",
+        str(prompts),
+        "--set",
+        "steps=2",
+        "--set",
+        "suite.images_per_prompt=1",
+        "--set",
+        f"suite.detector_weights={v2}",
+        "--set",
+        f"suite.color_weights={clip}",
+    )
     assert res["metrics"]["single_object"]["value"] == 1.0 and res["metrics"]["overall"]["n"] == 1
 
 
 def test_a_missing_detector_stops_the_run_before_training(cli, tiny_sdxl, tmp_path, monkeypatch):
     monkeypatch.delenv("CRAFT_BENCH_GENEVAL_MMDET", raising=False)
-    proc = cli("run", "--method", "redshift", "--suite", "geneval", "--model", str(tiny_sdxl), "--out", str(tmp_path), check=False)
+    proc = cli(
+        "run",
+        "--method",
+        "redshift",
+        "--suite",
+        "geneval",
+        "--model",
+        str(tiny_sdxl),
+        "--out",
+        str(tmp_path),
+        check=False,
+    )
     assert proc.returncode == 2 and "mmdet" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())  # nothing trained

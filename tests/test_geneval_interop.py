@@ -16,8 +16,19 @@ from craft_bench.errors import UserError
 @pytest.fixture(scope="module")
 def mini_run(cli, tmp_path_factory):
     out = tmp_path_factory.mktemp("interop") / "res"
-    res = cli.run_json("run", "--method", "vanilla", "--suite", "geneval", "--out", str(out), "--limit", "12",
-                       "--set", "suite.images_per_prompt=2")
+    res = cli.run_json(
+        "run",
+        "--method",
+        "vanilla",
+        "--suite",
+        "geneval",
+        "--out",
+        str(out),
+        "--limit",
+        "12",
+        "--set",
+        "suite.images_per_prompt=2",
+    )
     run_dir = next((out / "runs" / "geneval").iterdir())
     records = [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
     return res, run_dir, records, out
@@ -52,9 +63,17 @@ def official_lines(run_dir, records, order_seed=0):
     for r in records:
         k = item_ids.index(r["item_id"])
         meta = json.loads((run_dir / "geneval" / f"{k:05d}" / "metadata.jsonl").read_text())
-        lines.append({"filename": str(run_dir / "geneval" / f"{k:05d}" / "samples" / f"{r['index']:04d}.png"), "tag": meta["tag"],
-                      "prompt": meta["prompt"], "correct": bool(r["correct"]), "reason": r["reason"],
-                      "metadata": json.dumps(meta), "details": r["details"]})
+        lines.append(
+            {
+                "filename": str(run_dir / "geneval" / f"{k:05d}" / "samples" / f"{r['index']:04d}.png"),
+                "tag": meta["tag"],
+                "prompt": meta["prompt"],
+                "correct": bool(r["correct"]),
+                "reason": r["reason"],
+                "metadata": json.dumps(meta),
+                "details": r["details"],
+            }
+        )
     random.Random(order_seed).shuffle(lines)
     return lines
 
@@ -86,8 +105,17 @@ def test_summarize_counts_prompts_by_folder_and_rejects_other_files(cli, tmp_pat
     for folder, tag, correct in [(0, "counting", [1, 0]), (1, "counting", [0, 0]), (2, "colors", [1, 1])]:
         meta = {"tag": tag, "include": [], "prompt": f"p{folder}"}
         for n, c in enumerate(correct):
-            rows.append({"filename": f"/x/{folder:05d}/samples/{n:05d}.png", "tag": tag, "prompt": meta["prompt"], "correct": bool(c),
-                         "reason": "", "metadata": json.dumps(meta), "details": "{}"})
+            rows.append(
+                {
+                    "filename": f"/x/{folder:05d}/samples/{n:05d}.png",
+                    "tag": tag,
+                    "prompt": meta["prompt"],
+                    "correct": bool(c),
+                    "reason": "",
+                    "metadata": json.dumps(meta),
+                    "details": "{}",
+                }
+            )
     path = tmp_path / "results.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = json.loads(cli("geneval", "summarize", str(path), "--out", str(tmp_path / "o"), "--json").stdout)["metrics"]

@@ -63,7 +63,10 @@ def test_detections_sorted_by_confidence_and_capped_at_16_per_class():
     assert [d.score for d in picked] == sorted(scores, reverse=True)[:16]
     assert select_objects(dets, "counting", Rules(max_objects=4))["circle"][0].score == pytest.approx(0.99)
     # an exclude clause sees at most the 16 kept detections
-    assert verdict(dets, line("counting", [{"class": "circle", "count": 2}], [{"class": "circle", "count": 17}])) == (True, "")
+    assert verdict(dets, line("counting", [{"class": "circle", "count": 2}], [{"class": "circle", "count": 17}])) == (
+        True,
+        "",
+    )
     assert verdict(dets, line("counting", [{"class": "circle", "count": 2}], [{"class": "circle", "count": 16}])) == (
         False,
         "expected circle<16, found 16",
@@ -163,15 +166,24 @@ def test_position_margin_and_half_rule_boundaries():
 def test_position_clause():
     square = det("square", 0.9, (40, 40, 50, 50))
     assert verdict([square, det("circle", 0.9, (10, 40, 20, 50))], LEFT) == (True, "")
-    assert verdict([square, det("circle", 0.9, (70, 40, 80, 50))], LEFT) == (False, "expected circle left of target, found right of target")
-    assert verdict([square, det("circle", 0.9, (41, 40, 51, 50))], LEFT) == (False, "expected circle left of target, found  target")
+    assert verdict([square, det("circle", 0.9, (70, 40, 80, 50))], LEFT) == (
+        False,
+        "expected circle left of target, found right of target",
+    )
+    assert verdict([square, det("circle", 0.9, (41, 40, 51, 50))], LEFT) == (
+        False,
+        "expected circle left of target, found  target",
+    )
     # the most confident circle is the one checked
     dets = [square, det("circle", 0.9, (70, 40, 80, 50)), det("circle", 0.95, (10, 40, 20, 50))]
     assert verdict(dets, LEFT) == (True, "")
 
 
 def test_position_is_skipped_when_colour_failed():
-    meta = line("position", [{"class": "square", "count": 1}, {"class": "circle", "count": 1, "color": "red", "position": ["left of", 0]}])
+    meta = line(
+        "position",
+        [{"class": "square", "count": 1}, {"class": "circle", "count": 1, "color": "red", "position": ["left of", 0]}],
+    )
     square = det("square", 0.9, (40, 40, 50, 50))
     wrong_side_blue = det("circle", 0.9, (70, 40, 80, 50), color="blue")
     assert verdict([square, wrong_side_blue], meta) == (False, "expected red circle>=1, found 0 red; and 1 blue")
@@ -180,7 +192,10 @@ def test_position_is_skipped_when_colour_failed():
 
 
 def test_position_needs_a_matched_target_group():
-    meta = line("position", [{"class": "square", "count": 1, "color": "red"}, {"class": "circle", "count": 1, "position": ["left of", 0]}])
+    meta = line(
+        "position",
+        [{"class": "square", "count": 1, "color": "red"}, {"class": "circle", "count": 1, "position": ["left of", 0]}],
+    )
     dets = [det("square", 0.9, (40, 40, 50, 50), color="blue"), det("circle", 0.9, (10, 40, 20, 50))]
     assert verdict(dets, meta) == (
         False,
@@ -189,7 +204,9 @@ def test_position_needs_a_matched_target_group():
 
 
 def test_position_checks_every_object_against_every_target():
-    meta = line("position", [{"class": "square", "count": 1}, {"class": "circle", "count": 2, "position": ["left of", 0]}])
+    meta = line(
+        "position", [{"class": "square", "count": 1}, {"class": "circle", "count": 2, "position": ["left of", 0]}]
+    )
     square = det("square", 0.9, (40, 40, 50, 50))
     both_left = [square, det("circle", 0.9, (10, 40, 20, 50)), det("circle", 0.8, (10, 10, 20, 20))]
     assert verdict(both_left, meta) == (True, "")

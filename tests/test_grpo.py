@@ -48,7 +48,10 @@ def test_log_prob_is_the_mean_gaussian_log_density():
     def density(v: float, m: float, s: float) -> float:
         return -((v - m) ** 2) / (2 * s * s) - math.log(s) - 0.5 * math.log(2 * math.pi)
 
-    expect = [(density(0.3, 0.1, 0.5) + density(-0.1, 0.1, 0.5)) / 2, (density(1.0, 0.0, 2.0) + density(2.0, 2.5, 2.0)) / 2]
+    expect = [
+        (density(0.3, 0.1, 0.5) + density(-0.1, 0.1, 0.5)) / 2,
+        (density(1.0, 0.0, 2.0) + density(2.0, 2.5, 2.0)) / 2,
+    ]
     assert log_prob(x, mean, sigma).tolist() == pytest.approx(expect, rel=1e-6)  # [-0.306, -1.7908]
     normal = torch.distributions.Normal(mean, sigma.view(-1, 1, 1, 1))
     assert torch.allclose(log_prob(x, mean, sigma), normal.log_prob(x).mean(dim=(1, 2, 3)), atol=1e-6)
@@ -59,7 +62,9 @@ def test_kl_between_two_steps_with_the_same_sigma_by_hand():
     # mean over dims of (mu - mu_ref)^2 / (2 sigma^2) at sigma 0.5: (1 / 0.5 + 4 / 0.5) / 2 = 5
     assert float(step_kl(mean, ref, torch.tensor([0.5]))) == pytest.approx(5.0)
     p, q = torch.distributions.Normal(mean, 0.5), torch.distributions.Normal(ref, 0.5)
-    assert float(step_kl(mean, ref, torch.tensor([0.5]))) == pytest.approx(float(torch.distributions.kl_divergence(p, q).mean()))
+    assert float(step_kl(mean, ref, torch.tensor([0.5]))) == pytest.approx(
+        float(torch.distributions.kl_divergence(p, q).mean())
+    )
     assert float(step_kl(ref, ref, torch.tensor([0.5]))) == 0.0
 
 
@@ -93,12 +98,17 @@ def test_group_advantages_by_hand():
 # --------------------------------------------------------------------------- the DDIM step against diffusers
 
 
-@pytest.mark.parametrize("spacing,prediction", [("trailing", "epsilon"), ("leading", "epsilon"), ("trailing", "v_prediction")])
+@pytest.mark.parametrize(
+    "spacing,prediction", [("trailing", "epsilon"), ("leading", "epsilon"), ("trailing", "v_prediction")]
+)
 def test_stochastic_ddim_step_is_diffusers_ddim_step(spacing, prediction):
     from diffusers import DDIMScheduler, EulerDiscreteScheduler
 
-    config = dict(EulerDiscreteScheduler.from_pretrained(MINI_SCHEDULER).config, timestep_spacing=spacing,
-                  prediction_type=prediction)
+    config = dict(
+        EulerDiscreteScheduler.from_pretrained(MINI_SCHEDULER).config,
+        timestep_spacing=spacing,
+        prediction_type=prediction,
+    )
     ours = DDIMSchedule.from_config(config, steps=10, eta=0.7)
     ref = DDIMScheduler.from_config(config, clip_sample=False, set_alpha_to_one=False)
     ref.set_timesteps(10)
@@ -135,15 +145,31 @@ def test_rollout_log_probs_and_batch_independence(tiny_sdxl):
         mean = step_mean(out, r.latents[:, i], a_t, a_prev, sigma, "epsilon")
         assert torch.allclose(log_prob(r.latents[:, i + 1], mean, sigma), r.log_probs[:, i], atol=1e-4)
     # trajectory 1 alone is trajectory 1 of the batch: its noise is its own generator's
-    alone = rollout(model, {k: v[1:2] for k, v in cond.items()}, {k: v[1:2] for k, v in uncond.items()}, sched, 4.0,
-                    [trajectory_generator(0, 0, 1)], (4, 32, 32))
+    alone = rollout(
+        model,
+        {k: v[1:2] for k, v in cond.items()},
+        {k: v[1:2] for k, v in uncond.items()},
+        sched,
+        4.0,
+        [trajectory_generator(0, 0, 1)],
+        (4, 32, 32),
+    )
     assert torch.allclose(alone.latents[0], r.latents[1], atol=1e-4)
     assert not torch.allclose(r.latents[0, -1], r.latents[1, -1])
     # same_noise: trajectories whose init generators are seeded alike share x_T, their own steps still differ
-    same = rollout(model, {k: v[:1].expand(2, *v.shape[1:]) for k, v in cond.items()}, {k: v[:2] for k, v in uncond.items()},
-                   sched, 4.0, [trajectory_generator(0, 1, j) for j in range(2)], (4, 32, 32),
-                   [trajectory_generator(0, 0, "init", 0) for _ in range(2)])
-    assert torch.equal(same.latents[0, 0], same.latents[1, 0]) and not torch.allclose(same.latents[0, 1], same.latents[1, 1])
+    same = rollout(
+        model,
+        {k: v[:1].expand(2, *v.shape[1:]) for k, v in cond.items()},
+        {k: v[:2] for k, v in uncond.items()},
+        sched,
+        4.0,
+        [trajectory_generator(0, 1, j) for j in range(2)],
+        (4, 32, 32),
+        [trajectory_generator(0, 0, "init", 0) for _ in range(2)],
+    )
+    assert torch.equal(same.latents[0, 0], same.latents[1, 0]) and not torch.allclose(
+        same.latents[0, 1], same.latents[1, 1]
+    )
 
 
 # --------------------------------------------------------------------------- settings
@@ -158,13 +184,22 @@ def test_registered_with_its_budget_field_and_presets():
     assert GRPOConfig().train_steps(10) == 6 and GRPOConfig(timestep_fraction=0.01).train_steps(10) == 1
 
 
-@pytest.mark.parametrize("bad,needle", [
-    (dict(steps=10), "drop method.steps"), (dict(batch_size=4), "drop method.steps"),
-    (dict(images=100), "multiple of prompts_per_iter x group_size (64), e.g. 64"), (dict(group_size=1), "group_size >= 2"),
-    (dict(inner_steps=3), "inner_steps must divide"), (dict(eta=0.0), "eta must be > 0"),
-    (dict(timestep_fraction=0.0), "timestep_fraction"), (dict(clip_range=0.0), "clip_range"),
-    (dict(kl_beta=-1.0), "kl_beta"), (dict(cond_dropout=0.1), "do not apply"), (dict(pool_size=0), "pool_size"),
-])
+@pytest.mark.parametrize(
+    "bad,needle",
+    [
+        (dict(steps=10), "drop method.steps"),
+        (dict(batch_size=4), "drop method.steps"),
+        (dict(images=100), "multiple of prompts_per_iter x group_size (64), e.g. 64"),
+        (dict(group_size=1), "group_size >= 2"),
+        (dict(inner_steps=3), "inner_steps must divide"),
+        (dict(eta=0.0), "eta must be > 0"),
+        (dict(timestep_fraction=0.0), "timestep_fraction"),
+        (dict(clip_range=0.0), "clip_range"),
+        (dict(kl_beta=-1.0), "kl_beta"),
+        (dict(cond_dropout=0.1), "do not apply"),
+        (dict(pool_size=0), "pool_size"),
+    ],
+)
 def test_bad_settings_are_refused(bad, needle):
     with pytest.raises(ValueError, match=re.escape(needle)):
         GRPOConfig(**bad)
@@ -181,11 +216,35 @@ def prompts(tmp_path_factory):
 
 
 def grpo_args(model, prompts, out, method="grpo", *extra):
-    sets = [f"method.pool={prompts}", "method.rewards=mini-clip", "method.prompts_per_iter=2", "method.group_size=2",
-            "method.images=8", "method.inner_steps=2", "method.timestep_fraction=1", "method.lora_rank=4", "method.lr=1e-3",
-            "method.ckpt_every=1", "sampler.steps=2", "sampler.batch_size=3", "suite.n_prompts=2", *extra]
-    return ["run", "--method", method, "--suite", "toy", "--model", str(model), "--out", str(out), "--no-progress",
-            *[a for s in sets for a in ("--set", s)]]
+    sets = [
+        f"method.pool={prompts}",
+        "method.rewards=mini-clip",
+        "method.prompts_per_iter=2",
+        "method.group_size=2",
+        "method.images=8",
+        "method.inner_steps=2",
+        "method.timestep_fraction=1",
+        "method.lora_rank=4",
+        "method.lr=1e-3",
+        "method.ckpt_every=1",
+        "sampler.steps=2",
+        "sampler.batch_size=3",
+        "suite.n_prompts=2",
+        *extra,
+    ]
+    return [
+        "run",
+        "--method",
+        method,
+        "--suite",
+        "toy",
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--no-progress",
+        *[a for s in sets for a in ("--set", s)],
+    ]
 
 
 def checkpoint(out: Path) -> Path:
@@ -208,8 +267,15 @@ def test_a_run_records_its_reward_curve_and_accounting(cli, tiny_sdxl, prompts, 
     assert train["rewards"] == ["mini-clip"] and train["reward_evaluations_run"] == 8
     assert {"sampling_s", "reward_s", "optimize_s"} <= set(train["timing"]) and train["peak_memory_bytes"] > 0
     assert train["timing"]["sampling_s"] > 0 and train["timing"]["optimize_s"] > 0
-    assert train["rollout"] == {"prompts_per_iter": 2, "group_size": 2, "sample_steps": 2, "train_steps": 2,
-                                "guidance": 5.0, "eta": 1.0, "same_noise": True}
+    assert train["rollout"] == {
+        "prompts_per_iter": 2,
+        "group_size": 2,
+        "sample_steps": 2,
+        "train_steps": 2,
+        "guidance": 5.0,
+        "eta": 1.0,
+        "same_noise": True,
+    }
     log = [json.loads(line) for line in (checkpoint(tmp_path / "r") / "train_log.jsonl").read_text().splitlines()]
     assert [row["iteration"] for row in log] == [1, 1, 2, 2] and [row["images"] for row in log] == [8 / 2, 4, 8, 8]
     assert all({"reward/mini-clip", "kl", "clipfrac", "approx_kl", "ratio", "policy_loss"} <= set(row) for row in log)
@@ -219,8 +285,9 @@ def test_a_run_records_its_reward_curve_and_accounting(cli, tiny_sdxl, prompts, 
     assert len(examples) == 4  # the pool's prompts
 
 
-def test_a_killed_run_resumes_mid_iteration_to_the_weights_of_an_uninterrupted_one(cli, tiny_sdxl, prompts, tmp_path,
-                                                                                   monkeypatch):
+def test_a_killed_run_resumes_mid_iteration_to_the_weights_of_an_uninterrupted_one(
+    cli, tiny_sdxl, prompts, tmp_path, monkeypatch
+):
     from craft_bench.methods import grpo
 
     cli(*grpo_args(tiny_sdxl, prompts, tmp_path / "whole"))
@@ -240,8 +307,13 @@ def test_a_killed_run_resumes_mid_iteration_to_the_weights_of_an_uninterrupted_o
     assert calls == []  # the resumed run trained on the checkpointed rollouts, it did not sample them again
     whole, resumed = lora(tmp_path / "whole"), lora(tmp_path / "killed")
     assert resumed.keys() == whole.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole)
-    logs = [[{k: v for k, v in json.loads(line).items()} for line in (checkpoint(tmp_path / name) / "train_log.jsonl")
-             .read_text().splitlines()] for name in ("whole", "killed")]
+    logs = [
+        [
+            {k: v for k, v in json.loads(line).items()}
+            for line in (checkpoint(tmp_path / name) / "train_log.jsonl").read_text().splitlines()
+        ]
+        for name in ("whole", "killed")
+    ]
     assert logs[0] == logs[1]
     infos = [json.loads((checkpoint(tmp_path / name) / "train_info.json").read_text()) for name in ("whole", "killed")]
     assert infos[1]["images_generated"] == infos[0]["images_generated"] == 8  # counted once, not per attempt
@@ -250,14 +322,17 @@ def test_a_killed_run_resumes_mid_iteration_to_the_weights_of_an_uninterrupted_o
 def test_two_processes_train_like_one(cli, tiny_sdxl, prompts, tmp_path):
     """2 gloo processes (torchrun): each samples and scores whole rollout batches, all gather them; DDP training."""
     one = json.loads(cli(*grpo_args(tiny_sdxl, prompts, tmp_path / "one"), "--json").stdout)
-    proc = cli.__class__(cli.env)(*grpo_args(tiny_sdxl, prompts, tmp_path / "two"), "--json", "--num-processes", "2",
-                                  subprocess=True, timeout=900)
+    proc = cli.__class__(cli.env)(
+        *grpo_args(tiny_sdxl, prompts, tmp_path / "two"), "--json", "--num-processes", "2", subprocess=True, timeout=900
+    )
     two = json.loads(proc.stdout)
     assert two["train"]["processes"] == 2 and two["train"]["images_generated"] == one["train"]["images_generated"] == 8
     a, b = lora(tmp_path / "one"), lora(tmp_path / "two")
     base = torch.cat([a[k].flatten() for k in sorted(a)])
     diff = torch.cat([(a[k] - b[k]).flatten() for k in sorted(a)])
     assert float(diff.norm() / base.norm()) < 1e-4  # gradients averaged over processes: float summation order only
-    logs = [[json.loads(line) for line in (checkpoint(tmp_path / n) / "train_log.jsonl").read_text().splitlines()]
-            for n in ("one", "two")]
+    logs = [
+        [json.loads(line) for line in (checkpoint(tmp_path / n) / "train_log.jsonl").read_text().splitlines()]
+        for n in ("one", "two")
+    ]
     assert [r["reward/mini-clip"] for r in logs[0]] == pytest.approx([r["reward/mini-clip"] for r in logs[1]], rel=1e-5)

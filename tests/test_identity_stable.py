@@ -65,15 +65,44 @@ CHECKPOINT_HASHES = {
 }
 # Training settings on mini: CRAFT's ablation; the DPO family at CRAFT's steps, batch and rank, each at its paper's rate.
 MINI_LR = {"craft": 2e-5, "diff-dpo": 2.048e-5, "mapo": 1e-5, "smpo": 1.024e-5}
-MINI_SETTINGS = {"steps": 100, "batch_size": 32, "grad_accum": 1, "lora_rank": 0, "lora_alpha": 1.0,
-                 "lora_targets": "to_q,to_k,to_v,to_out.0", "optimizer": "adamw", "schedule": "constant", "warmup": 0,
-                 "weight_decay": 0.01, "max_grad_norm": 1.0, "ema_decay": 0.0, "snr_gamma": 0.0, "cond_dropout": 0.0,
-                 "timestep_min": 0.0, "gradient_checkpointing": False, "mixed_precision": "auto", "ckpt_every": 50,
-                 "latents": "encode", "cache_encodings": True, "report_to": "none"}
+MINI_SETTINGS = {
+    "steps": 100,
+    "batch_size": 32,
+    "grad_accum": 1,
+    "lora_rank": 0,
+    "lora_alpha": 1.0,
+    "lora_targets": "to_q,to_k,to_v,to_out.0",
+    "optimizer": "adamw",
+    "schedule": "constant",
+    "warmup": 0,
+    "weight_decay": 0.01,
+    "max_grad_norm": 1.0,
+    "ema_decay": 0.0,
+    "snr_gamma": 0.0,
+    "cond_dropout": 0.0,
+    "timestep_min": 0.0,
+    "gradient_checkpointing": False,
+    "mixed_precision": "auto",
+    "ckpt_every": 50,
+    "latents": "encode",
+    "cache_encodings": True,
+    "report_to": "none",
+}
 # The one pool every pool-based method shares by default (pool_cost's key: pool spec + model + candidate sampler).
 POOL_DIGEST = "8da998a5bf7dd4e992e3d94048a6874253d92a5f590b2af3e078d9abfbe326a6"
-POOL_SPEC = {"prompts": "auto", "size": 100, "prompt_seed": 4242, "k": 4, "expansion": "template", "expansions_per_prompt": 1,
-             "llm": [], "rewards": ["mini-clip", "mini-aes"], "score_against": "original", "seed": 0, "version": "2"}
+POOL_SPEC = {
+    "prompts": "auto",
+    "size": 100,
+    "prompt_seed": 4242,
+    "k": 4,
+    "expansion": "template",
+    "expansions_per_prompt": 1,
+    "llm": [],
+    "rewards": ["mini-clip", "mini-aes"],
+    "score_against": "original",
+    "seed": 0,
+    "version": "2",
+}
 POOL_EXPANSION_FILE = "4ee1d91a4b41120f5497e65c.json"  # the expansion cache's key
 POOL_TEXTS = "4cfa51c2f2d34d186a516d2d34d267f72f5ef9bc5b78032076a872420d955d21"  # originals and expansions, in order
 POOL_IMAGE_KEYS = "cc59b44319557f85a9a1a33fb93f36751f34c8c3311ebb16402a667b984abc70"  # every candidate's image key
@@ -101,7 +130,9 @@ def sha(obj) -> str:
 def context(r, store):
     from craft_bench.api import RunContext
 
-    return RunContext(spec=r.spec, store=store, device="cpu", dtype=r.spec.dtype, seed=r.spec.seed, world=r.world, progress=False)
+    return RunContext(
+        spec=r.spec, store=store, device="cpu", dtype=r.spec.dtype, seed=r.spec.seed, world=r.world, progress=False
+    )
 
 
 def base_of(r) -> Checkpoint:
@@ -121,7 +152,12 @@ def pool_plan(r, ctx):
     from craft_bench.train.pool import method_pool, pool_prompts
 
     spec, sampler = method_pool(r.method.config, ctx)
-    return spec, sampler, pool_prompts(spec, ctx.world)[0], (lambda prompts, root: expand(prompts, spec, root, ctx.world, progress=False))
+    return (
+        spec,
+        sampler,
+        pool_prompts(spec, ctx.world)[0],
+        (lambda prompts, root: expand(prompts, spec, root, ctx.world, progress=False)),
+    )
 
 
 def run_request(method: str, suite: str) -> RunRequest:
@@ -151,7 +187,10 @@ def test_checkpoints_settings_and_the_shared_pool_on_mini(method, tmp_path):
     assert sorted(p.name for p in (tmp_path / "cache" / "expansions").iterdir()) == [POOL_EXPANSION_FILE]
     texts = [t for p in prompts for t in [p, *expanded.get(p, [])]]
     assert sha(texts) == POOL_TEXTS
-    assert sha([q.key for q in plan(candidate_items(texts, spec.k), base, sampler, spec.seed, ctx.dtype)]) == POOL_IMAGE_KEYS
+    assert (
+        sha([q.key for q in plan(candidate_items(texts, spec.k), base, sampler, spec.seed, ctx.dtype)])
+        == POOL_IMAGE_KEYS
+    )
 
 
 @pytest.mark.parametrize("suite", SUITES)
@@ -163,7 +202,9 @@ def test_items_and_image_keys_of_each_suite_on_mini(suite, tmp_path):
         requests = plan(items, base_of(r), r.spec.sampler, r.spec.seed, r.spec.dtype, r.suite.controlnet(ctx))
     finally:
         r.suite.close()
-    described = [(i.id, i.prompt, i.n_images, i.stratum, Path(i.control_image).name if i.control_image else None) for i in items]
+    described = [
+        (i.id, i.prompt, i.n_images, i.stratum, Path(i.control_image).name if i.control_image else None) for i in items
+    ]
     assert (sha(described), sha([q.key for q in requests])) == (ITEMS[suite], IMAGE_KEYS[suite])
 
 
@@ -179,17 +220,29 @@ def test_a_folder_the_mini_recipes_wrote_is_a_mini_model(tmp_path):
     ctx = context(r, Store(tmp_path / "results"))
     assert r.method.checkpoint_hash(base_of(r), ctx) == CHECKPOINT_HASHES["craft"]
     assert training_settings(r) == {"lr": MINI_LR["craft"], **MINI_SETTINGS}
-    assert digest({"pool": to_jsonable(pool_plan(r, ctx)[0]), "model": r.spec.model.digest,
-                   "sampler": to_jsonable(pool_plan(r, ctx)[1])}) == POOL_DIGEST
+    assert (
+        digest(
+            {
+                "pool": to_jsonable(pool_plan(r, ctx)[0]),
+                "model": r.spec.model.digest,
+                "sampler": to_jsonable(pool_plan(r, ctx)[1]),
+            }
+        )
+        == POOL_DIGEST
+    )
     assert r.suite.detector_name(ctx) == "mini"
 
 
 # The published recipes on real models (checkpoint contents, not hashes): (lr, steps, batch, rank); MaPO has no SD1.5 one.
 REAL_SETTINGS = {
-    ("craft", "sdxl"): (5e-5, 200, 128, 0), ("craft", "sd15"): (5e-5, 120, 128, 0),
-    ("diff-dpo", "sdxl"): (2.048e-5, 2000, 2048, 0), ("diff-dpo", "sd15"): (2.048e-5, 2000, 2048, 0),
-    ("mapo", "sdxl"): (1e-5, 2000, 128, 0), ("mapo", "sd15"): None,
-    ("smpo", "sdxl"): (1.024e-5, 200, 1024, 0), ("smpo", "sd15"): (1.024e-5, 200, 1024, 0),
+    ("craft", "sdxl"): (5e-5, 200, 128, 0),
+    ("craft", "sd15"): (5e-5, 120, 128, 0),
+    ("diff-dpo", "sdxl"): (2.048e-5, 2000, 2048, 0),
+    ("diff-dpo", "sd15"): (2.048e-5, 2000, 2048, 0),
+    ("mapo", "sdxl"): (1e-5, 2000, 128, 0),
+    ("mapo", "sd15"): None,
+    ("smpo", "sdxl"): (1.024e-5, 200, 1024, 0),
+    ("smpo", "sd15"): (1.024e-5, 200, 1024, 0),
 }
 
 
@@ -200,7 +253,9 @@ def family_settings(method: str, family: str) -> dict:
     from craft_bench.train.method import settings_for
     from craft_bench.world import world_of
 
-    return settings_for(registry.methods.get(method)(), world_of(SimpleNamespace(name="a-folder", source=None, family=family)))
+    return settings_for(
+        registry.methods.get(method)(), world_of(SimpleNamespace(name="a-folder", source=None, family=family))
+    )
 
 
 @pytest.mark.parametrize("method,family", sorted(REAL_SETTINGS))

@@ -37,8 +37,14 @@ def test_the_scan_sees_every_module_and_every_kind_of_import(tmp_path):
         "from .errors import UserError\n"  # relative, as if in craft_bench
     )
     found = ig.imports_of("craft_bench.m", src, set(mods))
-    assert found == {"craft_bench.store", "craft_bench.registry", "craft_bench.api", "craft_bench.world",
-                     "craft_bench.train.loop", "craft_bench.errors"}
+    assert found == {
+        "craft_bench.store",
+        "craft_bench.registry",
+        "craft_bench.api",
+        "craft_bench.world",
+        "craft_bench.train.loop",
+        "craft_bench.errors",
+    }
 
 
 def test_a_cycle_is_found_and_named():
@@ -51,5 +57,10 @@ def test_the_package_has_no_import_cycle():
     ig = _tool()
     graph = ig.graph()
     cycle = ig.find_cycle(graph)
-    assert cycle is None, "import cycle: " + " -> ".join(cycle) + "\n(every cycle: " + "; ".join(
-        ", ".join(c) for c in ig.cycles(graph)) + ")"
+    assert cycle is None, (
+        "import cycle: "
+        + " -> ".join(cycle)
+        + "\n(every cycle: "
+        + "; ".join(", ".join(c) for c in ig.cycles(graph))
+        + ")"
+    )

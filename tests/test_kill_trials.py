@@ -20,20 +20,74 @@ from pathlib import Path
 
 POOL_IMAGES = 16  # 4 prompts + 4 template expansions, k = 2
 EVAL_IMAGES = 12  # 6 prompts x 2
-TRIALS = [("pool-generate", 0.0, 0.3), ("pool-generate", 0.0, 0.3), ("pool-score", 0.0, 0.6),
-          ("train", 0.0, 1.5), ("train", 0.0, 1.5), ("train", 0.0, 1.5), ("train", 0.0, 1.5),
-          ("eval-generate", 0.0, 0.3), ("eval-generate", 0.0, 0.3), ("score", 0.0, 1.0), ("score", 0.0, 1.0)]
+TRIALS = [
+    ("pool-generate", 0.0, 0.3),
+    ("pool-generate", 0.0, 0.3),
+    ("pool-score", 0.0, 0.6),
+    ("train", 0.0, 1.5),
+    ("train", 0.0, 1.5),
+    ("train", 0.0, 1.5),
+    ("train", 0.0, 1.5),
+    ("eval-generate", 0.0, 0.3),
+    ("eval-generate", 0.0, 0.3),
+    ("score", 0.0, 1.0),
+    ("score", 0.0, 1.0),
+]
 VOLATILE_RESULTS = ("timing", "created", "generation", "versions")
-VOLATILE_TRAIN = ("train_s", "timing", "data_s", "step_s", "peak_memory_bytes", "cache", "pool_cost")  # seconds and cache hits
+VOLATILE_TRAIN = (
+    "train_s",
+    "timing",
+    "data_s",
+    "step_s",
+    "peak_memory_bytes",
+    "cache",
+    "pool_cost",
+)  # seconds and cache hits
 
 
 def craft_args(model: Path, pool: Path, out: Path) -> list[str]:
-    return ["run", "--method", "craft", "--suite", "toy", "--model", str(model), "--out", str(out),
-            "--set", f"method.pool={pool}", "--set", "method.pool_size=4", "--set", "method.k=2",
-            "--set", "method.rewards=mini-clip,mini-aes", "--set", "method.filter=none", "--set", "method.budget=8",
-            "--set", "method.steps=24", "--set", "method.batch_size=4", "--set", "method.lora_rank=4",
-            "--set", "method.lr=1e-3", "--set", "method.ckpt_every=3", "--set", "sampler.steps=4",
-            "--set", "sampler.batch_size=4", "--set", "suite.n_prompts=6", "--set", "suite.delay_s=0.25", "--no-progress"]
+    return [
+        "run",
+        "--method",
+        "craft",
+        "--suite",
+        "toy",
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--set",
+        f"method.pool={pool}",
+        "--set",
+        "method.pool_size=4",
+        "--set",
+        "method.k=2",
+        "--set",
+        "method.rewards=mini-clip,mini-aes",
+        "--set",
+        "method.filter=none",
+        "--set",
+        "method.budget=8",
+        "--set",
+        "method.steps=24",
+        "--set",
+        "method.batch_size=4",
+        "--set",
+        "method.lora_rank=4",
+        "--set",
+        "method.lr=1e-3",
+        "--set",
+        "method.ckpt_every=3",
+        "--set",
+        "sampler.steps=4",
+        "--set",
+        "sampler.batch_size=4",
+        "--set",
+        "suite.n_prompts=6",
+        "--set",
+        "suite.delay_s=0.25",
+        "--no-progress",
+    ]
 
 
 def _child(args: list[str], log: str) -> None:
@@ -121,7 +175,9 @@ def test_sigkill_at_random_moments_loses_nothing(cli, tiny_sdxl, tmp_path, monke
 
     from craft_bench import runner
 
-    monkeypatch.setattr(runner, "SCORE_CHUNK", 4)  # scored records reach the partial file every 4 images (children inherit it)
+    monkeypatch.setattr(
+        runner, "SCORE_CHUNK", 4
+    )  # scored records reach the partial file every 4 images (children inherit it)
     pool = tmp_path / "pool.txt"
     pool.write_text("a red apple\na blue lake\na green forest\na white cloud\n")
     ref_out, out = tmp_path / "ref", tmp_path / "killed"
@@ -146,7 +202,9 @@ def test_sigkill_at_random_moments_loses_nothing(cli, tiny_sdxl, tmp_path, monke
         if alive:
             os.kill(child.pid, signal.SIGKILL)
         child.join()
-        assert alive and child.exitcode == -signal.SIGKILL, f"trial {n} ({phase}) finished before the kill:\n{log.read_text()}"
+        assert alive and child.exitcode == -signal.SIGKILL, (
+            f"trial {n} ({phase}) finished before the kill:\n{log.read_text()}"
+        )
         assert not list(out.glob("runs/*/*/results.json"))
         record.append((phase, round(delay, 3), *_progress(out), check_integrity(out)))
 

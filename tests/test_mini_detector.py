@@ -53,15 +53,19 @@ def test_round_trip_on_clean_renders(detector, scenes):
 def test_round_trip_at_128_px(detector, scenes):
     for scene in scenes[:10]:
         dets = detector.detect([render(scene, 128)])[0]
-        assert Counter((d.label, d.color) for d in dets if d.score > 0.9) == Counter((o.shape, o.color) for o in scene.objects)
+        assert Counter((d.label, d.color) for d in dets if d.score > 0.9) == Counter(
+            (o.shape, o.color) for o in scene.objects
+        )
 
 
 @pytest.mark.parametrize("kind", ["blur", "noise"])
 def test_round_trip_survives_blur_and_noise(detector, scenes, kind):
     images = degrade(render_batch(scenes), kind, np.random.default_rng(0), strength=1.0)
     results = detector.detect(list(images))
-    ok = [Counter((d.label, d.color) for d in ds if d.score > 0.9) == Counter((o.shape, o.color) for o in s.objects)
-          for s, ds in zip(scenes, results)]
+    ok = [
+        Counter((d.label, d.color) for d in ds if d.score > 0.9) == Counter((o.shape, o.color) for o in s.objects)
+        for s, ds in zip(scenes, results)
+    ]
     assert np.mean(ok) >= 0.98
 
 
@@ -103,9 +107,7 @@ def test_an_untrained_model_scores_about_zero(detector):
     images = np.clip(140 + 200 * fields, 0, 255).astype(np.uint8)
     noise = rng.integers(0, 256, (len(metas), 64, 64, 3), dtype=np.uint8)
     verdicts = [
-        evaluate_detections(d, m)[0]
-        for batch in (images, noise)
-        for d, m in zip(detector.detect(list(batch)), metas)
+        evaluate_detections(d, m)[0] for batch in (images, noise) for d, m in zip(detector.detect(list(batch)), metas)
     ]
     assert sum(verdicts) == 0
 
@@ -129,7 +131,9 @@ def test_eval_detector_script_runs_with_a_vae(tmp_path, capsys):
     from craft_bench.mini.eval_detector import main
 
     torch.manual_seed(0)
-    AutoencoderKL(block_out_channels=(8,), norm_num_groups=8, latent_channels=4, layers_per_block=1).save_pretrained(tmp_path / "vae")
+    AutoencoderKL(block_out_channels=(8,), norm_num_groups=8, latent_channels=4, layers_per_block=1).save_pretrained(
+        tmp_path / "vae"
+    )
     main(["--n-per-task", "1", "--strengths", "1", "--vae", str(tmp_path / "vae"), "--detectors", "mini,mini-v1"])
     out = capsys.readouterr().out.splitlines()
     rows = {tuple(line.split()[:2]): line.split()[2:] for line in out[2:-1]}

@@ -12,7 +12,9 @@ from craft_bench.mini.eval_judge import DEFAULT_SET, evaluate, read_set
 from craft_bench.mini.prompts import TASKS
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(not (DEFAULT_SET / "labels.jsonl").is_file(), reason="data/mini-judge not in this checkout")
+pytestmark = pytest.mark.skipif(
+    not (DEFAULT_SET / "labels.jsonl").is_file(), reason="data/mini-judge not in this checkout"
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,17 +56,25 @@ def test_the_first_detector_did_not(judged):
 
 def test_merge_keeps_only_consensus(tmp_path):
     (tmp_path / "passes").mkdir()
-    items = [{"id": f"x{i}", "split": "dev", "task": "colors", "prompt": "a photo of a red circle", "image_key": str(i)}
-             for i in range(4)]
+    items = [
+        {"id": f"x{i}", "split": "dev", "task": "colors", "prompt": "a photo of a red circle", "image_key": str(i)}
+        for i in range(4)
+    ]
     (tmp_path / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
     a = [1, 0, 1, None]
     b = [1, 0, 0, 1]
     for name, labels in (("a", a), ("b", b)):
         (tmp_path / "passes" / f"{name}.jsonl").write_text(
-            "".join(json.dumps({"id": f"x{i}", "label": v, "note": ""}) + "\n" for i, v in enumerate(labels)))
+            "".join(json.dumps({"id": f"x{i}", "label": v, "note": ""}) + "\n" for i, v in enumerate(labels))
+        )
     env = {**os.environ, "CRAFT_BENCH_JUDGE_SET": str(tmp_path)}
-    out = subprocess.run([sys.executable, str(REPO / "tools" / "judge" / "judgeset.py"), "merge"], env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "judge" / "judgeset.py"), "merge"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     merged = [json.loads(x) for x in (tmp_path / "labels.jsonl").read_text().splitlines()]
     assert [m["label"] for m in merged] == [1, 0, None, None]
     assert "agree on 2/3" in out

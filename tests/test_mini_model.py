@@ -24,7 +24,12 @@ def test_tokenizer_ids_match_open_clip(tmp_path):
 
     tok1, tok2 = build_tokenizers(tmp_path)
     assert len(tok1) == VOCAB_SIZE == len(tok2)
-    texts = ["a photo of a red circle", "A photo of THREE squares,  left of a blue triangle", "", "pink crosses? 123 naïve"]
+    texts = [
+        "a photo of a red circle",
+        "A photo of THREE squares,  left of a blue triangle",
+        "",
+        "pink crosses? 123 naïve",
+    ]
     ref = open_clip.tokenize(texts)
     for tok, pad in ((tok1, 49407), (tok2, 0)):
         ids = tok(texts, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
@@ -47,8 +52,10 @@ def test_built_pipeline_matches_sdxl_conditioning(tmp_path):
     assert pipe.unet.config.addition_embed_type == "text_time"
     assert pipe.vae_scale_factor == 4 and pipe.unet.config.sample_size == 16
     prompts = ["a photo of a red circle", "a photo of two squares"]
-    ids = [t(prompts, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
-           for t in (pipe.tokenizer, pipe.tokenizer_2)]
+    ids = [
+        t(prompts, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+        for t in (pipe.tokenizer, pipe.tokenizer_2)
+    ]
     with torch.no_grad():
         ours = encode_prompts(pipe.text_encoder, pipe.text_encoder_2, *ids)
         ref = pipe.encode_prompt(prompts, device="cpu", do_classifier_free_guidance=True)
@@ -88,7 +95,10 @@ def test_vae_recipe_writes_a_loadable_fp16_vae(tiny_vae):
         if key.startswith(("encoder.", "quant_conv.")):
             assert torch.equal(frozen[key], value), key
     assert any(not torch.equal(frozen[k], v) for k, v in weights.items() if k.startswith("decoder."))
-    assert json.loads((tiny_vae / "_train" / "frozen-encoder" / "config.json").read_text())["scaling_factor"] == cfg["scaling_factor"]
+    assert (
+        json.loads((tiny_vae / "_train" / "frozen-encoder" / "config.json").read_text())["scaling_factor"]
+        == cfg["scaling_factor"]
+    )
 
 
 def test_vae_recipe_refuses_to_overwrite_and_checks_seed(tiny_vae):
@@ -127,8 +137,14 @@ def test_base_recipe_resume_continues_the_same_run(tiny_vae, tmp_path):
     from craft_bench.models import load_pipeline
 
     pipe = load_pipeline(tmp_path / "a", "sdxl", "cpu", "float32")
-    images = pipe(["a photo of a red circle"], num_inference_steps=2, height=64, width=64, output_type="np",
-                  generator=torch.Generator().manual_seed(0)).images
+    images = pipe(
+        ["a photo of a red circle"],
+        num_inference_steps=2,
+        height=64,
+        width=64,
+        output_type="np",
+        generator=torch.Generator().manual_seed(0),
+    ).images
     assert images.shape == (1, 64, 64, 3) and np.isfinite(images).all()
 
     # The recipe's folders (final and snapshots) sample as the mini preset, not as SDXL (50 steps, batch 4).
@@ -198,7 +214,24 @@ def test_cli_validates_input(tmp_path):
 def test_cli_runs_a_recipe(tmp_path, capsys):
     from craft_bench.mini.cli import main
 
-    assert main(["train", "vae", "--steps", "1", "--seed", "5", "--out", str(tmp_path / "v"), "--device", "cpu", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "vae",
+                "--steps",
+                "1",
+                "--seed",
+                "5",
+                "--out",
+                str(tmp_path / "v"),
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.startswith("vae: ") and "diffusion_pytorch_model.safetensors" in out
     assert (tmp_path / "v" / "config.json").is_file()
@@ -220,8 +253,15 @@ def test_shipped_weights_load_through_the_real_path_and_generate_deterministical
 
     def sample(seed: int) -> np.ndarray:
         gens = [torch.Generator().manual_seed(seed + i) for i in range(len(prompts))]
-        return pipe(prompts, num_inference_steps=sampler.steps, guidance_scale=sampler.guidance_scale,
-                    height=64, width=64, generator=gens, output_type="np").images
+        return pipe(
+            prompts,
+            num_inference_steps=sampler.steps,
+            guidance_scale=sampler.guidance_scale,
+            height=64,
+            width=64,
+            generator=gens,
+            output_type="np",
+        ).images
 
     a, b, c = sample(0), sample(0), sample(100)
     assert a.shape == (2, 64, 64, 3)

@@ -88,8 +88,10 @@ def test_hard_negatives_are_false_edits_of_the_caption() -> None:
     negs = dict(R.hard_negatives("a photo of a red circle and a blue square", rng, 5))
     assert negs["binding"] == "a photo of a blue circle and a red square"
     assert "relation" not in negs and "count" not in negs
-    assert dict(R.hard_negatives("a photo of a circle left of an orange square", rng, 5))["relation"] == \
-        "a photo of a circle right of an orange square"
+    assert (
+        dict(R.hard_negatives("a photo of a circle left of an orange square", rng, 5))["relation"]
+        == "a photo of a circle right of an orange square"
+    )
     count = dict(R.hard_negatives("a photo of three crosses", rng, 5))["count"]
     assert count in ("a photo of two crosses", "a photo of four crosses")
     shape = dict(R.hard_negatives("a photo of three crosses", rng, 5))["shape"]

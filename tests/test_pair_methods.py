@@ -33,16 +33,26 @@ def test_registered_with_aliases_budget_fields_and_presets():
     for cls in (DiffusionDPO, MaPO, SmPO):
         assert cls.budget_field == "pairs" and cls.image_fields == ("image_w", "image_l")
         mini = settings_for(cls(), MINI)  # identical conditions: the mini world's (CRAFT's) steps, batch and rank
-        assert {k: mini[k] for k in ("steps", "batch_size", "lora_rank")} == {k: craft[k] for k in ("steps", "batch_size", "lora_rank")}
+        assert {k: mini[k] for k in ("steps", "batch_size", "lora_rank")} == {
+            k: craft[k] for k in ("steps", "batch_size", "lora_rank")
+        }
         assert cls.presets["mini"] == {"lr": mini["lr"]}  # only the paper's rate is the method's own
     assert settings_for(DiffusionDPO(), MINI)["lr"] == 2.048e-5 and settings_for(MaPO(), MINI)["lr"] == 1e-5
     assert settings_for(SmPO(), MINI)["lr"] == 1.024e-5
     assert DiffusionDPO.needs_reference and SmPO.needs_reference and not MaPO.needs_reference
 
 
-@pytest.mark.parametrize("cls,bad", [(DiffusionDPOConfig, dict(beta=0.0)), (DiffusionDPOConfig, dict(pairs=0)),
-                                     (DiffusionDPOConfig, dict(pair_order="best")), (MaPOConfig, dict(snr_value=0.0)),
-                                     (SmPOConfig, dict(inversion_steps=0)), (SmPOConfig, dict(k=1))])
+@pytest.mark.parametrize(
+    "cls,bad",
+    [
+        (DiffusionDPOConfig, dict(beta=0.0)),
+        (DiffusionDPOConfig, dict(pairs=0)),
+        (DiffusionDPOConfig, dict(pair_order="best")),
+        (MaPOConfig, dict(snr_value=0.0)),
+        (SmPOConfig, dict(inversion_steps=0)),
+        (SmPOConfig, dict(k=1)),
+    ],
+)
 def test_bad_settings_are_refused(cls, bad):
     with pytest.raises(ValueError):
         cls(**bad)
@@ -89,8 +99,14 @@ def test_smpo_soft_label_by_hand():
 def pair_batch(p_w=None):
     g = torch.Generator().manual_seed(0)
     w, lo, n = (torch.randn(2, 4, 2, 2, generator=g) for _ in range(3))
-    batch = {"image_w": w, "image_l": lo, "noise": n, "timesteps": torch.tensor([100, 700]),
-             "cond": {"embeds": torch.zeros(2, 3, 2)}, "snr_weight": torch.ones(2)}
+    batch = {
+        "image_w": w,
+        "image_l": lo,
+        "noise": n,
+        "timesteps": torch.tensor([100, 700]),
+        "cond": {"embeds": torch.zeros(2, 3, 2)},
+        "snr_weight": torch.ones(2),
+    }
     if p_w is not None:
         batch["p_w"] = torch.tensor(p_w)
     return batch
@@ -143,19 +159,33 @@ def pool(groups, rewards=("mini-clip", "mini-aes")):
     cands = []
     for g, rows in groups.items():
         for i, (a, b) in enumerate(rows):
-            cands.append(Candidate(group=g, original=f"p{g}", text=f"p{g}" if i < 2 else f"p{g}, expanded",
-                                   expanded=i >= 2, index=i, image_key=f"{g}-{i}", image_path=f"{g}-{i}.png",
-                                   scores={rewards[0]: a, rewards[1]: b}))
-    return SimpleNamespace(spec=PoolSpec(prompts="mini", size=len(groups), prompt_seed=0, k=2, rewards=rewards),
-                           candidates=cands)
+            cands.append(
+                Candidate(
+                    group=g,
+                    original=f"p{g}",
+                    text=f"p{g}" if i < 2 else f"p{g}, expanded",
+                    expanded=i >= 2,
+                    index=i,
+                    image_key=f"{g}-{i}",
+                    image_path=f"{g}-{i}.png",
+                    scores={rewards[0]: a, rewards[1]: b},
+                )
+            )
+    return SimpleNamespace(
+        spec=PoolSpec(prompts="mini", size=len(groups), prompt_seed=0, k=2, rewards=rewards), candidates=cands
+    )
 
 
 def test_pairs_are_best_vs_worst_by_the_composite_score_clearest_first():
     from craft_bench.train.pool import composite_scores
 
-    p = pool({0: [(1.0, 1.0), (2.0, 2.0), (0.0, 3.0), (3.0, 3.0)],  # best 0-3 (expanded), worst 0-0
-              1: [(1.5, 1.5), (1.5, 1.5)],  # a tie: dropped
-              2: [(2.0, 1.0), (1.0, 2.0), (0.5, 0.4), (2.5, 2.0)]})
+    p = pool(
+        {
+            0: [(1.0, 1.0), (2.0, 2.0), (0.0, 3.0), (3.0, 3.0)],  # best 0-3 (expanded), worst 0-0
+            1: [(1.5, 1.5), (1.5, 1.5)],  # a tie: dropped
+            2: [(2.0, 1.0), (1.0, 2.0), (0.5, 0.4), (2.5, 2.0)],
+        }
+    )
     comp = composite_scores(p)
     pairs = pool_pairs(p, 10, "gap", 0)
     assert [(q["image_w"], q["image_l"]) for q in pairs] == [("0-3.png", "0-0.png"), ("2-3.png", "2-2.png")]
@@ -232,12 +262,12 @@ def test_ddim_inversion_matches_diffusers_inverse_scheduler(tiny_sdxl):
             return model.predict(x, torch.tensor([s]), {k: v[:1] for k, v in cond.items()})
 
     for i, limit in enumerate((999, 350)):
-        x = x0[i:i + 1].clone()
+        x = x0[i : i + 1].clone()
         for s in [s for s in sched.timesteps.tolist() if s < limit]:  # SmPO: timesteps < t
             pred = unet(x, s)
             pred = (pred + unet(sched.step(pred, s, x).prev_sample, s)) / 2
             x = sched.step(pred, s, x).prev_sample
-        assert torch.allclose(out[i:i + 1], x, atol=1e-5), i
+        assert torch.allclose(out[i : i + 1], x, atol=1e-5), i
     assert not torch.allclose(out[1], x0[1])
     same = model.invert(x0, torch.tensor([1, 0]), cond, steps=10)  # no inverse step below t: the latents unchanged
     assert torch.equal(same, x0)
@@ -265,9 +295,22 @@ def test_one_real_step_on_a_tiny_sdxl(name, tiny_sdxl, tmp_path):
         examples.append({"image_w": paths[0], "image_l": paths[1], "prompt": f"a photo of shape {i}", "p_w": 0.7})
     method = registry.methods.get(name)()
     settings = resolved(method.Config(lr=1e-3, steps=2, batch_size=4, lora_rank=4), {})
-    r = fit(examples, method.loss, base_dir=tiny_sdxl, family="sdxl", results_root=tmp_path, work_dir=tmp_path / "w",
-            out_dir=tmp_path / "o", settings=settings, seed=0, device="cpu", image_fields=method.image_fields,
-            number_fields=method.number_fields, needs_reference=method.needs_reference, progress=False)
+    r = fit(
+        examples,
+        method.loss,
+        base_dir=tiny_sdxl,
+        family="sdxl",
+        results_root=tmp_path,
+        work_dir=tmp_path / "w",
+        out_dir=tmp_path / "o",
+        settings=settings,
+        seed=0,
+        device="cpu",
+        image_fields=method.image_fields,
+        number_fields=method.number_fields,
+        needs_reference=method.needs_reference,
+        progress=False,
+    )
     import json
 
     log = [json.loads(x) for x in (tmp_path / "w" / "train_log.jsonl").read_text().splitlines()]

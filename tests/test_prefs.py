@@ -103,13 +103,19 @@ def test_smpo_soft_labels_from_the_file_scores_or_from_rewards(tmp_path):
     assert all(0 < e["p_w"] < 1 for e in data.examples)
 
 
-@pytest.mark.parametrize("content,needle", [
-    ('{"caption": "x", "image_0": "0_0.png", "label_0": 1}\n', "no 'image_1' column"),
-    ('{"caption": "x", "image_0": "0_0.png", "image_1": "missing.png", "label_0": 1}\n', "missing.png does not exist"),
-    ('{"caption": "x", "image_0": "0_0.png", "image_1": "0_1.png", "label_0": 2}\n', "label_0 must be"),
-    ('{"caption": "x", "image_0": "0_0.png", "image_1": "0_1.png", "label_0": 0.5}\n', "no row with a preference"),
-    ("not json\n", "not a JSON line"),
-])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        ('{"caption": "x", "image_0": "0_0.png", "label_0": 1}\n', "no 'image_1' column"),
+        (
+            '{"caption": "x", "image_0": "0_0.png", "image_1": "missing.png", "label_0": 1}\n',
+            "missing.png does not exist",
+        ),
+        ('{"caption": "x", "image_0": "0_0.png", "image_1": "0_1.png", "label_0": 2}\n', "label_0 must be"),
+        ('{"caption": "x", "image_0": "0_0.png", "image_1": "0_1.png", "label_0": 0.5}\n', "no row with a preference"),
+        ("not json\n", "not a JSON line"),
+    ],
+)
 def test_bad_files_are_one_line_errors(tmp_path, content, needle):
     rows(tmp_path)
     path = tmp_path / "bad.jsonl"
@@ -132,10 +138,33 @@ def test_training_on_a_parquet_file_through_the_cli(cli, tiny_sdxl, tmp_path):
     path = tmp_path / "prefs.parquet"
     pd.DataFrame(items).to_parquet(path)
     out = tmp_path / "res"
-    args = ["run", "--method", "diff-dpo", "--suite", "toy", "--model", str(tiny_sdxl), "--out", str(out),
-            "--set", f"method.data={path}", "--set", "method.steps=2", "--set", "method.batch_size=2",
-            "--set", "method.lora_rank=4", "--set", "method.lr=1e-3", "--set", "sampler.steps=2",
-            "--set", "suite.n_prompts=2", "--set", "suite.images_per_prompt=1"]
+    args = [
+        "run",
+        "--method",
+        "diff-dpo",
+        "--suite",
+        "toy",
+        "--model",
+        str(tiny_sdxl),
+        "--out",
+        str(out),
+        "--set",
+        f"method.data={path}",
+        "--set",
+        "method.steps=2",
+        "--set",
+        "method.batch_size=2",
+        "--set",
+        "method.lora_rank=4",
+        "--set",
+        "method.lr=1e-3",
+        "--set",
+        "sampler.steps=2",
+        "--set",
+        "suite.n_prompts=2",
+        "--set",
+        "suite.images_per_prompt=1",
+    ]
     results = cli.run_json(*args)
     assert results["train"]["samples_used"] == 4 and results["train"]["images_generated"] == 0
     assert results["train"]["data"]["ties_dropped"] == 1
@@ -149,7 +178,17 @@ def test_training_on_a_parquet_file_through_the_cli(cli, tiny_sdxl, tmp_path):
 
 
 def test_a_missing_file_stops_the_run_before_any_work(cli, tmp_path):
-    proc = cli("run", "--method", "diff-dpo", "--suite", "toy", "--out", str(tmp_path / "res"),
-               "--set", f"method.data={tmp_path / 'nope.jsonl'}", check=False)
+    proc = cli(
+        "run",
+        "--method",
+        "diff-dpo",
+        "--suite",
+        "toy",
+        "--out",
+        str(tmp_path / "res"),
+        "--set",
+        f"method.data={tmp_path / 'nope.jsonl'}",
+        check=False,
+    )
     assert proc.returncode == 2 and "nope.jsonl: no such file" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "res" / "runs").exists()

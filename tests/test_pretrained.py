@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-TINY = ["--suite", "toy", "--set", "sampler.steps=2", "--set", "suite.n_prompts=2", "--set", "suite.images_per_prompt=1"]
+TINY = [
+    "--suite",
+    "toy",
+    "--set",
+    "sampler.steps=2",
+    "--set",
+    "suite.n_prompts=2",
+    "--set",
+    "suite.images_per_prompt=1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +46,17 @@ def published(tiny_sdxl, tmp_path_factory):
 
 
 def redness(cli, tiny_sdxl, out, *sets):
-    res = cli.run_json("run", "--method", "pretrained" if sets else "vanilla", "--model", str(tiny_sdxl), "--out", str(out),
-                       *TINY, *[a for s in sets for a in ("--set", s)])
+    res = cli.run_json(
+        "run",
+        "--method",
+        "pretrained" if sets else "vanilla",
+        "--model",
+        str(tiny_sdxl),
+        "--out",
+        str(out),
+        *TINY,
+        *[a for s in sets for a in ("--set", s)],
+    )
     run = next((Path(out) / "runs" / "toy").glob(f"*{res['spec_hash'][:8]}"))
     return [r["redness"] for r in map(json.loads, (run / "samples.jsonl").read_text().splitlines())]
 
@@ -78,28 +96,68 @@ def test_aliases_resolve_through_the_hub_cache_offline(cli, tiny_sdxl, published
     by_folder = redness(cli, tiny_sdxl, out, f"method.checkpoint={published / 'as-unet'}")
     assert redness(cli, tiny_sdxl, out, "method.checkpoint=dpo-sdxl") == by_folder
     assert redness(cli, tiny_sdxl, out, "method.checkpoint=mhdang/dpo-sdxl-text2image-v1") == by_folder
-    assert redness(cli, tiny_sdxl, out, "method.checkpoint=spo-sdxl-lora") == \
-        redness(cli, tiny_sdxl, out, f"method.checkpoint={published / 'as-lora'}")
+    assert redness(cli, tiny_sdxl, out, "method.checkpoint=spo-sdxl-lora") == redness(
+        cli, tiny_sdxl, out, f"method.checkpoint={published / 'as-lora'}"
+    )
     # not in the cache, offline: one line naming the file and how to get it
-    proc = cli("run", "--method", "pretrained", "--model", str(tiny_sdxl), "--out", str(out), *TINY,
-               "--set", "method.checkpoint=mapo", check=False)
+    proc = cli(
+        "run",
+        "--method",
+        "pretrained",
+        "--model",
+        str(tiny_sdxl),
+        "--out",
+        str(out),
+        *TINY,
+        "--set",
+        "method.checkpoint=mapo",
+        check=False,
+    )
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "diffusion_pytorch_model.safetensors is missing" in proc.stderr
-    assert "huggingface-cli download mapo-t2i/mapo-beta" in proc.stderr and "method.checkpoint=/path/to/mapo-beta" in proc.stderr
+    assert (
+        "huggingface-cli download mapo-t2i/mapo-beta" in proc.stderr
+        and "method.checkpoint=/path/to/mapo-beta" in proc.stderr
+    )
 
 
-@pytest.mark.parametrize("checkpoint,needle", [
-    ("dpo-sd15", "was fine-tuned from sd15"),
-    ("", "needs a checkpoint"),
-    ("not-a-checkpoint", "not a folder, alias or hub id"),
-])
+@pytest.mark.parametrize(
+    "checkpoint,needle",
+    [
+        ("dpo-sd15", "was fine-tuned from sd15"),
+        ("", "needs a checkpoint"),
+        ("not-a-checkpoint", "not a folder, alias or hub id"),
+    ],
+)
 def test_one_line_errors(cli, tiny_sdxl, tmp_path, checkpoint, needle):
-    proc = cli("run", "--method", "pretrained", "--model", str(tiny_sdxl), "--out", str(tmp_path / "res"), *TINY,
-               "--set", f"method.checkpoint={checkpoint}", check=False)
+    proc = cli(
+        "run",
+        "--method",
+        "pretrained",
+        "--model",
+        str(tiny_sdxl),
+        "--out",
+        str(tmp_path / "res"),
+        *TINY,
+        "--set",
+        f"method.checkpoint={checkpoint}",
+        check=False,
+    )
     assert proc.returncode == 2 and needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_a_unet_of_another_architecture_is_refused(cli, tiny_sdxl, tiny_sd15, tmp_path):
-    proc = cli("run", "--method", "pretrained", "--model", str(tiny_sdxl), "--out", str(tmp_path / "res"), *TINY,
-               "--set", f"method.checkpoint={tiny_sd15}", check=False)
+    proc = cli(
+        "run",
+        "--method",
+        "pretrained",
+        "--model",
+        str(tiny_sdxl),
+        "--out",
+        str(tmp_path / "res"),
+        *TINY,
+        "--set",
+        f"method.checkpoint={tiny_sd15}",
+        check=False,
+    )
     assert proc.returncode == 2 and "differs from the base model's" in proc.stderr

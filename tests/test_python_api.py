@@ -22,19 +22,33 @@ TOY = {"steps": 2, "batch_size": 4, "suite.n_prompts": 8}  # 8 prompts: an exact
 def test_run_load_compare_and_leaderboard_are_what_the_cli_prints(cli, tiny_sdxl, tmp_path, toy_plugins):
     out = tmp_path / "res"
     logs: list[str] = []
-    base = craft_bench.run("vanilla", "toy", model=str(tiny_sdxl), settings=TOY, out=out, progress=False, log=logs.append)
+    base = craft_bench.run(
+        "vanilla", "toy", model=str(tiny_sdxl), settings=TOY, out=out, progress=False, log=logs.append
+    )
     assert isinstance(base, craft_bench.Result) and base.versus is None and base.train is None
     m = base.metrics
     assert list(m.index)[0] == "overall" and {"value", "ci_low", "ci_high", "n"} <= set(m.columns)
-    assert m.loc["overall", "ci_low"] <= m.loc["overall", "value"] <= m.loc["overall", "ci_high"] and m.loc["overall", "n"] == 16
+    assert (
+        m.loc["overall", "ci_low"] <= m.loc["overall", "value"] <= m.loc["overall", "ci_high"]
+        and m.loc["overall", "n"] == 16
+    )
     s = base.samples
     assert len(s) == 16 and {"prompt", "seed", "image_path", "redness", "bright"} <= set(s.columns)
     assert all(Path(p).is_file() for p in s["image_path"])
     assert "verdict" not in s  # the headline (redness) is a score, not a 0/1 verdict
-    assert s.groupby("stratum")["redness"].mean().mean() == pytest.approx(base.headline)  # overall: mean of stratum means
+    assert s.groupby("stratum")["redness"].mean().mean() == pytest.approx(
+        base.headline
+    )  # overall: mean of stratum means
 
-    red = craft_bench.run("redshift", "toy", model=str(tiny_sdxl), settings={**TOY, "method.shift": 0.6}, out=out, progress=False,
-                          log=logs.append)
+    red = craft_bench.run(
+        "redshift",
+        "toy",
+        model=str(tiny_sdxl),
+        settings={**TOY, "method.shift": 0.6},
+        out=out,
+        progress=False,
+        log=logs.append,
+    )
     # redshift is a trainable (test) method and the base model's run of the same protocol exists: compared with it
     assert red.versus is not None and red.versus.a.run_dir == base.run_dir and red.versus.verdict == "better"
     c = craft_bench.compare(base, red)
@@ -43,11 +57,27 @@ def test_run_load_compare_and_leaderboard_are_what_the_cli_prints(cli, tiny_sdxl
     assert c.line().startswith(f"vs vanilla ({base.run_dir.name}): Redness ↑") and c.line().endswith("better")
 
     # the CLI is the same path: its JSON is the API's, and the same request is the same (cached) run
-    assert json.loads(cli("compare", str(base.run_dir), str(red.run_dir), "--json").stdout) == json.loads(json.dumps(c.as_dict()))
-    again = cli.run_json("run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl), "--out", str(out),
-                         *[a for k, v in TOY.items() for a in ("--set", f"{k}={v}")])
+    assert json.loads(cli("compare", str(base.run_dir), str(red.run_dir), "--json").stdout) == json.loads(
+        json.dumps(c.as_dict())
+    )
+    again = cli.run_json(
+        "run",
+        "--method",
+        "vanilla",
+        "--suite",
+        "toy",
+        "--model",
+        str(tiny_sdxl),
+        "--out",
+        str(out),
+        *[a for k, v in TOY.items() for a in ("--set", f"{k}={v}")],
+    )
     assert again["spec_hash"] == base.results["spec_hash"]
-    assert craft_bench.load(base.run_dir).results == base.results == craft_bench.load(base.run_dir / "results.json").results
+    assert (
+        craft_bench.load(base.run_dir).results
+        == base.results
+        == craft_bench.load(base.run_dir / "results.json").results
+    )
 
     board = craft_bench.leaderboard(out, suite="toy")
     assert list(board["method"]) == ["redshift", "vanilla"]  # best first
@@ -61,10 +91,19 @@ def test_run_load_compare_and_leaderboard_are_what_the_cli_prints(cli, tiny_sdxl
     # a damaged base run costs the line under the table, not the finished run
     (base.run_dir / "results.json").write_text('{"not": "results"}')
     logs.clear()
-    cached = craft_bench.run("redshift", "toy", model=str(tiny_sdxl), settings={**TOY, "method.shift": 0.6}, out=out, progress=False,
-                             log=logs.append)
+    cached = craft_bench.run(
+        "redshift",
+        "toy",
+        model=str(tiny_sdxl),
+        settings={**TOY, "method.shift": 0.6},
+        out=out,
+        progress=False,
+        log=logs.append,
+    )
     assert cached.results == red.results and cached.versus is None
-    assert any(line.startswith(f"craft-bench: warning: no paired comparison with {base.run_dir}") for line in logs), logs
+    assert any(line.startswith(f"craft-bench: warning: no paired comparison with {base.run_dir}") for line in logs), (
+        logs
+    )
 
 
 def test_import_is_light():
@@ -73,12 +112,44 @@ def test_import_is_light():
 
 
 def _craft(tiny_sdxl, prompts, out):
-    return ["run", "--method", "craft", "--suite", "toy", "--model", str(tiny_sdxl), "--out", str(out),
-            "--set", f"method.pool={prompts}", "--set", "method.pool_size=4", "--set", "method.k=2",
-            "--set", "method.rewards=mini-clip,mini-aes", "--set", "method.filter=none", "--set", "method.budget=4",
-            "--set", "method.steps=2", "--set", "method.batch_size=4", "--set", "method.lora_rank=4",
-            "--set", "method.lr=1e-3", "--set", "sampler.steps=3", "--set", "suite.n_prompts=2",
-            "--set", "suite.images_per_prompt=1", "--no-progress"]
+    return [
+        "run",
+        "--method",
+        "craft",
+        "--suite",
+        "toy",
+        "--model",
+        str(tiny_sdxl),
+        "--out",
+        str(out),
+        "--set",
+        f"method.pool={prompts}",
+        "--set",
+        "method.pool_size=4",
+        "--set",
+        "method.k=2",
+        "--set",
+        "method.rewards=mini-clip,mini-aes",
+        "--set",
+        "method.filter=none",
+        "--set",
+        "method.budget=4",
+        "--set",
+        "method.steps=2",
+        "--set",
+        "method.batch_size=4",
+        "--set",
+        "method.lora_rank=4",
+        "--set",
+        "method.lr=1e-3",
+        "--set",
+        "sampler.steps=3",
+        "--set",
+        "suite.n_prompts=2",
+        "--set",
+        "suite.images_per_prompt=1",
+        "--no-progress",
+    ]
 
 
 def test_a_trainable_run_ends_with_the_paired_line(cli, tiny_sdxl, tmp_path):
@@ -91,15 +162,18 @@ def test_a_trainable_run_ends_with_the_paired_line(cli, tiny_sdxl, tmp_path):
     base = list((out / "runs" / "toy").glob("vanilla__*"))
     assert len(base) == 1 and (base[0] / "results.json").is_file()  # --vs ran the base model on the same protocol
     line = vs.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(rf"vs vanilla \({base[0].name}\): Redness ↑  A -?\d\.\d{{4}}  B -?\d\.\d{{4}}  B - A [+-]\d\.\d{{4}} "
-                        r"\[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]  p \S+  2 prompts  (better|worse|no significant difference)", line), line
+    assert re.fullmatch(
+        rf"vs vanilla \({base[0].name}\): Redness ↑  A -?\d\.\d{{4}}  B -?\d\.\d{{4}}  B - A [+-]\d\.\d{{4}} "
+        r"\[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]  p \S+  2 prompts  (better|worse|no significant difference)",
+        line,
+    ), line
     later = cli(*_craft(tiny_sdxl, prompts, out))
     assert later.stdout.strip().splitlines()[-1] == line  # once the base run exists, every trainable run prints it
 
 
 def _readme_example() -> str:
     text = README.read_text()
-    section = text[text.index("## Python API"):text.index("## Command line")]
+    section = text[text.index("## Python API") : text.index("## Command line")]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 

@@ -36,12 +36,14 @@ def test_builtin_registrations_are_lazy():
 
 def test_entry_point_plugins_are_discovered(tmp_path, monkeypatch):
     pkg = tmp_path / "my_plugin.py"
-    pkg.write_text(textwrap.dedent('''
+    pkg.write_text(
+        textwrap.dedent("""
         from craft_bench.methods.vanilla import Vanilla
         class Mine(Vanilla):
             name = "mine"
             description = "a user's own method"
-    '''))
+    """)
+    )
     dist = tmp_path / "my_plugin-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-plugin\nVersion: 1.0\n")
@@ -54,7 +56,9 @@ def test_entry_point_plugins_are_discovered(tmp_path, monkeypatch):
 
 def test_env_plugin_module_that_fails_to_import_is_a_user_error(tmp_path):
     env = {**__import__("os").environ, "CRAFT_BENCH_PLUGINS": "no_such_plugin_module"}
-    proc = subprocess.run([sys.executable, "-m", "craft_bench", "ls", "methods"], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "craft_bench", "ls", "methods"], capture_output=True, text=True, env=env
+    )
     assert proc.returncode == 2 and "CRAFT_BENCH_PLUGINS" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -129,8 +133,20 @@ def test_wheel_ships_plugin_folders_as_subpackages(tmp_path):
 
     repo = Path(__file__).resolve().parent.parent
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(repo), "--no-deps", "--no-build-isolation", "-w", str(tmp_path), "-q"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(repo),
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     wheel = next(tmp_path.glob("craft_bench-*.whl"))
@@ -138,15 +154,29 @@ def test_wheel_ships_plugin_folders_as_subpackages(tmp_path):
     assert "craft_bench/methods/vanilla.py" in names and "craft_bench/suites/__init__.py" in names
     assert "craft_bench/suites/data/geneval/evaluation_metadata.jsonl" in names
     assert "craft_bench/suites/data/geneval/SOURCE_COMMIT" in names
-    assert {"craft_bench/report/static/report.css", "craft_bench/report/static/report.js"} <= names  # the report's assets
+    assert {
+        "craft_bench/report/static/report.css",
+        "craft_bench/report/static/report.js",
+    } <= names  # the report's assets
     assert {"craft_bench/suites/data/parti/PartiPrompts.tsv", "craft_bench/suites/data/parti/SOURCE_COMMIT"} <= names
-    assert {"craft_bench/detectors/hf.py", "craft_bench/detectors/mmdetection.py", "craft_bench/suites/parti.py"} <= names
+    assert {
+        "craft_bench/detectors/hf.py",
+        "craft_bench/detectors/mmdetection.py",
+        "craft_bench/suites/parti.py",
+    } <= names
     assert "craft_bench/cli.py" in names and not any(n.startswith(("methods/", "suites/", "tests/")) for n in names)
     # install it into an isolated target and import the plug-in folders from there
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True
+    )
     code = "import craft_bench.methods.vanilla as v, craft_bench.suites as s; print(v.__file__); print(s.__file__)"
-    out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {code}"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {code}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.count(str(target)) == 2
 
 

@@ -25,13 +25,46 @@ import json
 
 import pytest
 
-COMMON = ["--limit", "60", "--set", "suite.images_per_prompt=2", "--set", "method.pool_size=24", "--set", "method.lr=3e-4",
-          "--set", "method.guidance=5", "--no-progress"]
+COMMON = [
+    "--limit",
+    "60",
+    "--set",
+    "suite.images_per_prompt=2",
+    "--set",
+    "method.pool_size=24",
+    "--set",
+    "method.lr=3e-4",
+    "--set",
+    "method.guidance=5",
+    "--no-progress",
+]
 CRAFT = ["--set", "method.budget=24", "--set", "method.steps=60", "--set", "method.batch_size=16"]
-GRPO = ["--set", "method.rewards=mini-geneval", "--set", "method.kl_beta=0", "--set", "method.images=256",
-        "--set", "method.prompts_per_iter=4", "--set", "method.group_size=8", "--set", "method.inner_steps=1"]
-DPO = ["--set", "method.pairs=24", "--set", "method.expansion=none", "--set", "method.rewards=mini-clip",
-       "--set", "method.steps=40", "--set", "method.batch_size=8"]
+GRPO = [
+    "--set",
+    "method.rewards=mini-geneval",
+    "--set",
+    "method.kl_beta=0",
+    "--set",
+    "method.images=256",
+    "--set",
+    "method.prompts_per_iter=4",
+    "--set",
+    "method.group_size=8",
+    "--set",
+    "method.inner_steps=1",
+]
+DPO = [
+    "--set",
+    "method.pairs=24",
+    "--set",
+    "method.expansion=none",
+    "--set",
+    "method.rewards=mini-clip",
+    "--set",
+    "method.steps=40",
+    "--set",
+    "method.batch_size=8",
+]
 
 
 def gate_pool(path):
@@ -44,8 +77,10 @@ def gate_pool(path):
     return str(path)
 
 
-@pytest.mark.parametrize("good,broken,settings", [("craft", "craft-inverted", CRAFT), ("diff-dpo", "diff-dpo-flipped", DPO),
-                                                        ("grpo", "grpo-flipped", GRPO)])
+@pytest.mark.parametrize(
+    "good,broken,settings",
+    [("craft", "craft-inverted", CRAFT), ("diff-dpo", "diff-dpo-flipped", DPO), ("grpo", "grpo-flipped", GRPO)],
+)
 def test_a_broken_variant_is_caught_by_the_regression_gate(cli, tmp_path, good, broken, settings):
     out = str(tmp_path / "res")
     pool = ["--set", f"method.pool={gate_pool(tmp_path / 'pool.jsonl')}"]

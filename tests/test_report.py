@@ -57,30 +57,102 @@ def _write_sweep(root: Path, runs: dict) -> None:
     logs = root / "checkpoints" / "fake"
     logs.mkdir(parents=True)
     cells = []
-    for name, method, budget, train_s in (("vanilla", "vanilla", 0, {}), ("redshift", "redshift", 25, {"candidates": 30.0, "rewards": 2.5, "train": 12.0}),
-                                          ("steps6", "craft", 100, {"candidates": 120.0, "rewards": 9.0, "train": 41.0})):
+    for name, method, budget, train_s in (
+        ("vanilla", "vanilla", 0, {}),
+        ("redshift", "redshift", 25, {"candidates": 30.0, "rewards": 2.5, "train": 12.0}),
+        ("steps6", "craft", 100, {"candidates": 120.0, "rewards": 9.0, "train": 41.0}),
+    ):
         res, run_dir = runs[name]
-        cell = {"method": method, "budget": budget, "seed": 0, "run": os.path.relpath(run_dir, sweep_dir),
-                "headline": {k: res["metrics"]["overall"][k] for k in ("value", "ci_low", "ci_high", "n")},
-                "samples_used": budget, "train_s": train_s, "images_generated": budget * 4, "reward_calls": budget * 8, "peak_memory_mb": 800.0 + budget}
+        cell = {
+            "method": method,
+            "budget": budget,
+            "seed": 0,
+            "run": os.path.relpath(run_dir, sweep_dir),
+            "headline": {k: res["metrics"]["overall"][k] for k in ("value", "ci_low", "ci_high", "n")},
+            "samples_used": budget,
+            "train_s": train_s,
+            "images_generated": budget * 4,
+            "reward_calls": budget * 8,
+            "peak_memory_mb": 800.0 + budget,
+        }
         if name != "vanilla":
             head = compare_records(base, _records(base_dir), _records(run_dir))[0]
-            cell["delta_vs_vanilla"] = {k: getattr(head, k) for k in ("delta", "ci_low", "ci_high", "p_value", "verdict")}
+            cell["delta_vs_vanilla"] = {
+                k: getattr(head, k) for k in ("delta", "ci_low", "ci_high", "p_value", "verdict")
+            }
             log = logs / f"{name}.jsonl"
-            log.write_text("".join(json.dumps({"step": s, "loss": 1.0 / s, "reward": 0.1 * s, "kept": 25}) + "\n" for s in range(1, 21)))
+            log.write_text(
+                "".join(
+                    json.dumps({"step": s, "loss": 1.0 / s, "reward": 0.1 * s, "kept": 25}) + "\n" for s in range(1, 21)
+                )
+            )
             cell["train_log"] = str(log)
         cells.append(cell)
-    cells.append({"method": "mapo", "budget": 25, "seed": 0, "headline": {"value": 0.05, "ci_low": 0.0, "ci_high": 0.1},
-                  "samples_used": 25, "train_s": 300.0})
+    cells.append(
+        {
+            "method": "mapo",
+            "budget": 25,
+            "seed": 0,
+            "headline": {"value": 0.05, "ci_low": 0.0, "ci_high": 0.1},
+            "samples_used": 25,
+            "train_s": 300.0,
+        }
+    )
     sweep = {
-        "schema_version": 1, "name": "demo", "suite": "geneval", "model": "mini", "headline": "overall",
-        "created": "2026-12-01T00:00:00+00:00", "wall_s": 321.0, "cells": cells,
-        "compute_to_match": [{"method": "redshift", "reference": "craft", "budget": 100, "reference_train_s": 170.0, "train_s": 1870.0, "ratio": 11.0},
-                             {"method": "mapo", "reference": "craft", "budget": 100, "reference_train_s": 170.0, "ratio": None, "note": "not reached within the grid"}],
+        "schema_version": 1,
+        "name": "demo",
+        "suite": "geneval",
+        "model": "mini",
+        "headline": "overall",
+        "created": "2026-12-01T00:00:00+00:00",
+        "wall_s": 321.0,
+        "cells": cells,
+        "compute_to_match": [
+            {
+                "method": "redshift",
+                "reference": "craft",
+                "budget": 100,
+                "reference_train_s": 170.0,
+                "train_s": 1870.0,
+                "ratio": 11.0,
+            },
+            {
+                "method": "mapo",
+                "reference": "craft",
+                "budget": 100,
+                "reference_train_s": 170.0,
+                "ratio": None,
+                "note": "not reached within the grid",
+            },
+        ],
         "reward_hacking": [
-            {"method": "craft", "budget": 100, "judge": "mini-clip", "trained_on": True, "gain": 0.12, "ci_low": 0.05, "ci_high": 0.2},
-            {"method": "craft", "budget": 100, "judge": "geneval", "trained_on": False, "gain": -0.02, "ci_low": -0.08, "ci_high": 0.03},
-            {"method": "redshift", "budget": 25, "judge": "mini-clip", "trained_on": True, "gain": 0.3, "ci_low": 0.2, "ci_high": 0.4},
+            {
+                "method": "craft",
+                "budget": 100,
+                "judge": "mini-clip",
+                "trained_on": True,
+                "gain": 0.12,
+                "ci_low": 0.05,
+                "ci_high": 0.2,
+            },
+            {
+                "method": "craft",
+                "budget": 100,
+                "judge": "geneval",
+                "trained_on": False,
+                "gain": -0.02,
+                "ci_low": -0.08,
+                "ci_high": 0.03,
+            },
+            {
+                "method": "redshift",
+                "budget": 25,
+                "judge": "mini-clip",
+                "trained_on": True,
+                "gain": 0.3,
+                "ci_low": 0.2,
+                "ci_high": 0.4,
+            },
         ],
     }
     sweep_dir.mkdir(parents=True)
@@ -98,7 +170,9 @@ def site(cli, results_root, tmp_path_factory) -> dict:
 def browser(tmp_path_factory) -> Browser:
     exe = find_chromium()
     if exe is None:
-        pytest.skip("no Chromium on PATH (install Debian's `chromium` package, as .ci/run does, or set CRAFT_BENCH_CHROMIUM)")
+        pytest.skip(
+            "no Chromium on PATH (install Debian's `chromium` package, as .ci/run does, or set CRAFT_BENCH_CHROMIUM)"
+        )
     return Browser(exe, tmp_path_factory.mktemp("chromium-profile"))
 
 
@@ -171,7 +245,9 @@ def test_large_images_get_downscaled_thumbnails(cli, site, tmp_path):
 
     vanilla_dir = site["runs"]["vanilla"][1]
     out = tmp_path / "small-thumbs"
-    summary = json.loads(cli("report", str(vanilla_dir), "--out", str(out), "--thumb-size", "32", "--json", "--no-progress").stdout)
+    summary = json.loads(
+        cli("report", str(vanilla_dir), "--out", str(out), "--thumb-size", "32", "--json", "--no-progress").stdout
+    )
     assert summary["thumbs"]["generated"] == summary["unique_images"] == 12 and summary["thumbs"]["linked"] == 0
     thumbs = sorted((out / "thumbs").glob("*/*.32.jpg"))
     assert len(thumbs) == 12
@@ -212,16 +288,28 @@ def test_index_leaderboard_shows_results_json(site, browser, shots):
 def test_leaderboard_sorts_by_hash_state(site, browser):
     out = site["out"]
     head = browser.dom(url(out / "index.html")).find("table", id="lb-geneval").find("tr")
-    col = [n for n, th in enumerate(c for c in head.children if not isinstance(c, str)) if th.attrs.get("data-metric") == "two_object"][0]
+    col = [
+        n
+        for n, th in enumerate(c for c in head.children if not isinstance(c, str))
+        if th.attrs.get("data-metric") == "two_object"
+    ][0]
     dom = browser.dom(url(out / "index.html", f"sort=lb-geneval.{col}.asc"))
     table = dom.find("table", id="lb-geneval")
-    values = [float(tr.find("td", data_metric="two_object").attrs["data-value"]) for tr in table.find_all("tr") if "data-run" in tr.attrs]
+    values = [
+        float(tr.find("td", data_metric="two_object").attrs["data-value"])
+        for tr in table.find_all("tr")
+        if "data-run" in tr.attrs
+    ]
     assert values == sorted(values)
     assert table.find_all("th", data_metric="two_object")[0].attrs.get("aria-sort") == "ascending"
 
 
 def _grid_rows(dom) -> dict[tuple[str, str], object]:
-    return {(row.parent.attrs["data-item"], row.attrs["data-seed"]): row for row in dom.find_all("div", cls="row") if "data-seed" in row.attrs}
+    return {
+        (row.parent.attrs["data-item"], row.attrs["data-seed"]): row
+        for row in dom.find_all("div", cls="row")
+        if "data-seed" in row.attrs
+    }
 
 
 def test_suite_grid_shows_every_image_with_its_verdict(site, browser, shots):
@@ -242,7 +330,9 @@ def test_suite_grid_shows_every_image_with_its_verdict(site, browser, shots):
             assert rec["reason"].replace("\n", "") in fig.text.replace("\n", "")
             assert not fig.hidden
     assert not dom.find("form", cls="filters").hidden  # report.js revealed the filters
-    lazy = dom.find_all("img", cls="lazy")  # report.js gave the first 24 their src at once (the rest: when near the screen)
+    lazy = dom.find_all(
+        "img", cls="lazy"
+    )  # report.js gave the first 24 their src at once (the rest: when near the screen)
     assert all(("src" in i.attrs) != ("data-src" in i.attrs) for i in lazy)
     assert all("src" in i.attrs and "data-src" not in i.attrs for i in lazy[:24])
     browser.screenshot(url(out / "suite-geneval.html"), shots / "suite-geneval.png")
@@ -251,7 +341,10 @@ def test_suite_grid_shows_every_image_with_its_verdict(site, browser, shots):
 def test_filters_hide_the_right_rows(site, browser, shots):
     out, runs = site["out"], site["runs"]
     page = out / "suite-geneval.html"
-    recs = {name: {(r["item_id"], str(r["seed"])): r for r in _records(runs[name][1])} for name in ("vanilla", "steps6", "redshift")}
+    recs = {
+        name: {(r["item_id"], str(r["seed"])): r for r in _records(runs[name][1])}
+        for name in ("vanilla", "steps6", "redshift")
+    }
 
     dom = browser.dom(url(page, "f.stratum=counting"))
     visible = {k for k, row in _grid_rows(dom).items() if not row.hidden}
@@ -295,9 +388,15 @@ def test_pages_read_without_javascript(site, browser, shots):
     assert static.find("form", cls="filters").hidden
     assert len(_grid_rows(static)) == 12 and all(not row.hidden for row in _grid_rows(static).values())
     assert not any(n.hidden for n in static.find_all("figure")) and "Without JavaScript" in static.find("noscript").text
-    for fig in static.find_all("figure", cls="cell"):  # no src to parse until JS sets it; <noscript> has the plain image
+    for fig in static.find_all(
+        "figure", cls="cell"
+    ):  # no src to parse until JS sets it; <noscript> has the plain image
         lazy, plain = fig.find("img", cls="lazy"), fig.find("noscript").find("img")
-        assert "src" not in lazy.attrs and plain.attrs["src"] == lazy.attrs["data-src"] and plain.attrs["loading"] == "lazy"
+        assert (
+            "src" not in lazy.attrs
+            and plain.attrs["src"] == lazy.attrs["data-src"]
+            and plain.attrs["loading"] == "lazy"
+        )
     lb = parse((out / "index.html").read_text()).find("table", id="lb-geneval")
     assert len([tr for tr in lb.find_all("tr") if "data-run" in tr.attrs]) == 3
     for name in ("suite-geneval.html", "index.html"):
@@ -319,7 +418,11 @@ def test_compare_page_matches_compare_verb(cli, site, browser, shots):
     for m in expected:
         tr = dom.find("tr", data_metric=m["metric"])
         tds = tr.find_all("td")
-        assert [float(tds[0].attrs["data-value"]), float(tds[1].attrs["data-value"]), float(tds[2].attrs["data-value"])] == [m["a"], m["b"], m["delta"]]
+        assert [
+            float(tds[0].attrs["data-value"]),
+            float(tds[1].attrs["data-value"]),
+            float(tds[2].attrs["data-value"]),
+        ] == [m["a"], m["b"], m["delta"]]
         assert tds[-1].text == m["verdict"]
     ra = {(r["item_id"], str(r["seed"])): r["correct"] for r in _records(a_dir)}
     rb = {(r["item_id"], str(r["seed"])): r["correct"] for r in _records(b_dir)}
@@ -374,7 +477,6 @@ def test_sweep_page_tables_and_plots(site, browser, shots):
     assert (again / "sweep-demo" / "headline-vs-samples.svg").read_bytes() == before
 
 
-
 def test_thumbnails_copy_when_hard_links_fail(site, tmp_path, monkeypatch):
     """Across file systems (EXDEV) a hard link is impossible: the image is copied, byte for byte."""
     import errno
@@ -403,8 +505,10 @@ def test_facets_of_a_suite_without_declared_ones(tmp_path):
     from craft_bench.report.collect import Run
     from craft_bench.report.site import suite_facets
 
-    recs = [{"item_id": f"p{i}", "seed": 0, "stratum": c, "category": c, "challenge": ch}
-            for i, (c, ch) in enumerate([("Animals", "Basic"), ("Food", "Complex"), ("Animals", "Quantity")])]
+    recs = [
+        {"item_id": f"p{i}", "seed": 0, "stratum": c, "category": c, "challenge": ch}
+        for i, (c, ch) in enumerate([("Animals", "Basic"), ("Food", "Complex"), ("Animals", "Quantity")])
+    ]
     run = Run({"suite": "not-installed", "spec_hash": "0" * 64}, tmp_path, {}, recs, None)
     assert suite_facets("not-installed", [run]) == {"category": "category", "challenge": "challenge"}
     assert suite_facets("geneval", [Run({}, tmp_path, {}, [{"stratum": "counting"}], None)]) == {"stratum": "task"}
@@ -417,7 +521,9 @@ def test_labels_tell_runs_apart_when_a_setting_is_a_dict():
     from craft_bench.report.collect import Diff, assign_labels
 
     base = {"method": "vanilla", "version": "1", "config": [], "seed": 0}
-    runs = [SimpleNamespace(method=m, model="mini", id=m, label="", diffs=[Diff("suite", "baseline", base, None), *extra])
-            for m, extra in (("vanilla", []), ("craft", [Diff("sampler", "steps", 12, 10)]))]
+    runs = [
+        SimpleNamespace(method=m, model="mini", id=m, label="", diffs=[Diff("suite", "baseline", base, None), *extra])
+        for m, extra in (("vanilla", []), ("craft", [Diff("sampler", "steps", 12, 10)]))
+    ]
     assign_labels(runs)
     assert [r.label for r in runs] == ["vanilla", "craft steps=12"]

@@ -14,8 +14,9 @@ FOREIGN = {
     "not-results": '{"not": "results"}',  # valid JSON, not a craft-bench result (was KeyError: 'suite')
     "not-json": "{results",
     "a-list": "[1, 2]",
-    "no-metric-values": json.dumps({"suite": "toy", "method": "vanilla", "model": "m", "spec_hash": "ab" * 32,
-                                    "metrics": {"overall": {"n": 3}}}),
+    "no-metric-values": json.dumps(
+        {"suite": "toy", "method": "vanilla", "model": "m", "spec_hash": "ab" * 32, "metrics": {"overall": {"n": 3}}}
+    ),
 }
 
 
@@ -57,9 +58,16 @@ def test_leaderboard_and_report_skip_a_foreign_results_json(cli, root_with_a_for
     out, real, foreign = root_with_a_foreign_run
     board = cli("leaderboard", "--out", str(out))
     assert "vanilla" in board.stdout and real.name.rsplit("__", 1)[1] in board.stdout
-    assert f"warning: skipping {foreign / 'results.json'}: not a craft-bench results.json (it has no 'suite')" in board.stderr
+    assert (
+        f"warning: skipping {foreign / 'results.json'}: not a craft-bench results.json (it has no 'suite')"
+        in board.stderr
+    )
     report = cli("report", str(out), "--out", str(out / "site"), "--no-progress")
-    assert "report: 1 run" in report.stdout and "skipping" in report.stderr and str(foreign / "results.json") in report.stderr
+    assert (
+        "report: 1 run" in report.stdout
+        and "skipping" in report.stderr
+        and str(foreign / "results.json") in report.stderr
+    )
 
     import craft_bench
 
@@ -69,7 +77,23 @@ def test_leaderboard_and_report_skip_a_foreign_results_json(cli, root_with_a_for
 def test_a_damaged_finished_run_is_one_line_not_a_cache_hit(cli, tiny_sdxl, root_with_a_foreign_run):
     out, real, _ = root_with_a_foreign_run
     (real / "results.json").write_text(FOREIGN["not-results"])
-    err = _one_line(cli("run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl), "--out", str(out), *FAST, check=False))
+    err = _one_line(
+        cli(
+            "run",
+            "--method",
+            "vanilla",
+            "--suite",
+            "toy",
+            "--model",
+            str(tiny_sdxl),
+            "--out",
+            str(out),
+            *FAST,
+            check=False,
+        )
+    )
     assert str(real / "results.json") in err and f"remove {real}" in err
     shutil.rmtree(real)
-    cli("run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl), "--out", str(out), *FAST)  # and it runs again
+    cli(
+        "run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl), "--out", str(out), *FAST
+    )  # and it runs again

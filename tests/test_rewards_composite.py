@@ -28,7 +28,9 @@ def sources(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scorer(sources):
-    return CompositeScorer.load(NAMES, sources=sources["sources"], device="cpu", options=sources["options"], batch_size=3)
+    return CompositeScorer.load(
+        NAMES, sources=sources["sources"], device="cpu", options=sources["options"], batch_size=3
+    )
 
 
 def test_composite_matches_each_reward_alone(scorer, sources):
@@ -39,7 +41,9 @@ def test_composite_matches_each_reward_alone(scorer, sources):
     wide = scorer.wide(frame)
     for name in NAMES:
         alone = load_reward(name, sources["sources"][name], device="cpu", **sources["options"].get(name, {}))
-        torch.testing.assert_close(torch.tensor(wide[name].values, dtype=torch.float32), alone.score(images, PROMPTS), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            torch.tensor(wide[name].values, dtype=torch.float32), alone.score(images, PROMPTS), atol=1e-5, rtol=1e-5
+        )
 
 
 def test_images_are_preprocessed_once_per_family(scorer, monkeypatch):
@@ -51,7 +55,9 @@ def test_images_are_preprocessed_once_per_family(scorer, monkeypatch):
     for key, pre in families.items():
         cls = type(pre)
         original = cls.__call__
-        monkeypatch.setattr(cls, "__call__", lambda self, images, _o=original: (calls.append(self.key), _o(self, images))[1])
+        monkeypatch.setattr(
+            cls, "__call__", lambda self, images, _o=original: (calls.append(self.key), _o(self, images))[1]
+        )
     scorer.score(fixed_images()[:3], PROMPTS[:3])
     assert sorted(calls) == sorted(families)
 
@@ -76,9 +82,27 @@ def _write_images(folder, names):
 def test_score_cli_metadata_layout(sources, tmp_path, capsys):
     d = tmp_path / "imgs"
     _write_images(d, ["a.png", "b.png", "c.png"])
-    (d / "metadata.jsonl").write_text("".join(json.dumps({"file_name": f, "prompt": p}) + "\n" for f, p in zip(["a.png", "b.png", "c.png"], PROMPTS)))
+    (d / "metadata.jsonl").write_text(
+        "".join(json.dumps({"file_name": f, "prompt": p}) + "\n" for f, p in zip(["a.png", "b.png", "c.png"], PROMPTS))
+    )
     out = tmp_path / "out" / "s.csv"
-    assert main([str(d), "--rewards", "hps,aes,clip,imagereward", "--out", str(out), "--device", "cpu", "--batch-size", "2", *sources["cli"]]) == 0
+    assert (
+        main(
+            [
+                str(d),
+                "--rewards",
+                "hps,aes,clip,imagereward",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--batch-size",
+                "2",
+                *sources["cli"],
+            ]
+        )
+        == 0
+    )
     frame = pd.read_csv(out)
     assert list(frame.columns) == ["item", "image", "prompt", "reward", "score"] and len(frame) == 12
     summary = json.loads(out.with_suffix(".json").read_text())
@@ -92,7 +116,11 @@ def test_discover_geneval_and_hps_layouts(tmp_path):
         _write_images(g / f"{i:05d}" / "samples", ["0000.png", "0001.png"])
         (g / f"{i:05d}" / "metadata.jsonl").write_text(json.dumps({"tag": "single_object", "prompt": prompt}) + "\n")
     found = discover(g)
-    assert [(f[0], f[2]) for f in found][:3] == [("00000/0000", "a photo of a cat"), ("00000/0001", "a photo of a cat"), ("00001/0000", "a photo of two dogs")]
+    assert [(f[0], f[2]) for f in found][:3] == [
+        ("00000/0000", "a photo of a cat"),
+        ("00000/0001", "a photo of a cat"),
+        ("00001/0000", "a photo of two dogs"),
+    ]
 
     h = tmp_path / "hps"
     _write_images(h / "anime", ["00000.jpg", "00001.jpg"])

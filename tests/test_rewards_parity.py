@@ -46,7 +46,9 @@ def test_aes_parity(tmp_path):
     fx = fixture("aes")
     torch.save(seeded_state_dict(fx["clip_keys"], fx["clip_seed"]), tmp_path / "ViT-L-14.pt")
     torch.save(seeded_state_dict(fx["mlp_keys"], fx["seed"]), tmp_path / fx["checkpoint_file"])
-    reward = LaionAesthetic.load(str(tmp_path / fx["checkpoint_file"]), device="cpu", clip_source=str(tmp_path / "ViT-L-14.pt"))
+    reward = LaionAesthetic.load(
+        str(tmp_path / fx["checkpoint_file"]), device="cpu", clip_source=str(tmp_path / "ViT-L-14.pt")
+    )
     scores = reward.score(images(fx), fx["prompts"])
     torch.testing.assert_close(scores, torch.tensor(fx["expected"]), atol=ATOL, rtol=0)
 

@@ -28,7 +28,13 @@ def test_center_crop_drops_the_sides():
     im = Image.new("RGB", (400, 200), (0, 0, 255))
     im.paste((255, 0, 0), (0, 0, 50, 200))  # a red band that the centre crop removes
     x = ResizeCenterCrop(224)([im])[0]
-    blue = torch.tensor([(0 - OPENAI_MEAN[0]) / OPENAI_STD[0], (0 - OPENAI_MEAN[1]) / OPENAI_STD[1], (1 - OPENAI_MEAN[2]) / OPENAI_STD[2]])
+    blue = torch.tensor(
+        [
+            (0 - OPENAI_MEAN[0]) / OPENAI_STD[0],
+            (0 - OPENAI_MEAN[1]) / OPENAI_STD[1],
+            (1 - OPENAI_MEAN[2]) / OPENAI_STD[2],
+        ]
+    )
     assert x.shape == (3, 224, 224)
     torch.testing.assert_close(x[:, :, 0].mean(1), blue, atol=1e-3, rtol=0)
 

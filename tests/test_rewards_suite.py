@@ -35,11 +35,35 @@ def test_mini_default_is_mini_clip_and_mini_aes_on_the_mini_prompts(cli, tmp_pat
     recs = _records(out)
     assert np.mean([r["mini-aes"] for r in recs]) == pytest.approx(m["mini-aes"]["value"])
     # Items are GenEval-mini's, so image i of a prompt is the very image a GenEval-mini run makes.
-    gen = cli.run_json("run", "--method", "vanilla", "--suite", "geneval", "--out", str(out), "--limit", "12", "--set", "suite.images_per_prompt=1")
+    gen = cli.run_json(
+        "run",
+        "--method",
+        "vanilla",
+        "--suite",
+        "geneval",
+        "--out",
+        str(out),
+        "--limit",
+        "12",
+        "--set",
+        "suite.images_per_prompt=1",
+    )
     assert gen["generation"]["cached"] == 12
     # On Parti prompts the set is the parti suite's, images included.
     cli.run_json("run", "--method", "vanilla", "--suite", "parti", "--out", str(out), "--limit", "8")
-    parti = cli.run_json("run", "--method", "vanilla", "--suite", "rewards", "--out", str(out), "--limit", "8", "--set", "suite.prompts=parti")
+    parti = cli.run_json(
+        "run",
+        "--method",
+        "vanilla",
+        "--suite",
+        "rewards",
+        "--out",
+        str(out),
+        "--limit",
+        "8",
+        "--set",
+        "suite.prompts=parti",
+    )
     assert parti["generation"]["cached"] == 8 and "mini-aes.circles" in parti["metrics"]
 
 
@@ -54,8 +78,23 @@ def test_real_rewards_on_hpdv2_prompts_with_the_hps_convention(cli, tiny_sdxl, r
     for style, prompts in STYLE_PROMPTS.items():
         (bench / f"{style}.json").write_text(json.dumps(prompts))
     out = tmp_path / "res"
-    res = cli.run_json("run", "--method", "vanilla", "--suite", "rewards", "--model", str(tiny_sdxl), "--out", str(out), "--set", "steps=2",
-                       "--set", f"suite.sources={real_sources}", "--set", f"suite.hpdv2={tmp_path}")  # the folder above benchmark/ works too
+    res = cli.run_json(
+        "run",
+        "--method",
+        "vanilla",
+        "--suite",
+        "rewards",
+        "--model",
+        str(tiny_sdxl),
+        "--out",
+        str(out),
+        "--set",
+        "steps=2",
+        "--set",
+        f"suite.sources={real_sources}",
+        "--set",
+        f"suite.hpdv2={tmp_path}",
+    )  # the folder above benchmark/ works too
     m = res["metrics"]
     names = ["hps", "pickscore", "aes", "imagereward", "clip"]
     assert set(names) <= set(m) and m["overall"] == {**m["hps"], "display_name": m["overall"]["display_name"]}
@@ -64,7 +103,9 @@ def test_real_rewards_on_hpdv2_prompts_with_the_hps_convention(cli, tiny_sdxl, r
     for style in HPDV2_STYLES:  # HPSv2's table: 100 x mean cosine per style, and the average over every image
         mine = [r["hps"] for r in recs if r["stratum"] == style]
         assert m[f"hps_x100.{style.replace('-', '_')}"]["value"] == pytest.approx(100 * np.mean(mine))
-        assert m[f"pickscore.{style.replace('-', '_')}"]["value"] == pytest.approx(np.mean([r["pickscore"] for r in recs if r["stratum"] == style]))
+        assert m[f"pickscore.{style.replace('-', '_')}"]["value"] == pytest.approx(
+            np.mean([r["pickscore"] for r in recs if r["stratum"] == style])
+        )
     assert m["hps_x100.average"]["value"] == pytest.approx(100 * np.mean([r["hps"] for r in recs]))
     assert all(-1 <= r["hps"] <= 1 and r["clip"] >= 0 for r in recs)
     # The scores are the rewards' own, as `craft-bench score` computes them on the stored images.
@@ -99,6 +140,17 @@ def test_hpdv2_prompts_from_a_json_file_and_the_hub_miss(tmp_path, monkeypatch):
 
 
 def test_unknown_reward_fails_before_generation(cli, tmp_path):
-    proc = cli("run", "--method", "vanilla", "--suite", "rewards", "--out", str(tmp_path), "--set", "suite.rewards=mini-clip,pickscor", check=False)
+    proc = cli(
+        "run",
+        "--method",
+        "vanilla",
+        "--suite",
+        "rewards",
+        "--out",
+        str(tmp_path),
+        "--set",
+        "suite.rewards=mini-clip,pickscor",
+        check=False,
+    )
     assert proc.returncode == 2 and "pickscore" in proc.stderr
     assert not (tmp_path / "images").exists() or not any((tmp_path / "images").rglob("*.png"))

@@ -39,8 +39,24 @@ def test_same_spec_twice_gives_identical_images_and_results(cli, tiny_sdxl, tmp_
 
 def test_resume_after_sigkill(cli, tiny_sdxl, tmp_path):
     out = tmp_path / "killed"
-    args = ["run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl), "--set", "steps=6", "--set", "batch_size=1",
-            "--set", "n_prompts=8", "--set", "images_per_prompt=3", "--no-progress"]
+    args = [
+        "run",
+        "--method",
+        "vanilla",
+        "--suite",
+        "toy",
+        "--model",
+        str(tiny_sdxl),
+        "--set",
+        "steps=6",
+        "--set",
+        "batch_size=1",
+        "--set",
+        "n_prompts=8",
+        "--set",
+        "images_per_prompt=3",
+        "--no-progress",
+    ]
     child = cli.popen(*args, "--out", str(out))
     deadline = time.time() + 240
     while time.time() < deadline and len(list((out / "images").glob("*/*.png"))) < 4:
@@ -53,7 +69,10 @@ def test_resume_after_sigkill(cli, tiny_sdxl, tmp_path):
     assert not list(out.glob("runs/*/*/results.json"))
 
     resumed = json.loads(cli(*args, "--out", str(out), "--json").stdout)
-    assert resumed["generation"]["cached"] >= made and resumed["generation"]["generated"] == 24 - resumed["generation"]["cached"]
+    assert (
+        resumed["generation"]["cached"] >= made
+        and resumed["generation"]["generated"] == 24 - resumed["generation"]["cached"]
+    )
     fresh = json.loads(cli(*args, "--out", str(tmp_path / "fresh"), "--json").stdout)
     assert _strip(resumed) == _strip(fresh)
     leftovers = [p for p in out.rglob("*") if p.name.endswith(".tmp") or p.name.endswith(".partial.jsonl")]
@@ -90,7 +109,11 @@ def test_killed_scoring_resumes_from_partial_records(cli, tiny_sdxl, tmp_path, t
 def test_two_concurrent_runs_share_one_results_root(cli, tiny_sdxl, tmp_path):
     out = str(tmp_path / "shared")
     base = ["run", "--suite", "toy", "--model", str(tiny_sdxl), "--out", out, *FAST, "--json"]
-    procs = [cli.popen(*base, "--method", "vanilla"), cli.popen(*base, "--method", "redshift"), cli.popen(*base, "--method", "vanilla")]
+    procs = [
+        cli.popen(*base, "--method", "vanilla"),
+        cli.popen(*base, "--method", "redshift"),
+        cli.popen(*base, "--method", "vanilla"),
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-2000:] for o in outs]
     results = [json.loads(o[0]) for o in outs]
@@ -126,7 +149,9 @@ def test_cache_keys_isolate_models_samplers_and_precision(tiny_sdxl, tiny_sd15, 
 
     assert k != image_key(d, replace(sampler, steps=sampler.steps + 1), 7, "a red apple", "float32")
     assert k != image_key(d, replace(sampler, guidance_scale=1.0), 7, "a red apple", "float32")
-    assert k != image_key(d, replace(sampler, batch_size=99), 7, "a red apple", "float32")  # the batch size fixes the kernels' shapes
+    assert k != image_key(
+        d, replace(sampler, batch_size=99), 7, "a red apple", "float32"
+    )  # the batch size fixes the kernels' shapes
     assert k != image_key(d, sampler, 8, "a red apple", "float32")
     assert k != image_key(d, sampler, 7, "a red apple ", "float32")
     assert k != image_key(d, sampler, 7, "a red apple", "float16")
@@ -178,9 +203,14 @@ def test_failed_run_leaves_no_run_folder(cli, tiny_sdxl, tiny_sd15, tmp_path):
     import shutil
 
     broken = Path(shutil.copytree(tiny_sdxl, tmp_path / "broken-sdxl"))
-    shutil.copy(tiny_sd15 / "unet" / "diffusion_pytorch_model.safetensors", broken / "unet" / "diffusion_pytorch_model.safetensors")
+    shutil.copy(
+        tiny_sd15 / "unet" / "diffusion_pytorch_model.safetensors",
+        broken / "unet" / "diffusion_pytorch_model.safetensors",
+    )
     out = tmp_path / "res"
-    proc = cli("run", "--method", "vanilla", "--suite", "toy", "--model", str(broken), "--out", str(out), *FAST, check=False)
+    proc = cli(
+        "run", "--method", "vanilla", "--suite", "toy", "--model", str(broken), "--out", str(out), *FAST, check=False
+    )
     err = _error(proc)
     assert "cannot load" in err and "another architecture" in err
     _assert_nothing_kept(out)
@@ -195,7 +225,9 @@ def test_non_finite_metric_is_never_written(cli, tiny_sdxl, tmp_path, toy_plugin
 
     monkeypatch.setattr(toy_plugins.ToySuite, "score", nan_score)
     out = tmp_path / "res"
-    proc = cli("run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl), "--out", str(out), *FAST, check=False)
+    proc = cli(
+        "run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl), "--out", str(out), *FAST, check=False
+    )
     assert "not a finite number" in _error(proc)
     (run_dir,) = out.glob("runs/*/*")
     assert sorted(p.name for p in run_dir.iterdir()) == ["samples.partial.jsonl"]  # the scores are kept, nothing else
@@ -212,15 +244,25 @@ def test_corrupted_cached_images_are_detected_and_regenerated(tiny_sdxl, tmp_pat
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     out = tmp_path / "res"
-    req = lambda bs, n: RunRequest(method="vanilla", suite="toy", model=str(tiny_sdxl), out=str(out), progress=False,  # noqa: E731
-                                   sets=[("steps", "2"), ("batch_size", str(bs)), ("n_prompts", str(n))], overlap=overlap)
+
+    def req(bs, n):
+        return RunRequest(
+            method="vanilla",
+            suite="toy",
+            model=str(tiny_sdxl),
+            out=str(out),
+            progress=False,
+            sets=[("steps", "2"), ("batch_size", str(bs)), ("n_prompts", str(n))],
+            overlap=overlap,
+        )
+
     _, first_dir = run(req(2, 8), log=lambda s: None)
     images = sorted((out / "images").glob("*/*.png"))
     original = {p: p.read_bytes() for p in images}
     truncated, damaged = images[3], images[7]
     truncated.write_bytes(original[truncated][: len(original[truncated]) // 2])
     data = bytearray(original[damaged])
-    data[len(data) // 2: len(data) // 2 + 16] = bytes(16)
+    data[len(data) // 2 : len(data) // 2 + 16] = bytes(16)
     damaged.write_bytes(bytes(data))
 
     logs: list[str] = []
@@ -228,7 +270,10 @@ def test_corrupted_cached_images_are_detected_and_regenerated(tiny_sdxl, tmp_pat
     assert second["generation"]["generated"] == 1 + 4  # the truncated one, seen before generation, and the new prompts'
     assert any("did not decode" in line for line in logs)  # the damaged one, seen while scoring
     assert {p: p.read_bytes() for p in images} == original
-    records = lambda d: {(r["item_id"], r["index"]): r for r in map(json.loads, (d / "samples.jsonl").read_text().splitlines())}  # noqa: E731
+
+    def records(d):
+        return {(r["item_id"], r["index"]): r for r in map(json.loads, (d / "samples.jsonl").read_text().splitlines())}
+
     before, after = records(first_dir), records(second_dir)
     assert before and all(after[k] == rec for k, rec in before.items())
 
@@ -252,8 +297,21 @@ def test_full_disk_is_one_line_and_leaves_no_partial_file(cli, tiny_sdxl, tmp_pa
     import sys
 
     out = tmp_path / "res"
-    args = [sys.executable, "-m", "craft_bench", "run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl),
-            "--out", str(out), *FAST]
+    args = [
+        sys.executable,
+        "-m",
+        "craft_bench",
+        "run",
+        "--method",
+        "vanilla",
+        "--suite",
+        "toy",
+        "--model",
+        str(tiny_sdxl),
+        "--out",
+        str(out),
+        *FAST,
+    ]
     proc = subprocess.run(args, env=cli.env, capture_output=True, text=True, timeout=300, preexec_fn=_fsize_limit(2048))
     err = _error(proc)
     assert "disk or quota is full" in err and "--out" in err
@@ -270,8 +328,26 @@ def test_full_tmpfs_keeps_what_was_written_and_the_rerun_finishes(cli, tiny_sdxl
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)], capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here (needs root); the RLIMIT_FSIZE test covers the error path")
     try:
-        args = ["run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl), "--out", str(mnt / "res"),
-                "--set", "steps=1", "--set", "batch_size=8", "--set", "n_prompts=40", "--set", "images_per_prompt=2", "--no-progress"]
+        args = [
+            "run",
+            "--method",
+            "vanilla",
+            "--suite",
+            "toy",
+            "--model",
+            str(tiny_sdxl),
+            "--out",
+            str(mnt / "res"),
+            "--set",
+            "steps=1",
+            "--set",
+            "batch_size=8",
+            "--set",
+            "n_prompts=40",
+            "--set",
+            "images_per_prompt=2",
+            "--no-progress",
+        ]
         proc = cli(*args, check=False, subprocess=True)
         assert "No space left on device" in _error(proc)
         kept = list((mnt / "res" / "images").glob("*/*.png"))
@@ -294,7 +370,20 @@ def test_prompts_and_names_cannot_write_outside_the_results_root(cli, tiny_sdxl,
     prompts.write_text("../../x\n/etc/evil\n..\\\\..\\\\y\n")
     out = tmp_path / "deep" / "res"
     before = {p for p in tmp_path.rglob("*")}
-    cli("run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl), "--out", str(out), "--prompts", str(prompts), *FAST)
+    cli(
+        "run",
+        "--method",
+        "vanilla",
+        "--suite",
+        "toy",
+        "--model",
+        str(tiny_sdxl),
+        "--out",
+        str(out),
+        "--prompts",
+        str(prompts),
+        *FAST,
+    )
     created = {p for p in tmp_path.rglob("*")} - before
     assert created and all(p == out or out in p.parents or p == out.parent for p in created), sorted(created)
     assert len(list(out.glob("images/*/*.png"))) == 6
@@ -306,12 +395,28 @@ def test_speed_settings_key_their_images_and_change_no_spec_hash(cli, tiny_sdxl,
     decoding also keys its images; none of them changes an existing spec's hash (each is out of the spec at its default)."""
     from craft_bench.spec import SamplerSpec, digest
 
-    assert digest(SamplerSpec()) == digest({f: v for f, v in SamplerSpec().__dict__.items()
-                                            if f not in ("channels_last", "compile", "vae_decode")})
-    args = ["run", "--method", "vanilla", "--suite", "toy", "--model", str(tiny_sdxl), *FAST, "--set", "n_prompts=3", "--json"]
+    assert digest(SamplerSpec()) == digest(
+        {f: v for f, v in SamplerSpec().__dict__.items() if f not in ("channels_last", "compile", "vae_decode")}
+    )
+    args = [
+        "run",
+        "--method",
+        "vanilla",
+        "--suite",
+        "toy",
+        "--model",
+        str(tiny_sdxl),
+        *FAST,
+        "--set",
+        "n_prompts=3",
+        "--json",
+    ]
     plain = json.loads(cli(*args, "--out", str(tmp_path / "a")).stdout)
-    fast = json.loads(cli(*args, "--set", "channels_last=true", "--set", "vae_decode=sliced", "--out", str(tmp_path / "a")).stdout)
+    fast = json.loads(
+        cli(*args, "--set", "channels_last=true", "--set", "vae_decode=sliced", "--out", str(tmp_path / "a")).stdout
+    )
     assert fast["spec_hash"] != plain["spec_hash"] and fast["generation"]["cached"] == 0
+
     def recs(r: dict) -> list[dict]:
         (run_dir,) = (tmp_path / "a" / "runs" / "toy").glob(f"*__{r['spec_hash'][:8]}")
         return [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]

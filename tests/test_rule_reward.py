@@ -29,8 +29,14 @@ def test_clause_credits_by_hand() -> None:
     colour = lambda dets, cls: [d.color for d in dets]  # noqa: E731
     # "three red circles": two red circles and one blue one found -> count 1 - |3-3|/3 = 1, colour 2/3
     meta = P.metadata_for("a photo of three red circles")
-    objs = select_objects([_det("circle", (0, 0, 10, 10)), _det("circle", (20, 0, 30, 10)),
-                           _det("circle", (40, 0, 50, 10), color="blue")], meta["tag"])
+    objs = select_objects(
+        [
+            _det("circle", (0, 0, 10, 10)),
+            _det("circle", (20, 0, 30, 10)),
+            _det("circle", (40, 0, 50, 10), color="blue"),
+        ],
+        meta["tag"],
+    )
     assert clause_credits(objs, meta, colour, OFFICIAL) == pytest.approx([2 / 3])
     # four circles asked as two: count credit max(0, 1 - 2/2) = 0; one of two: 1/2
     meta2 = P.metadata_for("a photo of two circles")
@@ -39,7 +45,9 @@ def test_clause_credits_by_hand() -> None:
     assert clause_credits(select_objects(four[:1], "counting"), meta2, colour, OFFICIAL) == [0.5]
     # "a red circle left of a blue square": the square (clause 0) found, the circle found but to its right
     meta3 = P.metadata_for("a photo of a red circle left of a blue square")
-    objs3 = select_objects([_det("square", (0, 20, 10, 30), "blue"), _det("circle", (40, 20, 50, 30), "red")], "position")
+    objs3 = select_objects(
+        [_det("square", (0, 20, 10, 30), "blue"), _det("circle", (40, 20, 50, 30), "red")], "position"
+    )
     assert clause_credits(objs3, meta3, colour, OFFICIAL) == [1.0, 0.0]
     assert rule_score(False, [1.0, 0.0]) == pytest.approx(0.25)
     assert rule_score(True, [0.0]) == 1.0 and rule_score(False, []) == 0.0
@@ -71,7 +79,11 @@ def test_training_prompts_are_disjoint_from_every_evaluation_set() -> None:
     assert a is not None and b is not None and P.canonical(a) == P.canonical(b)
     left = P.metadata_for("a photo of a red circle left of a blue square")
     right = P.metadata_for("a photo of a blue square right of a red circle")
-    assert P.canonical(left) == P.canonical(right) != P.canonical(P.metadata_for("a photo of a red circle right of a blue square"))
+    assert (
+        P.canonical(left)
+        == P.canonical(right)
+        != P.canonical(P.metadata_for("a photo of a red circle right of a blue square"))
+    )
     train = P.training_prompts(400, 4242)  # 100 per family: within every family's space (counting has 150)
     evaluation = [m for s in P.EVAL_GENEVAL_SEEDS for m in P.geneval_prompts(40, s)]
     assert not {P.canonical(m) for m in train} & {P.canonical(m) for m in evaluation}

@@ -25,11 +25,15 @@ def _calls(name: str):
 
 def test_torch_load_only_with_weights_only_and_no_remote_code():
     loads = list(_calls("load"))
-    torch_loads = [(p, n) for p, n in loads if isinstance(n.func, ast.Attribute) and getattr(n.func.value, "id", "") == "torch"]
+    torch_loads = [
+        (p, n) for p, n in loads if isinstance(n.func, ast.Attribute) and getattr(n.func.value, "id", "") == "torch"
+    ]
     assert torch_loads  # the one weights loader exists ...
     for path, node in torch_loads:  # ... and never unpickles arbitrary objects
         kw = {k.arg: k.value for k in node.keywords}
-        assert isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True, f"{path}:{node.lineno}"
+        assert isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True, (
+            f"{path}:{node.lineno}"
+        )
     for path in PRODUCT:
         text = path.read_text()
         assert "trust_remote_code=True" not in text and "pickle.load" not in text, path
@@ -41,7 +45,11 @@ def test_names_cannot_leave_the_results_root(tmp_path):
     store = Store(tmp_path / "res")
     for evil in ("../../x", "/etc/passwd", "..", "a/../../b", "x\\..\\y"):
         d = store.run_dir(evil, evil, evil, evil)
-        assert store.runs_dir in d.resolve().parents and "/" not in safe_name(evil) and safe_name(evil) not in ("", ".", "..")
+        assert (
+            store.runs_dir in d.resolve().parents
+            and "/" not in safe_name(evil)
+            and safe_name(evil) not in ("", ".", "..")
+        )
 
 
 def test_shipped_prompt_files_are_sha256_checked(monkeypatch):

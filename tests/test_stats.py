@@ -73,7 +73,10 @@ def test_exact_permutation_test_with_few_prompts_is_honest():
 
 
 def test_where_restricts_to_records_with_those_column_values():
-    recs = [{"item_id": f"p{i}", "seed": 0, "stratum": "s", "x": float(i), "challenge": "Basic" if i < 3 else "Complex"} for i in range(5)]
+    recs = [
+        {"item_id": f"p{i}", "seed": 0, "stratum": "s", "x": float(i), "challenge": "Basic" if i < 3 else "Complex"}
+        for i in range(5)
+    ]
     basic = summarize(MetricDef("b", "B", "x", where=(("challenge", "Basic"),)), recs)
     assert basic.value == 1.0 and basic.n == 3
     assert summarize(MetricDef("none", "N", "x", where=(("challenge", "Quantity"),)), recs) is None
@@ -87,6 +90,11 @@ def test_sign_test_over_prompts_drops_ties():
     mv = summarize(MetricDef("overall", "W", "x", sign_test_null=0.5), _records({"s": prompts}))
     assert mv.p_value == binomtest(8, 10, 0.5).pvalue
     assert "p_value" in mv.as_dict()
-    assert summarize(MetricDef("overall", "W", "x"), _records({"s": prompts})).as_dict().keys() == {"value", "ci_low", "ci_high", "n"}
+    assert summarize(MetricDef("overall", "W", "x"), _records({"s": prompts})).as_dict().keys() == {
+        "value",
+        "ci_low",
+        "ci_high",
+        "n",
+    }
     ties = summarize(MetricDef("overall", "W", "x", sign_test_null=0.5), _records({"s": [[0.5]] * 6}))
     assert ties.p_value == 1.0 and ties.value == ties.ci_low == ties.ci_high == 0.5

@@ -79,7 +79,9 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path):
 
 def test_training_reduces_the_loss(tmp_path):
     task = Regression()
-    result = Loop(task, spec(steps=150, lr=0.1, ema_decay=0.0, schedule=Schedule()), tmp_path / "state", progress=False).run()
+    result = Loop(
+        task, spec(steps=150, lr=0.1, ema_decay=0.0, schedule=Schedule()), tmp_path / "state", progress=False
+    ).run()
     assert result.history[-1]["loss"] < 0.05 < result.history[0]["loss"]  # noise floor 0.01
 
 
@@ -144,9 +146,21 @@ def fit_tiny(tiny_sdxl, examples, root, lora_rank=0, steps=4, stop_after=None, w
     from craft_bench.train.diffusion import TrainConfig, fit, resolved
 
     settings = resolved(TrainConfig(lr=1e-3, steps=steps, batch_size=4, lora_rank=lora_rank, ckpt_every=2, **kw), {})
-    return fit(examples, sft_loss, base_dir=tiny_sdxl, family="sdxl", results_root=root, work_dir=root / work,
-               out_dir=root / out, settings=settings, seed=0, device="cpu", number_fields=("weight",),
-               progress=False, stop_after=stop_after)
+    return fit(
+        examples,
+        sft_loss,
+        base_dir=tiny_sdxl,
+        family="sdxl",
+        results_root=root,
+        work_dir=root / work,
+        out_dir=root / out,
+        settings=settings,
+        seed=0,
+        device="cpu",
+        number_fields=("weight",),
+        progress=False,
+        stop_after=stop_after,
+    )
 
 
 def test_full_fine_tuning_saves_a_diffusers_unet_that_resumes_exactly(tiny_sdxl, examples, tmp_path):
@@ -196,8 +210,12 @@ def test_lora_reference_is_the_base_with_the_adapter_disabled(tiny_sdxl):
 
     plain = UNet2DConditionModel.from_pretrained(tiny_sdxl / "unet")
     with torch.no_grad():
-        expect = plain(x, t, encoder_hidden_states=cond["embeds"],
-                       added_cond_kwargs={"text_embeds": cond["pooled"], "time_ids": cond["time_ids"]}).sample
+        expect = plain(
+            x,
+            t,
+            encoder_hidden_states=cond["embeds"],
+            added_cond_kwargs={"text_embeds": cond["pooled"], "time_ids": cond["time_ids"]},
+        ).sample
     assert torch.allclose(ref, expect, atol=1e-5) and not torch.allclose(trained, expect, atol=1e-3)
 
 
@@ -218,8 +236,20 @@ def test_sd15_fine_tuning(tiny_sd15, examples, tmp_path):
     from craft_bench.train.diffusion import TrainConfig, fit, resolved
 
     settings = resolved(TrainConfig(lr=1e-3, steps=2, batch_size=4, lora_rank=2), {})
-    r = fit(examples, sft_loss, base_dir=tiny_sd15, family="sd15", results_root=tmp_path, work_dir=tmp_path / "w",
-            out_dir=tmp_path / "o", settings=settings, seed=0, device="cpu", number_fields=("weight",), progress=False)
+    r = fit(
+        examples,
+        sft_loss,
+        base_dir=tiny_sd15,
+        family="sd15",
+        results_root=tmp_path,
+        work_dir=tmp_path / "w",
+        out_dir=tmp_path / "o",
+        settings=settings,
+        seed=0,
+        device="cpu",
+        number_fields=("weight",),
+        progress=False,
+    )
     assert r.loop.steps == 2 and (tmp_path / "o" / "pytorch_lora_weights.safetensors").is_file()
 
 
@@ -229,8 +259,17 @@ def test_two_processes_train_like_one(tiny_sdxl, examples, tmp_path):
     script = TESTS / "ddp_fit.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS)}
     for n, name in ((1, "one"), (2, "two")):
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", str(script),
-               str(tiny_sdxl), str(tmp_path / "examples.json"), str(tmp_path / name)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={n}",
+            str(script),
+            str(tiny_sdxl),
+            str(tmp_path / "examples.json"),
+            str(tmp_path / name),
+        ]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
     from diffusers import UNet2DConditionModel
@@ -250,8 +289,18 @@ def test_two_processes_train_like_one(tiny_sdxl, examples, tmp_path):
 
 def test_adafactor_gradient_checkpointing_ema_and_min_snr(tiny_sdxl, examples, tmp_path):
     """The optional parts of the loop run: Adafactor (transformers), gradient checkpointing, EMA, min-SNR, cosine."""
-    r = fit_tiny(tiny_sdxl, examples, tmp_path, optimizer="adafactor", gradient_checkpointing=True, ema_decay=0.9,
-                 snr_gamma=5.0, schedule="cosine", warmup=1, timestep_min=0.5)
+    r = fit_tiny(
+        tiny_sdxl,
+        examples,
+        tmp_path,
+        optimizer="adafactor",
+        gradient_checkpointing=True,
+        ema_decay=0.9,
+        snr_gamma=5.0,
+        schedule="cosine",
+        warmup=1,
+        timestep_min=0.5,
+    )
     assert r.loop.steps == 4 and all(np.isfinite(h["loss"]) for h in r.loop.history)
     assert r.train_settings["optimizer"] == "adafactor"
 
@@ -271,7 +320,9 @@ def test_sampled_latents_are_kept_decode_to_the_image_and_train(tiny_sdxl, tmp_p
     store = Store(tmp_path / "res")
     model = ModelSpec(name="tiny", source=str(tiny_sdxl), family="sdxl", digest="d0")
     sampler = SamplerSpec(steps=2, guidance_scale=2.0, height=64, width=64, batch_size=2)
-    requests = plan([PromptItem(id="p", prompt="a photo of a circle", n_images=3)], Checkpoint(model=model), sampler, 0, "float32")
+    requests = plan(
+        [PromptItem(id="p", prompt="a photo of a circle", n_images=3)], Checkpoint(model=model), sampler, 0, "float32"
+    )
     factory = lambda: load_pipeline(tiny_sdxl, "sdxl", "cpu", "float32")  # noqa: E731
     generate(requests, store, factory, sampler, progress=False)  # images first, without latents
     assert not any(store.latent_path(r.key).is_file() for r in requests)
@@ -285,11 +336,27 @@ def test_sampled_latents_are_kept_decode_to_the_image_and_train(tiny_sdxl, tmp_p
         pixels = ((x / 2 + 0.5).clamp(0, 1).permute(1, 2, 0).numpy() * 255).round()
         stored = np.asarray(store.load_image(r.key), dtype=np.float64)
         assert np.abs(pixels - stored).max() <= 1.0
-    examples = [{"image": str(store.image_path(r.key)), "image_key": r.key, "prompt": "a photo of a circle", "weight": 1.0}
-                for r in requests]
+    examples = [
+        {"image": str(store.image_path(r.key)), "image_key": r.key, "prompt": "a photo of a circle", "weight": 1.0}
+        for r in requests
+    ]
     settings = resolved(TrainConfig(lr=1e-3, steps=2, batch_size=2, lora_rank=0, latents="sampled"), {})
-    result = fit(examples, sft_loss, base_dir=tiny_sdxl, family="sdxl", results_root=store.root, work_dir=tmp_path / "w",
-                 out_dir=tmp_path / "o", settings=settings, seed=0, device="cpu", number_fields=("weight",), progress=False)
-    assert result.loop.steps == 2 and not (store.root / "cache" / "latents").exists()  # no latent was encoded: they were read
+    result = fit(
+        examples,
+        sft_loss,
+        base_dir=tiny_sdxl,
+        family="sdxl",
+        results_root=store.root,
+        work_dir=tmp_path / "w",
+        out_dir=tmp_path / "o",
+        settings=settings,
+        seed=0,
+        device="cpu",
+        number_fields=("weight",),
+        progress=False,
+    )
+    assert (
+        result.loop.steps == 2 and not (store.root / "cache" / "latents").exists()
+    )  # no latent was encoded: they were read
     with pytest.raises(ValueError, match="latents must be"):
         TrainConfig(latents="pixels")

@@ -34,7 +34,9 @@ def test_a_models_world_is_what_its_folder_declares_else_its_familys(tmp_path):
     assert world_of(model("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "sd15")) is SD15
     folder = tmp_path / "mini"
     folder.mkdir()
-    assert world_of(model(folder.name, str(folder), "sd15")) is SD15  # a plain folder is its family's, whatever its name
+    assert (
+        world_of(model(folder.name, str(folder), "sd15")) is SD15
+    )  # a plain folder is its family's, whatever its name
     write_folder_hint(folder)
     assert world_of(model(folder.name, str(folder))) is MINI  # the mini recipes' folders say world "mini"
     (folder / "craft_bench.json").write_text('{"world": "mnii"}')
@@ -58,7 +60,11 @@ def test_every_registered_world_names_what_is_registered():
 def test_the_real_worlds_and_the_mini_world():
     for w in (SDXL, SD15):
         assert (w.prompts, w.detector, w.judge, w.depth_estimator) == ("official", "mmdet", "hps", "")
-        assert w.rewards == ("hps", "pickscore", "aes", "imagereward", "clip") and w.pool_rewards == ("hps", "pickscore", "aes")
+        assert w.rewards == ("hps", "pickscore", "aes", "imagereward", "clip") and w.pool_rewards == (
+            "hps",
+            "pickscore",
+            "aes",
+        )
         assert w.candidate_guidance is None and w.rewrites("a cat") is None and w.controlnet_dir("canny") is None
         assert dict(w.train_preset) == {}  # each method's paper recipe per family
     assert (MINI.prompts, MINI.detector, MINI.judge, MINI.depth_estimator) == ("mini", "mini", "mini-clip", "mini")
@@ -74,8 +80,11 @@ def test_the_world_is_decided_in_one_module():
     for folder in ("craft_bench", "methods", "suites"):
         for path in sorted((REPO / folder).rglob("*.py")):
             text = path.read_text()
-            hits += [f"{path.relative_to(REPO)}: {m}" for m in re.findall(r"is_mini_world|world_key|MINI_\w+|folder_world\(", text)
-                     if path.name not in ("world.py", "models.py") or "folder_world" not in m]
+            hits += [
+                f"{path.relative_to(REPO)}: {m}"
+                for m in re.findall(r"is_mini_world|world_key|MINI_\w+|folder_world\(", text)
+                if path.name not in ("world.py", "models.py") or "folder_world" not in m
+            ]
     assert hits == []
 
 
@@ -166,16 +175,42 @@ def test_the_second_worlds_folder_is_in_it_by_path_too(toy_world, toy_weights):
     from craft_bench.runner import RunRequest, resolve
 
     r = resolve(RunRequest(method="vanilla", suite="rewards", model=str(toy_weights), device="cpu"))
-    assert r.world is toy_world and r.spec.model.digest != resolve(RunRequest(method="vanilla", suite="rewards")).spec.model.digest
+    assert (
+        r.world is toy_world
+        and r.spec.model.digest != resolve(RunRequest(method="vanilla", suite="rewards")).spec.model.digest
+    )
 
 
 def test_a_run_on_the_second_worlds_model_uses_its_defaults(cli_env, toy_weights, tmp_path):
     """End to end, in a fresh process whose only knowledge of the world is CRAFT_BENCH_PLUGINS=toy_world: the reward
     benchmark's rewards=auto scores the toy world's one reward (the mini world's would be mini-clip and mini-aes)."""
     env = {**cli_env, "CRAFT_BENCH_PLUGINS": "toy_world", "CRAFT_BENCH_TOY_MINI": str(toy_weights)}
-    proc = subprocess.run([sys.executable, "-m", "craft_bench", "run", "--method", "vanilla", "--suite", "rewards",
-                           "--model", "toy-mini", "--limit", "2", "--out", str(tmp_path), "--device", "cpu", "--json",
-                           "--no-progress"], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "craft_bench",
+            "run",
+            "--method",
+            "vanilla",
+            "--suite",
+            "rewards",
+            "--model",
+            "toy-mini",
+            "--limit",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--device",
+            "cpu",
+            "--json",
+            "--no-progress",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
     assert results["model"] == "toy-mini"

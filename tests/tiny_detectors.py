@@ -21,11 +21,29 @@ def build_hf_mask2former(folder: Path, favour: int | None = BENCH, seed: int = 0
         SwinConfig,
     )
 
-    backbone = SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=4,
-                          out_features=["stage1", "stage2", "stage3", "stage4"])
-    config = Mask2FormerConfig(backbone_config=backbone, num_labels=80, num_queries=12, hidden_dim=32, mask_feature_size=32,
-                               feature_size=32, encoder_feedforward_dim=32, dim_feedforward=32, encoder_layers=1, decoder_layers=2,
-                               num_attention_heads=2, common_stride=4)
+    backbone = SwinConfig(
+        image_size=64,
+        patch_size=4,
+        embed_dim=16,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 2, 2],
+        window_size=4,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    config = Mask2FormerConfig(
+        backbone_config=backbone,
+        num_labels=80,
+        num_queries=12,
+        hidden_dim=32,
+        mask_feature_size=32,
+        feature_size=32,
+        encoder_feedforward_dim=32,
+        dim_feedforward=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        num_attention_heads=2,
+        common_stride=4,
+    )
     torch.manual_seed(seed)
     model = Mask2FormerForUniversalSegmentation(config).eval()
     if favour is not None:
@@ -62,5 +80,9 @@ def to_v2_name(key: str) -> str:
     if key.startswith(enc):
         return key.replace(".self_attn.", ".attentions.0.").replace(".ffn.", ".ffns.0.")
     if key.startswith(dec):
-        return key.replace(".cross_attn.", ".attentions.0.").replace(".self_attn.", ".attentions.1.").replace(".ffn.", ".ffns.0.")
+        return (
+            key.replace(".cross_attn.", ".attentions.0.")
+            .replace(".self_attn.", ".attentions.1.")
+            .replace(".ffn.", ".ffns.0.")
+        )
     return key

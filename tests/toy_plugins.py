@@ -15,9 +15,20 @@ from craft_bench.api import Checkpoint, Method, MetricDef, PromptItem, Reward, R
 from craft_bench.errors import UserError
 from craft_bench.spec import setting
 
-WORDS = [("a red apple", "warm"), ("a blue lake", "cool"), ("an orange sunset", "warm"), ("a green forest", "cool"),
-         ("a yellow lemon", "warm"), ("a purple flower", "cool"), ("a pink cake", "warm"), ("a white cloud", "cool"),
-         ("a brown dog", "warm"), ("a black cat", "cool"), ("a golden crown", "warm"), ("a teal wave", "cool")]
+WORDS = [
+    ("a red apple", "warm"),
+    ("a blue lake", "cool"),
+    ("an orange sunset", "warm"),
+    ("a green forest", "cool"),
+    ("a yellow lemon", "warm"),
+    ("a purple flower", "cool"),
+    ("a pink cake", "warm"),
+    ("a white cloud", "cool"),
+    ("a brown dog", "warm"),
+    ("a black cat", "cool"),
+    ("a golden crown", "warm"),
+    ("a teal wave", "cool"),
+]
 
 
 class ToySuite(Suite):
@@ -38,9 +49,17 @@ class ToySuite(Suite):
             lines = [ln.strip() for ln in prompts_path.read_text().splitlines() if ln.strip()]
             if not lines:
                 raise UserError(f"--prompts {prompts_path}: no prompts in it")
-            return [PromptItem(id=f"file-{i}", prompt=p, n_images=self.config.images_per_prompt, stratum="file") for i, p in enumerate(lines)]
+            return [
+                PromptItem(id=f"file-{i}", prompt=p, n_images=self.config.images_per_prompt, stratum="file")
+                for i, p in enumerate(lines)
+            ]
         return [
-            PromptItem(id=f"toy-{i}", prompt=WORDS[i % len(WORDS)][0], n_images=self.config.images_per_prompt, stratum=WORDS[i % len(WORDS)][1])
+            PromptItem(
+                id=f"toy-{i}",
+                prompt=WORDS[i % len(WORDS)][0],
+                n_images=self.config.images_per_prompt,
+                stratum=WORDS[i % len(WORDS)][1],
+            )
             for i in range(self.config.n_prompts)
         ]
 
@@ -111,8 +130,13 @@ class ComponentShift(Method):
                     self.edit(module)
                 module.save_pretrained(tmp / self.component)
                 tmp.replace(final)
-        return Checkpoint(model=base.model, base_dir=base.base_dir, adapter_dir=str(final), digest=digest([base.digest, h]),
-                          train_info={"samples_used": 0, "steps": 0, "images_generated": 0, "reward_calls": 0})
+        return Checkpoint(
+            model=base.model,
+            base_dir=base.base_dir,
+            adapter_dir=str(final),
+            digest=digest([base.digest, h]),
+            train_info={"samples_used": 0, "steps": 0, "images_generated": 0, "reward_calls": 0},
+        )
 
 
 class RedShift(ComponentShift):
@@ -195,9 +219,18 @@ def _flipped_grpo() -> Any:
 
 registry.suites.register("toy", ToySuite, replace=True)
 registry.rewards.register("redness", Redness, replace=True)
-registry.methods.register("craft-inverted", "toy_plugins:CRAFT_INVERTED", "test-only: CRAFT with its filter inverted", replace=True)
-registry.methods.register("diff-dpo-flipped", "toy_plugins:DPO_FLIPPED", "test-only: Diffusion-DPO with the logit's sign flipped", replace=True)
-registry.methods.register("grpo-flipped", "toy_plugins:GRPO_FLIPPED", "test-only: GRPO with the advantage's sign flipped", replace=True)
+registry.methods.register(
+    "craft-inverted", "toy_plugins:CRAFT_INVERTED", "test-only: CRAFT with its filter inverted", replace=True
+)
+registry.methods.register(
+    "diff-dpo-flipped",
+    "toy_plugins:DPO_FLIPPED",
+    "test-only: Diffusion-DPO with the logit's sign flipped",
+    replace=True,
+)
+registry.methods.register(
+    "grpo-flipped", "toy_plugins:GRPO_FLIPPED", "test-only: GRPO with the advantage's sign flipped", replace=True
+)
 registry.methods.register("redshift", RedShift, replace=True)
 registry.methods.register("unetshift", UnetShift, replace=True)
 

@@ -30,9 +30,15 @@ TOY_WORLD = World(
     train_preset={"lr": 1e-4, "steps": 7, "batch_size": 4, "lora_rank": 2},
 )
 
-TOY_MODEL = ModelPreset(name="toy-mini", family="sdxl", description="the mini model's weights in the toy world (test-only)",
-                        env_var="CRAFT_BENCH_TOY_MINI", local_dir=str(Path(__file__).parent / "toy-mini"), sampler=SAMPLER,
-                        missing_hint="copy the mini weights, declare world toy-world, set CRAFT_BENCH_TOY_MINI")
+TOY_MODEL = ModelPreset(
+    name="toy-mini",
+    family="sdxl",
+    description="the mini model's weights in the toy world (test-only)",
+    env_var="CRAFT_BENCH_TOY_MINI",
+    local_dir=str(Path(__file__).parent / "toy-mini"),
+    sampler=SAMPLER,
+    missing_hint="copy the mini weights, declare world toy-world, set CRAFT_BENCH_TOY_MINI",
+)
 
 
 def rewrites(prompt: str) -> list[str]:

@@ -37,7 +37,9 @@ def main() -> None:
     images = list(((rec + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
     f1 = [edge_f1(e, condition(s, "canny")) for e, s in zip(canny(images), scenes)]
     rmse = [depth_rmse(condition(s, "depth"), d) for d, s in zip(MiniDepthEstimator().estimate(images), scenes)]
-    print(f"{len(scenes)} conditions, each render through the mini VAE: canny edge F1 {np.mean(f1):.3f}, depth RMSE {np.mean(rmse):.2f}")
+    print(
+        f"{len(scenes)} conditions, each render through the mini VAE: canny edge F1 {np.mean(f1):.3f}, depth RMSE {np.mean(rmse):.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -31,15 +31,19 @@ def iterations(path: Path) -> list[dict]:
 def moving_average(values: list[float], window: int) -> list[float]:
     out = []
     for i in range(len(values)):
-        part = values[max(0, i - window + 1):i + 1]
+        part = values[max(0, i - window + 1) : i + 1]
         out.append(sum(part) / len(part))
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--log", action="append", default=[], metavar="LABEL=TRAIN_LOG", help="a GRPO train_log.jsonl (repeatable)")
-    ap.add_argument("--sweep", default=None, help="a sweep.json whose cells give the held-out delta vs images generated")
+    ap.add_argument(
+        "--log", action="append", default=[], metavar="LABEL=TRAIN_LOG", help="a GRPO train_log.jsonl (repeatable)"
+    )
+    ap.add_argument(
+        "--sweep", default=None, help="a sweep.json whose cells give the held-out delta vs images generated"
+    )
     ap.add_argument("--window", type=int, default=8, help="iterations in the moving average")
     ap.add_argument("--out", required=True, help="PNG path (an SVG is written beside it)")
     args = ap.parse_args()
@@ -73,14 +77,23 @@ def main() -> None:
         ax = axes[0, 1]
         methods = [m for m in dict.fromkeys(c["method"] for c in doc["cells"]) if m != "vanilla"]
         for i, m in enumerate(methods):
-            cells = sorted((c for c in doc["cells"] if c["method"] == m and c.get("delta_vs_vanilla")),
-                           key=lambda c: c["images_generated"])
+            cells = sorted(
+                (c for c in doc["cells"] if c["method"] == m and c.get("delta_vs_vanilla")),
+                key=lambda c: c["images_generated"],
+            )
             if not cells:
                 continue
             xs = [c["images_generated"] for c in cells]
             d = [c["delta_vs_vanilla"] for c in cells]
-            ax.errorbar(xs, [x["delta"] for x in d], yerr=[[x["delta"] - x["ci_low"] for x in d], [x["ci_high"] - x["delta"] for x in d]],
-                        fmt="o-", capsize=3, color=colors((n + i) % 10), label=m)
+            ax.errorbar(
+                xs,
+                [x["delta"] for x in d],
+                yerr=[[x["delta"] - x["ci_low"] for x in d], [x["ci_high"] - x["delta"] for x in d]],
+                fmt="o-",
+                capsize=3,
+                color=colors((n + i) % 10),
+                label=m,
+            )
         ax.axhline(0, color="gray", lw=0.8)
         ax.set_xscale("log")
         ax.set_xlabel("images generated for training (log)")

@@ -17,8 +17,11 @@ import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGE_DIRS = {"craft_bench": REPO / "craft_bench", "craft_bench.methods": REPO / "methods",
-                "craft_bench.suites": REPO / "suites"}
+PACKAGE_DIRS = {
+    "craft_bench": REPO / "craft_bench",
+    "craft_bench.methods": REPO / "methods",
+    "craft_bench.suites": REPO / "suites",
+}
 
 
 def modules() -> dict[str, Path]:
@@ -75,7 +78,7 @@ def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(g.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         stack.pop()
@@ -155,8 +158,11 @@ def main() -> None:
     by_layer = layers(g)
     for k in range(len(by_layer) - 1, -1, -1):  # top: what nothing imports; bottom: what imports nothing
         layer = by_layer[k]
-        print(textwrap.fill(", ".join(short[v] for v in layer), width=116, initial_indent=f"{k:>2} ",
-                            subsequent_indent="   "))
+        print(
+            textwrap.fill(
+                ", ".join(short[v] for v in layer), width=116, initial_indent=f"{k:>2} ", subsequent_indent="   "
+            )
+        )
         if args.edges:
             for v in layer:
                 print(f"    {short[v]} -> " + ", ".join(sorted(short[w] for w in g[v])))

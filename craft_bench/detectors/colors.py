@@ -97,7 +97,9 @@ class ClipColorClassifier:
             with self._autocast():
                 for color in COLORS:
                     texts = [t.format(c=color, obj=classname) for t in TEMPLATES]
-                    emb = F.normalize(self.model.encode_text(self.tokenize(texts).to(self.device)).float(), dim=-1).mean(dim=0)
+                    emb = F.normalize(
+                        self.model.encode_text(self.tokenize(texts).to(self.device)).float(), dim=-1
+                    ).mean(dim=0)
                     columns.append(emb / emb.norm())
             import torch
 

@@ -41,12 +41,16 @@ def _check_present(src: Any) -> None:
 
         hub_file(src, "config.json")  # the one-line error names the file and the two ways to provide it
     elif not (Path(src.value) / "config.json").is_file():
-        raise UserError(f"geneval detector (hf): '{src.value}' has no config.json (a save_pretrained folder of a Mask2Former); {src.hint()}")
+        raise UserError(
+            f"geneval detector (hf): '{src.value}' has no config.json (a save_pretrained folder of a Mask2Former); {src.hint()}"
+        )
 
 
 class HFMask2Former(Mask2FormerDetector):
     name: ClassVar[str] = "hf"
-    description: ClassVar[str] = "transformers Mask2Former Swin-S COCO + CLIP ViT-L-14 colours (close to, not equal to, official GenEval)"
+    description: ClassVar[str] = (
+        "transformers Mask2Former Swin-S COCO + CLIP ViT-L-14 colours (close to, not equal to, official GenEval)"
+    )
 
     def __init__(self, model: Any, processor: Any, colors: ClipColorClassifier | None, device: str = "cpu") -> None:
         super().__init__(colors)
@@ -72,10 +76,14 @@ class HFMask2Former(Mask2FormerDetector):
 
         src = _source(weights)
         _check_present(src)
-        model, processor = load_pretrained(src, Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessor, "a Mask2Former")
+        model, processor = load_pretrained(
+            src, Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessor, "a Mask2Former"
+        )
         if model.config.num_labels != N_CLASSES:
-            raise UserError(f"geneval detector (hf): '{src.value}' predicts {model.config.num_labels} classes, not COCO's {N_CLASSES}; "
-                            f"give a COCO instance-segmentation Mask2Former ({HUB_ID})")
+            raise UserError(
+                f"geneval detector (hf): '{src.value}' predicts {model.config.num_labels} classes, not COCO's {N_CLASSES}; "
+                f"give a COCO instance-segmentation Mask2Former ({HUB_ID})"
+            )
         return cls(model, processor, ClipColorClassifier.load(color_weights or None, device), device)
 
     def detect(self, images: Sequence[Any]) -> list[list[Detection]]:
@@ -90,9 +98,13 @@ class HFMask2Former(Mask2FormerDetector):
         pixel_values = inputs["pixel_values"].to(self.device)
         pixel_mask = inputs.get("pixel_mask")
         with torch.inference_mode():
-            out = self.model(pixel_values=pixel_values, pixel_mask=None if pixel_mask is None else pixel_mask.to(self.device))
+            out = self.model(
+                pixel_values=pixel_values, pixel_mask=None if pixel_mask is None else pixel_mask.to(self.device)
+            )
             # mmdet: upsample to the padded input, drop the padding, then resize to the original image.
-            masks = F.interpolate(out.masks_queries_logits, size=pixel_values.shape[-2:], mode="bilinear", align_corners=False)
+            masks = F.interpolate(
+                out.masks_queries_logits, size=pixel_values.shape[-2:], mode="bilinear", align_corners=False
+            )
             if pixel_mask is not None:
                 valid = pixel_mask[0].bool()
                 h, w = int(valid.any(1).sum()), int(valid.any(0).sum())

@@ -54,7 +54,9 @@ def mask_to_box(masks: "torch.Tensor") -> "torch.Tensor":
     return boxes
 
 
-def instance_postprocess(class_logits: "torch.Tensor", mask_logits: "torch.Tensor", max_per_image: int = MAX_PER_IMAGE) -> tuple["torch.Tensor", ...]:
+def instance_postprocess(
+    class_logits: "torch.Tensor", mask_logits: "torch.Tensor", max_per_image: int = MAX_PER_IMAGE
+) -> tuple["torch.Tensor", ...]:
     """(labels [K], scores [K], masks [K, H, W] bool, boxes [K, 4]) from one image's [Q, C+1] class logits and
     [Q, H, W] mask logits already at the image's size, as mmdetection computes them."""
     import torch

@@ -28,8 +28,10 @@ from craft_bench.detectors.mask2former import Mask2FormerDetector
 from craft_bench.errors import UserError
 
 CHECKPOINT = "mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco.pth"
-CHECKPOINT_URL = ("https://download.openmmlab.com/mmdetection/v2.0/mask2former/mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco/"
-                  "mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco_20220504_001756-743b7d99.pth")
+CHECKPOINT_URL = (
+    "https://download.openmmlab.com/mmdetection/v2.0/mask2former/mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco/"
+    "mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco_20220504_001756-743b7d99.pth"
+)
 CONFIGS = (
     ".mim/configs/mask2former/mask2former_swin-s-p4-w7-224_8xb2-lsj-50e_coco.py",  # mmdet 3.x wheel
     ".mim/configs/mask2former/mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco.py",  # mmdet 2.x wheel
@@ -85,7 +87,9 @@ def config_path(config: str = "") -> Path:
     if config:
         path = Path(config).expanduser()
         if not path.is_file():
-            raise UserError(f"geneval detector (mmdet): config '{path}' not found; pass --set suite.detector_config=FILE")
+            raise UserError(
+                f"geneval detector (mmdet): config '{path}' not found; pass --set suite.detector_config=FILE"
+            )
         return path
     import mmdet
 
@@ -93,8 +97,10 @@ def config_path(config: str = "") -> Path:
     for rel in CONFIGS:
         if (base / rel).is_file():
             return (base / rel).resolve()
-    raise UserError(f"geneval detector (mmdet): this mmdet ({mmdet.__version__}) ships no Mask2Former Swin-S COCO config; "
-                    "pass --set suite.detector_config=FILE")
+    raise UserError(
+        f"geneval detector (mmdet): this mmdet ({mmdet.__version__}) ships no Mask2Former Swin-S COCO config; "
+        "pass --set suite.detector_config=FILE"
+    )
 
 
 def build_model(config: Path, device: str = "cpu") -> Any:
@@ -112,7 +118,9 @@ def build_model(config: Path, device: str = "cpu") -> Any:
 
 class MmdetMask2Former(Mask2FormerDetector):
     name: ClassVar[str] = "mmdet"
-    description: ClassVar[str] = "GenEval's official detector: mmdetection Mask2Former Swin-S + CLIP ViT-L-14 colours (pip install 'craft-bench[geneval]')"
+    description: ClassVar[str] = (
+        "GenEval's official detector: mmdetection Mask2Former Swin-S + CLIP ViT-L-14 colours (pip install 'craft-bench[geneval]')"
+    )
 
     def __init__(self, model: Any, colors: ClipColorClassifier | None) -> None:
         super().__init__(colors)
@@ -128,7 +136,9 @@ class MmdetMask2Former(Mask2FormerDetector):
         check_weights(color_weights)
 
     @classmethod
-    def load(cls, device: str = "cpu", weights: str = "", config: str = "", color_weights: str = "", **_: Any) -> "MmdetMask2Former":
+    def load(
+        cls, device: str = "cpu", weights: str = "", config: str = "", color_weights: str = "", **_: Any
+    ) -> "MmdetMask2Former":
         from craft_bench.rewards.common import load_state_dict_file, load_strict, unwrap_state_dict
 
         _require_mmdet()
@@ -162,4 +172,6 @@ class MmdetMask2Former(Mask2FormerDetector):
             return self.to_detections(labels, scores, boxes, None if segm is None else masks)
         inst = result.pred_instances
         masks = inst.masks.cpu().numpy() if "masks" in inst else None
-        return self.to_detections(inst.labels.cpu().numpy(), inst.scores.cpu().numpy(), inst.bboxes.cpu().numpy(), masks)
+        return self.to_detections(
+            inst.labels.cpu().numpy(), inst.scores.cpu().numpy(), inst.bboxes.cpu().numpy(), masks
+        )

@@ -26,19 +26,36 @@ DEFAULT_OUT = Path("results") / "mini"
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="craft-bench mini", description="The embedded mini world: train its shipped weights.")
     sub = parser.add_subparsers(dest="verb", metavar="{train}")
-    train = sub.add_parser("train", help="train a shipped mini-world model from a seed", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("recipe", nargs="?", default="all", choices=RECIPES + CONTROLNET_RECIPES + ("all",),
-                       help="what to train (default: all, in dependency order)")
+    train = sub.add_parser(
+        "train",
+        help="train a shipped mini-world model from a seed",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument(
+        "recipe",
+        nargs="?",
+        default="all",
+        choices=RECIPES + CONTROLNET_RECIPES + ("all",),
+        help="what to train (default: all, in dependency order)",
+    )
     train.add_argument("--seed", type=int, default=0, help="seed of every random number of the run (default 0)")
-    train.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the recipe's shipped setting)")
+    train.add_argument(
+        "--steps", type=int, default=None, help="optimiser steps (default: the recipe's shipped setting)"
+    )
     train.add_argument("--out", default=None, help=f"output folder (default {DEFAULT_OUT}/<recipe>)")
     train.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto: cuda if available)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument("--vae", default=None, help="base only: the VAE folder to train on (default: the shipped VAE)")
-    train.add_argument("--caption-noise", type=float, default=0.0,
-                       help="base only: share of wrongly captioned task pairs (an experiment; the shipped base has 0)")
-    train.add_argument("--base", default=None, help="controlnet-* only: the base model folder to train on (default: the shipped one)")
+    train.add_argument(
+        "--caption-noise",
+        type=float,
+        default=0.0,
+        help="base only: share of wrongly captioned task pairs (an experiment; the shipped base has 0)",
+    )
+    train.add_argument(
+        "--base", default=None, help="controlnet-* only: the base model folder to train on (default: the shipped one)"
+    )
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -62,9 +79,18 @@ def _recipe(name: str) -> Callable[..., dict[str, Any]]:
     return fn
 
 
-def run_train(recipe: str, seed: int, steps: int | None, out: str | None, device: str, resume: bool,
-              vae: str | None = None, progress: bool = True, caption_noise: float = 0.0,
-              base: str | None = None) -> list[dict[str, Any]]:
+def run_train(
+    recipe: str,
+    seed: int,
+    steps: int | None,
+    out: str | None,
+    device: str,
+    resume: bool,
+    vae: str | None = None,
+    progress: bool = True,
+    caption_noise: float = 0.0,
+    base: str | None = None,
+) -> list[dict[str, Any]]:
     if steps is not None and steps < 1:
         raise UserError(f"--steps must be at least 1, got {steps}")
     if vae is not None and recipe not in ("base", "all"):
@@ -111,6 +137,16 @@ def main(argv: list[str]) -> int:
     if args.verb != "train":
         parser.print_help()
         return 0 if args.verb is None else 2
-    run_train(args.recipe, args.seed, args.steps, args.out, args.device, args.resume, args.vae, not args.no_progress,
-              args.caption_noise, args.base)
+    run_train(
+        args.recipe,
+        args.seed,
+        args.steps,
+        args.out,
+        args.device,
+        args.resume,
+        args.vae,
+        not args.no_progress,
+        args.caption_noise,
+        args.base,
+    )
     return 0

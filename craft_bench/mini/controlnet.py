@@ -57,8 +57,10 @@ def shipped(kind: str) -> Path:
     to get it back."""
     folder = weights_dir(kind)
     if not (folder / "config.json").is_file():
-        raise UserError(f"the mini ControlNet is missing from {folder}; reinstall craft-bench or train it with "
-                        f"`craft-bench mini train controlnet-{kind}` (docs/mini.md)")
+        raise UserError(
+            f"the mini ControlNet is missing from {folder}; reinstall craft-bench or train it with "
+            f"`craft-bench mini train controlnet-{kind}` (docs/mini.md)"
+        )
     return folder
 
 
@@ -109,7 +111,7 @@ def conditions(scenes: Sequence[Scene], kind: str, size: int = CANVAS, chunk: in
     from craft_bench.controls import canny
     from craft_bench.mini.scenes import render_batch
 
-    parts = [canny(list(render_batch(scenes[i:i + chunk], size))) for i in range(0, len(scenes), chunk)]
+    parts = [canny(list(render_batch(scenes[i : i + chunk], size))) for i in range(0, len(scenes), chunk)]
     return np.concatenate(parts) if parts else np.zeros((0, size, size), np.uint8)
 
 
@@ -163,10 +165,33 @@ def _task_class() -> type:
 
         shardable = False
 
-        def __init__(self, kind: str, controlnet: Any, frozen: dict[str, Any], control: Any, data: dict[str, Any],
-                     scaling: float, seed: int, batch_size: int, drop_prob: float, snr_gamma: float, device: str) -> None:
-            super().__init__({"controlnet": controlnet}, data, scaling, seed, batch_size, drop_prob, snr_gamma, device,
-                             export=lambda *_: None, snapshot_every=0, out=Path("."))
+        def __init__(
+            self,
+            kind: str,
+            controlnet: Any,
+            frozen: dict[str, Any],
+            control: Any,
+            data: dict[str, Any],
+            scaling: float,
+            seed: int,
+            batch_size: int,
+            drop_prob: float,
+            snr_gamma: float,
+            device: str,
+        ) -> None:
+            super().__init__(
+                {"controlnet": controlnet},
+                data,
+                scaling,
+                seed,
+                batch_size,
+                drop_prob,
+                snr_gamma,
+                device,
+                export=lambda *_: None,
+                snapshot_every=0,
+                out=Path("."),
+            )
             self.name = f"mini-controlnet-{kind}"
             self.frozen, self.control = frozen, control
 
@@ -186,10 +211,22 @@ def _task_class() -> type:
             embeds, pooled = embeds * b["keep"][:, None, None], pooled * b["keep"][:, None]
             added = {"text_embeds": pooled, "time_ids": self.add_time_ids}
             noisy = forward_noise(b["latents"], b["noise"], self.alphas_cumprod, b["t"])
-            down, mid = self.prepared["controlnet"](noisy, b["t"], encoder_hidden_states=embeds, controlnet_cond=b["control"],
-                                                    added_cond_kwargs=added, return_dict=False)
-            pred = f["unet"](noisy, b["t"], encoder_hidden_states=embeds, added_cond_kwargs=added,
-                             down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
+            down, mid = self.prepared["controlnet"](
+                noisy,
+                b["t"],
+                encoder_hidden_states=embeds,
+                controlnet_cond=b["control"],
+                added_cond_kwargs=added,
+                return_dict=False,
+            )
+            pred = f["unet"](
+                noisy,
+                b["t"],
+                encoder_hidden_states=embeds,
+                added_cond_kwargs=added,
+                down_block_additional_residuals=down,
+                mid_block_additional_residual=mid,
+            ).sample
             return min_snr_loss(pred, b["noise"], self.alphas_cumprod, b["t"], self.snr_gamma), {}
 
     return ControlNetTask
@@ -267,19 +304,58 @@ def train_controlnet(
     t_setup = time.perf_counter()
     f32 = torch.float32
     vae = AutoencoderKL.from_pretrained(str(base / "vae"), torch_dtype=f32).to(device).eval().requires_grad_(False)
-    unet = UNet2DConditionModel.from_pretrained(str(base / "unet"), torch_dtype=f32).to(device).eval().requires_grad_(False)
-    te1 = CLIPTextModel.from_pretrained(str(base / "text_encoder"), torch_dtype=f32).to(device).eval().requires_grad_(False)
-    te2 = CLIPTextModelWithProjection.from_pretrained(str(base / "text_encoder_2"), torch_dtype=f32).to(device).eval().requires_grad_(False)
-    data = {k: v.to(device) for k, v in _base_data(out, seed, n_pairs, vae, build_tokenizers(out / TRAIN_DIR / "tokenizer"), device).items()}
+    unet = (
+        UNet2DConditionModel.from_pretrained(str(base / "unet"), torch_dtype=f32)
+        .to(device)
+        .eval()
+        .requires_grad_(False)
+    )
+    te1 = (
+        CLIPTextModel.from_pretrained(str(base / "text_encoder"), torch_dtype=f32)
+        .to(device)
+        .eval()
+        .requires_grad_(False)
+    )
+    te2 = (
+        CLIPTextModelWithProjection.from_pretrained(str(base / "text_encoder_2"), torch_dtype=f32)
+        .to(device)
+        .eval()
+        .requires_grad_(False)
+    )
+    data = {
+        k: v.to(device)
+        for k, v in _base_data(out, seed, n_pairs, vae, build_tokenizers(out / TRAIN_DIR / "tokenizer"), device).items()
+    }
     control = torch.from_numpy(_control_data(out, kind, seed, n_pairs)).to(device)
     torch.manual_seed(seed)
     controlnet = build_controlnet(unet).to(device).train()
-    task = _task_class()(kind, controlnet, {"unet": unet, "text_encoder": te1, "text_encoder_2": te2}, control, data,
-                         float(vae.config.scaling_factor), seed, batch_size, drop_prob, snr_gamma, device)
+    task = _task_class()(
+        kind,
+        controlnet,
+        {"unet": unet, "text_encoder": te1, "text_encoder_2": te2},
+        control,
+        data,
+        float(vae.config.scaling_factor),
+        seed,
+        batch_size,
+        drop_prob,
+        snr_gamma,
+        device,
+    )
     setup_s = time.perf_counter() - t_setup
-    spec = LoopSpec(steps=steps, lr=lr, schedule=Schedule("wsd", warmup=warmup, cooldown=cooldown, warmup_style="replace"),
-                    weight_decay=0.01, max_grad_norm=1.0, ema_decay=ema_decay, ckpt_every=ckpt_every, seed=seed)
-    loop = Loop(task, spec, out / TRAIN_DIR / STATE_DIR, device=device, progress=progress, desc=f"mini controlnet-{kind}")
+    spec = LoopSpec(
+        steps=steps,
+        lr=lr,
+        schedule=Schedule("wsd", warmup=warmup, cooldown=cooldown, warmup_style="replace"),
+        weight_decay=0.01,
+        max_grad_norm=1.0,
+        ema_decay=ema_decay,
+        ckpt_every=ckpt_every,
+        seed=seed,
+    )
+    loop = Loop(
+        task, spec, out / TRAIN_DIR / STATE_DIR, device=device, progress=progress, desc=f"mini controlnet-{kind}"
+    )
     result = loop.run(stop_after)
     recipe = f"controlnet-{kind}"
     if result.steps < steps:
@@ -292,9 +368,19 @@ def train_controlnet(
     for item in tmp.iterdir():
         _replace_dir(item, out / item.name) if item.is_dir() else item.replace(out / item.name)
     shutil.rmtree(tmp, ignore_errors=True)
-    stats = dict(recipe=recipe, seed=seed, steps=steps, wall_s=round(result.wall_s, 1), setup_s=round(setup_s, 1),
-                 device=device, loss=result.last_logs.get("loss"), base=str(base), n_pairs=n_pairs,
-                 params=sum(p.numel() for p in controlnet.parameters()), files=folder_files(out))
+    stats = dict(
+        recipe=recipe,
+        seed=seed,
+        steps=steps,
+        wall_s=round(result.wall_s, 1),
+        setup_s=round(setup_s, 1),
+        device=device,
+        loss=result.last_logs.get("loss"),
+        base=str(base),
+        n_pairs=n_pairs,
+        params=sum(p.numel() for p in controlnet.parameters()),
+        files=folder_files(out),
+    )
     (out / TRAIN_DIR / "stats.json").write_text(json.dumps(stats, indent=1))
     if log:
         log(f"{recipe}: {steps} steps, {result.wall_s:.0f} s, final loss {stats['loss']:.4f}")

@@ -43,7 +43,16 @@ COLOR_SHADES: dict[str, tuple[tuple[int, int, int], ...]] = {
     "orange": (COLORS["orange"], (255, 165, 0), (255, 120, 10), (245, 95, 10)),
     "yellow": (COLORS["yellow"], (255, 255, 0), (250, 215, 20), (230, 220, 90)),
     "green": (COLORS["green"], (0, 128, 0), (0, 90, 30), (0, 60, 20), (0, 40, 15), (120, 200, 90), (60, 180, 60)),
-    "blue": (COLORS["blue"], (0, 0, 255), (20, 40, 160), (0, 0, 120), (80, 130, 240), (60, 100, 255), (120, 145, 220), (100, 115, 215)),
+    "blue": (
+        COLORS["blue"],
+        (0, 0, 255),
+        (20, 40, 160),
+        (0, 0, 120),
+        (80, 130, 240),
+        (60, 100, 255),
+        (120, 145, 220),
+        (100, 115, 215),
+    ),
     "purple": (COLORS["purple"], (128, 0, 128), (90, 30, 150), (160, 90, 210), (75, 0, 130), (145, 110, 205)),
     "pink": (COLORS["pink"], (255, 182, 193), (255, 105, 180), (240, 120, 200)),
     "brown": (COLORS["brown"], (139, 69, 19), (90, 55, 25), (70, 45, 25), (150, 80, 30)),
@@ -93,7 +102,12 @@ class MiniDetectorConfig:
     steep_full: float = 2.0  # ... and 1 (generated objects: 1.05-1.6)
     aspect_zero: float = 0.55  # min(w, h) / max(w, h) of an uncut object at which confidence is 0 ...
     aspect_full: float = 0.75  # ... and 1
-    size_range: tuple[float, float, float, float] = (7.0, 10.0, 36.0, 46.0)  # extent ramps 0 -> 1 ... 1 -> 0 (canvas px)
+    size_range: tuple[float, float, float, float] = (
+        7.0,
+        10.0,
+        36.0,
+        46.0,
+    )  # extent ramps 0 -> 1 ... 1 -> 0 (canvas px)
     dot_color: float = 70.0  # RGB distance from an object's median colour that marks a pixel as not its own ...
     dot_area: float = 24.0  # ... and the largest blob of such pixels on its edge that is dropped (canvas px^2)
     corner_tie: float = 0.06  # circle and square fits this close: decided by the outline's corners ...
@@ -129,14 +143,20 @@ class MiniDetector(ArrayDetector):
             masks = self._objects(regions == k, pixels, contrast, min_area)
             for i, mask in enumerate(masks):
                 # touching objects split from one region are each other's surroundings, not clutter
-                siblings = np.any([m for j, m in enumerate(masks) if j != i], axis=0) if len(masks) > 1 else np.zeros_like(mask)
+                siblings = (
+                    np.any([m for j, m in enumerate(masks) if j != i], axis=0)
+                    if len(masks) > 1
+                    else np.zeros_like(mask)
+                )
                 det = self._judge(mask, pixels, contrast, scale, siblings)
                 if det is not None:
                     out.append(det)
         out.sort(key=lambda d: -d.score)
         return out
 
-    def _objects(self, region: np.ndarray, pixels: np.ndarray, contrast: np.ndarray, min_area: float) -> list[np.ndarray]:
+    def _objects(
+        self, region: np.ndarray, pixels: np.ndarray, contrast: np.ndarray, min_area: float
+    ) -> list[np.ndarray]:
         """The object masks of one seed region: cut at half its body contrast, without an artefact dot stuck to
         its edge, split where two objects touch."""
         from scipy import ndimage
@@ -187,7 +207,9 @@ class MiniDetector(ArrayDetector):
                 return split
         return [mask]
 
-    def _judge(self, mask: np.ndarray, pixels: np.ndarray, contrast: np.ndarray, scale: float, others: np.ndarray) -> Detection | None:
+    def _judge(
+        self, mask: np.ndarray, pixels: np.ndarray, contrast: np.ndarray, scale: float, others: np.ndarray
+    ) -> Detection | None:
         """A detection for one object mask (``others``: the objects it touches), or None when its confidence is 0."""
         from scipy import ndimage
 

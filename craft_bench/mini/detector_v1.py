@@ -64,7 +64,12 @@ class MiniDetectorConfig:
     solidity_full: float = 0.75  # ... and 1
     aspect_zero: float = 0.5  # min(w,h)/max(w,h) at which the aspect factor is 0 ...
     aspect_full: float = 0.75  # ... and 1
-    size_range: tuple[float, float, float, float] = (9.0, 12.0, 30.0, 40.0)  # extent ramps: 0 -> 1 ... 1 -> 0 (canvas px)
+    size_range: tuple[float, float, float, float] = (
+        9.0,
+        12.0,
+        30.0,
+        40.0,
+    )  # extent ramps: 0 -> 1 ... 1 -> 0 (canvas px)
     max_fill_share: float = 0.15  # holes are filled only when they add at most this share of the area
 
 
@@ -110,7 +115,13 @@ class MiniDetectorV1(ArrayDetector):
         return out
 
     def _judge(
-        self, local: np.ndarray, sl: tuple[slice, slice], smooth: np.ndarray, ci: int, scale: float, labels: np.ndarray,
+        self,
+        local: np.ndarray,
+        sl: tuple[slice, slice],
+        smooth: np.ndarray,
+        ci: int,
+        scale: float,
+        labels: np.ndarray,
         alpha: np.ndarray,
     ):
         """(shape, confidence, box) of one colour component, or None when the confidence is 0."""

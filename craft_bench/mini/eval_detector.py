@@ -91,7 +91,10 @@ def vae_roundtrip(images: np.ndarray, vae_dir: str, batch_size: int = 64) -> np.
     out = []
     with torch.no_grad():
         for i in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            x = (
+                torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size])).permute(0, 3, 1, 2).float() / 127.5
+                - 1.0
+            )
             y = vae.decode(vae.encode(x).latent_dist.mode()).sample
             out.append(((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
     return np.concatenate(out)
@@ -101,9 +104,13 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n-per-task", type=int, default=100)
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--strengths", default="0.5,1,1.5", help="degradation strengths, comma-separated (see scenes.degrade)")
+    p.add_argument(
+        "--strengths", default="0.5,1,1.5", help="degradation strengths, comma-separated (see scenes.degrade)"
+    )
     p.add_argument("--vae", default=None, help="also measure on reconstructions through this AutoencoderKL folder")
-    p.add_argument("--detectors", default="mini", help="registered detectors to measure, comma-separated (e.g. mini,mini-v1)")
+    p.add_argument(
+        "--detectors", default="mini", help="registered detectors to measure, comma-separated (e.g. mini,mini-v1)"
+    )
     args = p.parse_args(argv)
     from craft_bench import registry
 
@@ -132,7 +139,9 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.perf_counter()
             acc = verdict_accuracy(detector, metas, scenes, images)
             rate = len(images) / (time.perf_counter() - t0)
-            print(f"{name:<9}{cond:<12}" + "".join(f"{acc[t]:>14.4f}" for t in TASKS) + f"{acc['all']:>10.4f}{rate:>9.0f}")
+            print(
+                f"{name:<9}{cond:<12}" + "".join(f"{acc[t]:>14.4f}" for t in TASKS) + f"{acc['all']:>10.4f}{rate:>9.0f}"
+            )
     print(f"(share of images whose true verdict is 'correct': {acc['truth_positive_rate']:.3f})")
 
 

@@ -53,8 +53,19 @@ class Agreement:
 
     def as_dict(self) -> dict[str, Any]:
         lo, hi = self.wilson()
-        return {"n": self.n, "agree": self.agree, "rate": self.rate, "ci_low": lo, "ci_high": hi, "pos": self.pos,
-                "fn": self.fn, "fn_rate": self.fn_rate, "neg": self.neg, "fp": self.fp, "fp_rate": self.fp_rate}
+        return {
+            "n": self.n,
+            "agree": self.agree,
+            "rate": self.rate,
+            "ci_low": lo,
+            "ci_high": hi,
+            "pos": self.pos,
+            "fn": self.fn,
+            "fn_rate": self.fn_rate,
+            "neg": self.neg,
+            "fp": self.fp,
+            "fp_rate": self.fp_rate,
+        }
 
     @property
     def rate(self) -> float:
@@ -72,7 +83,9 @@ class Agreement:
 def read_set(set_dir: Path, labels_file: str = "labels.jsonl", split: str | None = None) -> list[dict[str, Any]]:
     """Items of the judge set joined with their labels (ambiguous ones included, ``label`` None)."""
     items = [json.loads(x) for x in (set_dir / "items.jsonl").read_text().splitlines() if x.strip()]
-    labels = {r["id"]: r for r in (json.loads(x) for x in (set_dir / labels_file).read_text().splitlines() if x.strip())}
+    labels = {
+        r["id"]: r for r in (json.loads(x) for x in (set_dir / labels_file).read_text().splitlines() if x.strip())
+    }
     out = []
     for it in items:
         if split and it["split"] != split:
@@ -101,31 +114,42 @@ def table(results: dict[str, dict[str, Agreement]]) -> str:
     cols = list(TASKS) + ["all"]
     lines = [f"{'detector':<10} {'measure':<10}" + "".join(f"{c:>15}" for c in cols)]
     for name, by_task in results.items():
-        for label, fmt in (("agree", lambda a: f"{a.rate:.3f} ({a.agree}/{a.n})"),
-                           ("95% CI", lambda a: "[{:.3f}, {:.3f}]".format(*a.wilson())),
-                           ("FN/pos", lambda a: f"{a.fn_rate:.3f} ({a.fn}/{a.pos})"),
-                           ("FP/neg", lambda a: f"{a.fp_rate:.3f} ({a.fp}/{a.neg})")):
+        for label, fmt in (
+            ("agree", lambda a: f"{a.rate:.3f} ({a.agree}/{a.n})"),
+            ("95% CI", lambda a: "[{:.3f}, {:.3f}]".format(*a.wilson())),
+            ("FN/pos", lambda a: f"{a.fn_rate:.3f} ({a.fn}/{a.pos})"),
+            ("FP/neg", lambda a: f"{a.fp_rate:.3f} ({a.fp}/{a.neg})"),
+        ):
             lines.append(f"{name:<10} {label:<10}" + "".join(f"{fmt(by_task[c]):>15}" for c in cols))
     return "\n".join(lines)
 
 
 def labeller_agreement(set_dir: Path, split: str | None) -> str:
     """How the labellers' independent passes compare (from labels.jsonl's ``passes``)."""
-    items = {json.loads(x)["id"]: json.loads(x) for x in (set_dir / "items.jsonl").read_text().splitlines() if x.strip()}
+    items = {
+        json.loads(x)["id"]: json.loads(x) for x in (set_dir / "items.jsonl").read_text().splitlines() if x.strip()
+    }
     rows = [json.loads(x) for x in (set_dir / "labels.jsonl").read_text().splitlines() if x.strip()]
     rows = [r for r in rows if split is None or items[r["id"]]["split"] == split]
     both = [r for r in rows if r.get("passes") and None not in r["passes"].values()]
     agree = sum(len(set(r["passes"].values())) == 1 for r in both)
     amb = sum(r["label"] is None for r in rows)
-    return (f"labels: {len(rows)} images, {len(rows) - amb} with a consensus label, {amb} ambiguous (a pass said ? or the "
-            f"passes differ); where every pass gave a label they agree on {agree}/{len(both)}")
+    return (
+        f"labels: {len(rows)} images, {len(rows) - amb} with a consensus label, {amb} ambiguous (a pass said ? or the "
+        f"passes differ); where every pass gave a label they agree on {agree}/{len(both)}"
+    )
 
 
-def evaluate(detector_names: Sequence[str], set_dir: Path, split: str | None, labels_file: str,
-             source: str | None = None) -> tuple[dict[str, dict[str, Agreement]], dict[str, list]]:
+def evaluate(
+    detector_names: Sequence[str], set_dir: Path, split: str | None, labels_file: str, source: str | None = None
+) -> tuple[dict[str, dict[str, Agreement]], dict[str, list]]:
     from craft_bench import registry
 
-    rows = [r for r in read_set(set_dir, labels_file, split) if r["label"] is not None and (source is None or r["source"] == source)]
+    rows = [
+        r
+        for r in read_set(set_dir, labels_file, split)
+        if r["label"] is not None and (source is None or r["source"] == source)
+    ]
     results, per_image = {}, {}
     for name in detector_names:
         det = registry.detectors.get(name)()
@@ -156,7 +180,9 @@ def main(argv: list[str] | None = None) -> None:
     print(labeller_agreement(Path(args.set), split))
     print(table(results))
     if args.json:
-        Path(args.json).write_text(json.dumps({d: {t: a.as_dict() for t, a in r.items()} for d, r in results.items()}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({d: {t: a.as_dict() for t, a in r.items()} for d, r in results.items()}, indent=1)
+        )
     if args.disagreements:
         for name, rows in per_image.items():
             for rid, task, label, v, reason in rows:

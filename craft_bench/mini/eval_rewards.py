@@ -105,8 +105,9 @@ def render_pairs(metas: Sequence[dict], seed: int) -> tuple[list[Any], list[str]
     return images, prompts, tags, correct
 
 
-def _generated(metas: Sequence[dict], seed: int, images_per_prompt: int, device: str, model: str = "mini",
-               steps: int | None = None) -> tuple[list[Any], list[str], list[str], list[int]]:
+def _generated(
+    metas: Sequence[dict], seed: int, images_per_prompt: int, device: str, model: str = "mini", steps: int | None = None
+) -> tuple[list[Any], list[str], list[str], list[int]]:
     """Images of the mini base model for each line, judged by the mini detector and GenEval's rules."""
     from craft_bench.generate import ImageRequest, derive_seed, sample
     from craft_bench.mini.detector import MiniDetector
@@ -119,11 +120,12 @@ def _generated(metas: Sequence[dict], seed: int, images_per_prompt: int, device:
     pipe = load_pipeline(path, spec.family, device, "float32", scheduler=sampler.scheduler)
     requests = [
         ImageRequest(f"{m['tag']}-{i:04d}", m["prompt"], k, derive_seed(seed, f"{m['tag']}-{i:04d}", k), "")
-        for i, m in enumerate(metas) for k in range(images_per_prompt)
+        for i, m in enumerate(metas)
+        for k in range(images_per_prompt)
     ]
     images: list[Any] = []
     for start in range(0, len(requests), sampler.batch_size):
-        images += sample(pipe, requests[start:start + sampler.batch_size], sampler)
+        images += sample(pipe, requests[start : start + sampler.batch_size], sampler)
     detector = MiniDetector()
     color_fn = getattr(detector, "classify_colors", None) or detector_colors
     dets = detector.detect(images)
@@ -156,10 +158,19 @@ def _judged(split: str | None, set_dir: str | None) -> tuple[list[Any], list[str
     return images, [r["prompt"] for r in rows], [r["task"] for r in rows], [int(r["label"]) for r in rows]
 
 
-def evaluate(images: str = "auto", n_per_task: int = 40, prompt_seed: int = 1000, seed: int = 0,
-             images_per_prompt: int = 2, clip_source: str | None = None, device: str = "cpu",
-             model: str = "mini", steps: int | None = None, split: str | None = None,
-             judge_set: str | None = None) -> dict[str, Any]:
+def evaluate(
+    images: str = "auto",
+    n_per_task: int = 40,
+    prompt_seed: int = 1000,
+    seed: int = 0,
+    images_per_prompt: int = 2,
+    clip_source: str | None = None,
+    device: str = "cpu",
+    model: str = "mini",
+    steps: int | None = None,
+    split: str | None = None,
+    judge_set: str | None = None,
+) -> dict[str, Any]:
     """Per-task AUROC of mini-clip (plus n correct / incorrect and a bootstrap CI), and their mean."""
     from craft_bench.mini.prompts import geneval_prompts
     from craft_bench.mini.rewards import MiniClip
@@ -185,17 +196,31 @@ def evaluate(images: str = "auto", n_per_task: int = 40, prompt_seed: int = 1000
         sel = tags_a == task
         pos, neg = scores[sel & (correct_a == 1)], scores[sel & (correct_a == 0)]
         lo, hi = auroc_ci(pos, neg, seed=k)
-        per_task[task] = {"auroc": auroc(pos, neg), "ci_low": lo, "ci_high": hi, "n_correct": int(len(pos)),
-                          "n_incorrect": int(len(neg)), "mean_correct": float(pos.mean()) if len(pos) else None,
-                          "mean_incorrect": float(neg.mean()) if len(neg) else None}
+        per_task[task] = {
+            "auroc": auroc(pos, neg),
+            "ci_low": lo,
+            "ci_high": hi,
+            "n_correct": int(len(pos)),
+            "n_incorrect": int(len(neg)),
+            "mean_correct": float(pos.mean()) if len(pos) else None,
+            "mean_incorrect": float(neg.mean()) if len(neg) else None,
+        }
         if images == "renders":  # consecutive (correct, incorrect) renders of one prompt
             pairs = scores[sel].reshape(-1, 2)
             per_task[task]["paired_acc"] = float((pairs[:, 0] > pairs[:, 1]).mean())
     valid = [v["auroc"] for v in per_task.values() if not np.isnan(v["auroc"])]
-    return {"images": images, "model": model if images == "generated" else None, "n_per_task": n_per_task, "prompt_seed": prompt_seed, "seed": seed,
-            "images_per_prompt": images_per_prompt if images == "generated" else 2,
-            "clip_scale": reward.scale, "per_task": per_task, "mean_auroc": float(np.mean(valid)) if valid else None,
-            "images_s": round(t_images, 1)}
+    return {
+        "images": images,
+        "model": model if images == "generated" else None,
+        "n_per_task": n_per_task,
+        "prompt_seed": prompt_seed,
+        "seed": seed,
+        "images_per_prompt": images_per_prompt if images == "generated" else 2,
+        "clip_scale": reward.scale,
+        "per_task": per_task,
+        "mean_auroc": float(np.mean(valid)) if valid else None,
+        "images_s": round(t_images, 1),
+    }
 
 
 def pairwise_accuracy(scores: Sequence[float], labels: Sequence[int], groups: Sequence[str]) -> tuple[float, int]:
@@ -220,8 +245,12 @@ def pairwise_accuracy(scores: Sequence[float], labels: Sequence[int], groups: Se
 PUBLISHED_PAIRWISE = {"CLIPScore": 50.8, "HPSv2": 49.6, "ImageReward": 55.8, "PickScore": 56.2, "VQAScore": 64.1}
 
 
-def panel(rewards: Sequence[str] = ("mini-clip", "mini-aes", "mini-geneval"), split: str | None = None,
-          judge_set: str | None = None, device: str = "cpu") -> dict[str, Any]:
+def panel(
+    rewards: Sequence[str] = ("mini-clip", "mini-aes", "mini-geneval"),
+    split: str | None = None,
+    judge_set: str | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """The validity panel: each reward against the human labels of the judge set (data/mini-judge), per task:
     AUROC of correct vs incorrect images (95% bootstrap CI) and within-prompt pairwise accuracy."""
     from pathlib import Path
@@ -243,8 +272,15 @@ def panel(rewards: Sequence[str] = ("mini-clip", "mini-aes", "mini-geneval"), sp
             pos, neg = scores[sel & (correct_a == 1)], scores[sel & (correct_a == 0)]
             lo, hi = auroc_ci(pos, neg, seed=k)
             acc, pairs = pairwise_accuracy(scores[sel], correct_a[sel], [g for g, m in zip(groups, sel) if m])
-            per[task] = {"auroc": auroc(pos, neg), "ci_low": lo, "ci_high": hi, "pairwise_acc": acc, "pairs": pairs,
-                         "n_correct": int(len(pos)), "n_incorrect": int(len(neg))}
+            per[task] = {
+                "auroc": auroc(pos, neg),
+                "ci_low": lo,
+                "ci_high": hi,
+                "pairwise_acc": acc,
+                "pairs": pairs,
+                "n_correct": int(len(pos)),
+                "n_incorrect": int(len(neg)),
+            }
         out["rewards"][name] = per
     return out
 
@@ -253,8 +289,13 @@ def format_panel(result: dict[str, Any]) -> str:
     """The panel as a markdown table: rows = rewards, columns = tasks, cells = AUROC / pairwise accuracy."""
     tasks = [*TASKS, "all"]
     head = "| reward | " + " | ".join(t.replace("_", " ") for t in tasks) + " |"
-    lines = [f"Against human labels ({result['images']} judge-set images, split {result['split']}): AUROC / pairwise accuracy "
-             "(within-prompt pairs of a correct and an incorrect image)", "", head, "|" + "---|" * (len(tasks) + 1)]
+    lines = [
+        f"Against human labels ({result['images']} judge-set images, split {result['split']}): AUROC / pairwise accuracy "
+        "(within-prompt pairs of a correct and an incorrect image)",
+        "",
+        head,
+        "|" + "---|" * (len(tasks) + 1),
+    ]
     for name, per in result["rewards"].items():
         cells = [f"{per[t]['auroc']:.3f} / {per[t]['pairwise_acc']:.3f}" for t in tasks]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -264,14 +305,21 @@ def format_panel(result: dict[str, Any]) -> str:
 
 
 def format_table(result: dict[str, Any]) -> str:
-    source = ("the human-labelled judge set" if result["images"] == "judge"
-              else f"{result['images']}; prompt seed {result['prompt_seed']}, {result['n_per_task']} prompts per task")
-    lines = [f"mini-clip AUROC, correct vs incorrect images ({source})",
-             f"{'task':<14} {'AUROC':>6}  {'95% CI':<13} {'correct':>7} {'incorrect':>9} {'paired acc':>10}"]
+    source = (
+        "the human-labelled judge set"
+        if result["images"] == "judge"
+        else f"{result['images']}; prompt seed {result['prompt_seed']}, {result['n_per_task']} prompts per task"
+    )
+    lines = [
+        f"mini-clip AUROC, correct vs incorrect images ({source})",
+        f"{'task':<14} {'AUROC':>6}  {'95% CI':<13} {'correct':>7} {'incorrect':>9} {'paired acc':>10}",
+    ]
     for task, v in result["per_task"].items():
         paired = f"{v['paired_acc']:>10.3f}" if "paired_acc" in v else f"{'-':>10}"
-        lines.append(f"{task:<14} {v['auroc']:>6.3f}  [{v['ci_low']:.2f}, {v['ci_high']:.2f}] "
-                     f"{v['n_correct']:>7} {v['n_incorrect']:>9} {paired}")
+        lines.append(
+            f"{task:<14} {v['auroc']:>6.3f}  [{v['ci_low']:.2f}, {v['ci_high']:.2f}] "
+            f"{v['n_correct']:>7} {v['n_incorrect']:>9} {paired}"
+        )
     mean = result["mean_auroc"]
     lines.append(f"{'mean':<14} {mean:>6.3f}" if mean is not None else f"{'mean':<14} {'n/a':>6}")
     return "\n".join(lines)
@@ -287,24 +335,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--images-per-prompt", type=int, default=2, help="generated images only")
     p.add_argument("--clip", default=None, help="a mini-clip weights folder (default: the shipped one)")
-    p.add_argument("--model", default="mini", help="generated only: base model preset or diffusers folder (default mini)")
+    p.add_argument(
+        "--model", default="mini", help="generated only: base model preset or diffusers folder (default mini)"
+    )
     p.add_argument("--steps", type=int, default=None, help="generated only: sampler steps (default: the model's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", default=None, help="also write the result here")
-    p.add_argument("--panel", default=None, metavar="REWARDS",
-                   help="the validity panel: these rewards (comma-separated, e.g. mini-clip,mini-aes,mini-geneval) against the "
-                        "judge set's human labels, AUROC and pairwise accuracy per task")
+    p.add_argument(
+        "--panel",
+        default=None,
+        metavar="REWARDS",
+        help="the validity panel: these rewards (comma-separated, e.g. mini-clip,mini-aes,mini-geneval) against the "
+        "judge set's human labels, AUROC and pairwise accuracy per task",
+    )
     a = p.parse_args(argv)
     if a.panel:
-        result = panel([r.strip() for r in a.panel.split(",") if r.strip()], None if a.split == "all" else a.split,
-                       a.judge_set, a.device)
+        result = panel(
+            [r.strip() for r in a.panel.split(",") if r.strip()],
+            None if a.split == "all" else a.split,
+            a.judge_set,
+            a.device,
+        )
         print(format_panel(result))
         if a.json:
             with open(a.json, "w") as fh:
                 json.dump(result, fh, indent=2)
         return 0
-    result = evaluate(a.images, a.n_per_task, a.prompt_seed, a.seed, a.images_per_prompt, a.clip, a.device, a.model, a.steps,
-                      None if a.split == "all" else a.split, a.judge_set)
+    result = evaluate(
+        a.images,
+        a.n_per_task,
+        a.prompt_seed,
+        a.seed,
+        a.images_per_prompt,
+        a.clip,
+        a.device,
+        a.model,
+        a.steps,
+        None if a.split == "all" else a.split,
+        a.judge_set,
+    )
     print(format_table(result))
     if a.json:
         with open(a.json, "w") as fh:

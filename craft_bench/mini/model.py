@@ -27,7 +27,9 @@ TIME_IDS = (IMAGE_SIZE, IMAGE_SIZE, 0, 0, IMAGE_SIZE, IMAGE_SIZE)  # original si
 # Default evaluation sampler: the folder's Euler scheduler (trailing timesteps) in 10 steps, guidance 5,
 # batch 16. On the first release's model 10 steps scored as 12 within noise; DPM-Solver++ in 6 steps was 1.5x
 # faster but significantly worse (docs/mini.md). With the shipped UNet this is 12.6 images/s on 2 CPU cores.
-SAMPLER = SamplerSpec(steps=10, guidance_scale=5.0, height=IMAGE_SIZE, width=IMAGE_SIZE, scheduler="default", batch_size=16)
+SAMPLER = SamplerSpec(
+    steps=10, guidance_scale=5.0, height=IMAGE_SIZE, width=IMAGE_SIZE, scheduler="default", batch_size=16
+)
 
 MINI = ModelPreset(
     name="mini",
@@ -143,7 +145,9 @@ def build_scheduler() -> Any:
     return EulerDiscreteScheduler(**scheduler_config())
 
 
-def assemble_pipeline(vae: Any, unet: Any, text_encoder: Any, text_encoder_2: Any, tokenizer: Any, tokenizer_2: Any) -> Any:
+def assemble_pipeline(
+    vae: Any, unet: Any, text_encoder: Any, text_encoder_2: Any, tokenizer: Any, tokenizer_2: Any
+) -> Any:
     """A stock StableDiffusionXLPipeline from the mini components (no watermarker: 64 px images)."""
     from diffusers import StableDiffusionXLPipeline
 

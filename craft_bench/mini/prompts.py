@@ -73,24 +73,34 @@ def _pool_json(task: str) -> tuple[str, ...]:
     if task == "single_object":
         lines = [_line(task, [{"class": s, "count": 1}]) for s in SHAPES]
     elif task == "two_object":
-        lines = [_line(task, [{"class": a, "count": 1}, {"class": b, "count": 1}]) for a in SHAPES for b in SHAPES if a != b]
+        lines = [
+            _line(task, [{"class": a, "count": 1}, {"class": b, "count": 1}]) for a in SHAPES for b in SHAPES if a != b
+        ]
     elif task == "counting":
         lines = [
             _line(task, [{"class": s, "count": n}], exclude=[{"class": s, "count": n + 1}])
-            for s in SHAPES for n in range(2, MAX_COUNT + 1)
+            for s in SHAPES
+            for n in range(2, MAX_COUNT + 1)
         ]
     elif task == "colors":
         lines = [_line(task, [{"class": s, "count": 1, "color": c}]) for s in SHAPES for c in COLOR_NAMES]
     elif task == "position":
         lines = [
             _line(task, [{"class": b, "count": 1}, {"class": a, "count": 1, "position": [rel, 0]}])
-            for a in SHAPES for b in SHAPES if a != b for rel in RELATIONS
+            for a in SHAPES
+            for b in SHAPES
+            if a != b
+            for rel in RELATIONS
         ]
     elif task == "color_attr":
         lines = [
             _line(task, [{"class": a, "count": 1, "color": ca}, {"class": b, "count": 1, "color": cb}])
-            for a in SHAPES for b in SHAPES if a != b
-            for ca in COLOR_NAMES for cb in COLOR_NAMES if ca != cb
+            for a in SHAPES
+            for b in SHAPES
+            if a != b
+            for ca in COLOR_NAMES
+            for cb in COLOR_NAMES
+            if ca != cb
         ]
     else:
         raise ValueError(f"unknown GenEval task '{task}' (known: {', '.join(TASKS)})")
@@ -154,7 +164,9 @@ def read_metadata(path) -> list[dict]:
             try:
                 line = json.loads(raw)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"line {number} is not JSON ({exc.msg} at column {exc.colno}); one JSON object per line") from None
+                raise ValueError(
+                    f"line {number} is not JSON ({exc.msg} at column {exc.colno}); one JSON object per line"
+                ) from None
             validate_metadata(line, where=f"line {number}")
             lines.append(line)
     return lines
@@ -174,7 +186,9 @@ def validate_metadata(line: dict, where: str = "metadata") -> None:
             raise ValueError(f"{where}: every clause needs a string 'class' and an integer 'count'")
         if "position" in req:
             pos = req["position"]
-            if not (isinstance(pos, (list, tuple)) and len(pos) == 2 and pos[0] in RELATIONS and isinstance(pos[1], int)):
+            if not (
+                isinstance(pos, (list, tuple)) and len(pos) == 2 and pos[0] in RELATIONS and isinstance(pos[1], int)
+            ):
                 raise ValueError(f"{where}: 'position' must be [relation, group_index] with relation in {RELATIONS}")
             if not 0 <= pos[1] < i:
                 raise ValueError(f"{where}: 'position' must refer to an earlier include clause")
@@ -282,7 +296,7 @@ def _cores(meta: dict) -> list[str]:
         rel, target = inc[1]["position"]
         a, b = _noun(inc[1]), _noun(inc[target])
         return [v.format(a=a, b=b) for v in _REL_VARIANTS[rel]]
-    return [meta["prompt"][len(PREFIX):] if meta["prompt"].startswith(PREFIX) else meta["prompt"]]
+    return [meta["prompt"][len(PREFIX) :] if meta["prompt"].startswith(PREFIX) else meta["prompt"]]
 
 
 def paraphrases(prompt_or_meta: str | dict) -> list[str]:
@@ -298,7 +312,7 @@ def paraphrases(prompt_or_meta: str | dict) -> list[str]:
     if meta is not None and meta.get("tag") in TASKS and meta.get("include"):
         cores = _cores(meta)
     else:
-        cores = [prompt[len(PREFIX):] if prompt.startswith(PREFIX) else prompt]
+        cores = [prompt[len(PREFIX) :] if prompt.startswith(PREFIX) else prompt]
     out = [prompt]
     for core in cores:
         for frame in FRAMES:
@@ -371,8 +385,9 @@ def mislabel(meta: dict, rng: np.random.Generator) -> dict:
     return m
 
 
-def training_pairs(n: int, seed: int, task_share: float = 0.75, original_share: float = 0.4,
-                   caption_noise: float = 0.0) -> list[tuple[Scene, str]]:
+def training_pairs(
+    n: int, seed: int, task_share: float = 0.75, original_share: float = 0.4, caption_noise: float = 0.0
+) -> list[tuple[Scene, str]]:
     """The captioned distribution the base model learns: ``task_share`` of pairs are a random task's prompt
     (the GenEval phrasing with probability ``original_share``, else a paraphrase) with a satisfying scene;
     the rest are free random scenes with descriptive captions. With ``caption_noise`` > 0 that share of the
@@ -446,7 +461,10 @@ def _parti_positioning(rng: np.random.Generator) -> str:
     line = _random_line(rng, ("position",))
     b, a = line["include"]
     colors = rng.choice(len(COLOR_NAMES), size=2, replace=False)
-    na, nb = with_article(f"{COLOR_NAMES[colors[0]]} {a['class']}"), with_article(f"{COLOR_NAMES[colors[1]]} {b['class']}")
+    na, nb = (
+        with_article(f"{COLOR_NAMES[colors[0]]} {a['class']}"),
+        with_article(f"{COLOR_NAMES[colors[1]]} {b['class']}"),
+    )
     return f"{PREFIX}{na} {a['position'][0]} {nb}" if rng.random() < 0.5 else line["prompt"]
 
 
@@ -467,10 +485,21 @@ def _parti_complex(rng: np.random.Generator) -> str:
             return PREFIX + phrase
 
 
-_PARTI_DRAW = dict(zip(PARTI_CHALLENGES, (
-    _parti_basic, _parti_simple_detail, _parti_quantity, _parti_fine_detail, _parti_positioning, _parti_style,
-    _parti_linguistic, _parti_complex,
-)))
+_PARTI_DRAW = dict(
+    zip(
+        PARTI_CHALLENGES,
+        (
+            _parti_basic,
+            _parti_simple_detail,
+            _parti_quantity,
+            _parti_fine_detail,
+            _parti_positioning,
+            _parti_style,
+            _parti_linguistic,
+            _parti_complex,
+        ),
+    )
+)
 
 
 def parti_category(prompt: str) -> str:
@@ -562,8 +591,12 @@ def _train_json(tag: str) -> tuple[str, ...]:
                 if a == b:
                     continue
                 for c in COLOR_NAMES:
-                    lines.append({"tag": tag, "include": [{"class": a, "count": 1, "color": c}, {"class": b, "count": 1}]})
-                    lines.append({"tag": tag, "include": [{"class": a, "count": 1}, {"class": b, "count": 1, "color": c}]})
+                    lines.append(
+                        {"tag": tag, "include": [{"class": a, "count": 1, "color": c}, {"class": b, "count": 1}]}
+                    )
+                    lines.append(
+                        {"tag": tag, "include": [{"class": a, "count": 1}, {"class": b, "count": 1, "color": c}]}
+                    )
     elif tag == "position":
         for a in SHAPES:
             for b in SHAPES:
@@ -574,8 +607,15 @@ def _train_json(tag: str) -> tuple[str, ...]:
                         if ca == cb:
                             continue
                         for rel in RELATIONS:
-                            lines.append({"tag": tag, "include": [{"class": b, "count": 1, "color": cb},
-                                                                  {"class": a, "count": 1, "color": ca, "position": [rel, 0]}]})
+                            lines.append(
+                                {
+                                    "tag": tag,
+                                    "include": [
+                                        {"class": b, "count": 1, "color": cb},
+                                        {"class": a, "count": 1, "color": ca, "position": [rel, 0]},
+                                    ],
+                                }
+                            )
     elif tag == "color_attr":
         banned = evaluation_canonicals()
         lines = [m for m in task_pool("color_attr") if canonical(m) not in banned]
@@ -585,8 +625,16 @@ def _train_json(tag: str) -> tuple[str, ...]:
     for m in lines:
         if "prompt" not in m:
             m["prompt"] = _train_phrase(tag, m["include"])
-        out.append(json.dumps({"tag": m["tag"], "include": m["include"], **({"exclude": m["exclude"]} if "exclude" in m else {}),
-                               "prompt": m["prompt"]}))
+        out.append(
+            json.dumps(
+                {
+                    "tag": m["tag"],
+                    "include": m["include"],
+                    **({"exclude": m["exclude"]} if "exclude" in m else {}),
+                    "prompt": m["prompt"],
+                }
+            )
+        )
     return tuple(out)
 
 
@@ -610,8 +658,10 @@ def training_prompts(n: int, seed: int) -> list[dict]:
     (compared by ``canonical``); that is checked here, not assumed."""
     if n < 0:
         raise ValueError("n must be >= 0")
-    orders = {f: np.random.default_rng([int(seed), 0x7EA1, i]).permutation(len(_train_json(f)))
-              for i, f in enumerate(TRAIN_FAMILIES)}
+    orders = {
+        f: np.random.default_rng([int(seed), 0x7EA1, i]).permutation(len(_train_json(f)))
+        for i, f in enumerate(TRAIN_FAMILIES)
+    }
     out: list[dict] = []
     i = 0
     while len(out) < n:

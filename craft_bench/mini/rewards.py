@@ -51,7 +51,14 @@ IMAGE_SIZE = 64
 CLIP_ARCH_NAME = "mini-clip"
 CLIP_ARCH: dict[str, Any] = {
     "embed_dim": 64,
-    "vision_cfg": {"image_size": IMAGE_SIZE, "patch_size": 8, "width": 96, "layers": 3, "head_width": 32, "mlp_ratio": 4.0},
+    "vision_cfg": {
+        "image_size": IMAGE_SIZE,
+        "patch_size": 8,
+        "width": 96,
+        "layers": 3,
+        "head_width": 32,
+        "mlp_ratio": 4.0,
+    },
     "text_cfg": {"context_length": 24, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2},
 }
 AES_CHANNELS = (16, 24, 32, 48)
@@ -72,8 +79,15 @@ TRAIN_PROMPT_SEED = 7_919
 def _torch_dtype(dtype: str | None) -> "torch.dtype":
     import torch
 
-    table = {None: torch.float32, "fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
-             "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+    table = {
+        None: torch.float32,
+        "fp32": torch.float32,
+        "float32": torch.float32,
+        "fp16": torch.float16,
+        "float16": torch.float16,
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+    }
     if dtype not in table:
         raise UserError(f"unknown dtype '{dtype}' (known: fp32, fp16, bf16)")
     return table[dtype]
@@ -103,10 +117,14 @@ def images_to_tensor(images: Sequence["Image.Image"] | np.ndarray, size: int = I
 def _weights_dir(source: str | os.PathLike | None, kind: str, required: Sequence[str]) -> Path:
     folder = WEIGHTS_DIR / kind if source is None else Path(source)
     if not folder.is_dir():
-        raise UserError(f"mini-{kind} weights folder not found: {folder} (train one with `craft-bench mini train {kind}`)")
+        raise UserError(
+            f"mini-{kind} weights folder not found: {folder} (train one with `craft-bench mini train {kind}`)"
+        )
     for name in required:
         if not (folder / name).is_file():
-            raise UserError(f"mini-{kind} weights file missing: {folder / name} (train with `craft-bench mini train {kind}`)")
+            raise UserError(
+                f"mini-{kind} weights file missing: {folder / name} (train with `craft-bench mini train {kind}`)"
+            )
     return folder
 
 
@@ -169,8 +187,14 @@ class MiniClip(Reward):
     description = "mini world's contrastive image-text reward (analog of HPS/PickScore)"
     higher_is_better = True
 
-    def __init__(self, model: "torch.nn.Module", tokenizer: Callable, config: dict[str, Any], device: str = "cpu",
-                 dtype: "torch.dtype | None" = None) -> None:
+    def __init__(
+        self,
+        model: "torch.nn.Module",
+        tokenizer: Callable,
+        config: dict[str, Any],
+        device: str = "cpu",
+        dtype: "torch.dtype | None" = None,
+    ) -> None:
         import torch
 
         self.device = device
@@ -211,8 +235,8 @@ class MiniClip(Reward):
             raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
         out = []
         for i in range(0, len(images), batch_size):
-            img = self.embed_images(images[i:i + batch_size])
-            txt = self.embed_texts(prompts[i:i + batch_size])
+            img = self.embed_images(images[i : i + batch_size])
+            txt = self.embed_texts(prompts[i : i + batch_size])
             out.append(self.scale * (img * txt).sum(-1))
         return torch.cat(out).float().cpu() if out else torch.zeros(0)
 
@@ -221,8 +245,17 @@ class MiniClip(Reward):
 
 _NUMBERS = ("two", "three", "four")
 _DIGITS = ("2", "3", "4")
-_RELATIONS = {"left": "right", "right": "left", "above": "below", "below": "above", "top": "bottom",
-              "bottom": "top", "over": "under", "under": "over", "beneath": "above"}
+_RELATIONS = {
+    "left": "right",
+    "right": "left",
+    "above": "below",
+    "below": "above",
+    "top": "bottom",
+    "bottom": "top",
+    "over": "under",
+    "under": "over",
+    "beneath": "above",
+}
 
 
 def _plural(word: str) -> str:
@@ -307,8 +340,12 @@ def build_aes(channels: Sequence[int] = AES_CHANNELS) -> "torch.nn.Module":
             layers: list[nn.Module] = []
             c_in = 3
             for j, c in enumerate(channels):
-                layers += [nn.Conv2d(c_in, c, 3, stride=1 if j == 0 else 2, padding=1), nn.SiLU(),
-                           nn.Conv2d(c, c, 3, padding=1), nn.SiLU()]
+                layers += [
+                    nn.Conv2d(c_in, c, 3, stride=1 if j == 0 else 2, padding=1),
+                    nn.SiLU(),
+                    nn.Conv2d(c, c, 3, padding=1),
+                    nn.SiLU(),
+                ]
                 c_in = c
             self.features = nn.Sequential(*layers)
             self.head = nn.Linear(2 * c_in, 1)
@@ -327,8 +364,9 @@ class MiniAes(Reward):
     description = "mini world's image-only quality predictor (analog of LAION AES)"
     higher_is_better = True
 
-    def __init__(self, model: "torch.nn.Module", config: dict[str, Any], device: str = "cpu",
-                 dtype: "torch.dtype | None" = None) -> None:
+    def __init__(
+        self, model: "torch.nn.Module", config: dict[str, Any], device: str = "cpu", dtype: "torch.dtype | None" = None
+    ) -> None:
         import torch
 
         self.device = device
@@ -352,11 +390,12 @@ class MiniAes(Reward):
         with torch.no_grad():
             return self.model(images_to_tensor(images).to(self.device, self.dtype)).float().cpu()
 
-    def score(self, images: Sequence["Image.Image"], prompts: Sequence[str] | None = None,
-              batch_size: int = 256) -> "torch.Tensor":
+    def score(
+        self, images: Sequence["Image.Image"], prompts: Sequence[str] | None = None, batch_size: int = 256
+    ) -> "torch.Tensor":
         import torch
 
-        out = [self.raw(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+        out = [self.raw(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
         raw = torch.cat(out) if out else torch.zeros(0)
         return (raw * self.cal_scale + self.cal_offset).float()
 
@@ -366,7 +405,9 @@ class MiniAes(Reward):
 AES_DEGRADATIONS = ("blur", "noise", "jpeg", "smear", "partial", "washout")
 
 
-def degrade_scene_image(image: np.ndarray, scene: Any, kind: str, rng: np.random.Generator, strength: float) -> np.ndarray:
+def degrade_scene_image(
+    image: np.ndarray, scene: Any, kind: str, rng: np.random.Generator, strength: float
+) -> np.ndarray:
     """One degraded copy of a uint8 render. blur/noise/jpeg come from the renderer's ``degrade``; smear is a
     motion blur of up to 7 px, partial erases up to 60% of each shape's box to background, washout blends
     up to 70% towards the background colour."""
@@ -453,8 +494,17 @@ class _RecipeTask(Task):
             self.recipe.after_step()
 
 
-def _run(recipe: _Recipe, out_dir: str | os.PathLike, seed: int, steps: int, device: str, resume: bool,
-         checkpoint_every: int | None, progress: bool, stop_after: int | None = None) -> dict[str, Any]:
+def _run(
+    recipe: _Recipe,
+    out_dir: str | os.PathLike,
+    seed: int,
+    steps: int,
+    device: str,
+    resume: bool,
+    checkpoint_every: int | None,
+    progress: bool,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
     """Train a reward recipe with the shared loop: AdamW (betas 0.9/0.98, decay on matrices only), linear warm-up,
     then cosine decay to 10% of the rate, gradient norm clipped at 1; checkpoints in ``out_dir``/checkpoint."""
     import torch
@@ -466,22 +516,46 @@ def _run(recipe: _Recipe, out_dir: str | os.PathLike, seed: int, steps: int, dev
     ckpt = out / CKPT_DIR
     if not resume:
         shutil.rmtree(ckpt, ignore_errors=True)
-    spec = LoopSpec(steps=steps, lr=recipe.lr, schedule=Schedule("cosine", warmup=recipe.warmup, floor=0.1, warmup_style="ramp"),
-                    betas=(0.9, 0.98), max_grad_norm=1.0, ckpt_every=checkpoint_every or max(25, steps // 10), seed=seed)
+    spec = LoopSpec(
+        steps=steps,
+        lr=recipe.lr,
+        schedule=Schedule("cosine", warmup=recipe.warmup, floor=0.1, warmup_style="ramp"),
+        betas=(0.9, 0.98),
+        max_grad_norm=1.0,
+        ckpt_every=checkpoint_every or max(25, steps // 10),
+        seed=seed,
+    )
     recipe.model.train()
-    loop = Loop(_RecipeTask(recipe, seed), spec, ckpt, device=device, progress=progress, desc=f"mini train {recipe.kind}")
+    loop = Loop(
+        _RecipeTask(recipe, seed), spec, ckpt, device=device, progress=progress, desc=f"mini train {recipe.kind}"
+    )
     result = loop.run(stop_after)
     history = result.history
     if result.steps < steps:
-        return {"steps": result.steps, "wall_s": round(result.wall_s, 1), "files": {},
-                "final": history[-1] if history else result.last_logs, "stopped": True}
+        return {
+            "steps": result.steps,
+            "wall_s": round(result.wall_s, 1),
+            "files": {},
+            "final": history[-1] if history else result.last_logs,
+            "stopped": True,
+        }
     recipe.model.eval()
-    info = {"seed": seed, "steps": steps, "wall_s": round(result.wall_s, 1), "device": str(device),
-            "torch": torch.__version__, "history": history[-5:]}
+    info = {
+        "seed": seed,
+        "steps": steps,
+        "wall_s": round(result.wall_s, 1),
+        "device": str(device),
+        "torch": torch.__version__,
+        "history": history[-5:],
+    }
     files = recipe.export(out, info)
-    return {"steps": steps, "wall_s": round(result.wall_s, 1), "device": str(device),
-            "files": {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files},
-            "final": history[-1] if history else result.last_logs}
+    return {
+        "steps": steps,
+        "wall_s": round(result.wall_s, 1),
+        "device": str(device),
+        "files": {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files},
+        "final": history[-1] if history else result.last_logs,
+    }
 
 
 # --------------------------------------------------------------------------- mini-clip: recipe
@@ -521,9 +595,18 @@ def _augment(images: np.ndarray, rng: np.random.Generator, prob: float) -> np.nd
     return out
 
 
-def train_clip(out_dir: str | os.PathLike, seed: int = 0, steps: int = 3600, device: str = "cpu", resume: bool = True,
-               *, batch_size: int = CLIP_BATCH, checkpoint_every: int | None = None, progress: bool = True,
-               stop_after: int | None = None) -> dict[str, Any]:
+def train_clip(
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    steps: int = 3600,
+    device: str = "cpu",
+    resume: bool = True,
+    *,
+    batch_size: int = CLIP_BATCH,
+    checkpoint_every: int | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
     """Train mini-clip from scratch into ``out_dir`` (model.safetensors in fp16, config.json, mini-clip.json).
 
     Every step renders fresh scenes from ``rng([seed, step])``: 75% from GenEval-style training prompts
@@ -559,8 +642,12 @@ def train_clip(out_dir: str | os.PathLike, seed: int = 0, steps: int = 3600, dev
         # Positions that must not count as negatives: the same caption text elsewhere in the batch.
         same = np.array([[a.lower() == b.lower() for b in captions] for a in captions])
         neg_is_pos = np.array([[t.lower() == c.lower() for t in negs_flat] for c in captions])
-        return {"images": images_to_tensor(images).to(device), "texts": tokenizer(captions + negs_flat).to(device),
-                "same": torch.from_numpy(same).to(device), "neg_is_pos": torch.from_numpy(neg_is_pos).to(device)}
+        return {
+            "images": images_to_tensor(images).to(device),
+            "texts": tokenizer(captions + negs_flat).to(device),
+            "same": torch.from_numpy(same).to(device),
+            "neg_is_pos": torch.from_numpy(neg_is_pos).to(device),
+        }
 
     def loss(b: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         img = model.encode_image(b["images"], normalize=True)
@@ -576,7 +663,7 @@ def train_clip(out_dir: str | os.PathLike, seed: int = 0, steps: int = 3600, dev
         l_i2t, l_t2i = F.cross_entropy(logits_i2t, target), F.cross_entropy(logits_t2i, target)
         own = logits[:, :n].diagonal()
         k = (logits.shape[1] - n) // n
-        neg_own = torch.stack([logits[i, n + i * k: n + (i + 1) * k] for i in range(n)])
+        neg_own = torch.stack([logits[i, n + i * k : n + (i + 1) * k] for i in range(n)])
         hard_acc = (own[:, None] > neg_own).float().mean()
         total = (l_i2t + l_t2i) / 2
         return total, {"loss": total.item(), "hard_acc": hard_acc.item(), "scale": scale.item()}
@@ -588,16 +675,39 @@ def train_clip(out_dir: str | os.PathLike, seed: int = 0, steps: int = 3600, dev
     def export(out: Path, info: dict[str, Any]) -> list[Path]:
         _save_tensors(out / MODEL_FILE, model.state_dict(), dtype=torch.float16)
         scale = model.logit_scale.exp().item()
-        _save_json(out / CONFIG_FILE, {
-            "format": "craft-bench mini-clip", "version": 1, "open_clip_model": CLIP_ARCH_NAME,
-            "image_size": IMAGE_SIZE, "normalize": "x / 127.5 - 1 (RGB, bilinear resize to image_size)",
-            "score": "exp(logit_scale) * cosine(image, text)", "logit_scale_exp": round(scale, 4),
-            "recipe": {"batch": batch_size, "negatives": CLIP_NEGATIVES, "geneval_share": CLIP_GENEVAL_SHARE,
-                       "aug_prob": CLIP_AUG_PROB, "train_prompt_seed": TRAIN_PROMPT_SEED, **info}})
+        _save_json(
+            out / CONFIG_FILE,
+            {
+                "format": "craft-bench mini-clip",
+                "version": 1,
+                "open_clip_model": CLIP_ARCH_NAME,
+                "image_size": IMAGE_SIZE,
+                "normalize": "x / 127.5 - 1 (RGB, bilinear resize to image_size)",
+                "score": "exp(logit_scale) * cosine(image, text)",
+                "logit_scale_exp": round(scale, 4),
+                "recipe": {
+                    "batch": batch_size,
+                    "negatives": CLIP_NEGATIVES,
+                    "geneval_share": CLIP_GENEVAL_SHARE,
+                    "aug_prob": CLIP_AUG_PROB,
+                    "train_prompt_seed": TRAIN_PROMPT_SEED,
+                    **info,
+                },
+            },
+        )
         return [out / CLIP_ARCH_FILE, out / CONFIG_FILE, out / MODEL_FILE]
 
-    recipe = _Recipe("clip", model, batch, loss, lr=1e-3, weight_decay=0.05, warmup=min(200, max(1, steps // 20)),
-                     export=export, after_step=after_step)
+    recipe = _Recipe(
+        "clip",
+        model,
+        batch,
+        loss,
+        lr=1e-3,
+        weight_decay=0.05,
+        warmup=min(200, max(1, steps // 20)),
+        export=export,
+        after_step=after_step,
+    )
     return _run(recipe, out_dir, seed, steps, device, resume, checkpoint_every, progress, stop_after)
 
 
@@ -652,9 +762,18 @@ def aes_calibration_sets(seed: int, n: int = 96) -> tuple[np.ndarray, np.ndarray
     return np.stack(clean), np.stack(bad)
 
 
-def train_aes(out_dir: str | os.PathLike, seed: int = 0, steps: int = 500, device: str = "cpu", resume: bool = True,
-              *, batch_size: int = AES_BATCH, checkpoint_every: int | None = None, progress: bool = True,
-              stop_after: int | None = None) -> dict[str, Any]:
+def train_aes(
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    steps: int = 500,
+    device: str = "cpu",
+    resume: bool = True,
+    *,
+    batch_size: int = AES_BATCH,
+    checkpoint_every: int | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
     """Train mini-aes from scratch into ``out_dir`` (model.safetensors in fp16, config.json).
 
     Pairwise logistic loss softplus(s_worse - s_better) on pairs from ``_aes_pairs``, plus a small penalty on
@@ -686,14 +805,27 @@ def train_aes(out_dir: str | os.PathLike, seed: int = 0, steps: int = 500, devic
             rb = float(half(images_to_tensor(bad).to(device)).mean())
         scale = (AES_CLEAN_TARGET - AES_DEGRADED_TARGET) / (rc - rb) if rc != rb else 1.0
         _save_tensors(out / MODEL_FILE, model.state_dict(), dtype=torch.float16)
-        _save_json(out / CONFIG_FILE, {
-            "format": "craft-bench mini-aes", "version": 1, "channels": list(AES_CHANNELS), "image_size": IMAGE_SIZE,
-            "normalize": "x / 127.5 - 1 (RGB, bilinear resize to image_size)",
-            "calibration": {"scale": scale, "offset": AES_CLEAN_TARGET - scale * rc,
-                            "clean_raw": rc, "degraded_raw": rb},
-            "degradations": list(AES_DEGRADATIONS), "recipe": {"batch": batch_size, **info}})
+        _save_json(
+            out / CONFIG_FILE,
+            {
+                "format": "craft-bench mini-aes",
+                "version": 1,
+                "channels": list(AES_CHANNELS),
+                "image_size": IMAGE_SIZE,
+                "normalize": "x / 127.5 - 1 (RGB, bilinear resize to image_size)",
+                "calibration": {
+                    "scale": scale,
+                    "offset": AES_CLEAN_TARGET - scale * rc,
+                    "clean_raw": rc,
+                    "degraded_raw": rb,
+                },
+                "degradations": list(AES_DEGRADATIONS),
+                "recipe": {"batch": batch_size, **info},
+            },
+        )
         return [out / CONFIG_FILE, out / MODEL_FILE]
 
-    recipe = _Recipe("aes", model, batch, loss, lr=2e-3, weight_decay=0.01, warmup=min(100, max(1, steps // 20)),
-                     export=export)
+    recipe = _Recipe(
+        "aes", model, batch, loss, lr=2e-3, weight_decay=0.01, warmup=min(100, max(1, steps // 20)), export=export
+    )
     return _run(recipe, out_dir, seed, steps, device, resume, checkpoint_every, progress, stop_after)

@@ -77,13 +77,22 @@ def rule_score(correct: bool, credits: Sequence[float]) -> float:
 
 class MiniGenEvalReward(Reward):
     name: ClassVar[str] = "mini-geneval"
-    description: ClassVar[str] = ("rule reward: the mini GenEval judge with partial credit (positive controls, reward-hacking "
-                                  "studies; not a preference model)")
+    description: ClassVar[str] = (
+        "rule reward: the mini GenEval judge with partial credit (positive controls, reward-hacking "
+        "studies; not a preference model)"
+    )
 
     def __init__(self, detector: Any, rules: Any) -> None:
         self.detector, self.rules = detector, rules
-        self.source = json.dumps({"detector": detector.name, "config": dataclasses.asdict(detector.config),
-                                  "rules": dataclasses.asdict(rules), "failed_scale": FAILED_SCALE}, sort_keys=True)
+        self.source = json.dumps(
+            {
+                "detector": detector.name,
+                "config": dataclasses.asdict(detector.config),
+                "rules": dataclasses.asdict(rules),
+                "failed_scale": FAILED_SCALE,
+            },
+            sort_keys=True,
+        )
 
     @classmethod
     def load(cls, source: str | None = None, device: str = "cpu", dtype: str | None = None) -> "MiniGenEvalReward":
@@ -105,14 +114,18 @@ class MiniGenEvalReward(Reward):
         for p in prompts:
             meta = metadata_for(p)
             if meta is None:
-                raise UserError(f"mini-geneval judges mini GenEval and mini training prompts only; '{p[:80]}' is not one "
-                                "(use it with the mini world's prompt pool, or another reward)")
+                raise UserError(
+                    f"mini-geneval judges mini GenEval and mini training prompts only; '{p[:80]}' is not one "
+                    "(use it with the mini world's prompt pool, or another reward)"
+                )
             metas.append(meta)
         out = []
         for image, meta, dets in zip(images, metas, self.detector.detect(list(images))):
             correct, reason, objects = evaluate_detections(dets, meta, image, detector_colors, self.rules)
             credits = clause_credits(objects, meta, lambda d, c: [x.color for x in d], self.rules)
-            out.append({"score": rule_score(correct, credits), "correct": bool(correct), "credits": credits, "reason": reason})
+            out.append(
+                {"score": rule_score(correct, credits), "correct": bool(correct), "credits": credits, "reason": reason}
+            )
         return out
 
     def score(self, images: Sequence["Image.Image"], prompts: Sequence[str]) -> "torch.Tensor":

@@ -183,7 +183,9 @@ def random_scene(rng: np.random.Generator, n_objects: int | None = None) -> Scen
     if not 0 <= n <= 4:
         raise ValueError(f"n_objects must be 0-4, got {n}")
     color_names = list(COLORS)
-    specs = [(SHAPES[int(rng.integers(len(SHAPES)))], color_names[int(rng.integers(len(color_names)))]) for _ in range(n)]
+    specs = [
+        (SHAPES[int(rng.integers(len(SHAPES)))], color_names[int(rng.integers(len(color_names)))]) for _ in range(n)
+    ]
     return Scene(place(specs, rng) if n else ())
 
 

@@ -130,7 +130,6 @@ def oracle_detections(scene: Scene, size: int = 64) -> list[Detection]:
     return out
 
 
-
 def shape_fits(local: np.ndarray, cut: tuple[int, int, int, int] = (0, 0, 0, 0)) -> np.ndarray:
     """Per shape (in ``SHAPES`` order): the best IoU of a component mask with that shape's templates, less
     the blur penalty of the template (heavy blur makes every shape alike; the sharpest explanation wins).
@@ -192,4 +191,3 @@ def as_rgb_array(img: Any) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise ValueError(f"expected a uint8 RGB image, got shape {arr.shape} dtype {arr.dtype}")
     return arr
-

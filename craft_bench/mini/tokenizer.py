@@ -37,7 +37,9 @@ def write_vocab_files(out_dir: str | Path) -> Path:
     tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges] + [BOS, EOS]
     if len(tokens) != VOCAB_SIZE or len(set(tokens)) != VOCAB_SIZE:
         raise RuntimeError(f"{_bpe_file()} does not hold the CLIP vocabulary ({len(tokens)} tokens)")
-    (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False), encoding="utf-8")
+    (out / "vocab.json").write_text(
+        json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False), encoding="utf-8"
+    )
     (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n", encoding="utf-8")
     return out
 

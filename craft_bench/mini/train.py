@@ -72,7 +72,9 @@ def write_folder_hint(folder: Path) -> None:
     from craft_bench.mini.model import SAMPLER
     from craft_bench.models import FOLDER_HINT
 
-    (Path(folder) / FOLDER_HINT).write_text(json.dumps({"world": "mini", "sampler": dataclasses.asdict(SAMPLER)}, indent=1) + "\n")
+    (Path(folder) / FOLDER_HINT).write_text(
+        json.dumps({"world": "mini", "sampler": dataclasses.asdict(SAMPLER)}, indent=1) + "\n"
+    )
 
 
 def to_fp16_files(folder: Path) -> None:
@@ -141,7 +143,6 @@ def _finish_vae(vae: Any, dest: Path, seed: int, device: str) -> tuple[float, fl
     return scaling, psnr
 
 
-
 class _VaeTask(Task):
     """The mini AutoencoderKL on random crops of fresh renders: L1 + MSE reconstruction plus a small KL term; the
     encoder is frozen from ``freeze_at`` on (and exported then: train_base needs only a final encoder)."""
@@ -149,8 +150,9 @@ class _VaeTask(Task):
     name = "mini-vae"
     shardable = False
 
-    def __init__(self, vae: Any, out: Path, seed: int, batch_size: int, crop: int, freeze_at: int, kl_weight: float,
-                 device: str) -> None:
+    def __init__(
+        self, vae: Any, out: Path, seed: int, batch_size: int, crop: int, freeze_at: int, kl_weight: float, device: str
+    ) -> None:
         self.vae, self.out, self.seed, self.device = vae, out, seed, device
         self.batch_size, self.crop, self.freeze_at, self.kl_weight = batch_size, crop, freeze_at, kl_weight
         self.frozen = False
@@ -225,15 +227,32 @@ def train_vae(
     vae = build_vae(seed).to(device)
     vae.train()
     task = _VaeTask(vae, out, seed, batch_size, crop, freeze_encoder_at, kl_weight, device)
-    spec = LoopSpec(steps=steps, lr=lr, schedule=Schedule("constant", warmup=100, warmup_style="replace"),
-                    weight_decay=0.0, max_grad_norm=1.0, ckpt_every=ckpt_every, seed=seed)
-    result = Loop(task, spec, out / TRAIN_DIR / STATE_DIR, device=device, progress=progress, desc="mini vae").run(stop_after)
+    spec = LoopSpec(
+        steps=steps,
+        lr=lr,
+        schedule=Schedule("constant", warmup=100, warmup_style="replace"),
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        ckpt_every=ckpt_every,
+        seed=seed,
+    )
+    result = Loop(task, spec, out / TRAIN_DIR / STATE_DIR, device=device, progress=progress, desc="mini vae").run(
+        stop_after
+    )
     if result.steps < steps:
         return {"recipe": "vae", "steps": result.steps, "wall_s": round(result.wall_s, 1), "stopped": True}
     scaling, psnr = _finish_vae(vae, out, seed, device)
-    stats = dict(recipe="vae", seed=seed, steps=steps, wall_s=round(result.wall_s, 1), device=device,
-                 loss=result.last_logs.get("rec"), psnr_db=round(psnr, 2), scaling_factor=round(scaling, 6),
-                 files=folder_files(out))
+    stats = dict(
+        recipe="vae",
+        seed=seed,
+        steps=steps,
+        wall_s=round(result.wall_s, 1),
+        device=device,
+        loss=result.last_logs.get("rec"),
+        psnr_db=round(psnr, 2),
+        scaling_factor=round(scaling, 6),
+        files=folder_files(out),
+    )
     (out / TRAIN_DIR / "stats.json").write_text(json.dumps(stats, indent=1))
     if log:
         log(f"vae: {steps} steps, {result.wall_s:.0f} s, PSNR {psnr:.2f} dB, scaling factor {scaling:.4f}")
@@ -243,8 +262,9 @@ def train_vae(
 # --------------------------------------------------------------------------- base (UNet + text encoders)
 
 
-def _base_data(out: Path, seed: int, n_pairs: int, vae: Any, tokenizers: tuple[Any, Any], device: str,
-               caption_noise: float = 0.0) -> dict[str, Any]:
+def _base_data(
+    out: Path, seed: int, n_pairs: int, vae: Any, tokenizers: tuple[Any, Any], device: str, caption_noise: float = 0.0
+) -> dict[str, Any]:
     """Latent moments and token ids of ``n_pairs`` rendered training scenes, cached in ``out/_train``."""
     import torch
     from safetensors.torch import load_file, save_file
@@ -258,8 +278,12 @@ def _base_data(out: Path, seed: int, n_pairs: int, vae: Any, tokenizers: tuple[A
         return load_file(str(cache))
     pairs = training_pairs(n_pairs, seed, caption_noise=caption_noise)
     captions = [c for _, c in pairs]
-    ids = [tok(captions + [""], padding="max_length", max_length=tok.model_max_length, truncation=True,
-               return_tensors="pt").input_ids for tok in tokenizers]
+    ids = [
+        tok(
+            captions + [""], padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids
+        for tok in tokenizers
+    ]
     means, stds = [], []
     with torch.no_grad():
         for i in range(0, len(pairs), 256):
@@ -267,8 +291,14 @@ def _base_data(out: Path, seed: int, n_pairs: int, vae: Any, tokenizers: tuple[A
             post = vae.encode(x).latent_dist
             means.append(post.mean.cpu())
             stds.append(post.std.cpu())
-    data = {"mean": torch.cat(means), "std": torch.cat(stds), "ids_1": ids[0][:-1], "ids_2": ids[1][:-1],
-            "empty_1": ids[0][-1:], "empty_2": ids[1][-1:]}
+    data = {
+        "mean": torch.cat(means),
+        "std": torch.cat(stds),
+        "ids_1": ids[0][:-1],
+        "ids_2": ids[1][:-1],
+        "empty_1": ids[0][-1:],
+        "empty_2": ids[1][-1:],
+    }
     cache.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in data.items()}, str(cache) + ".tmp")
     os.replace(str(cache) + ".tmp", cache)
@@ -288,9 +318,20 @@ class _BaseTask(Task):
     name = "mini-base"
     shardable = False
 
-    def __init__(self, modules: dict[str, Any], data: dict[str, Any], scaling: float, seed: int, batch_size: int,
-                 drop_prob: float, snr_gamma: float, device: str, export: Callable[[Path, Any], None],
-                 snapshot_every: int, out: Path) -> None:
+    def __init__(
+        self,
+        modules: dict[str, Any],
+        data: dict[str, Any],
+        scaling: float,
+        seed: int,
+        batch_size: int,
+        drop_prob: float,
+        snr_gamma: float,
+        device: str,
+        export: Callable[[Path, Any], None],
+        snapshot_every: int,
+        out: Path,
+    ) -> None:
         from craft_bench.mini.model import build_scheduler, time_ids
 
         self._modules, self.data, self.scaling, self.seed = modules, data, scaling, seed
@@ -312,7 +353,9 @@ class _BaseTask(Task):
         d, b, dev = self.data, self.batch_size, self.device
         gen = torch.Generator(dev).manual_seed(step_seed(self.seed, step, 1))
         idx = torch.randint(0, self.n, (b,), generator=gen, device=dev)
-        latents = (d["mean"][idx] + d["std"][idx] * torch.randn(d["mean"][idx].shape, generator=gen, device=dev)) * self.scaling
+        latents = (
+            d["mean"][idx] + d["std"][idx] * torch.randn(d["mean"][idx].shape, generator=gen, device=dev)
+        ) * self.scaling
         u = torch.rand(b, generator=gen, device=dev)
         empty = ((u >= self.drop_prob / 2) & (u < self.drop_prob))[:, None]
         keep = (u >= self.drop_prob / 2).float()
@@ -329,8 +372,12 @@ class _BaseTask(Task):
         embeds, pooled = encode_prompts(m["text_encoder"], m["text_encoder_2"], b["ids_1"], b["ids_2"])
         embeds, pooled = embeds * b["keep"][:, None, None], pooled * b["keep"][:, None]
         noisy = forward_noise(b["latents"], b["noise"], self.alphas_cumprod, b["t"])
-        pred = m["unet"](noisy, b["t"], encoder_hidden_states=embeds,
-                         added_cond_kwargs={"text_embeds": pooled, "time_ids": self.add_time_ids}).sample
+        pred = m["unet"](
+            noisy,
+            b["t"],
+            encoder_hidden_states=embeds,
+            added_cond_kwargs={"text_embeds": pooled, "time_ids": self.add_time_ids},
+        ).sample
         return min_snr_loss(pred, b["noise"], self.alphas_cumprod, b["t"], self.snr_gamma), {}
 
     def on_checkpoint(self, step: int, loop: Loop) -> None:
@@ -385,7 +432,9 @@ def train_base(
     if not (vae_path / "config.json").is_file():
         raise UserError(f"no trained VAE in {vae_path}; run `craft-bench mini train vae` first or pass its folder")
 
-    vae = AutoencoderKL.from_pretrained(str(vae_path), torch_dtype=torch.float32).to(device).eval().requires_grad_(False)
+    vae = (
+        AutoencoderKL.from_pretrained(str(vae_path), torch_dtype=torch.float32).to(device).eval().requires_grad_(False)
+    )
     scaling = float(vae.config.scaling_factor)
     tokenizers = build_tokenizers(out / TRAIN_DIR / "tokenizer")
     data = {k: v.to(device) for k, v in _base_data(out, seed, n_pairs, vae, tokenizers, device, caption_noise).items()}
@@ -400,16 +449,27 @@ def train_base(
         tmp = dest.parent / (dest.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         with loop.ema_weights():
-            assemble_pipeline(vae, unet, modules["text_encoder"], modules["text_encoder_2"], *tokenizers).save_pretrained(
-                str(tmp), safe_serialization=True)
+            assemble_pipeline(
+                vae, unet, modules["text_encoder"], modules["text_encoder_2"], *tokenizers
+            ).save_pretrained(str(tmp), safe_serialization=True)
         to_fp16_files(tmp)
         write_folder_hint(tmp)
         _replace_dir(tmp, dest)
 
-    task = _BaseTask(modules, data, scaling, seed, batch_size, drop_prob, snr_gamma, device, export, snapshot_every, out)
-    spec = LoopSpec(steps=steps, lr=lr, schedule=Schedule("wsd", warmup=warmup, cooldown=cooldown, warmup_style="replace"),
-                    betas=(0.9, 0.999), weight_decay=0.01, max_grad_norm=1.0, ema_decay=ema_decay, ckpt_every=ckpt_every,
-                    seed=seed)
+    task = _BaseTask(
+        modules, data, scaling, seed, batch_size, drop_prob, snr_gamma, device, export, snapshot_every, out
+    )
+    spec = LoopSpec(
+        steps=steps,
+        lr=lr,
+        schedule=Schedule("wsd", warmup=warmup, cooldown=cooldown, warmup_style="replace"),
+        betas=(0.9, 0.999),
+        weight_decay=0.01,
+        max_grad_norm=1.0,
+        ema_decay=ema_decay,
+        ckpt_every=ckpt_every,
+        seed=seed,
+    )
     loop = Loop(task, spec, out / TRAIN_DIR / STATE_DIR, device=device, progress=progress, desc="mini base")
     result = loop.run(stop_after)
     if result.steps < steps:
@@ -421,9 +481,18 @@ def train_base(
             shutil.rmtree(target)
         os.replace(item, target)
     shutil.rmtree(out / TRAIN_DIR / "final", ignore_errors=True)
-    stats = dict(recipe="base", seed=seed, steps=steps, wall_s=round(result.wall_s, 1), device=device,
-                 loss=result.last_logs.get("loss"), vae=str(vae_path), n_pairs=n_pairs, caption_noise=caption_noise,
-                 files=folder_files(out))
+    stats = dict(
+        recipe="base",
+        seed=seed,
+        steps=steps,
+        wall_s=round(result.wall_s, 1),
+        device=device,
+        loss=result.last_logs.get("loss"),
+        vae=str(vae_path),
+        n_pairs=n_pairs,
+        caption_noise=caption_noise,
+        files=folder_files(out),
+    )
     (out / TRAIN_DIR / "stats.json").write_text(json.dumps(stats, indent=1))
     if log:
         log(f"base: {steps} steps, {result.wall_s:.0f} s, final loss {stats['loss']:.4f}")

@@ -171,10 +171,18 @@ def discover(paths: Iterable[str | Path], default_root: Path) -> Inputs:
             run_files += sorted(p.glob("*/results.json"))
             roots.append(p.parent.parent if p.parent.name == "runs" else p)
         elif not p.exists():
-            where = " (the default results root; name your results root or runs as arguments, or set CRAFT_BENCH_RESULTS)" if p == default_root else ""
-            raise UserError(f"{p}: no such file or folder{where}; give run folders, results.json files, sweeps or a results root")
+            where = (
+                " (the default results root; name your results root or runs as arguments, or set CRAFT_BENCH_RESULTS)"
+                if p == default_root
+                else ""
+            )
+            raise UserError(
+                f"{p}: no such file or folder{where}; give run folders, results.json files, sweeps or a results root"
+            )
         else:
-            raise UserError(f"{p}: not a run folder, results.json, sweep.json or results root (no runs/ in it); give one of those")
+            raise UserError(
+                f"{p}: not a run folder, results.json, sweep.json or results root (no runs/ in it); give one of those"
+            )
     from craft_bench.results_file import NotResults
 
     runs: dict[str, Run] = {}
@@ -243,7 +251,11 @@ def settings_diff(spec: dict[str, Any]) -> tuple[list[Diff], list[str]]:
     if sampler_defaults is None:
         unknown.append(f"sampler (model '{spec.get('model', {}).get('name', '?')}' not found here)")
     else:
-        diffs += [Diff("sampler", k, v, sampler_defaults.get(k)) for k, v in spec.get("sampler", {}).items() if sampler_defaults.get(k) != v]
+        diffs += [
+            Diff("sampler", k, v, sampler_defaults.get(k))
+            for k, v in spec.get("sampler", {}).items()
+            if sampler_defaults.get(k) != v
+        ]
     diffs += [Diff("run", k, spec.get(k), d) for k, d in RUN_DEFAULTS.items() if spec.get(k) != d]
     return diffs, unknown
 

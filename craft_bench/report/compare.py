@@ -16,25 +16,33 @@ def metric_def_from_dict(d: dict[str, Any]) -> MetricDef:
     return MetricDef(**{**d, "where": tuple(tuple(pair) for pair in d.get("where", ()))})
 
 
-def compare_runs(path_a: str | Path, path_b: str | Path, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any], list[Comparison]]:
+def compare_runs(
+    path_a: str | Path, path_b: str | Path, seed: int = 0
+) -> tuple[dict[str, Any], dict[str, Any], list[Comparison]]:
     a, dir_a = load_results(path_a)
     b, dir_b = load_results(path_b)
     if a["suite"] != b["suite"]:
         raise UserError(f"cannot compare runs of different suites ('{a['suite']}' vs '{b['suite']}')")
     comps = compare_records(a, load_records(dir_a), load_records(dir_b), seed)
     if not comps:
-        raise UserError("the two runs share no scored images (same prompt, same seed); run both with the same suite, prompts and --seed")
+        raise UserError(
+            "the two runs share no scored images (same prompt, same seed); run both with the same suite, prompts and --seed"
+        )
     return a, b, comps
 
 
-def compare_records(a: dict[str, Any], recs_a: list[dict[str, Any]], recs_b: list[dict[str, Any]], seed: int = 0) -> list[Comparison]:
+def compare_records(
+    a: dict[str, Any], recs_a: list[dict[str, Any]], recs_b: list[dict[str, Any]], seed: int = 0
+) -> list[Comparison]:
     """Every metric of A's suite compared over the shared images, headline first; [] if none are shared."""
     comps = []
     for d in a.get("metric_defs", []):
         try:
             m = metric_def_from_dict(d)
         except TypeError as exc:
-            raise UserError(f"run {a.get('spec_hash', '?')[:8]}: its metric '{d.get('name')}' was written by another craft-bench version ({exc}); upgrade craft-bench") from None
+            raise UserError(
+                f"run {a.get('spec_hash', '?')[:8]}: its metric '{d.get('name')}' was written by another craft-bench version ({exc}); upgrade craft-bench"
+            ) from None
         c = compare_metric(m, recs_a, recs_b, seed=seed)
         if c is not None:
             comps.append(c)

@@ -48,14 +48,16 @@ def count(n: int, word: str) -> str:
 
 def page(title: str, body: str, generated: str, crumbs: Sequence[tuple[str, str]] = ()) -> str:
     """A complete page: local CSS/JS only, no network resources."""
-    trail = " › ".join(['<a href="index.html">report</a>'] + [f'<a href="{esc(h)}">{esc(t)}</a>' if h else esc(t) for t, h in crumbs])
+    trail = " › ".join(
+        ['<a href="index.html">report</a>'] + [f'<a href="{esc(h)}">{esc(t)}</a>' if h else esc(t) for t, h in crumbs]
+    )
     return (
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)}</title>"
         '<link rel="stylesheet" href="assets/report.css"></head>\n'
         f'<body><header class="top"><nav>{trail}</nav></header>\n<main>\n{body}\n</main>\n'
-        f'<footer>craft-bench report · generated {esc(generated)} · static files, no server needed</footer>\n'
+        f"<footer>craft-bench report · generated {esc(generated)} · static files, no server needed</footer>\n"
         '<script src="assets/report.js"></script></body></html>\n'
     )
 
@@ -98,8 +100,16 @@ def leaderboard(suite: str, runs: list[Run]) -> str:
         m = first[name]
         arrow = "↑" if m.get("higher_is_better", True) else "↓"
         cls = ' class="headline"' if k == 0 else ""
-        head_cells.append(f'<th data-type="num" data-metric="{esc(name)}"{cls}>{esc(m.get("display_name", name))} {arrow}</th>')
-    head_cells += ['<th data-type="num">n</th>', '<th data-type="num">train s</th>', '<th data-type="num">samples</th>', "<th>spec</th>", "<th>created</th>"]
+        head_cells.append(
+            f'<th data-type="num" data-metric="{esc(name)}"{cls}>{esc(m.get("display_name", name))} {arrow}</th>'
+        )
+    head_cells += [
+        '<th data-type="num">n</th>',
+        '<th data-type="num">train s</th>',
+        '<th data-type="num">samples</th>',
+        "<th>spec</th>",
+        "<th>created</th>",
+    ]
     body = []
     for rank, row in enumerate(rows, 1):
         run = by_id[row[3]]
@@ -111,18 +121,20 @@ def leaderboard(suite: str, runs: list[Run]) -> str:
             f"<td>{esc(run.model)}</td>",
             f'<td class="num" data-value="{run.results.get("seed", 0)}">{run.results.get("seed", 0)}</td>',
         ]
-        cells += [metric_cell(m, "headline" if k == 0 else "", name) for k, (name, m) in enumerate(zip(metric_names, metrics))]
+        cells += [
+            metric_cell(m, "headline" if k == 0 else "", name) for k, (name, m) in enumerate(zip(metric_names, metrics))
+        ]
         cells += [
             f'<td class="num" data-value="{head_metric.get("n", "")}">{num(head_metric.get("n"))}</td>',
             f'<td class="num" data-value="{row[-2]}">{num(float(row[-2] or 0), 1)}</td>',
             f'<td class="num" data-value="{esc(row[-1])}">{esc(row[-1]) or MISSING}</td>',
             f"<td><code>{run.id}</code></td>",
-            f'<td>{esc(run.results.get("created", "")[:10])}</td>',
+            f"<td>{esc(run.results.get('created', '')[:10])}</td>",
         ]
         body.append(f'<tr data-run="{run.id}">' + "".join(cells) + "</tr>")
     return (
         f'<table class="lb sortable" id="lb-{slug(suite)}"><thead><tr>{"".join(head_cells)}</tr></thead>'
-        f'<tbody>{"".join(body)}</tbody></table>'
+        f"<tbody>{''.join(body)}</tbody></table>"
     )
 
 
@@ -131,7 +143,8 @@ def provenance(run: Run) -> str:
     res, spec = run.results, run.spec
     if run.diffs:
         diff_rows = "".join(
-            f"<tr><td>{esc(d.section)}</td><td>{esc(d.key)}</td><td>{code(d.value)}</td><td>{code(d.default)}</td></tr>" for d in run.diffs
+            f"<tr><td>{esc(d.section)}</td><td>{esc(d.key)}</td><td>{code(d.value)}</td><td>{code(d.default)}</td></tr>"
+            for d in run.diffs
         )
         diffs = f'<table class="diffs"><thead><tr><th>section</th><th>setting</th><th>value</th><th>default</th></tr></thead><tbody>{diff_rows}</tbody></table>'
     else:
@@ -148,23 +161,33 @@ def provenance(run: Run) -> str:
         ("model digest", code(model.get("digest", MISSING))),
         ("method", f"{esc(run.method)} v{esc(spec.get('method', {}).get('version', '?'))}"),
         ("suite", f"{esc(run.suite)} v{esc(res.get('suite_version', spec.get('suite', {}).get('version', '?')))}"),
-        ("seed · prompts used · dtype", f"{esc(res.get('seed', 0))} · {esc(spec.get('limit') or 'all')} · {esc(spec.get('dtype', '?'))}"),
+        (
+            "seed · prompts used · dtype",
+            f"{esc(res.get('seed', 0))} · {esc(spec.get('limit') or 'all')} · {esc(spec.get('dtype', '?'))}",
+        ),
         ("prompts file digest", code(spec["prompts"]) if spec.get("prompts") else "suite's own prompts"),
         ("sampler", " ".join(f"{esc(k)}={code(v)}" for k, v in spec.get("sampler", {}).items()) or MISSING),
-        ("timing", f"generate {num(t.get('generate_s'), 1)} s · score {num(t.get('score_s'), 1)} s · train {num(t.get('train_s'), 1)} s · {esc(t.get('device', '?'))}"),
+        (
+            "timing",
+            f"generate {num(t.get('generate_s'), 1)} s · score {num(t.get('score_s'), 1)} s · train {num(t.get('train_s'), 1)} s · {esc(t.get('device', '?'))}",
+        ),
     ]
     if res.get("generation"):
         g = res["generation"]
-        pairs.append(("images", f"{g.get('images')} ({g.get('generated')} generated, {g.get('cached')} from the cache)"))
+        pairs.append(
+            ("images", f"{g.get('images')} ({g.get('generated')} generated, {g.get('cached')} from the cache)")
+        )
     if res.get("train"):
         pairs.append(("training", " · ".join(f"{esc(k)} {code(v)}" for k, v in res["train"].items())))
     versions = res.get("versions", {})
-    pairs.append(("versions", " · ".join(f"{esc(k)} {code(v)}" for k, v in versions.items() if k != "git_commit") or MISSING))
+    pairs.append(
+        ("versions", " · ".join(f"{esc(k)} {code(v)}" for k, v in versions.items() if k != "git_commit") or MISSING)
+    )
     pairs.append(("git commit", code(versions.get("git_commit", "unknown"))))
     spec_json = esc(json.dumps(spec, indent=1, ensure_ascii=False)) if spec else "run_spec.json is missing"
     return (
         f'<details class="prov" id="run-{run.id}"><summary><b>{esc(run.label)}</b> · {esc(run.suite)} · {esc(run.model)} · '
-        f'<code>{run.id}</code> · {esc(res.get("created", "")[:16].replace("T", " "))}</summary>'
+        f"<code>{run.id}</code> · {esc(res.get('created', '')[:16].replace('T', ' '))}</summary>"
         f"<h4>settings that differ from the defaults</h4>{diffs}{kv_table(pairs)}"
         f"<details><summary>run_spec.json</summary><pre>{spec_json}</pre></details></details>"
     )
@@ -177,8 +200,14 @@ class PageLink:
     note: str = ""
 
 
-def index_page(by_suite: dict[str, list[Run]], suite_pages: dict[str, str], compares: dict[str, list[PageLink]],
-               sweeps: list[PageLink], n_images: int, generated: str) -> str:
+def index_page(
+    by_suite: dict[str, list[Run]],
+    suite_pages: dict[str, str],
+    compares: dict[str, list[PageLink]],
+    sweeps: list[PageLink],
+    n_images: int,
+    generated: str,
+) -> str:
     n_runs = sum(len(v) for v in by_suite.values())
     toc = []
     for suite in by_suite:
@@ -202,13 +231,17 @@ def index_page(by_suite: dict[str, list[Run]], suite_pages: dict[str, str], comp
         parts.append('<p class="note">Value and 95% bootstrap CI per metric; click a column to sort.</p>')
         parts.append(f'<div class="scroll">{leaderboard(suite, runs)}</div>')
         if compares.get(suite):
-            items = "".join(f'<li><a href="{esc(c.href)}">{esc(c.title)}</a> {esc(c.note)}</li>' for c in compares[suite])
+            items = "".join(
+                f'<li><a href="{esc(c.href)}">{esc(c.title)}</a> {esc(c.note)}</li>' for c in compares[suite]
+            )
             parts.append(f'<h3 id="compare-{slug(suite)}">paired comparisons</h3><ul class="links">{items}</ul>')
         parts.append("</section>")
     if sweeps:
         items = "".join(f'<li><a href="{esc(s.href)}">{esc(s.title)}</a> {esc(s.note)}</li>' for s in sweeps)
         parts.append(f'<section id="sweeps"><h2>sweeps</h2><ul class="links">{items}</ul></section>')
-    parts.append('<section id="provenance"><h2>provenance</h2><p class="note">Per run: the settings that differ from the defaults, hashes, versions and dates.</p>')
+    parts.append(
+        '<section id="provenance"><h2>provenance</h2><p class="note">Per run: the settings that differ from the defaults, hashes, versions and dates.</p>'
+    )
     for runs in by_suite.values():
         parts += [provenance(r) for r in runs]
     parts.append("</section>")
@@ -244,7 +277,9 @@ def grid_items(runs: Sequence[Run], facets: Sequence[str], only: set[tuple[str, 
                 continue
             item = items.get(rec["item_id"])
             if item is None:
-                item = items[rec["item_id"]] = GridItem(rec["item_id"], rec.get("prompt", ""), {f: str(rec.get(f, "")) for f in facets})
+                item = items[rec["item_id"]] = GridItem(
+                    rec["item_id"], rec.get("prompt", ""), {f: str(rec.get(f, "")) for f in facets}
+                )
             row = rows.get(key)
             if row is None:
                 row = rows[key] = GridRow(rec.get("index", 0), rec["seed"], {})
@@ -323,14 +358,16 @@ def cell(run: Run, rec: dict[str, Any] | None, thumbs: Thumbs, binary: bool) -> 
         caption.append(f'<span class="reason">{esc(rec["reason"])}</span>')
     state = "" if not binary or v is None else (" ok" if v else " bad")
     dv = f' data-v="{v!r}"' if v is not None else ""
-    return f'<figure class="cell{state}" data-run="{run.id}"{dv}>{img}<figcaption>{"".join(caption)}</figcaption></figure>'
+    return (
+        f'<figure class="cell{state}" data-run="{run.id}"{dv}>{img}<figcaption>{"".join(caption)}</figcaption></figure>'
+    )
 
 
 def column_heads(runs: Sequence[Run], roles: Sequence[str] = ()) -> str:
     heads = []
     for n, r in enumerate(runs):
         m = r.results["metrics"].get(r.headline)
-        score = f'{esc(m.get("display_name", r.headline))} {num(m["value"])}' if m else ""
+        score = f"{esc(m.get('display_name', r.headline))} {num(m['value'])}" if m else ""
         role = f'<span class="role">{esc(roles[n])}</span>' if n < len(roles) else ""
         heads.append(
             f'<div class="colhead" data-run="{r.id}">{role}<a href="index.html#run-{r.id}">{esc(r.label)}</a><small>{score} · <code>{r.id}</code></small></div>'
@@ -341,8 +378,15 @@ def column_heads(runs: Sequence[Run], roles: Sequence[str] = ()) -> str:
 ROW_PX = 260  # estimated height of a grid row, for content-visibility's placeholder size
 
 
-def grid(runs: Sequence[Run], items: Sequence[GridItem], facets: dict[str, str], thumbs: Thumbs, binary: bool, group: bool = True,
-         roles: Sequence[str] = ()) -> str:
+def grid(
+    runs: Sequence[Run],
+    items: Sequence[GridItem],
+    facets: dict[str, str],
+    thumbs: Thumbs,
+    binary: bool,
+    group: bool = True,
+    roles: Sequence[str] = (),
+) -> str:
     """A row per (prompt, seed), a column per run; with ``group``, one titled section per value of the first facet."""
     group_by = next(iter(facets), None) if group else None
     groups: dict[str, list[GridItem]] = {}
@@ -376,20 +420,27 @@ def grid(runs: Sequence[Run], items: Sequence[GridItem], facets: dict[str, str],
     return "\n".join(out)
 
 
-def filters(runs: Sequence[Run], items: Sequence[GridItem], facets: dict[str, str], disagree: bool, columns: bool = True) -> str:
+def filters(
+    runs: Sequence[Run], items: Sequence[GridItem], facets: dict[str, str], disagree: bool, columns: bool = True
+) -> str:
     """The filter bar (shown by report.js; hidden without JavaScript, where the grid is complete)."""
     parts = []
     for col, label in facets.items():
         values = list(dict.fromkeys(i.facets.get(col, "") for i in items))
         if len(values) < 2:
             continue
-        opts = '<option value="">all</option>' + "".join(f'<option value="{esc(v)}">{esc(v)}</option>' for v in values if v)
+        opts = '<option value="">all</option>' + "".join(
+            f'<option value="{esc(v)}">{esc(v)}</option>' for v in values if v
+        )
         parts.append(f'<label>{esc(label)} <select name="f.{esc(slug(col))}">{opts}</select></label>')
     if disagree and len(runs) > 1:
         parts.append('<label><input type="checkbox" name="disagree" value="1"> only where methods disagree</label>')
     parts.append('<label>prompt contains <input type="search" name="q" size="16"></label>')
     if columns and len(runs) > 1:
-        boxes = "".join(f'<label class="col"><input type="checkbox" name="run" value="{r.id}" checked> {esc(r.label)}</label>' for r in runs)
+        boxes = "".join(
+            f'<label class="col"><input type="checkbox" name="run" value="{r.id}" checked> {esc(r.label)}</label>'
+            for r in runs
+        )
         parts.append(f'<span class="cols">columns: {boxes}</span>')
     parts.append('<output class="count" aria-live="polite"></output>')
     return f'<form class="filters" hidden>{"".join(parts)}</form>'
@@ -443,10 +494,19 @@ def differing(a: Run, b: Run, binary: bool) -> list[tuple[str, list[tuple[str, A
     up = [k for d, k in sorted(deltas, key=lambda t: -t[0]) if d > 0]
     down = [k for d, k in sorted(deltas, key=lambda t: t[0]) if d < 0]
     if binary:
-        return [(f"B correct, A wrong ({count(len(up), 'image')})", up), (f"A correct, B wrong ({count(len(down), 'image')})", down)]
+        return [
+            (f"B correct, A wrong ({count(len(up), 'image')})", up),
+            (f"A correct, B wrong ({count(len(down), 'image')})", down),
+        ]
     return [
-        (f"B scores higher ({len(up)} images; the {min(len(up), MAX_CONTINUOUS_ROWS)} largest differences)", up[:MAX_CONTINUOUS_ROWS]),
-        (f"B scores lower ({len(down)} images; the {min(len(down), MAX_CONTINUOUS_ROWS)} largest differences)", down[:MAX_CONTINUOUS_ROWS]),
+        (
+            f"B scores higher ({len(up)} images; the {min(len(up), MAX_CONTINUOUS_ROWS)} largest differences)",
+            up[:MAX_CONTINUOUS_ROWS],
+        ),
+        (
+            f"B scores lower ({len(down)} images; the {min(len(down), MAX_CONTINUOUS_ROWS)} largest differences)",
+            down[:MAX_CONTINUOUS_ROWS],
+        ),
     ]
 
 
@@ -465,19 +525,29 @@ def comparison_table(comps: Sequence[Any]) -> str:
         )
     return (
         '<table class="paired"><thead><tr><th>metric</th><th>A</th><th>B</th><th>B − A</th><th>95% CI</th><th>p</th>'
-        f'<th>prompts</th><th>verdict</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        f"<th>prompts</th><th>verdict</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
 
-def compare_page(a: Run, b: Run, comps: Sequence[Any], facets: dict[str, str], thumbs: Thumbs, generated: str) -> tuple[str, int]:
+def compare_page(
+    a: Run, b: Run, comps: Sequence[Any], facets: dict[str, str], thumbs: Thumbs, generated: str
+) -> tuple[str, int]:
     binary = is_binary([a, b])
     n_pairs = comps[0].n_pairs if comps else 0
     body = [
         f"<h1>{esc(b.label)} <small>vs</small> {esc(a.label)}</h1>",
-        kv_table([
-            ("A (baseline)", f'<a href="index.html#run-{a.id}">{esc(a.label)}</a> · {esc(a.model)} · <code>{a.id}</code>'),
-            ("B (candidate)", f'<a href="index.html#run-{b.id}">{esc(b.label)}</a> · {esc(b.model)} · <code>{b.id}</code>'),
-        ]),
+        kv_table(
+            [
+                (
+                    "A (baseline)",
+                    f'<a href="index.html#run-{a.id}">{esc(a.label)}</a> · {esc(a.model)} · <code>{a.id}</code>',
+                ),
+                (
+                    "B (candidate)",
+                    f'<a href="index.html#run-{b.id}">{esc(b.label)}</a> · {esc(b.model)} · <code>{b.id}</code>',
+                ),
+            ]
+        ),
         f'<p class="lede">Paired over {n_pairs} shared images (same prompt, same seed): B − A, its bootstrap 95% CI and a paired '
         "permutation test, as <code>craft-bench compare A B</code> prints them.</p>",
         comparison_table(comps),
@@ -499,4 +569,6 @@ def compare_page(a: Run, b: Run, comps: Sequence[Any], facets: dict[str, str], t
         n_images += sum(len(row.cells) for i in items for row in i.rows)
         body.append(grid([a, b], items, facets, thumbs, binary, group=False, roles=("A", "B")))
     title = f"{b.label} vs {a.label}"
-    return page(title, "\n".join(body), generated, [(a.suite, f"suite-{slug(a.suite)}.html"), ("compare", "")]), n_images
+    return page(
+        title, "\n".join(body), generated, [(a.suite, f"suite-{slug(a.suite)}.html"), ("compare", "")]
+    ), n_images

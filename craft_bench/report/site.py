@@ -67,7 +67,9 @@ def suite_facets(suite: str, runs: Sequence[Run]) -> dict[str, str]:
     present = {col: name for col, name in declared.items() if any(rec.get(col) not in (None, "") for rec in records)}
     columns = list(present)
     for i, col in enumerate(columns):
-        if any(all(rec.get(col) == rec.get(other) for rec in records) for other in columns[i + 1:] if other in present):
+        if any(
+            all(rec.get(col) == rec.get(other) for rec in records) for other in columns[i + 1 :] if other in present
+        ):
             present.pop(col)
     return present
 
@@ -90,7 +92,7 @@ def compare_pairs(runs: list[Run], mode: str) -> list[tuple[Run, Run]]:
     for i, a in enumerate(ordered):
         if mode == "baseline" and baselines and a not in baselines:
             continue
-        for b in ordered[i + 1:]:
+        for b in ordered[i + 1 :]:
             if keys[a.id] & keys[b.id]:
                 pairs.append((a, b))
     return pairs
@@ -101,13 +103,17 @@ def prepare_out(out: Path) -> bool:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: is a file; give a folder for the report")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise UserError(f"--out {out}: the folder is not empty and holds no craft-bench report; give a new or empty folder")
+        raise UserError(
+            f"--out {out}: the folder is not empty and holds no craft-bench report; give a new or empty folder"
+        )
     existed = (out / MARKER).is_file()
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / "assets").mkdir(exist_ok=True)
     except OSError as exc:
-        raise UserError(f"--out {out}: cannot create it ({exc.strerror or exc}); pass --out with a writable folder") from None
+        raise UserError(
+            f"--out {out}: cannot create it ({exc.strerror or exc}); pass --out with a writable folder"
+        ) from None
     return existed
 
 
@@ -117,8 +123,14 @@ def warn(line: str) -> None:
     print(f"craft-bench: warning: {line}", file=sys.stderr)
 
 
-def build_report(paths: Sequence[str], out: str | Path | None = None, default_root: Path | None = None, thumb_px: int = 256,
-                 pairs: str = "baseline", progress: bool = True) -> Summary:
+def build_report(
+    paths: Sequence[str],
+    out: str | Path | None = None,
+    default_root: Path | None = None,
+    thumb_px: int = 256,
+    pairs: str = "baseline",
+    progress: bool = True,
+) -> Summary:
     from craft_bench.report.compare import compare_records
     from craft_bench.report.sweep import load_sweep, plots, sweep_page
     from craft_bench.store import default_root as _default_root
@@ -145,7 +157,9 @@ def build_report(paths: Sequence[str], out: str | Path | None = None, default_ro
                 c.run_id = by_dir[c.run_dir.resolve()].id
     runs = list({r.results["spec_hash"]: r for r in by_dir.values()}.values())
     if not runs and not sweeps:
-        raise UserError(f"no finished runs under {', '.join(map(str, paths)) or inputs.root}; run `craft-bench run ...` first")
+        raise UserError(
+            f"no finished runs under {', '.join(map(str, paths)) or inputs.root}; run `craft-bench run ...` first"
+        )
     out_dir = Path(out) if out else inputs.root / "report"
     rebuilt = prepare_out(out_dir)
     generated = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -177,8 +191,11 @@ def build_report(paths: Sequence[str], out: str | Path | None = None, default_ro
             name = f"compare-{a.id}-{b.id}.html"
             rendered[name], shown[name] = html.compare_page(a, b, comps, facets, thumbs, generated)
             head = comps[0]
-            compares.setdefault(suite, []).append(html.PageLink(
-                name, f"{b.label} vs {a.label}", f"({head.display_name} {head.delta:+.4f}, {head.verdict})"))
+            compares.setdefault(suite, []).append(
+                html.PageLink(
+                    name, f"{b.label} vs {a.label}", f"({head.display_name} {head.delta:+.4f}, {head.verdict})"
+                )
+            )
 
     sweep_links = []
     for sw in sweeps:
@@ -186,7 +203,9 @@ def build_report(paths: Sequence[str], out: str | Path | None = None, default_ro
         rendered[sw.page] = sweep_page(sw, figures, generated)
         shown[sw.page] = 0
         shutil.copyfile(sw.path, out_dir / f"sweep-{sw.slug}" / "sweep.json")
-        sweep_links.append(html.PageLink(sw.page, f"sweep {sw.name}", f"({len(sw.cells)} cells, suite {sw.data.get('suite', '?')})"))
+        sweep_links.append(
+            html.PageLink(sw.page, f"sweep {sw.name}", f"({len(sw.cells)} cells, suite {sw.data.get('suite', '?')})")
+        )
 
     n_unique = thumbs.count
     rendered["index.html"] = html.index_page(by_suite, suite_pages, compares, sweep_links, n_unique, generated)
@@ -195,7 +214,9 @@ def build_report(paths: Sequence[str], out: str | Path | None = None, default_ro
     for name, text in rendered.items():
         atomic_write_text(out_dir / name, text)
     for asset in ASSETS:
-        atomic_write_text(out_dir / "assets" / asset, resources.files("craft_bench.report").joinpath("static", asset).read_text())
+        atomic_write_text(
+            out_dir / "assets" / asset, resources.files("craft_bench.report").joinpath("static", asset).read_text()
+        )
     if rebuilt:
         for stale in out_dir.glob("*.html"):
             if stale.name not in rendered:
@@ -204,10 +225,24 @@ def build_report(paths: Sequence[str], out: str | Path | None = None, default_ro
             if stale.is_dir() and f"{stale.name}.html" not in rendered:
                 shutil.rmtree(stale)
         thumbs.prune()
-    atomic_write_json(out_dir / MARKER, {"tool": "craft-bench report", "generated": generated, "runs": len(runs), "pages": sorted(rendered)})
+    atomic_write_json(
+        out_dir / MARKER,
+        {"tool": "craft-bench report", "generated": generated, "runs": len(runs), "pages": sorted(rendered)},
+    )
     if stats.missing:
         notes.append(f"{stats.missing} images are missing from their results folders (shown as placeholders)")
-    return Summary(out_dir, len(runs), len(by_suite), shown, sum(shown.values()), n_unique, stats, time.perf_counter() - t0, len(sweeps), notes)
+    return Summary(
+        out_dir,
+        len(runs),
+        len(by_suite),
+        shown,
+        sum(shown.values()),
+        n_unique,
+        stats,
+        time.perf_counter() - t0,
+        len(sweeps),
+        notes,
+    )
 
 
 def summary_line(s: Summary) -> str:
@@ -222,8 +257,18 @@ def summary_line(s: Summary) -> str:
 
 
 def summary_json(s: Summary) -> str:
-    return json.dumps({
-        "out": str(s.out), "runs": s.runs, "suites": s.suites, "sweeps": s.sweeps, "pages": s.pages, "images_shown": s.images_shown,
-        "unique_images": s.unique_images, "thumbs": {k: v for k, v in s.thumbs.__dict__.items() if k != "missing_keys"},
-        "seconds": round(s.seconds, 3), "notes": s.notes,
-    }, indent=2)
+    return json.dumps(
+        {
+            "out": str(s.out),
+            "runs": s.runs,
+            "suites": s.suites,
+            "sweeps": s.sweeps,
+            "pages": s.pages,
+            "images_shown": s.images_shown,
+            "unique_images": s.unique_images,
+            "thumbs": {k: v for k, v in s.thumbs.__dict__.items() if k != "missing_keys"},
+            "seconds": round(s.seconds, 3),
+            "notes": s.notes,
+        },
+        indent=2,
+    )

@@ -34,7 +34,9 @@ class Clusters:
     n_records: int
 
 
-def clusters_for(metric: MetricDef, records: Sequence[dict[str, Any]], only: set[tuple[str, int]] | None = None) -> Clusters:
+def clusters_for(
+    metric: MetricDef, records: Sequence[dict[str, Any]], only: set[tuple[str, int]] | None = None
+) -> Clusters:
     """Group records by prompt (``item_id``); ``only`` restricts to (item_id, seed) pairs."""
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
@@ -65,7 +67,9 @@ def clusters_for(metric: MetricDef, records: Sequence[dict[str, Any]], only: set
         s = np.array([1.0 if flags[c] else 0.0 for c in ids])
         k = np.ones(len(ids))
     elif metric.per_prompt != "mean":
-        raise ValueError(f"metric '{metric.name}': per_prompt must be 'mean', 'all' or 'any', not '{metric.per_prompt}'")
+        raise ValueError(
+            f"metric '{metric.name}': per_prompt must be 'mean', 'all' or 'any', not '{metric.per_prompt}'"
+        )
     else:
         s = np.array([sums[c] for c in ids], dtype=float)
         k = np.array([counts[c] for c in ids], dtype=float)
@@ -159,7 +163,9 @@ class Comparison:
         return dict(self.__dict__)
 
 
-def compare_metric(metric: MetricDef, records_a: Sequence[dict[str, Any]], records_b: Sequence[dict[str, Any]], seed: int = 0) -> Comparison | None:
+def compare_metric(
+    metric: MetricDef, records_a: Sequence[dict[str, Any]], records_b: Sequence[dict[str, Any]], seed: int = 0
+) -> Comparison | None:
     """Paired comparison of B against A over the (prompt, seed) images both runs scored."""
     from scipy import stats as sstats
 
@@ -174,11 +180,26 @@ def compare_metric(metric: MetricDef, records_a: Sequence[dict[str, Any]], recor
     delta = b - a
     n_prompts = len(ca.ids)
     if n_prompts < 2:
-        return Comparison(metric.name, metric.display_name, a, b, delta, delta, delta, 1.0, ca.n_records, n_prompts, "no significant difference", metric.higher_is_better)
+        return Comparison(
+            metric.name,
+            metric.display_name,
+            a,
+            b,
+            delta,
+            delta,
+            delta,
+            1.0,
+            ca.n_records,
+            n_prompts,
+            "no significant difference",
+            metric.higher_is_better,
+        )
 
     rng = np.random.default_rng([seed, 0xC0DE])
     idx = _stratified_draws(ca.strata, N_RESAMPLES, rng)
-    boot = _estimate(cb.sums[idx], cb.counts[idx], ca.strata, metric.scale) - _estimate(ca.sums[idx], ca.counts[idx], ca.strata, metric.scale)
+    boot = _estimate(cb.sums[idx], cb.counts[idx], ca.strata, metric.scale) - _estimate(
+        ca.sums[idx], ca.counts[idx], ca.strata, metric.scale
+    )
     lo, hi = _percentile_ci(boot)
 
     # With the shared images fixed, the estimate is sum_c w_c * sum_c(x): a linear statistic whose
@@ -196,8 +217,13 @@ def compare_metric(metric: MetricDef, records_a: Sequence[dict[str, Any]], recor
         p = 1.0
     else:
         res = sstats.permutation_test(
-            (cb.sums, ca.sums), statistic, permutation_type="samples", vectorized=True,
-            n_resamples=min(N_RESAMPLES * 5, 2**n_prompts), alternative="two-sided", random_state=np.random.default_rng([seed, 0x7E57]),
+            (cb.sums, ca.sums),
+            statistic,
+            permutation_type="samples",
+            vectorized=True,
+            n_resamples=min(N_RESAMPLES * 5, 2**n_prompts),
+            alternative="two-sided",
+            random_state=np.random.default_rng([seed, 0x7E57]),
         )
         p = float(res.pvalue)
     significant = p < ALPHA and (lo > 0 or hi < 0)
@@ -205,4 +231,17 @@ def compare_metric(metric: MetricDef, records_a: Sequence[dict[str, Any]], recor
         verdict = "no significant difference"
     else:
         verdict = "better" if (delta > 0) == metric.higher_is_better else "worse"
-    return Comparison(metric.name, metric.display_name, a, b, delta, lo, hi, p, ca.n_records, n_prompts, verdict, metric.higher_is_better)
+    return Comparison(
+        metric.name,
+        metric.display_name,
+        a,
+        b,
+        delta,
+        lo,
+        hi,
+        p,
+        ca.n_records,
+        n_prompts,
+        verdict,
+        metric.higher_is_better,
+    )

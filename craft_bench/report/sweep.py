@@ -29,7 +29,9 @@ class Cell:
     budget: float | None
     seed: int
     headline: dict[str, Any]  # {value, ci_low, ci_high[, n]}
-    delta: dict[str, Any] | None  # paired delta vs the baseline method (sweep.json "delta_vs_vanilla"): {delta, ci_low, ci_high, p_value, verdict}
+    delta: (
+        dict[str, Any] | None
+    )  # paired delta vs the baseline method (sweep.json "delta_vs_vanilla"): {delta, ci_low, ci_high, p_value, verdict}
     samples_used: float | None
     train_s: dict[str, float]  # seconds by stage
     images_generated: Any = None
@@ -125,13 +127,23 @@ def load_sweep(path: Path) -> Sweep:
         run_dir = _resolve(raw.get("run"), path)
         if run_dir is not None and run_dir.is_file():
             run_dir = run_dir.parent
-        cells.append(Cell(
-            method=raw["method"], budget=_number(raw.get("budget"), f"{where}.budget"), seed=int(raw.get("seed", 0)),
-            headline=head, delta=raw.get("delta_vs_vanilla"), samples_used=_number(raw.get("samples_used"), f"{where}.samples_used"),
-            train_s=train_s, images_generated=raw.get("images_generated"), reward_calls=raw.get("reward_calls"),
-            peak_memory_mb=raw.get("peak_memory_mb"), run_dir=run_dir if run_dir and (run_dir / "results.json").is_file() else None,
-            train_log=_read_train_log(log_path) if log_path else [], train_log_path=log_path,
-        ))
+        cells.append(
+            Cell(
+                method=raw["method"],
+                budget=_number(raw.get("budget"), f"{where}.budget"),
+                seed=int(raw.get("seed", 0)),
+                headline=head,
+                delta=raw.get("delta_vs_vanilla"),
+                samples_used=_number(raw.get("samples_used"), f"{where}.samples_used"),
+                train_s=train_s,
+                images_generated=raw.get("images_generated"),
+                reward_calls=raw.get("reward_calls"),
+                peak_memory_mb=raw.get("peak_memory_mb"),
+                run_dir=run_dir if run_dir and (run_dir / "results.json").is_file() else None,
+                train_log=_read_train_log(log_path) if log_path else [],
+                train_log_path=log_path,
+            )
+        )
     name = str(data.get("name") or (path.parent.name if path.name == "sweep.json" else path.stem))
     return Sweep(path, name, data, cells)
 
@@ -160,8 +172,9 @@ def _save(fig: Any, out: Path, stem: str) -> tuple[str, str]:
     return f"{out.name}/{stem}.png", f"{out.name}/{stem}.svg"
 
 
-def _headline_plot(sweep: Sweep, x_of: Any, xlabel: str, title: str, out: Path, stem: str,
-                   tick_every_x: bool = True) -> tuple[str, str] | None:
+def _headline_plot(
+    sweep: Sweep, x_of: Any, xlabel: str, title: str, out: Path, stem: str, tick_every_x: bool = True
+) -> tuple[str, str] | None:
     """``tick_every_x``: a tick at each distinct x when there are at most 8 (budgets); else matplotlib's log ticks
     (seconds, which differ from cell to cell)."""
     import matplotlib.pyplot as plt
@@ -241,8 +254,16 @@ def _delta_plot(sweep: Sweep, out: Path) -> tuple[str, str] | None:
             d = c.delta
             y = float(d["delta"])
             err = [[y - float(d.get("ci_low", y))], [float(d.get("ci_high", y)) - y]]
-            ax.errorbar([c.samples_used * shift], [y], yerr=err, fmt=markers[seeds.index(c.seed) % len(markers)],
-                        color=colors[m], capsize=2, ms=4, alpha=0.85)
+            ax.errorbar(
+                [c.samples_used * shift],
+                [y],
+                yerr=err,
+                fmt=markers[seeds.index(c.seed) % len(markers)],
+                color=colors[m],
+                capsize=2,
+                ms=4,
+                alpha=0.85,
+            )
         means: dict[float, list[float]] = {}
         for c in mine:
             means.setdefault(c.samples_used, []).append(float(c.delta["delta"]))
@@ -285,7 +306,9 @@ def _curves_plot(sweep: Sweep, out: Path) -> tuple[tuple[str, str], list[str]] |
     styles = ["-", "--", ":", "-."]
     for ax, key in zip(axes.flat, keys):
         for c in cells:
-            pts = [(r.get("step", n), r[key]) for n, r in enumerate(c.train_log) if isinstance(r.get(key), (int, float))]
+            pts = [
+                (r.get("step", n), r[key]) for n, r in enumerate(c.train_log) if isinstance(r.get(key), (int, float))
+            ]
             if pts:
                 budgets = sorted({x.budget or 0 for x in sweep.cells if x.method == c.method})
                 ls = styles[budgets.index(c.budget or 0) % len(styles)]
@@ -293,7 +316,7 @@ def _curves_plot(sweep: Sweep, out: Path) -> tuple[tuple[str, str], list[str]] |
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.grid(True, alpha=0.3)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
@@ -310,7 +333,9 @@ def _gains_plot(sweep: Sweep, out: Path) -> tuple[str, str] | None:
 
     rows = [r for r in sweep.data.get("reward_hacking") or [] if isinstance(r.get("gain"), (int, float))]
     seconds = {(c.method, c.budget, c.seed): c.train_total for c in sweep.cells}
-    rows = [r for r in rows if seconds.get((r.get("method"), _number(r.get("budget"), "budget"), int(r.get("seed", 0))))]
+    rows = [
+        r for r in rows if seconds.get((r.get("method"), _number(r.get("budget"), "budget"), int(r.get("seed", 0))))
+    ]
     if not rows:
         return None
     judges = list(dict.fromkeys(r["judge"] for r in rows))
@@ -319,16 +344,27 @@ def _gains_plot(sweep: Sweep, out: Path) -> tuple[str, str] | None:
     fig, axes = plt.subplots(1, len(judges), figsize=(4.2 * len(judges), 3.4), squeeze=False)
     for ax, judge in zip(axes.flat, judges):
         for m in methods:
-            pts = sorted((seconds[(r["method"], _number(r.get("budget"), "budget"), int(r.get("seed", 0)))], r)
-                         for r in rows if r["judge"] == judge and r["method"] == m)
+            pts = sorted(
+                (seconds[(r["method"], _number(r.get("budget"), "budget"), int(r.get("seed", 0)))], r)
+                for r in rows
+                if r["judge"] == judge and r["method"] == m
+            )
             if not pts:
                 continue
             xs, ys = [x for x, _ in pts], [r["gain"] for _, r in pts]
             lo = [y - r.get("ci_low", y) for y, (_, r) in zip(ys, pts)]
             hi = [r.get("ci_high", y) - y for y, (_, r) in zip(ys, pts)]
             trained = pts[0][1].get("trained_on")
-            ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", color=colors[m], mfc=colors[m] if trained else "white", capsize=3,
-                        label=f"{m} ({'trained on' if trained else 'held out'})")
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=[lo, hi],
+                fmt="o",
+                color=colors[m],
+                mfc=colors[m] if trained else "white",
+                capsize=3,
+                label=f"{m} ({'trained on' if trained else 'held out'})",
+            )
             ax.plot(xs, ys, color=colors[m], lw=1.2)
         ax.axhline(0, color="gray", lw=0.8)
         ax.set_xscale("log")
@@ -353,13 +389,33 @@ def plots(sweep: Sweep, out: Path, target: Path | None = None) -> dict[str, Any]
     plt.rcParams["svg.hashsalt"] = "craft-bench"
     target = target or out / f"sweep-{sweep.slug}"
     return {
-        "samples": _headline_plot(sweep, lambda c: c.samples_used, "training samples used (log)", "headline vs samples used", target, "headline-vs-samples"),
-        "compute": _headline_plot(sweep, lambda c: c.train_total, "training compute, seconds (log)", "headline vs training compute", target, "headline-vs-compute",
-                                  tick_every_x=False),
+        "samples": _headline_plot(
+            sweep,
+            lambda c: c.samples_used,
+            "training samples used (log)",
+            "headline vs samples used",
+            target,
+            "headline-vs-samples",
+        ),
+        "compute": _headline_plot(
+            sweep,
+            lambda c: c.train_total,
+            "training compute, seconds (log)",
+            "headline vs training compute",
+            target,
+            "headline-vs-compute",
+            tick_every_x=False,
+        ),
         "delta": _delta_plot(sweep, target),
-        "images": _headline_plot(sweep, lambda c: c.images_generated if isinstance(c.images_generated, (int, float)) else None,
-                                 "images generated for training (log)", "headline vs images generated", target,
-                                 "headline-vs-images", tick_every_x=False),
+        "images": _headline_plot(
+            sweep,
+            lambda c: c.images_generated if isinstance(c.images_generated, (int, float)) else None,
+            "images generated for training (log)",
+            "headline vs images generated",
+            target,
+            "headline-vs-images",
+            tick_every_x=False,
+        ),
         "gains": _gains_plot(sweep, target),
         "curves": _curves_plot(sweep, target),
     }
@@ -386,21 +442,40 @@ def _figure(paths: tuple[str, str] | None, caption: str, wide: bool = False) -> 
 
 def cells_table(sweep: Sweep) -> str:
     stages = list(dict.fromkeys(k for c in sweep.cells for k in c.train_s))
-    head = ["method", "budget", "seed", "headline", f"Δ vs {baseline_of(sweep)}", "verdict", "samples used", "train s (total)", *[f"{s} s" for s in stages],
-            "images generated", "reward calls", "peak MB", "run"]
+    head = [
+        "method",
+        "budget",
+        "seed",
+        "headline",
+        f"Δ vs {baseline_of(sweep)}",
+        "verdict",
+        "samples used",
+        "train s (total)",
+        *[f"{s} s" for s in stages],
+        "images generated",
+        "reward calls",
+        "peak MB",
+        "run",
+    ]
     types = ["", "num", "num", "num", "num", "", "num", "num", *["num"] * len(stages), "num", "num", "num", ""]
     rows = []
     for c in sweep.cells:
         run = f'<a href="index.html#run-{c.run_id}"><code>{c.run_id}</code></a>' if c.run_id else MISSING
         verdict = (c.delta or {}).get("verdict", "")
         cells = [
-            f"<td>{esc(c.method)}</td>", f'<td class="num" data-value="{c.budget if c.budget is not None else ""}">{num(c.budget, 0) if c.budget is not None else MISSING}</td>',
-            f'<td class="num" data-value="{c.seed}">{c.seed}</td>', _ci(c.headline), _ci(c.delta, signed=True),
+            f"<td>{esc(c.method)}</td>",
+            f'<td class="num" data-value="{c.budget if c.budget is not None else ""}">{num(c.budget, 0) if c.budget is not None else MISSING}</td>',
+            f'<td class="num" data-value="{c.seed}">{c.seed}</td>',
+            _ci(c.headline),
+            _ci(c.delta, signed=True),
             f'<td class="wrap verdict {esc(verdict.split()[0] if verdict else "")}">{esc(verdict)}</td>',
             f'<td class="num" data-value="{c.samples_used if c.samples_used is not None else ""}">{num(c.samples_used, 0)}</td>',
             f'<td class="num" data-value="{c.train_total!r}">{num(c.train_total, 1)}</td>',
             *[f'<td class="num" data-value="{c.train_s.get(s, "")}">{num(c.train_s.get(s), 1)}</td>' for s in stages],
-            *[f'<td class="num" data-value="{v if v is not None else ""}">{num(v, 1) if isinstance(v, float) else num(v)}</td>' for v in (c.images_generated, c.reward_calls, c.peak_memory_mb)],
+            *[
+                f'<td class="num" data-value="{v if v is not None else ""}">{num(v, 1) if isinstance(v, float) else num(v)}</td>'
+                for v in (c.images_generated, c.reward_calls, c.peak_memory_mb)
+            ],
             f"<td>{run}</td>",
         ]
         rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -414,15 +489,17 @@ def compute_table(rows: list[dict[str, Any]]) -> str:
     body = []
     for r in rows:
         ratio = r.get("ratio")
-        text = f"{ratio:.1f}×" if isinstance(ratio, (int, float)) else esc(r.get("note") or "not reached within the grid")
+        text = (
+            f"{ratio:.1f}×" if isinstance(ratio, (int, float)) else esc(r.get("note") or "not reached within the grid")
+        )
         body.append(
-            f"<tr><td>{esc(r.get('method', '?'))}</td><td>{esc(r.get('reference', '?'))}</td><td class=\"num\">{num(r.get('budget'), 0)}</td>"
-            f"<td class=\"num\">{num(r.get('reference_train_s'), 1)}</td><td class=\"num\">{num(r.get('train_s'), 1)}</td>"
+            f'<tr><td>{esc(r.get("method", "?"))}</td><td>{esc(r.get("reference", "?"))}</td><td class="num">{num(r.get("budget"), 0)}</td>'
+            f'<td class="num">{num(r.get("reference_train_s"), 1)}</td><td class="num">{num(r.get("train_s"), 1)}</td>'
             f'<td class="num" data-value="{ratio if ratio is not None else ""}">{text}</td></tr>'
         )
     return (
         '<table class="lb"><thead><tr><th>method</th><th>to match</th><th>reference budget</th><th>reference train s</th>'
-        f'<th>train s needed</th><th>ratio</th></tr></thead><tbody>{"".join(body)}</tbody></table>'
+        f"<th>train s needed</th><th>ratio</th></tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
 
 
@@ -443,12 +520,24 @@ def hacking_table(rows: list[dict[str, Any]]) -> str:
                 cells.append(f'<td class="num">{MISSING}</td>')
                 continue
             trained = bool(r.get("trained_on"))
-            mark = '<span class="tag trained">trained on</span>' if trained else '<span class="tag held">held out</span>'
+            mark = (
+                '<span class="tag trained">trained on</span>' if trained else '<span class="tag held">held out</span>'
+            )
             gain = r.get("gain")
-            ci = f'<span class="ci">[{r["ci_low"]:+.4f}, {r["ci_high"]:+.4f}]</span>' if r.get("ci_low") is not None else ""
+            ci = (
+                f'<span class="ci">[{r["ci_low"]:+.4f}, {r["ci_high"]:+.4f}]</span>'
+                if r.get("ci_low") is not None
+                else ""
+            )
             cls = "trained" if trained else "held"
-            cells.append(f'<td class="num {cls}" data-value="{gain!r}"><span class="v">{gain:+.4f}</span>{ci}{mark}</td>' if isinstance(gain, (int, float)) else f'<td class="num">{MISSING}</td>')
-        body.append(f"<tr><td>{esc(method)}</td><td class=\"num\">{num(budget, 0) if budget is not None else MISSING}</td><td class=\"num\">{esc(seed)}</td>{''.join(cells)}</tr>")
+            cells.append(
+                f'<td class="num {cls}" data-value="{gain!r}"><span class="v">{gain:+.4f}</span>{ci}{mark}</td>'
+                if isinstance(gain, (int, float))
+                else f'<td class="num">{MISSING}</td>'
+            )
+        body.append(
+            f'<tr><td>{esc(method)}</td><td class="num">{num(budget, 0) if budget is not None else MISSING}</td><td class="num">{esc(seed)}</td>{"".join(cells)}</tr>'
+        )
     heads = "".join(f"<th>{esc(j)}</th>" for j in judges)
     return f'<div class="scroll"><table class="lb hacking"><thead><tr><th>method</th><th>budget</th><th>seed</th>{heads}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
@@ -460,10 +549,12 @@ def spread_table(rows: list[dict[str, Any]]) -> str:
     body = []
     for r in rows:
         sd = num(r["sd"], 4) if r.get("sd") is not None else MISSING
-        body.append(f"<tr><td>{esc(r['method'])}</td><td class=\"num\">{num(r['budget'], 0)}</td>"
-                    f"<td class=\"num\">{len(r['seeds'])}</td><td class=\"num\">{r['mean_delta']:+.4f}</td><td class=\"num\">{sd}</td>"
-                    f"<td class=\"num\">{r['min']:+.4f}</td><td class=\"num\">{r['max']:+.4f}</td>"
-                    f"<td class=\"num\">{r['better']} / {r['worse']}</td><td>{'yes' if r['same_sign'] else 'no'}</td></tr>")
+        body.append(
+            f'<tr><td>{esc(r["method"])}</td><td class="num">{num(r["budget"], 0)}</td>'
+            f'<td class="num">{len(r["seeds"])}</td><td class="num">{r["mean_delta"]:+.4f}</td><td class="num">{sd}</td>'
+            f'<td class="num">{r["min"]:+.4f}</td><td class="num">{r["max"]:+.4f}</td>'
+            f'<td class="num">{r["better"]} / {r["worse"]}</td><td>{"yes" if r["same_sign"] else "no"}</td></tr>'
+        )
     heads = "".join(f"<th>{esc(h)}</th>" for h in head)
     return f'<div class="scroll"><table class="lb"><thead><tr>{heads}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
@@ -487,27 +578,34 @@ def sweep_page(sweep: Sweep, figures: dict[str, Any], generated: str) -> str:
     body = [
         f"<h1>sweep {esc(sweep.name)}</h1>",
         kv_table(facts),
-        "<h2>cells</h2><p class=\"note\">One run per method, budget and seed; headline with its 95% CI, the paired delta against "
+        '<h2>cells</h2><p class="note">One run per method, budget and seed; headline with its 95% CI, the paired delta against '
         f"{esc(baseline_of(sweep))} on the same prompts and seeds, and the training cost by stage.</p>",
         cells_table(sweep),
         "<h2>data efficiency and compute</h2>",
         '<div class="plots">',
         _figure(figures.get("samples"), "headline vs training samples used"),
         _figure(figures.get("compute"), "headline vs training compute (seconds, log scale)"),
-        _figure(figures.get("delta"), f"paired gain over {baseline_of(sweep)} by seed (a gain that flips sign across seeds is not a gain)"),
+        _figure(
+            figures.get("delta"),
+            f"paired gain over {baseline_of(sweep)} by seed (a gain that flips sign across seeds is not a gain)",
+        ),
         _figure(figures.get("images"), "headline vs images generated for training (log scale)"),
         "</div>",
-        "<h2>across seeds</h2><p class=\"note\">Per method and budget: the paired deltas against "
+        '<h2>across seeds</h2><p class="note">Per method and budget: the paired deltas against '
         f"{esc(baseline_of(sweep))} over the seeds.</p>",
         spread_table(d.get("seed_spread") or []),
-        "<h2>compute to match</h2><p class=\"note\">Training seconds each method needs to reach the reference method's score at its budget, as a ratio.</p>",
+        '<h2>compute to match</h2><p class="note">Training seconds each method needs to reach the reference method\'s score at its budget, as a ratio.</p>',
         compute_table(d.get("compute_to_match") or []),
-        "<h2>reward hacking</h2><p class=\"note\">Gain over "
+        '<h2>reward hacking</h2><p class="note">Gain over '
         f"{esc(baseline_of(sweep))} on the rewards a method trained on, next to its gain on judges it did not train on.</p>",
         hacking_table(d.get("reward_hacking") or []),
         _figure(figures.get("gains"), f"gain over {baseline_of(sweep)} on every judge vs training compute", wide=True),
         "<h2>training curves</h2>",
-        _figure(curves[0] if curves else None, "training curves: " + ", ".join(curves[1]) if curves else "training curves", wide=True),
+        _figure(
+            curves[0] if curves else None,
+            "training curves: " + ", ".join(curves[1]) if curves else "training curves",
+            wide=True,
+        ),
         f'<p class="note">{len(logs)} of {len(sweep.cells)} cells have a train_log.jsonl.</p>',
     ]
     return page(f"sweep {sweep.name}", "\n".join(body), generated, [(f"sweep {sweep.name}", "")])

@@ -32,7 +32,12 @@ def results_table(results: dict[str, Any]) -> str:
     for name in names:
         m = results["metrics"][name]
         arrow = "↑" if m.get("higher_is_better", True) else "↓"
-        row = [f"{m.get('display_name', name)} {arrow}", _fmt(m["value"]), f"[{_fmt(m['ci_low'])}, {_fmt(m['ci_high'])}]", m["n"]]
+        row = [
+            f"{m.get('display_name', name)} {arrow}",
+            _fmt(m["value"]),
+            f"[{_fmt(m['ci_low'])}, {_fmt(m['ci_high'])}]",
+            m["n"],
+        ]
         rows.append(row + ([_fmt(m.get("p_value"))] if tested else []))
     title = f"{results['method']} x {results['suite']} on {results['model']} (spec {results['spec_hash'][:8]}, seed {results.get('seed', 0)})"
     t = results.get("timing", {})
@@ -61,8 +66,9 @@ def load_records(run_dir: Path) -> list[dict[str, Any]]:
 FIXED_COLUMNS = ("method", "model", "seed", "spec", "settings", "train_s", "samples_used", "run_dir")
 
 
-def leaderboard_rows(all_results: list[dict[str, Any]], settings: Sequence[str] | None = None,
-                     run_dirs: Sequence[Any] | None = None) -> tuple[list[str], list[list[Any]]]:
+def leaderboard_rows(
+    all_results: list[dict[str, Any]], settings: Sequence[str] | None = None, run_dirs: Sequence[Any] | None = None
+) -> tuple[list[str], list[list[Any]]]:
     """One row per run of one suite, best headline first: method, model, seed, spec (and, when given, the settings that
     are not the defaults), then each metric (its results.json entry), train_s, samples_used (and, when given, the
     run folder)."""
@@ -88,7 +94,9 @@ def leaderboard_rows(all_results: list[dict[str, Any]], settings: Sequence[str] 
     return headers, rows
 
 
-def render_leaderboard(suite: str, all_results: list[dict[str, Any]], fmt: str, settings: Sequence[str] | None = None) -> str:
+def render_leaderboard(
+    suite: str, all_results: list[dict[str, Any]], fmt: str, settings: Sequence[str] | None = None
+) -> str:
     headers, rows = leaderboard_rows(all_results, settings)
     if fmt == "json":
         return json.dumps({"suite": suite, "rows": [dict(zip(headers, row)) for row in rows]}, indent=2)
@@ -126,17 +134,31 @@ def render_leaderboard(suite: str, all_results: list[dict[str, Any]], fmt: str, 
 def comparison_cells(c: Any) -> list[Any]:
     """One metric's row of the comparison table: metric, A, B, B - A, 95% CI, p, prompts, verdict."""
     arrow = "↑" if c.higher_is_better else "↓"
-    return [f"{c.display_name} {arrow}", _fmt(c.a), _fmt(c.b), f"{c.delta:+.4f}", f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]",
-            f"{c.p_value:.4g}", c.n_prompts, c.verdict]
+    return [
+        f"{c.display_name} {arrow}",
+        _fmt(c.a),
+        _fmt(c.b),
+        f"{c.delta:+.4f}",
+        f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]",
+        f"{c.p_value:.4g}",
+        c.n_prompts,
+        c.verdict,
+    ]
 
 
-def comparison_table(a: dict[str, Any], b: dict[str, Any], comps: list[Any], differences: Sequence[tuple[str, Any, Any]] = ()) -> str:
+def comparison_table(
+    a: dict[str, Any], b: dict[str, Any], comps: list[Any], differences: Sequence[tuple[str, Any, Any]] = ()
+) -> str:
     rows = [comparison_cells(c) for c in comps]
     title = f"B = {b['method']} on {b['model']} (spec {b['spec_hash'][:8]})  vs  A = {a['method']} on {a['model']} (spec {a['spec_hash'][:8]}), suite {a['suite']}"
     n = comps[0].n_pairs if comps else 0
     differ = ""
     if differences:
-        differ = "settings that differ: " + "; ".join(f"{k} A={_value(va)} B={_value(vb)}" for k, va, vb in differences) + "\n"
+        differ = (
+            "settings that differ: "
+            + "; ".join(f"{k} A={_value(va)} B={_value(vb)}" for k, va, vb in differences)
+            + "\n"
+        )
     return f"{title}\n{differ}paired over {n} shared images (same prompt, same seed)\n" + markdown(
         ["Metric", "A", "B", "B - A", "95% CI", "p", "prompts", "verdict"], rows
     )

@@ -39,9 +39,12 @@ def aesthetic_mlp(input_size: int = 768) -> "torch.nn.Module":
     from torch import nn
 
     return nn.Sequential(
-        nn.Linear(input_size, 1024), nn.Dropout(0.2),
-        nn.Linear(1024, 128), nn.Dropout(0.2),
-        nn.Linear(128, 64), nn.Dropout(0.1),
+        nn.Linear(input_size, 1024),
+        nn.Dropout(0.2),
+        nn.Linear(1024, 128),
+        nn.Dropout(0.2),
+        nn.Linear(128, 64),
+        nn.Dropout(0.1),
         nn.Linear(64, 16),
         nn.Linear(16, 1),
     )
@@ -55,7 +58,9 @@ class LaionAesthetic(PixelReward):
     higher_is_better: ClassVar[bool] = True
     env: ClassVar[str] = "CRAFT_BENCH_AES"
 
-    def __init__(self, clip: Any, mlp: Any, device: str, clip_dtype: Any, batch_size: int = 16, image_size: int = 224) -> None:
+    def __init__(
+        self, clip: Any, mlp: Any, device: str, clip_dtype: Any, batch_size: int = 16, image_size: int = 224
+    ) -> None:
         self.clip = clip.eval()
         self.mlp = mlp.eval()
         self.device = device

@@ -30,7 +30,10 @@ class PixelReward(Reward):
 
         if len(images) != len(prompts):
             raise ValueError(f"{self.name}: {len(images)} images but {len(prompts)} prompts")
-        out = [self.score_pixels(self.preprocessor(images[s]), list(prompts[s])) for s in batches(len(images), self.batch_size)]
+        out = [
+            self.score_pixels(self.preprocessor(images[s]), list(prompts[s]))
+            for s in batches(len(images), self.batch_size)
+        ]
         return torch.cat(out) if out else torch.zeros(0)
 
     @abstractmethod

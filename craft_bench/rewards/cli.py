@@ -35,15 +35,33 @@ HPS_STYLES = ("anime", "concept-art", "paintings", "photo")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="craft-bench score", description="Score a folder of images with reward models.")
     p.add_argument("dir", type=Path, help="folder of images (metadata file, GenEval or HPS layout, or .txt captions)")
-    p.add_argument("--rewards", default="hps,pickscore,aes,imagereward", help="comma-separated reward names (see `craft-bench ls rewards`)")
-    p.add_argument("--out", type=Path, default=None, help="output CSV (a .json summary is written beside it); default DIR/scores.csv")
+    p.add_argument(
+        "--rewards",
+        default="hps,pickscore,aes,imagereward",
+        help="comma-separated reward names (see `craft-bench ls rewards`)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output CSV (a .json summary is written beside it); default DIR/scores.csv",
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
-    p.add_argument("--dtype", default=None, help="float32, float16 or bfloat16 (default: each official scorer's precision)")
+    p.add_argument(
+        "--dtype", default=None, help="float32, float16 or bfloat16 (default: each official scorer's precision)"
+    )
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
-    p.add_argument("--source", action="append", default=[], metavar="NAME=PATH",
-                   help="weights of a reward (repeatable): hps=/w/HPS_v2.1_compressed.pt, aes.clip=/w/ViT-L-14.safetensors, "
-                        "pickscore.processor=DIR, imagereward.tokenizer=DIR")
-    p.add_argument("--prompts", type=Path, default=None, help="metadata file, or folder of HPS <style>.json prompt lists")
+    p.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="weights of a reward (repeatable): hps=/w/HPS_v2.1_compressed.pt, aes.clip=/w/ViT-L-14.safetensors, "
+        "pickscore.processor=DIR, imagereward.tokenizer=DIR",
+    )
+    p.add_argument(
+        "--prompts", type=Path, default=None, help="metadata file, or folder of HPS <style>.json prompt lists"
+    )
     p.add_argument("--hps-version", default="v2.1", choices=("v2.1", "v2.0"), help="HPS checkpoint version")
     return p
 
@@ -104,14 +122,18 @@ def from_hps(root: Path, prompts_dir: Path | None) -> list[tuple[str, Path, str]
         candidates = [d / f"{style}.json" for d in (prompts_dir, root, root / "benchmark") if d is not None]
         lists = [c for c in candidates if c.is_file()]
         if not lists:
-            raise UserError(f"HPS layout: no prompt list '{style}.json' in {root} (pass --prompts DIR holding HPSv2's benchmark/{style}.json)")
+            raise UserError(
+                f"HPS layout: no prompt list '{style}.json' in {root} (pass --prompts DIR holding HPSv2's benchmark/{style}.json)"
+            )
         prompts = json.loads(lists[0].read_text())
         for image in sorted((root / style).iterdir()):
             if image.suffix.lower() in IMAGE_SUFFIXES:
                 try:
                     prompt = prompts[int(image.stem)]
                 except (ValueError, IndexError):
-                    raise UserError(f"HPS layout: '{image.name}' is not an index into {lists[0]} ({len(prompts)} prompts)") from None
+                    raise UserError(
+                        f"HPS layout: '{image.name}' is not an index into {lists[0]} ({len(prompts)} prompts)"
+                    ) from None
                 out.append((f"{style}/{image.stem}", image, prompt))
     return out
 
@@ -146,7 +168,9 @@ def summarize(frame: Any, rewards: dict[str, Any]) -> dict[str, Any]:
     for name, reward in rewards.items():
         s = frame.loc[frame["reward"] == name, "score"]
         summary[name] = {
-            "mean": float(s.mean()), "std": float(s.std(ddof=1)) if len(s) > 1 else 0.0, "n": int(len(s)),
+            "mean": float(s.mean()),
+            "std": float(s.std(ddof=1)) if len(s) > 1 else 0.0,
+            "n": int(len(s)),
             "higher_is_better": bool(getattr(reward, "higher_is_better", True)),
         }
     return summary
@@ -173,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
 
     keys = [registry.resolve_name(n) for n in names]
     options = {k: v for k, v in options.items() if k in keys}
-    scorer = CompositeScorer.load(keys, sources=sources, device=args.device, dtype=args.dtype, options=options, batch_size=args.batch_size)
+    scorer = CompositeScorer.load(
+        keys, sources=sources, device=args.device, dtype=args.dtype, options=options, batch_size=args.batch_size
+    )
     items = [e[0] for e in entries]
     frame = scorer.score([e[1] for e in entries], [e[2] for e in entries], items=items)
     by_item = {e[0]: e for e in entries}
@@ -183,8 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.dir / "scores.csv"
     write_atomic(out, frame.to_csv(index=False))
     summary = {
-        "dir": str(args.dir), "n_images": len(entries), "rewards": summarize(frame, scorer.rewards),
-        "device": args.device, "dtype": args.dtype, "batch_size": args.batch_size,
+        "dir": str(args.dir),
+        "n_images": len(entries),
+        "rewards": summarize(frame, scorer.rewards),
+        "device": args.device,
+        "dtype": args.dtype,
+        "batch_size": args.batch_size,
         "timing_s": {k: round(v, 3) for k, v in scorer.timings.items()},
     }
     json_path = out.with_suffix(".json")

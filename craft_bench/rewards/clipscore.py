@@ -38,7 +38,9 @@ class ClipScore(PixelReward):
         self.tokenize = open_clip.tokenize
 
     @classmethod
-    def load(cls, source: str | None = None, device: str = "cpu", dtype: str | None = None, *, batch_size: int = 16) -> "ClipScore":
+    def load(
+        cls, source: str | None = None, device: str = "cpu", dtype: str | None = None, *, batch_size: int = 16
+    ) -> "ClipScore":
         """``source``: OpenAI CLIP weights (OpenAI or open_clip layout; file or folder); default the hub copy."""
         device = resolve_device(device)
         model, image_size = load_openai_clip(cls.name, source, env=cls.env)

@@ -21,9 +21,16 @@ from craft_bench.models import resolve_device  # noqa: F401  (re-exported: rewar
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 _DTYPES = {
-    "float32": "float32", "fp32": "float32", "32": "float32", "full": "float32",
-    "float16": "float16", "fp16": "float16", "16": "float16", "half": "float16",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float32": "float32",
+    "fp32": "float32",
+    "32": "float32",
+    "full": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
 }
 
 
@@ -42,7 +49,9 @@ class WeightSource:
         return f"pass {how} or set {self.env}=PATH"
 
 
-def resolve_source(reward: str, env: str, source: str | os.PathLike | None, default: str, option: str = "") -> WeightSource:
+def resolve_source(
+    reward: str, env: str, source: str | os.PathLike | None, default: str, option: str = ""
+) -> WeightSource:
     """The explicit source, else ``$env``, else ``default``; local when the path exists."""
     value = os.fspath(source) if source else os.environ.get(env) or default
     path = Path(value).expanduser()
@@ -50,7 +59,9 @@ def resolve_source(reward: str, env: str, source: str | os.PathLike | None, defa
         return WeightSource(reward, env, str(path), True, option)
     if not _HUB_ID.match(value):
         origin = "argument" if source else f"${env}" if os.environ.get(env) else "default"
-        raise UserError(f"{reward}: weights not found at '{value}' (from {origin}); {WeightSource(reward, env, value, True, option).hint()}")
+        raise UserError(
+            f"{reward}: weights not found at '{value}' (from {origin}); {WeightSource(reward, env, value, True, option).hint()}"
+        )
     return WeightSource(reward, env, value, False, option)
 
 
@@ -83,7 +94,9 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
         url = urlparse(endpoint)
         try:
-            socket.create_connection((url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)), timeout=timeout).close()
+            socket.create_connection(
+                (url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)), timeout=timeout
+            ).close()
             _REACHABLE[endpoint] = True
         except OSError:
             _REACHABLE[endpoint] = False
@@ -105,8 +118,10 @@ def load_pretrained(src: WeightSource, model_cls: Any, processor_cls: Any, what:
     try:
         return model_cls.from_pretrained(src.value, **offline), processor_cls.from_pretrained(src.value, **offline)
     except (OSError, ValueError) as exc:
-        raise UserError(f"{src.reward}: cannot load {what} from '{src.value}' ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0][:120]}); {src.hint()}") from None
+        raise UserError(
+            f"{src.reward}: cannot load {what} from '{src.value}' ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:120]}); {src.hint()}"
+        ) from None
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -121,7 +136,9 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UserError(f"cannot read checkpoint '{path}' as weights ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
+        raise UserError(
+            f"cannot read checkpoint '{path}' as weights ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+        ) from None
 
 
 def unwrap_state_dict(ckpt: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,7 +147,7 @@ def unwrap_state_dict(ckpt: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(sd, Mapping):
         raise UserError("checkpoint holds no state dict")
     if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
     return dict(sd)
 
 
@@ -166,8 +183,19 @@ def batches(n: int, size: int) -> Iterator[slice]:
 
 
 _INIT_FUNCTIONS = (
-    "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
-    "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "xavier_normal_", "orthogonal_",
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "constant_",
+    "ones_",
+    "zeros_",
+    "eye_",
+    "dirac_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "orthogonal_",
 )
 
 
@@ -205,7 +233,9 @@ def load_strict(model: "Any", state_dict: Mapping[str, Any], what: str) -> None:
     try:
         model.load_state_dict(state_dict, strict=True, assign=True)
     except RuntimeError as exc:
-        raise UserError(f"{what}: checkpoint does not match the architecture ({str(exc).splitlines()[-1].strip()[:200]})") from None
+        raise UserError(
+            f"{what}: checkpoint does not match the architecture ({str(exc).splitlines()[-1].strip()[:200]})"
+        ) from None
 
 
 def _mismatch(model: "Any", state_dict: Mapping[str, Any]) -> tuple[list[str], list[str]]:

@@ -24,7 +24,9 @@ ImageLike = Union["Image.Image", str, os.PathLike]
 COLUMNS = ("item", "reward", "score")
 
 
-def load_reward(name: str, source: str | None = None, device: str = "auto", dtype: str | None = None, **options: Any) -> Reward:
+def load_reward(
+    name: str, source: str | None = None, device: str = "auto", dtype: str | None = None, **options: Any
+) -> Reward:
     """A registered reward (``craft_bench.registry.rewards``) built with its ``load`` constructor."""
     from craft_bench.registry import rewards
 
@@ -42,8 +44,12 @@ def open_image(image: ImageLike) -> "Image.Image":
         return im.convert("RGB") if im.mode not in ("RGB",) else im.copy()
 
 
-_SUB_OPTIONS = {"aes.clip": ("aes", "clip_source"), "pickscore.processor": ("pickscore", "processor"),
-                "imagereward.tokenizer": ("imagereward", "tokenizer"), "hps.arch": ("hps", "arch")}
+_SUB_OPTIONS = {
+    "aes.clip": ("aes", "clip_source"),
+    "pickscore.processor": ("pickscore", "processor"),
+    "imagereward.tokenizer": ("imagereward", "tokenizer"),
+    "hps.arch": ("hps", "arch"),
+}
 
 
 def parse_sources(pairs: list[str]) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
@@ -99,7 +105,11 @@ class CompositeScorer:
 
     @classmethod
     def from_source_list(
-        cls, names: Sequence[str], sources: str, device: str = "auto", options: Mapping[str, Mapping[str, Any]] | None = None,
+        cls,
+        names: Sequence[str],
+        sources: str,
+        device: str = "auto",
+        options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> "CompositeScorer":
         """Rewards with weights given as one string, comma-separated `craft-bench score --source` pairs
         (``hps=/w/HPS_v2.1_compressed.pt,aes.clip=/w/ViT-L-14.pt``), as suites take them in a setting; unnamed

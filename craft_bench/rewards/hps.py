@@ -63,11 +63,15 @@ class HPS(PixelReward):
     """HPS v2.1 (open_clip ViT-H-14 + HPS_v2.1_compressed.pt); v2.0 by ``version="v2.0"``."""
 
     name: ClassVar[str] = "hps"
-    description: ClassVar[str] = "HPS v2.1 human preference score (open_clip ViT-H-14; cosine, x100 in suites); v2.0 by option"
+    description: ClassVar[str] = (
+        "HPS v2.1 human preference score (open_clip ViT-H-14; cosine, x100 in suites); v2.0 by option"
+    )
     higher_is_better: ClassVar[bool] = True
     env: ClassVar[str] = "CRAFT_BENCH_HPS"
 
-    def __init__(self, model: Any, tokenizer: Any, device: str, autocast: Any, batch_size: int = 16, image_size: int = 224) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, device: str, autocast: Any, batch_size: int = 16, image_size: int = 224
+    ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.device = device

@@ -75,7 +75,7 @@ def split_checkpoint(state_dict: dict[str, Any]) -> tuple[dict[str, Any], dict[s
     vision, text, mlp = {}, {}, {}
     for key, value in state_dict.items():
         if key.startswith("blip.visual_encoder."):
-            k = key[len("blip.visual_encoder."):]
+            k = key[len("blip.visual_encoder.") :]
             for pattern, repl in _VISION_RENAMES:
                 if re.match(pattern, k):
                     vision[re.sub(pattern, repl, k)] = value
@@ -83,11 +83,11 @@ def split_checkpoint(state_dict: dict[str, Any]) -> tuple[dict[str, Any], dict[s
             else:
                 raise UserError(f"imagereward: unexpected vision key '{key}' in checkpoint")
         elif key.startswith("blip.text_encoder."):
-            k = key[len("blip.text_encoder."):]
+            k = key[len("blip.text_encoder.") :]
             if not k.endswith("position_ids"):
                 text[k] = value
         elif key.startswith("mlp.layers."):
-            mlp[key[len("mlp.layers."):]] = value
+            mlp[key[len("mlp.layers.") :]] = value
     if not vision or not text or not mlp:
         raise UserError("imagereward: checkpoint lacks blip.visual_encoder / blip.text_encoder / mlp weights")
     return vision, text, mlp
@@ -153,7 +153,17 @@ class ImageReward(PixelReward):
     higher_is_better: ClassVar[bool] = True
     env: ClassVar[str] = "CRAFT_BENCH_IMAGEREWARD"
 
-    def __init__(self, vision: Any, text: Any, mlp: Any, tokenizer: Any, device: str, dtype: Any, batch_size: int = 16, image_size: int = 224) -> None:
+    def __init__(
+        self,
+        vision: Any,
+        text: Any,
+        mlp: Any,
+        tokenizer: Any,
+        device: str,
+        dtype: Any,
+        batch_size: int = 16,
+        image_size: int = 224,
+    ) -> None:
         self.vision = vision.eval()
         self.text = text.eval()
         self.mlp = mlp.eval()
@@ -187,8 +197,14 @@ class ImageReward(PixelReward):
             med_path = os.path.join(folder, MED_CONFIG)
             for path in (ckpt_path, med_path):
                 if not os.path.isfile(path):
-                    raise UserError(f"imagereward: '{path}' not found (need {CHECKPOINT} and {MED_CONFIG} together); {src.hint()}")
-            if tokenizer is None and not os.environ.get(TOKENIZER_ENV) and os.path.isfile(os.path.join(folder, "vocab.txt")):
+                    raise UserError(
+                        f"imagereward: '{path}' not found (need {CHECKPOINT} and {MED_CONFIG} together); {src.hint()}"
+                    )
+            if (
+                tokenizer is None
+                and not os.environ.get(TOKENIZER_ENV)
+                and os.path.isfile(os.path.join(folder, "vocab.txt"))
+            ):
                 tokenizer = folder
         tsrc = resolve_source("imagereward.tokenizer", TOKENIZER_ENV, tokenizer, TOKENIZER_HUB)
         try:
@@ -210,11 +226,22 @@ class ImageReward(PixelReward):
         load_strict(mlp, mlp_sd, what)
         device = resolve_device(device)
         dtype_ = resolve_dtype(dtype, device)
-        return cls(vision.to(device, dtype_), text.to(device, dtype_), mlp.to(device), tok, device, dtype_, batch_size, vcfg.image_size)
+        return cls(
+            vision.to(device, dtype_),
+            text.to(device, dtype_),
+            mlp.to(device),
+            tok,
+            device,
+            dtype_,
+            batch_size,
+            vcfg.image_size,
+        )
 
     def score_pixels(self, pixels: "torch.Tensor", prompts: list[str]) -> "torch.Tensor":
         distinct, index = unique_prompts(prompts)
-        tokens = self.tokenizer(distinct, padding="max_length", truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+        tokens = self.tokenizer(
+            distinct, padding="max_length", truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
+        )
         ids = tokens.input_ids[index].to(self.device)
         mask = tokens.attention_mask[index].to(self.device)
         with inference(self.device):

@@ -75,4 +75,6 @@ def load_openai_clip(reward: str, source: str | None, env: str = CLIP_L14_ENV, o
     src = resolve_source(reward, env, source, CLIP_L14_HUB, option)
     path = clip_checkpoint_path(src)
     model = build_from_state_dict(unwrap_state_dict(load_state_dict_file(path)), f"{reward} CLIP ({path})")
-    return model, int(model.visual.image_size[0] if isinstance(model.visual.image_size, (tuple, list)) else model.visual.image_size)
+    return model, int(
+        model.visual.image_size[0] if isinstance(model.visual.image_size, (tuple, list)) else model.visual.image_size
+    )

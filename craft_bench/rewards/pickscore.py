@@ -43,7 +43,9 @@ class PickScore(PixelReward):
     higher_is_better: ClassVar[bool] = True
     env: ClassVar[str] = "CRAFT_BENCH_PICKSCORE"
 
-    def __init__(self, model: Any, processor: Any, device: str, dtype: Any, batch_size: int = 16, origin: str = "") -> None:
+    def __init__(
+        self, model: Any, processor: Any, device: str, dtype: Any, batch_size: int = 16, origin: str = ""
+    ) -> None:
         self.model = model.eval()
         self.processor = processor
         self.device = device
@@ -72,7 +74,9 @@ class PickScore(PixelReward):
         device = resolve_device(device)
         dtype_ = resolve_dtype(dtype, device)
         try:
-            model = CLIPModel.from_pretrained(src.value, dtype=dtype_, local_files_only=src.local or not hub_reachable())
+            model = CLIPModel.from_pretrained(
+                src.value, dtype=dtype_, local_files_only=src.local or not hub_reachable()
+            )
         except OSError as exc:
             raise pretrained_error(src, "CLIPModel", exc) from None
         try:
@@ -83,10 +87,14 @@ class PickScore(PixelReward):
 
     def score_pixels(self, pixels: "torch.Tensor", prompts: list[str]) -> "torch.Tensor":
         distinct, index = unique_prompts(prompts)
-        text_inputs = self.processor.tokenizer(distinct, padding=True, truncation=True, max_length=77, return_tensors="pt")
+        text_inputs = self.processor.tokenizer(
+            distinct, padding=True, truncation=True, max_length=77, return_tensors="pt"
+        )
         with inference(self.device):
             image = pooled(self.model.get_image_features(pixel_values=pixels.to(self.device, self.dtype))).float()
-            text = pooled(self.model.get_text_features(**{k: v.to(self.device) for k, v in text_inputs.items()})).float()
+            text = pooled(
+                self.model.get_text_features(**{k: v.to(self.device) for k, v in text_inputs.items()})
+            ).float()
             image = image / image.norm(dim=-1, keepdim=True)
             text = text / text.norm(dim=-1, keepdim=True)
             return (self.model.logit_scale.exp().float() * (image * text[index]).sum(-1)).cpu()

@@ -60,17 +60,33 @@ class TrainConfig:
     ema_decay: float = setting(0.0, "EMA of the trained weights (0: off; the EMA weights are what is saved)")
     snr_gamma: float = setting(0.0, "min-SNR-gamma loss weighting (Hang et al. 2023; 0: off, 5 is their value)")
     cond_dropout: float = setting(0.0, "share of examples trained with empty conditioning (keeps the CFG branch)")
-    timestep_min: float = setting(0.0, "train on timesteps from this share of the schedule (0: all; 0.5: the noisier half, "
-                                       "where layout and composition are decided)", omit_default=True)
+    timestep_min: float = setting(
+        0.0,
+        "train on timesteps from this share of the schedule (0: all; 0.5: the noisier half, "
+        "where layout and composition are decided)",
+        omit_default=True,
+    )
     gradient_checkpointing: bool = setting(False, "recompute UNet activations in the backward pass (less memory)")
     mixed_precision: str = setting("auto", "no, bf16, fp16 or auto (bf16 on CUDA, none on CPU)")
     ckpt_every: int = setting(50, "checkpoint every N steps (a killed run resumes from the last one)")
-    latents: str = setting("encode", "training latents of generated images: encode (VAE mean of the PNG, as for any image) or "
-                                     "sampled (the latents the sampler produced, kept by the pool's generation)", omit_default=True)
-    cache_encodings: bool = setting(True, "encode latents and prompts once (cached); false: every step, as "
-                                          "diffusers' training scripts do (kept for benchmarks)", omit_default=True)
-    report_to: str = setting("none", "send the per-step training numbers to tensorboard or wandb (accelerate's trackers; "
-                                      "logs/ beside the weights; pip install 'craft-bench[track]'), or none", identity=False)
+    latents: str = setting(
+        "encode",
+        "training latents of generated images: encode (VAE mean of the PNG, as for any image) or "
+        "sampled (the latents the sampler produced, kept by the pool's generation)",
+        omit_default=True,
+    )
+    cache_encodings: bool = setting(
+        True,
+        "encode latents and prompts once (cached); false: every step, as "
+        "diffusers' training scripts do (kept for benchmarks)",
+        omit_default=True,
+    )
+    report_to: str = setting(
+        "none",
+        "send the per-step training numbers to tensorboard or wandb (accelerate's trackers; "
+        "logs/ beside the weights; pip install 'craft-bench[track]'), or none",
+        identity=False,
+    )
 
     def __post_init__(self) -> None:
         for name in ("lr", "steps", "batch_size"):
@@ -184,9 +200,19 @@ class DiffusionModel:
     ``predict(noisy, t, cond)`` runs the trained UNet; ``with model.reference():`` runs the frozen starting
     weights instead (LoRA: the same UNet with its adapter disabled; full fine-tuning: a frozen copy)."""
 
-    def __init__(self, folder: str | Path, family: str, device: str, lora_rank: int = 0, lora_alpha: float | None = None,
-                 lora_targets: str = DEFAULT_LORA_TARGETS, gradient_checkpointing: bool = False,
-                 needs_reference: bool = False, init_adapter: str | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        family: str,
+        device: str,
+        lora_rank: int = 0,
+        lora_alpha: float | None = None,
+        lora_targets: str = DEFAULT_LORA_TARGETS,
+        gradient_checkpointing: bool = False,
+        needs_reference: bool = False,
+        init_adapter: str | None = None,
+        seed: int = 0,
+    ) -> None:
         import torch
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
@@ -197,10 +223,15 @@ class DiffusionModel:
         self.scheduler = DDPMScheduler.from_pretrained(str(self.folder), subfolder="scheduler")
         self.prediction_type = self.scheduler.config.prediction_type
         if self.prediction_type not in ("epsilon", "v_prediction"):
-            raise UserError(f"{folder}: training supports epsilon and v_prediction models, not '{self.prediction_type}'")
+            raise UserError(
+                f"{folder}: training supports epsilon and v_prediction models, not '{self.prediction_type}'"
+            )
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
-        unet_dir = Path(init_adapter) / "unet" if init_adapter and (Path(init_adapter) / "unet" / "config.json").is_file() \
+        unet_dir = (
+            Path(init_adapter) / "unet"
+            if init_adapter and (Path(init_adapter) / "unet" / "config.json").is_file()
             else self.folder / "unet"
+        )
         self.unet = UNet2DConditionModel.from_pretrained(str(unet_dir), torch_dtype=torch.float32).to(device)
         self.vae = AutoencoderKL.from_pretrained(str(self.folder / "vae"), torch_dtype=torch.float32).to(device).eval()
         self.vae.requires_grad_(False)
@@ -212,9 +243,14 @@ class DiffusionModel:
             self.unet.requires_grad_(False)
             with torch.random.fork_rng(devices=[]):  # the adapter's random init comes from the seed, nothing else
                 torch.manual_seed(seed)
-                self.unet.add_adapter(LoraConfig(r=self.lora_rank, lora_alpha=lora_alpha or self.lora_rank,
-                                                 init_lora_weights="gaussian",
-                                                 target_modules=[t.strip() for t in lora_targets.split(",") if t.strip()]))
+                self.unet.add_adapter(
+                    LoraConfig(
+                        r=self.lora_rank,
+                        lora_alpha=lora_alpha or self.lora_rank,
+                        init_lora_weights="gaussian",
+                        target_modules=[t.strip() for t in lora_targets.split(",") if t.strip()],
+                    )
+                )
             if init_adapter and any(Path(init_adapter).glob("pytorch_lora_weights.*")):
                 self._load_lora(init_adapter)
         elif needs_reference:
@@ -233,11 +269,20 @@ class DiffusionModel:
             from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
             tok1 = CLIPTokenizer.from_pretrained(str(self.folder / "tokenizer"))
-            te1 = CLIPTextModel.from_pretrained(str(self.folder / "text_encoder"), torch_dtype=torch.float32).to(self.device).eval()
+            te1 = (
+                CLIPTextModel.from_pretrained(str(self.folder / "text_encoder"), torch_dtype=torch.float32)
+                .to(self.device)
+                .eval()
+            )
             if self.family == "sdxl":
                 tok2 = CLIPTokenizer.from_pretrained(str(self.folder / "tokenizer_2"))
-                te2 = CLIPTextModelWithProjection.from_pretrained(str(self.folder / "text_encoder_2"),
-                                                                  torch_dtype=torch.float32).to(self.device).eval()
+                te2 = (
+                    CLIPTextModelWithProjection.from_pretrained(
+                        str(self.folder / "text_encoder_2"), torch_dtype=torch.float32
+                    )
+                    .to(self.device)
+                    .eval()
+                )
                 self._encoders = (tok1, te1, tok2, te2)
             else:
                 self._encoders = (tok1, te1)
@@ -251,8 +296,13 @@ class DiffusionModel:
         enc = self._text_encoders()
 
         def ids(tok: Any) -> Any:
-            return tok(list(prompts), padding="max_length", max_length=tok.model_max_length, truncation=True,
-                       return_tensors="pt").input_ids.to(self.device)
+            return tok(
+                list(prompts),
+                padding="max_length",
+                max_length=tok.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids.to(self.device)
 
         with torch.no_grad():
             if self.family == "sdxl":
@@ -286,8 +336,10 @@ class DiffusionModel:
         import torch
 
         size = self.resolution()
-        arrays = [np.asarray(im.convert("RGB").resize((size, size)) if im.size != (size, size) else im.convert("RGB"))
-                  for im in images]
+        arrays = [
+            np.asarray(im.convert("RGB").resize((size, size)) if im.size != (size, size) else im.convert("RGB"))
+            for im in images
+        ]
         x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(self.device)
         with torch.no_grad():
             mean = self.vae.encode(x).latent_dist.mean
@@ -418,7 +470,7 @@ class DiffusionModel:
         from safetensors.torch import load_file
 
         sd = load_file(str(next(Path(folder).glob("pytorch_lora_weights.*"))))
-        sd = {k[len("unet."):]: v for k, v in sd.items() if k.startswith("unet.")}
+        sd = {k[len("unet.") :]: v for k, v in sd.items() if k.startswith("unet.")}
         set_peft_model_state_dict(self.unet, convert_unet_state_dict_to_peft(sd))
 
     def save(self, out_dir: str | Path) -> list[str]:
@@ -463,13 +515,20 @@ class EncodingCache:
 
         from craft_bench.store import file_digest
 
-        keys = [hashlib.sha256(json.dumps([self.vae_digest, file_digest(p), self.model.resolution()]).encode()).hexdigest()
-                for p in image_paths]
-        return self._get("latents", keys, lambda idx: self.model.encode_images(
-            [Image.open(image_paths[i]).convert("RGB") for i in idx]))
+        keys = [
+            hashlib.sha256(json.dumps([self.vae_digest, file_digest(p), self.model.resolution()]).encode()).hexdigest()
+            for p in image_paths
+        ]
+        return self._get(
+            "latents",
+            keys,
+            lambda idx: self.model.encode_images([Image.open(image_paths[i]).convert("RGB") for i in idx]),
+        )
 
     def embeddings(self, prompts: Sequence[str]) -> list[dict[str, Any]]:
-        keys = [hashlib.sha256(json.dumps([self.te_digest, self.model.family, p]).encode()).hexdigest() for p in prompts]
+        keys = [
+            hashlib.sha256(json.dumps([self.te_digest, self.model.family, p]).encode()).hexdigest() for p in prompts
+        ]
         return self._get("embeds", keys, lambda idx: _split_rows(self.model.encode_prompts([prompts[i] for i in idx])))
 
     def _get(self, kind: str, keys: Sequence[str], compute: Callable[[list[int]], Any], chunk: int = 64) -> list[Any]:
@@ -485,7 +544,7 @@ class EncodingCache:
                 firsts.setdefault(k, i)
         todo = list(firsts.values())
         for start in range(0, len(todo), chunk):
-            idx = todo[start:start + chunk]
+            idx = todo[start : start + chunk]
             for i, value in zip(idx, compute(idx)):
                 tensors = {"latents": value} if kind == "latents" else value
                 atomic_write_bytes(self._path(kind, keys[i]), to_bytes({k: t.contiguous() for k, t in tensors.items()}))
@@ -536,7 +595,9 @@ class Encoded:
             return {k: v[idx] for k, v in self.latents.items()}, {k: v[idx] for k, v in self.cond.items()}
         from PIL import Image
 
-        lat = {f: model.encode_images([Image.open(p[int(i)]).convert("RGB") for i in idx]) for f, p in self.paths.items()}
+        lat = {
+            f: model.encode_images([Image.open(p[int(i)]).convert("RGB") for i in idx]) for f, p in self.paths.items()
+        }
         return lat, model.encode_prompts([self.prompts[int(i)] for i in idx])
 
 
@@ -545,8 +606,17 @@ class DiffusionTask(Task):
 
     name = "diffusion"
 
-    def __init__(self, model: DiffusionModel, data: Encoded, loss_fn: Callable[[dict[str, Any], DiffusionModel], Any],
-                 batch_size: int, seed: int, cond_dropout: float, snr_gamma: float, timestep_min: float = 0.0) -> None:
+    def __init__(
+        self,
+        model: DiffusionModel,
+        data: Encoded,
+        loss_fn: Callable[[dict[str, Any], DiffusionModel], Any],
+        batch_size: int,
+        seed: int,
+        cond_dropout: float,
+        snr_gamma: float,
+        timestep_min: float = 0.0,
+    ) -> None:
         self.model, self.data, self.loss_fn = model, data, loss_fn
         self.batch_size, self.seed, self.cond_dropout, self.snr_gamma = batch_size, seed, cond_dropout, snr_gamma
         self.t_low = int(round(timestep_min * len(model.alphas_cumprod)))
@@ -594,8 +664,12 @@ class DiffusionTask(Task):
                 rows = torch.where(drop.view(-1, *([1] * (rows.dim() - 1))), self.data.empty[k].unsqueeze(0), rows)
             cond[k] = rows
         dev = self.model.device
-        batch = {"noise": noise.to(dev), "timesteps": t.to(dev), "cond": {k: v.to(dev) for k, v in cond.items()},
-                 "snr_weight": self.model.snr_weights(t.to(dev), self.snr_gamma)}
+        batch = {
+            "noise": noise.to(dev),
+            "timesteps": t.to(dev),
+            "cond": {k: v.to(dev) for k, v in cond.items()},
+            "snr_weight": self.model.snr_weights(t.to(dev), self.snr_gamma),
+        }
         for k, v in latents.items():
             batch[k] = v.to(dev)
         for k, v in self.data.numbers.items():
@@ -629,8 +703,10 @@ def sampled_latents(results_root: str | Path, examples: Sequence[dict[str, Any]]
     for e in examples:
         path = store.latent_path(e.get(key_field, ""))
         if not e.get(key_field) or not path.is_file():
-            raise UserError(f"latents=sampled: no sampled latents for {e.get(image_field)}; they are kept only for candidate "
-                            "pools built with latents=sampled (or use latents=encode)")
+            raise UserError(
+                f"latents=sampled: no sampled latents for {e.get(image_field)}; they are kept only for candidate "
+                "pools built with latents=sampled (or use latents=encode)"
+            )
         out.append(load_file(str(path))["latents"])
     return out
 
@@ -656,46 +732,101 @@ def loop_spec(settings: dict[str, Any], seed: int, device: str) -> LoopSpec:
     mixed = s["mixed_precision"]
     if mixed == "auto":
         mixed = "bf16" if str(device).startswith("cuda") else "no"
-    return LoopSpec(steps=int(s["steps"]), lr=float(s["lr"]),
-                    schedule=Schedule(kind=s["schedule"], warmup=int(s["warmup"]), warmup_style="ramp"),
-                    optimizer=s["optimizer"], weight_decay=float(s["weight_decay"]),
-                    max_grad_norm=float(s["max_grad_norm"]) or None, ema_decay=float(s["ema_decay"]),
-                    grad_accum=int(s["grad_accum"]), mixed_precision=mixed, ckpt_every=int(s["ckpt_every"]), seed=seed)
+    return LoopSpec(
+        steps=int(s["steps"]),
+        lr=float(s["lr"]),
+        schedule=Schedule(kind=s["schedule"], warmup=int(s["warmup"]), warmup_style="ramp"),
+        optimizer=s["optimizer"],
+        weight_decay=float(s["weight_decay"]),
+        max_grad_norm=float(s["max_grad_norm"]) or None,
+        ema_decay=float(s["ema_decay"]),
+        grad_accum=int(s["grad_accum"]),
+        mixed_precision=mixed,
+        ckpt_every=int(s["ckpt_every"]),
+        seed=seed,
+    )
 
 
-def fit_task(make_task: Callable[[DiffusionModel], Task], *, base_dir: str | Path, family: str, work_dir: str | Path,
-             out_dir: str | Path, settings: dict[str, Any], seed: int, device: str, needs_reference: bool = False,
-             init_adapter: str | None = None, progress: bool = True, stop_after: int | None = None,
-             desc: str = "train", tracking: Tracking | None = None) -> FitResult | None:
+def fit_task(
+    make_task: Callable[[DiffusionModel], Task],
+    *,
+    base_dir: str | Path,
+    family: str,
+    work_dir: str | Path,
+    out_dir: str | Path,
+    settings: dict[str, Any],
+    seed: int,
+    device: str,
+    needs_reference: bool = False,
+    init_adapter: str | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+    desc: str = "train",
+    tracking: Tracking | None = None,
+) -> FitResult | None:
     """Build the model (LoRA or full, from ``settings``), train the task ``make_task(model)`` returns with the shared
     loop, save the trained weights into ``out_dir`` and return what happened. ``work_dir`` holds the loop's
     checkpoint and log; a call on the same ``work_dir`` resumes. Returns None if ``stop_after`` ended the run early
     (its checkpoint is kept). A task may report its own accounting (``accounting()``: stage seconds, images, ...).
     ``tracking``: a TensorBoard / W&B tracker for the steps."""
     s = settings
-    model = DiffusionModel(base_dir, family, device, lora_rank=s["lora_rank"], lora_alpha=s["lora_alpha"],
-                           lora_targets=s["lora_targets"], gradient_checkpointing=s["gradient_checkpointing"],
-                           needs_reference=needs_reference, init_adapter=init_adapter, seed=seed)
+    model = DiffusionModel(
+        base_dir,
+        family,
+        device,
+        lora_rank=s["lora_rank"],
+        lora_alpha=s["lora_alpha"],
+        lora_targets=s["lora_targets"],
+        gradient_checkpointing=s["gradient_checkpointing"],
+        needs_reference=needs_reference,
+        init_adapter=init_adapter,
+        seed=seed,
+    )
     task = make_task(model)
 
     def export(loop: Any) -> list[str]:
         with loop.ema_weights():
             return model.save(out_dir) if loop.accelerator.is_main_process else []
 
-    result, files = run_task(task, loop_spec(s, seed, device), Path(work_dir) / "state", device=device, progress=progress,
-                             stop_after=stop_after, desc=desc, export=export, tracking=tracking)
+    result, files = run_task(
+        task,
+        loop_spec(s, seed, device),
+        Path(work_dir) / "state",
+        device=device,
+        progress=progress,
+        stop_after=stop_after,
+        desc=desc,
+        export=export,
+        tracking=tracking,
+    )
     if files is None:
         return None
     accounting = task.accounting() if hasattr(task, "accounting") else {}
     return FitResult(Path(out_dir), files, result, 0.0, 0, 0, dict(s), accounting)
 
 
-def fit(examples: Sequence[dict[str, Any]], loss_fn: Callable[[dict[str, Any], DiffusionModel], Any], *,
-        base_dir: str | Path, family: str, results_root: str | Path, work_dir: str | Path, out_dir: str | Path,
-        settings: dict[str, Any], seed: int, device: str, image_fields: Sequence[str] = ("image",),
-        prompt_field: str = "prompt", number_fields: Sequence[str] = (), needs_reference: bool = False,
-        init_adapter: str | None = None, progress: bool = True, stop_after: int | None = None,
-        desc: str = "train", tracking: Tracking | None = None) -> FitResult | None:
+def fit(
+    examples: Sequence[dict[str, Any]],
+    loss_fn: Callable[[dict[str, Any], DiffusionModel], Any],
+    *,
+    base_dir: str | Path,
+    family: str,
+    results_root: str | Path,
+    work_dir: str | Path,
+    out_dir: str | Path,
+    settings: dict[str, Any],
+    seed: int,
+    device: str,
+    image_fields: Sequence[str] = ("image",),
+    prompt_field: str = "prompt",
+    number_fields: Sequence[str] = (),
+    needs_reference: bool = False,
+    init_adapter: str | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+    desc: str = "train",
+    tracking: Tracking | None = None,
+) -> FitResult | None:
     """Encode ``examples`` (cached), train ``loss_fn`` on them with the shared loop (``fit_task``), save the trained
     weights into ``out_dir`` and return what happened. Returns None if ``stop_after`` ended the run early.
     ``tracking``: a TensorBoard / W&B tracker for the steps (with the batch means of the examples' numbers)."""
@@ -721,18 +852,45 @@ def fit(examples: Sequence[dict[str, Any]], loss_fn: Callable[[dict[str, Any], D
             model.release_encoders()
             data = Encoded(latents, cond, numbers, empty)
         else:  # every step encodes its examples (the VAE and text encoders stay on the device)
-            data = Encoded(None, None, numbers, empty, paths={f: [e[f] for e in examples] for f in image_fields},
-                           prompts=[e[prompt_field] for e in examples])
+            data = Encoded(
+                None,
+                None,
+                numbers,
+                empty,
+                paths={f: [e[f] for e in examples] for f in image_fields},
+                prompts=[e[prompt_field] for e in examples],
+            )
         made.update(encode_s=time.perf_counter() - t0, cache=cache)
-        task = DiffusionTask(model, data, loss_fn, int(s["batch_size"]), seed, float(s["cond_dropout"]),
-                             float(s["snr_gamma"]), float(s.get("timestep_min", 0.0)))
+        task = DiffusionTask(
+            model,
+            data,
+            loss_fn,
+            int(s["batch_size"]),
+            seed,
+            float(s["cond_dropout"]),
+            float(s["snr_gamma"]),
+            float(s.get("timestep_min", 0.0)),
+        )
         if tracking is not None:
             task.log_columns = {k: np.asarray(v, dtype=np.float64) for k, v in batch_fields(list(examples)).items()}
         return task
 
-    result = fit_task(make_task, base_dir=base_dir, family=family, work_dir=work_dir, out_dir=out_dir, settings=s,
-                      seed=seed, device=device, needs_reference=needs_reference, init_adapter=init_adapter,
-                      progress=progress, stop_after=stop_after, desc=desc, tracking=tracking)
+    result = fit_task(
+        make_task,
+        base_dir=base_dir,
+        family=family,
+        work_dir=work_dir,
+        out_dir=out_dir,
+        settings=s,
+        seed=seed,
+        device=device,
+        needs_reference=needs_reference,
+        init_adapter=init_adapter,
+        progress=progress,
+        stop_after=stop_after,
+        desc=desc,
+        tracking=tracking,
+    )
     if result is None:
         return None
     result.encode_s, result.cache_hits, result.cache_misses = made["encode_s"], made["cache"].hits, made["cache"].misses

@@ -20,9 +20,11 @@ from typing import Any, Sequence
 
 from craft_bench.errors import UserError
 
-SYSTEM = ("You rewrite prompts for a text-to-image model. Keep every object, count, colour and spatial relation "
-          "of the prompt exactly; add only visual detail (style, lighting, composition). Answer with the rewritten "
-          "prompt only, one line.")
+SYSTEM = (
+    "You rewrite prompts for a text-to-image model. Keep every object, count, colour and spatial relation "
+    "of the prompt exactly; add only visual detail (style, lighting, composition). Answer with the rewritten "
+    "prompt only, one line."
+)
 DETAIL_TEMPLATES = (
     "{}, highly detailed, sharp focus",
     "a high quality photograph of {}",
@@ -37,12 +39,18 @@ DETAIL_TEMPLATES = (
 FIRST_REWRITES = "craft_bench.mini.prompts:paraphrases"
 
 
-def expand(prompts: Sequence[str], spec: Any, results_root: str | Path, world: Any,
-           progress: bool = True) -> dict[str, list[str]]:
+def expand(
+    prompts: Sequence[str], spec: Any, results_root: str | Path, world: Any, progress: bool = True
+) -> dict[str, list[str]]:
     """``spec.expansions_per_prompt`` expansions of every prompt (cached); ``world`` (``craft_bench.world.World``):
     whose rewrites ``template`` uses."""
-    settings = {"mode": spec.expansion, "n": spec.expansions_per_prompt, "seed": spec.prompt_seed,
-                "mini": world.paraphrases is not None, "llm": dict(spec.llm)}
+    settings = {
+        "mode": spec.expansion,
+        "n": spec.expansions_per_prompt,
+        "seed": spec.prompt_seed,
+        "mini": world.paraphrases is not None,
+        "llm": dict(spec.llm),
+    }
     if world.paraphrases not in (None, FIRST_REWRITES):
         settings["rewrites"] = world.paraphrases
     key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:24]
@@ -77,11 +85,19 @@ def template_expansions(prompt: str, n: int, seed: int, world: Any) -> list[str]
 class LLMExpander:
     """Rewrites prompts with a language model: local (transformers) or an OpenAI-compatible endpoint."""
 
-    def __init__(self, llm_model: str = "", llm_endpoint: str = "", llm_temperature: float = 0.0,
-                 llm_max_new_tokens: int = 60, **_: Any) -> None:
+    def __init__(
+        self,
+        llm_model: str = "",
+        llm_endpoint: str = "",
+        llm_temperature: float = 0.0,
+        llm_max_new_tokens: int = 60,
+        **_: Any,
+    ) -> None:
         if not llm_model and not llm_endpoint:
-            raise UserError("expansion=llm needs a model: --set method.llm_model=HUB_ID_OR_FOLDER "
-                            "or --set method.llm_endpoint=http://HOST:PORT/v1")
+            raise UserError(
+                "expansion=llm needs a model: --set method.llm_model=HUB_ID_OR_FOLDER "
+                "or --set method.llm_endpoint=http://HOST:PORT/v1"
+            )
         self.model_name, self.endpoint = llm_model, llm_endpoint.rstrip("/")
         self.temperature, self.max_new_tokens = float(llm_temperature), int(llm_max_new_tokens)
         self._model: Any = None
@@ -106,19 +122,28 @@ class LLMExpander:
         import urllib.error
         import urllib.request
 
-        body = {"model": self.model_name or "default", "messages": self._messages(prompt),
-                "temperature": self.temperature, "max_tokens": self.max_new_tokens, "seed": seed}
+        body = {
+            "model": self.model_name or "default",
+            "messages": self._messages(prompt),
+            "temperature": self.temperature,
+            "max_tokens": self.max_new_tokens,
+            "seed": seed,
+        }
         headers = {"Content-Type": "application/json"}
         if os.environ.get("OPENAI_API_KEY"):
             headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
-        req = urllib.request.Request(f"{self.endpoint}/chat/completions", data=json.dumps(body).encode(), headers=headers)
+        req = urllib.request.Request(
+            f"{self.endpoint}/chat/completions", data=json.dumps(body).encode(), headers=headers
+        )
         try:
             with urllib.request.urlopen(req, timeout=60) as resp:
                 reply = json.loads(resp.read())
             return reply["choices"][0]["message"]["content"]
         except (urllib.error.URLError, OSError, KeyError, ValueError, IndexError) as exc:
-            raise UserError(f"LLM endpoint {self.endpoint} failed ({type(exc).__name__}: {exc}); check "
-                            "method.llm_endpoint (an OpenAI-compatible base URL ending in /v1)") from None
+            raise UserError(
+                f"LLM endpoint {self.endpoint} failed ({type(exc).__name__}: {exc}); check "
+                "method.llm_endpoint (an OpenAI-compatible base URL ending in /v1)"
+            ) from None
 
     def _local(self, prompt: str, seed: int) -> str:
         import torch
@@ -130,8 +155,10 @@ class LLMExpander:
                 tok = AutoTokenizer.from_pretrained(self.model_name)
                 model = AutoModelForCausalLM.from_pretrained(self.model_name).eval()
             except OSError as exc:
-                raise UserError(f"method.llm_model={self.model_name}: cannot load it ({str(exc).splitlines()[0]}); "
-                                "give a local folder or a hub id available offline") from None
+                raise UserError(
+                    f"method.llm_model={self.model_name}: cannot load it ({str(exc).splitlines()[0]}); "
+                    "give a local folder or a hub id available offline"
+                ) from None
             self._model = (tok, model)
         tok, model = self._model
         if getattr(tok, "chat_template", None):
@@ -140,7 +167,10 @@ class LLMExpander:
                 ids = ids["input_ids"]
         else:
             ids = tok(f"{SYSTEM}\nPrompt: {prompt}\nRewritten:", return_tensors="pt").input_ids
-        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "pad_token_id": tok.pad_token_id or tok.eos_token_id}
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "pad_token_id": tok.pad_token_id or tok.eos_token_id,
+        }
         if self.temperature > 0:
             torch.manual_seed(seed)
             kwargs.update(do_sample=True, temperature=self.temperature)
@@ -148,4 +178,4 @@ class LLMExpander:
             kwargs["do_sample"] = False
         with torch.no_grad():
             out = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
-        return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        return tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True)

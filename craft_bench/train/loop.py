@@ -151,7 +151,7 @@ class Task:
     def load_state_tensors(self, tensors: dict[str, Any]) -> None:
         for n, m in self.modules().items():
             prefix = n + "."
-            m.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            m.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Optimiser parameter groups (dicts with "params" and optional "weight_decay"); default: every
@@ -192,13 +192,24 @@ class LoopResult:
 class Loop:
     """Runs a ``Task`` under a ``LoopSpec``; checkpoints and logs go to ``ckpt_dir``."""
 
-    def __init__(self, task: Task, spec: LoopSpec, ckpt_dir: str | os.PathLike, device: str = "cpu",
-                 progress: bool = True, desc: str | None = None, log_every: int = 1,
-                 accelerator: Any = None, tracking: Any = None) -> None:
+    def __init__(
+        self,
+        task: Task,
+        spec: LoopSpec,
+        ckpt_dir: str | os.PathLike,
+        device: str = "cpu",
+        progress: bool = True,
+        desc: str | None = None,
+        log_every: int = 1,
+        accelerator: Any = None,
+        tracking: Any = None,
+    ) -> None:
         self.task, self.spec, self.ckpt_dir = task, spec, Path(ckpt_dir)
         self.device, self.progress, self.desc, self.log_every = device, progress, desc or task.name, log_every
         self.tracking = tracking  # craft_bench.train.trackers.Tracking, or None
-        self.accelerator = accelerator or make_accelerator(device, spec, **(tracking.accelerator_kwargs() if tracking else {}))
+        self.accelerator = accelerator or make_accelerator(
+            device, spec, **(tracking.accelerator_kwargs() if tracking else {})
+        )
         self.params: list[Any] = []
         self.ema: list[Any] = []
         self.optimizer: Any = None
@@ -237,8 +248,16 @@ class Loop:
     # ------------------------------------------------------------------ checkpoints
     def _meta(self, wall_s: float, history: list[dict[str, Any]]) -> dict[str, Any]:
         groups = optimizer_tensors(_raw_optimizer(self.optimizer))[1]
-        return {"task": self.task.name, "seed": self.spec.seed, "step": self.step, "steps": self.spec.steps,
-                "spec": _jsonable(asdict(self.spec)), "wall_s": wall_s, "param_groups": groups, "history": history}
+        return {
+            "task": self.task.name,
+            "seed": self.spec.seed,
+            "step": self.step,
+            "steps": self.spec.steps,
+            "spec": _jsonable(asdict(self.spec)),
+            "wall_s": wall_s,
+            "param_groups": groups,
+            "history": history,
+        }
 
     def save_checkpoint(self, wall_s: float, history: list[dict[str, Any]]) -> None:
         """Write the complete training state atomically (main process only)."""
@@ -268,20 +287,28 @@ class Loop:
 
         meta = json.loads(meta_path.read_text())
         if meta.get("task") != self.task.name or meta.get("seed") != self.spec.seed:
-            raise UserError(f"cannot resume {self.ckpt_dir}: it holds task '{meta.get('task')}' seed {meta.get('seed')}, "
-                            f"not '{self.task.name}' seed {self.spec.seed}; choose another output folder")
+            raise UserError(
+                f"cannot resume {self.ckpt_dir}: it holds task '{meta.get('task')}' seed {meta.get('seed')}, "
+                f"not '{self.task.name}' seed {self.spec.seed}; choose another output folder"
+            )
         step, old_total = int(meta["step"]), int(meta.get("steps", self.spec.steps))
         if not self.spec.schedule.resumable(step, old_total, self.spec.steps):
             why = " (its learning-rate cooldown has started)" if self.spec.schedule.kind == "wsd" else ""
-            raise UserError(f"the checkpoint in {self.ckpt_dir} (step {step} of {old_total}) cannot continue a "
-                            f"{self.spec.steps}-step run with the same learning rates{why}; resume with steps={old_total} "
-                            f"or start a new run")
+            raise UserError(
+                f"the checkpoint in {self.ckpt_dir} (step {step} of {old_total}) cannot continue a "
+                f"{self.spec.steps}-step run with the same learning rates{why}; resume with steps={old_total} "
+                f"or start a new run"
+            )
         tensors = load_file(str(self.ckpt_dir / STATE_FILE))
         self.task.load_state_tensors({k[7:]: v for k, v in tensors.items() if k.startswith("module.")})
         for i, e in enumerate(self.ema):
             e.copy_(tensors[f"ema.{i}"])
-        load_optimizer(_raw_optimizer(self.optimizer), {k: v.to(self.params[0].device) for k, v in tensors.items()
-                                                        if k.startswith("opt.")}, meta["param_groups"], prefix="opt.")
+        load_optimizer(
+            _raw_optimizer(self.optimizer),
+            {k: v.to(self.params[0].device) for k, v in tensors.items() if k.startswith("opt.")},
+            meta["param_groups"],
+            prefix="opt.",
+        )
         self.step = step
         return step, float(meta.get("wall_s", 0.0)), list(meta.get("history", []))
 
@@ -321,8 +348,14 @@ class Loop:
         t0 = time.perf_counter()
         logs: dict[str, float] = {}
         step_times: list[float] = []
-        bar = tqdm(total=spec.steps, initial=start, desc=self.desc, unit="step", dynamic_ncols=True,
-                   disable=not (self.progress and acc.is_main_process))
+        bar = tqdm(
+            total=spec.steps,
+            initial=start,
+            desc=self.desc,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not (self.progress and acc.is_main_process),
+        )
         log_fh = open(self.ckpt_dir.parent / LOG_FILE, "a") if acc.is_main_process else None
         if self.tracking is not None:
             self.tracking.start(acc)
@@ -335,7 +368,7 @@ class Loop:
                 task.before_step(step)
                 batch = task.batch(step)
                 parts = _shard(batch, world * spec.grad_accum) if world * spec.grad_accum > 1 else [batch]
-                mine = parts[rank * spec.grad_accum:(rank + 1) * spec.grad_accum]
+                mine = parts[rank * spec.grad_accum : (rank + 1) * spec.grad_accum]
                 part_logs: list[dict[str, float]] = []
                 for i, part in enumerate(mine):
                     sync = i == len(mine) - 1
@@ -379,26 +412,41 @@ class Loop:
                 log_fh.close()
             if self.tracking is not None:
                 self.tracking.finish()
-        return LoopResult(steps=self.step, wall_s=wall_before + time.perf_counter() - t0, last_logs=logs,
-                          history=history, peak_memory_bytes=peak_memory(self.device), resumed_from=start,
-                          step_times=step_times)
+        return LoopResult(
+            steps=self.step,
+            wall_s=wall_before + time.perf_counter() - t0,
+            last_logs=logs,
+            history=history,
+            peak_memory_bytes=peak_memory(self.device),
+            resumed_from=start,
+            step_times=step_times,
+        )
 
     def _clip(self) -> float:
         import torch
 
         if self.spec.max_grad_norm is None:
             grads = [p.grad for p in self.params if p.grad is not None]
-            return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))) if grads else 0.0
+            return (
+                float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+                if grads
+                else 0.0
+            )
         if self.accelerator.num_processes > 1 or self.spec.mixed_precision != "no":
             return float(self.accelerator.clip_grad_norm_(self.clip_params, self.spec.max_grad_norm))
         return float(torch.nn.utils.clip_grad_norm_(self.clip_params, self.spec.max_grad_norm))
 
     def _diverged(self, step: int, value: float) -> None:
         last = self.ckpt_dir / META_FILE
-        where = (f"the last good checkpoint (step {json.loads(last.read_text())['step']}) is kept in {self.ckpt_dir}"
-                 if last.is_file() else "no checkpoint was written yet")
-        raise UserError(f"training diverged: the loss is {value} at step {step + 1}; {where}; "
-                        f"lower the learning rate (e.g. --set method.lr=...) and run again")
+        where = (
+            f"the last good checkpoint (step {json.loads(last.read_text())['step']}) is kept in {self.ckpt_dir}"
+            if last.is_file()
+            else "no checkpoint was written yet"
+        )
+        raise UserError(
+            f"training diverged: the loss is {value} at step {step + 1}; {where}; "
+            f"lower the learning rate (e.g. --set method.lr=...) and run again"
+        )
 
     def _trim_log(self, step: int) -> None:
         """Keep only the log lines of steps <= ``step`` (a resumed run rewrites what a killed one logged after
@@ -423,8 +471,13 @@ def make_accelerator(device: str, spec: LoopSpec, log_with: str | None = None, p
     its tracker (tensorboard, wandb) writing under ``project_dir``."""
     from accelerate import Accelerator
 
-    return Accelerator(cpu=not str(device).startswith("cuda"), mixed_precision=spec.mixed_precision,
-                       gradient_accumulation_steps=1, log_with=log_with, project_dir=project_dir)
+    return Accelerator(
+        cpu=not str(device).startswith("cuda"),
+        mixed_precision=spec.mixed_precision,
+        gradient_accumulation_steps=1,
+        log_with=log_with,
+        project_dir=project_dir,
+    )
 
 
 def _make_optimizer(spec: LoopSpec, groups: list[dict[str, Any]], torch: Any) -> Any:
@@ -437,7 +490,9 @@ def _make_optimizer(spec: LoopSpec, groups: list[dict[str, Any]], torch: Any) ->
     try:
         import bitsandbytes as bnb  # type: ignore[import-not-found]
     except ImportError:
-        raise UserError("optimizer adamw8bit needs bitsandbytes and a CUDA GPU; pip install bitsandbytes, or use adamw") from None
+        raise UserError(
+            "optimizer adamw8bit needs bitsandbytes and a CUDA GPU; pip install bitsandbytes, or use adamw"
+        ) from None
     return bnb.optim.AdamW8bit(groups, lr=spec.lr, betas=spec.betas, eps=spec.eps)
 
 
@@ -455,10 +510,12 @@ def _shard(batch: Any, parts: int) -> list[Any]:
         return [type(batch)(v[i] for v in cut) for i in range(parts)]
     n = batch.shape[0]
     if n % parts:
-        raise UserError(f"a batch of {n} cannot be split evenly over {parts} processes x accumulation steps; "
-                        f"choose a batch size divisible by {parts}")
+        raise UserError(
+            f"a batch of {n} cannot be split evenly over {parts} processes x accumulation steps; "
+            f"choose a batch size divisible by {parts}"
+        )
     size = n // parts
-    return [batch[i * size:(i + 1) * size] for i in range(parts)]
+    return [batch[i * size : (i + 1) * size] for i in range(parts)]
 
 
 @contextlib.contextmanager
@@ -526,9 +583,17 @@ def _log_step(line: str) -> int:
         return 1 << 62
 
 
-def run_task(task: Task, spec: LoopSpec, ckpt_dir: str | os.PathLike, device: str = "cpu", progress: bool = True,
-             stop_after: int | None = None, desc: str | None = None,
-             export: Callable[[Loop], Any] | None = None, tracking: Any = None) -> tuple[LoopResult, Any]:
+def run_task(
+    task: Task,
+    spec: LoopSpec,
+    ckpt_dir: str | os.PathLike,
+    device: str = "cpu",
+    progress: bool = True,
+    stop_after: int | None = None,
+    desc: str | None = None,
+    export: Callable[[Loop], Any] | None = None,
+    tracking: Any = None,
+) -> tuple[LoopResult, Any]:
     """Run ``task`` to the end (resuming from ``ckpt_dir``) and call ``export(loop)`` on the trained loop;
     ``tracking`` (``trackers.Tracking``) sends each step's numbers to TensorBoard or W&B."""
     loop = Loop(task, spec, ckpt_dir, device=device, progress=progress, desc=desc, tracking=tracking)

@@ -58,15 +58,16 @@ class TrainableMethod(Method):
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
     @abstractmethod
-    def build_data(self, base: Checkpoint, ctx: RunContext) -> TrainingData:
-        ...
+    def build_data(self, base: Checkpoint, ctx: RunContext) -> TrainingData: ...
 
     @abstractmethod
     def loss(self, batch: dict[str, Any], model: Any) -> tuple["torch.Tensor", dict[str, float]]:
         """Mean loss over the batch and logs; ``model`` is a ``craft_bench.train.diffusion.DiffusionModel``."""
         ...
 
-    def make_task(self, model: Any, data: TrainingData, base: Checkpoint, ctx: RunContext, settings: dict[str, Any]) -> Any:
+    def make_task(
+        self, model: Any, data: TrainingData, base: Checkpoint, ctx: RunContext, settings: dict[str, Any]
+    ) -> Any:
         """An online method's ``craft_bench.train.loop.Task`` over ``model`` (the ``DiffusionModel`` the trainer built)."""
         raise NotImplementedError(f"method '{self.name}' is not online")
 
@@ -84,8 +85,10 @@ def settings_for(method: TrainableMethod, world: Any, **derived: Any) -> dict[st
     try:
         return resolved(method.config, {**world.train_preset, **method.presets.get(world.name, {}), **derived})
     except ValueError as exc:
-        raise UserError(f"method '{method.name}' has no training preset for {world.name} models ({exc}); "
-                        f"set them: --set method.lr=... method.steps=... method.batch_size=... method.lora_rank=...") from None
+        raise UserError(
+            f"method '{method.name}' has no training preset for {world.name} models ({exc}); "
+            f"set them: --set method.lr=... method.steps=... method.batch_size=... method.lora_rank=..."
+        ) from None
 
 
 def _distributed(device: str) -> Any:
@@ -95,8 +98,9 @@ def _distributed(device: str) -> Any:
     return process_state(device)
 
 
-def train_checkpoint(method: TrainableMethod, base: Checkpoint, ctx: RunContext, log: Any = None,
-                     settings: dict[str, Any] | None = None) -> Checkpoint:
+def train_checkpoint(
+    method: TrainableMethod, base: Checkpoint, ctx: RunContext, log: Any = None, settings: dict[str, Any] | None = None
+) -> Checkpoint:
     """The method's trained checkpoint (reused when finished). An offline method's ``loss`` is fitted on its
     ``build_data`` examples; an online one (``method.online``) trains the task its ``make_task`` builds, and its
     accounting (images generated, reward calls, stage seconds) comes from that task. ``settings``: the resolved
@@ -129,23 +133,45 @@ def train_checkpoint(method: TrainableMethod, base: Checkpoint, ctx: RunContext,
         data_s = time.perf_counter() - t0
         work = final.parent / f"{final.name}.work"
         tmp = store.temp_dir_for(final)
-        log(f"train {method.name}: {len(data.examples)} examples, {settings['steps']} steps at batch "
-            f"{settings['batch_size']}, {'LoRA rank ' + str(settings['lora_rank']) if settings['lora_rank'] else 'full UNet'}")
+        log(
+            f"train {method.name}: {len(data.examples)} examples, {settings['steps']} steps at batch "
+            f"{settings['batch_size']}, {'LoRA rank ' + str(settings['lora_rank']) if settings['lora_rank'] else 'full UNet'}"
+        )
         tracking = _tracking(method, settings, h, work, data.accounting, ctx) if main else None
-        common = dict(base_dir=base.base_dir, family=base.model.family, work_dir=work, out_dir=tmp, settings=settings,
-                      seed=ctx.seed, device=ctx.device, needs_reference=method.needs_reference,
-                      init_adapter=base.adapter_dir, progress=ctx.progress, desc=f"train {method.name}",
-                      tracking=tracking)
+        common = dict(
+            base_dir=base.base_dir,
+            family=base.model.family,
+            work_dir=work,
+            out_dir=tmp,
+            settings=settings,
+            seed=ctx.seed,
+            device=ctx.device,
+            needs_reference=method.needs_reference,
+            init_adapter=base.adapter_dir,
+            progress=ctx.progress,
+            desc=f"train {method.name}",
+            tracking=tracking,
+        )
         if method.online:
             result = fit_task(lambda model: method.make_task(model, data, base, ctx, settings), **common)
         else:
-            result = fit(data.examples, method.loss, results_root=store.root, image_fields=method.image_fields,
-                         prompt_field=method.prompt_field, number_fields=method.number_fields, **common)
+            result = fit(
+                data.examples,
+                method.loss,
+                results_root=store.root,
+                image_fields=method.image_fields,
+                prompt_field=method.prompt_field,
+                number_fields=method.number_fields,
+                **common,
+            )
         if result is None:
             raise RuntimeError("training stopped early")
         total = time.perf_counter() - t0
-        acc = {**data.accounting, **result.accounting, "timing": {**data.accounting.get("timing", {}),
-                                                                  **result.accounting.get("timing", {})}}
+        acc = {
+            **data.accounting,
+            **result.accounting,
+            "timing": {**data.accounting.get("timing", {}), **result.accounting.get("timing", {})},
+        }
         # An online task samples and scores inside the loop: its optimisation is the loop's time without them.
         optimize_s = result.loop.wall_s - float(acc.pop("in_loop_s", 0.0))
         stages = dict(acc.get("timing", {}))
@@ -159,8 +185,9 @@ def train_checkpoint(method: TrainableMethod, base: Checkpoint, ctx: RunContext,
             "train_s": round(total, 3),
             "timing": {k: round(float(v), 3) for k, v in stages.items()},
             "data_s": round(data_s, 3),
-            "step_s": round(optimize_s / max(1, result.loop.steps), 4) if method.online else
-                      round(result.loop.wall_s / max(1, result.loop.steps - result.loop.resumed_from), 4),
+            "step_s": round(optimize_s / max(1, result.loop.steps), 4)
+            if method.online
+            else round(result.loop.wall_s / max(1, result.loop.steps - result.loop.resumed_from), 4),
             "peak_memory_bytes": result.loop.peak_memory_bytes,
             "device": ctx.device,
             "processes": 1 if state is None else state.num_processes,
@@ -181,14 +208,22 @@ def train_checkpoint(method: TrainableMethod, base: Checkpoint, ctx: RunContext,
     return _checkpoint(base, final, h, json.loads(info_path.read_text()))
 
 
-def _tracking(method: TrainableMethod, settings: dict[str, Any], h: str, work: Path, accounting: dict[str, Any],
-              ctx: RunContext) -> Tracking | None:
+def _tracking(
+    method: TrainableMethod, settings: dict[str, Any], h: str, work: Path, accounting: dict[str, Any], ctx: RunContext
+) -> Tracking | None:
     """The TensorBoard / W&B tracker of this training (``method.report_to``), logging into ``<work>/logs`` (moved beside
     the weights with the checkpoint); the pool's statistics go with the first step."""
     if settings.get("report_to", "none") == "none":
         return None
-    config = {"method": method.name, "method_version": method.version, "checkpoint": h, "seed": ctx.seed,
-              "base_model": ctx.spec.model.name, **dict(ctx.spec.method.config), **settings}
+    config = {
+        "method": method.name,
+        "method_version": method.version,
+        "checkpoint": h,
+        "seed": ctx.seed,
+        "base_model": ctx.spec.model.name,
+        **dict(ctx.spec.method.config),
+        **settings,
+    }
     first = flat_numbers({**(accounting.get("pool") or {}), "reward": accounting.get("reward_stats") or {}})
     return Tracking(settings["report_to"], work / "logs", f"{method.name}-{h[:8]}", config, first)
 
@@ -196,10 +231,18 @@ def _tracking(method: TrainableMethod, settings: dict[str, Any], h: str, work: P
 def _cached_note(method: TrainableMethod, final: Path, log: Any) -> None:
     report_to = getattr(method.config, "report_to", "none")
     if report_to != "none":
-        log(f"checkpoint {final.name} is cached: nothing is trained, so nothing goes to {report_to} (its curves are in "
-            f"{final / 'train_log.jsonl'}; tracker logs of its training, if any, in {final / 'logs'})")
+        log(
+            f"checkpoint {final.name} is cached: nothing is trained, so nothing goes to {report_to} (its curves are in "
+            f"{final / 'train_log.jsonl'}; tracker logs of its training, if any, in {final / 'logs'})"
+        )
 
 
 def _checkpoint(base: Checkpoint, final: Path, h: str, info: dict[str, Any]) -> Checkpoint:
-    return Checkpoint(model=base.model, base_dir=base.base_dir, adapter_dir=str(final), digest=h, train_info=info,
-                      train_s=float(info.get("train_s", 0.0)))
+    return Checkpoint(
+        model=base.model,
+        base_dir=base.base_dir,
+        adapter_dir=str(final),
+        digest=h,
+        train_info=info,
+        train_s=float(info.get("train_s", 0.0)),
+    )

@@ -53,7 +53,9 @@ def _default_sampler(spec: RunSpec) -> dict[str, Any] | None:
     except UserError:
         pass
     if spec.model.source and Path(spec.model.source).is_dir():
-        return to_jsonable(folder_sampler(Path(spec.model.source), SDXL.sampler if spec.model.family == "sdxl" else SD15.sampler))
+        return to_jsonable(
+            folder_sampler(Path(spec.model.source), SDXL.sampler if spec.model.family == "sdxl" else SD15.sampler)
+        )
     return None
 
 
@@ -78,16 +80,28 @@ def _set_value(value: Any) -> str:
 
 def reproduce_command(spec: RunSpec) -> str:
     """The `craft-bench run` command of ``spec``: every setting that is not its default, as ``--set``."""
-    args = ["craft-bench", "run", "--method", spec.method.name, "--suite", spec.suite.name, "--model", _model_arg(spec),
-            "--seed", str(spec.seed)]
+    args = [
+        "craft-bench",
+        "run",
+        "--method",
+        spec.method.name,
+        "--suite",
+        spec.suite.name,
+        "--model",
+        _model_arg(spec),
+        "--seed",
+        str(spec.seed),
+    ]
     if spec.limit is not None:
         args += ["--limit", str(spec.limit)]
     if spec.prompts:
         args += ["--prompts", f"PROMPTS_FILE_sha256_{spec.prompts[:12]}"]
     args += ["--dtype", spec.dtype]
     sets = []
-    for prefix, pairs, defaults in (("method.", spec.method.config, _plugin_defaults("methods", spec.method.name)),
-                                    ("suite.", spec.suite.config, _plugin_defaults("suites", spec.suite.name))):
+    for prefix, pairs, defaults in (
+        ("method.", spec.method.config, _plugin_defaults("methods", spec.method.name)),
+        ("suite.", spec.suite.config, _plugin_defaults("suites", spec.suite.name)),
+    ):
         sets += [f"{prefix}{k}={_set_value(v)}" for k, v in pairs if k not in defaults or defaults[k] != v]
     sampler, default = to_jsonable(spec.sampler), _default_sampler(spec) or {}
     sets += [f"{k}={_set_value(v)}" for k, v in sampler.items() if default.get(k) != v]
@@ -105,14 +119,23 @@ def _cell(v: Any) -> str:
     return text.replace("|", "\\|")
 
 
-def model_card(spec: RunSpec, method: Any, settings: dict[str, Any], info: dict[str, Any], versions: dict[str, str]) -> str:
+def model_card(
+    spec: RunSpec, method: Any, settings: dict[str, Any], info: dict[str, Any], versions: dict[str, str]
+) -> str:
     """The card's text for a checkpoint trained by ``method`` under ``spec`` (train_info.json's ``info``)."""
     model, family = spec.model, spec.model.family
     lora = bool(settings.get("lora_rank"))
     config = dict(spec.method.config)
     pool = info.get("pool") or {}
-    tags = ["text-to-image", "diffusers", "diffusers-training", "craft-bench", method.name, "lora" if lora else "full-fine-tune",
-            FAMILY_TAGS.get(family, family)]
+    tags = [
+        "text-to-image",
+        "diffusers",
+        "diffusers-training",
+        "craft-bench",
+        method.name,
+        "lora" if lora else "full-fine-tune",
+        FAMILY_TAGS.get(family, family),
+    ]
     hub_id = model.source if model.source and not Path(model.source).exists() else None  # a preset's hub id
     base_id, load_from = hub_id or model.name, model.source or model.name
     front = [
@@ -139,24 +162,36 @@ def model_card(spec: RunSpec, method: Any, settings: dict[str, Any], info: dict[
         "---",
     ]
     pipe = PIPELINES.get(family, "DiffusionPipeline")
-    load = (f"pipe.load_lora_weights(\"{'<this folder>'}\")" if lora else
-            "pipe.unet = UNet2DConditionModel.from_pretrained(\"<this folder>/unet\")")
+    load = (
+        f'pipe.load_lora_weights("{"<this folder>"}")'
+        if lora
+        else 'pipe.unet = UNet2DConditionModel.from_pretrained("<this folder>/unet")'
+    )
     imports = f"from diffusers import {pipe}" + ("" if lora else ", UNet2DConditionModel")
     timing = info.get("timing") or {}
     compute = {
-        "device": info.get("device"), "processes": info.get("processes"), "steps": info.get("steps"),
-        "wall seconds (from the pool to the saved weights)": info.get("train_s"), "seconds per optimiser step": info.get("step_s"),
-        "peak memory (bytes)": info.get("peak_memory_bytes"), "images generated now": info.get("images_generated"),
-        "reward evaluations now": info.get("reward_calls"), **{f"stage {k} (s)": v for k, v in timing.items()},
+        "device": info.get("device"),
+        "processes": info.get("processes"),
+        "steps": info.get("steps"),
+        "wall seconds (from the pool to the saved weights)": info.get("train_s"),
+        "seconds per optimiser step": info.get("step_s"),
+        "peak memory (bytes)": info.get("peak_memory_bytes"),
+        "images generated now": info.get("images_generated"),
+        "reward evaluations now": info.get("reward_calls"),
+        **{f"stage {k} (s)": v for k, v in timing.items()},
         **{f"pool from nothing: {k} (s)": v for k, v in (info.get("pool_cost") or {}).items()},
     }
-    data = {"rewards": info.get("rewards"), "samples trained on": info.get("samples_used"),
-            **{k: v for k, v in pool.items()}, **({"reward statistics over the pool": info["reward_stats"]} if info.get("reward_stats") else {})}
+    data = {
+        "rewards": info.get("rewards"),
+        "samples trained on": info.get("samples_used"),
+        **{k: v for k, v in pool.items()},
+        **({"reward statistics over the pool": info["reward_stats"]} if info.get("reward_stats") else {}),
+    }
     body = f"""
 # {method.name} on {model.name}
 
-A {'LoRA (rank ' + str(settings.get('lora_rank')) + ')' if lora else 'full UNet fine-tune'} of `{model.name}` ({family}) trained by
-craft-bench's `{method.name}` method (version {method.version}) on the shared trainer. {method.description.rstrip('.')}.
+A {"LoRA (rank " + str(settings.get("lora_rank")) + ")" if lora else "full UNet fine-tune"} of `{model.name}` ({family}) trained by
+craft-bench's `{method.name}` method (version {method.version}) on the shared trainer. {method.description.rstrip(".")}.
 
 ## Use it
 ```python
@@ -165,7 +200,7 @@ craft-bench's `{method.name}` method (version {method.version}) on the shared tr
 pipe = {pipe}.from_pretrained("{load_from}")
 {load}
 ```
-Evaluate it with craft-bench: the command below reuses this folder (it is `checkpoints/{info.get('checkpoint', '')}` of its
+Evaluate it with craft-bench: the command below reuses this folder (it is `checkpoints/{info.get("checkpoint", "")}` of its
 results root) and scores it.
 
 ## Reproduce
@@ -185,7 +220,7 @@ Method settings (`--set method.<name>=...`; every one, defaults included):
 |---|---|
 {_rows(config)}
 
-Training settings as resolved (the method's preset for {family if spec.model.name != 'mini' else 'mini'} models filled in):
+Training settings as resolved (the method's preset for {family if spec.model.name != "mini" else "mini"} models filled in):
 
 | setting | value |
 |---|---|
@@ -206,14 +241,15 @@ Training settings as resolved (the method's preset for {family if spec.model.nam
 |---|---|
 {_rows(versions)}
 
-Files: {', '.join(f'`{f}`' for f in info.get('files', []))}, `train_info.json` (everything above as JSON), `train_log.jsonl`
-(loss, learning rate and gradient norm per step), `examples.jsonl` (what it trained on){', `logs/` (tracker event files)' if settings.get('report_to', 'none') != 'none' else ''}.
+Files: {", ".join(f"`{f}`" for f in info.get("files", []))}, `train_info.json` (everything above as JSON), `train_log.jsonl`
+(loss, learning rate and gradient norm per step), `examples.jsonl` (what it trained on){", `logs/` (tracker event files)" if settings.get("report_to", "none") != "none" else ""}.
 """
     return "\n".join(front) + "\n" + body
 
 
-def write_model_card(folder: Path, spec: RunSpec, method: Any, settings: dict[str, Any], info: dict[str, Any],
-                     versions: dict[str, str]) -> Path:
+def write_model_card(
+    folder: Path, spec: RunSpec, method: Any, settings: dict[str, Any], info: dict[str, Any], versions: dict[str, str]
+) -> Path:
     from craft_bench.store import atomic_write_text
 
     path = Path(folder) / CARD

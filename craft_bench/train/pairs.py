@@ -39,13 +39,23 @@ PAIR_LABELS = ("reward", "random")
 
 @dataclass(frozen=True)
 class PairConfig(PoolConfig):
-    data: str = setting("pool", "preference pairs: pool (best vs worst of each group of the shared candidate pool) or a "
-                                "Pick-a-Pic-style parquet/JSONL file (caption, image_0, image_1, label_0)")
+    data: str = setting(
+        "pool",
+        "preference pairs: pool (best vs worst of each group of the shared candidate pool) or a "
+        "Pick-a-Pic-style parquet/JSONL file (caption, image_0, image_1, label_0)",
+    )
     pairs: int = setting(100, "at most this many preference pairs")
-    pair_order: str = setting("gap", "which pairs when there are more: gap (largest composite-score gap first) or random "
-                                     "(seeded by prompt_seed); a file's rows are always taken in a seeded random order")
-    labels: str = setting("reward", "pool pairs' labels: reward (the composite score's best beats worst) or random (a "
-                                    "control: each pair's winner a seeded coin flip)", omit_default=True)
+    pair_order: str = setting(
+        "gap",
+        "which pairs when there are more: gap (largest composite-score gap first) or random "
+        "(seeded by prompt_seed); a file's rows are always taken in a seeded random order",
+    )
+    labels: str = setting(
+        "reward",
+        "pool pairs' labels: reward (the composite score's best beats worst) or random (a "
+        "control: each pair's winner a seeded coin flip)",
+        omit_default=True,
+    )
     data_digest: str = setting("", "sha256 of the data file, recorded when a run is resolved (part of its identity)")
 
     def __post_init__(self) -> None:
@@ -76,9 +86,18 @@ def pool_pairs(pool: Any, count: int, order: str, seed: int, labels: str = "rewa
         if comp[best] <= comp[worst]:
             continue
         w, lo = pool.candidates[best], pool.candidates[worst]
-        pairs.append({"image_w": w.image_path, "image_l": lo.image_path, "prompt": w.original,
-                      "score_w": float(comp[best]), "score_l": float(comp[worst]), "group": g,
-                      "image_key_w": w.image_key, "image_key_l": lo.image_key})
+        pairs.append(
+            {
+                "image_w": w.image_path,
+                "image_l": lo.image_path,
+                "prompt": w.original,
+                "score_w": float(comp[best]),
+                "score_l": float(comp[worst]),
+                "group": g,
+                "image_key_w": w.image_key,
+                "image_key_l": lo.image_key,
+            }
+        )
     if order == "gap":
         pairs.sort(key=lambda p: (-(p["score_w"] - p["score_l"]), p["group"]))
     else:
@@ -113,8 +132,10 @@ class PairMethod(TrainableMethod):
             t = time.perf_counter()
             examples = pool_pairs(pool, c.pairs, c.pair_order, c.prompt_seed, c.labels)
             examples = self.annotate(examples, pool)
-            accounting = {**pool_accounting(pool, pairs_s=time.perf_counter() - t),
-                          "pool": {"prompts": len(pool.prompts), "candidates": len(pool.candidates), "pairs": len(examples)}}
+            accounting = {
+                **pool_accounting(pool, pairs_s=time.perf_counter() - t),
+                "pool": {"prompts": len(pool.prompts), "candidates": len(pool.candidates), "pairs": len(examples)},
+            }
         else:
             from craft_bench.train.prefs import file_pairs
 
@@ -141,6 +162,7 @@ class PairMethod(TrainableMethod):
 
         return dataclasses.replace(config, data_digest=file_digest(check_file(Path(config.data).expanduser())))
 
+
 def dpo_logit(err_w: Any, err_l: Any, ref_w: Any, ref_l: Any, beta: float) -> Any:
     """Diffusion-DPO's logit (methods/diff_dpo.py quotes its source), shared with SmPO, which scales it:
     z = -0.5 beta ((err_w - err_l) - (ref_w - ref_l)), positive when the model fits the winner better, relative to the
@@ -160,4 +182,3 @@ def pair_errors(model: Any, batch: dict[str, Any], noise_w: Any = None, noise_l:
     cond = {k: torch.cat([v, v]) for k, v in batch["cond"].items()}
     err_w, err_l = denoise(model, x0, noise, t, cond).error.chunk(2)
     return err_w, err_l
-

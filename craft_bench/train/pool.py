@@ -73,10 +73,14 @@ class PromptPoolConfig(TrainConfig):
     methods through ``PoolConfig``, online RL through its own config), so with their defaults they draw the same
     prompts and score with the same rewards and reward cache."""
 
-    pool: str = setting("auto", "prompt pool: auto (the world's: the mini grammar on mini models), mini, or a prompt file")
+    pool: str = setting(
+        "auto", "prompt pool: auto (the world's: the mini grammar on mini models), mini, or a prompt file"
+    )
     pool_size: int = setting(100, "original prompts in the pool")
     prompt_seed: int = setting(TRAIN_PROMPT_SEED, "training prompt seed (apart from every evaluation seed)")
-    rewards: str = setting("auto", "comma-separated rewards (auto: the world's: hps,pickscore,aes; on mini mini-clip,mini-aes)")
+    rewards: str = setting(
+        "auto", "comma-separated rewards (auto: the world's: hps,pickscore,aes; on mini mini-clip,mini-aes)"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -102,7 +106,9 @@ class PoolConfig(PromptPoolConfig):
     llm_endpoint: str = setting("", "expansion=llm: an OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1)")
     llm_temperature: float = setting(0.0, "expansion=llm: 0 = greedy, else seeded sampling")
     k: int = setting(4, "candidates per prompt (original and expanded)")
-    guidance: float | None = setting(None, "guidance scale of the candidates (default: the world's: 3 on mini, else the sampler's)")
+    guidance: float | None = setting(
+        None, "guidance scale of the candidates (default: the world's: 3 on mini, else the sampler's)"
+    )
 
     def __post_init__(self) -> None:
         import math
@@ -124,11 +130,31 @@ class PoolConfig(PromptPoolConfig):
         return self.pool_size * (1 + (self.expansions if self.expansion != "none" else 0)) * self.k
 
     def pool_spec(self, seed: int, world: World) -> "PoolSpec":
-        llm = tuple(sorted({"llm_model": self.llm_model, "llm_endpoint": self.llm_endpoint,
-                            "llm_temperature": self.llm_temperature}.items())) if self.expansion == "llm" else ()
-        return PoolSpec(prompts=self.pool, size=self.pool_size, prompt_seed=self.prompt_seed, k=self.k,
-                        expansion=self.expansion, expansions_per_prompt=self.expansions if self.expansion != "none" else 0,
-                        llm=llm, rewards=self.reward_names(world), seed=seed, version=POOL_VERSION)
+        llm = (
+            tuple(
+                sorted(
+                    {
+                        "llm_model": self.llm_model,
+                        "llm_endpoint": self.llm_endpoint,
+                        "llm_temperature": self.llm_temperature,
+                    }.items()
+                )
+            )
+            if self.expansion == "llm"
+            else ()
+        )
+        return PoolSpec(
+            prompts=self.pool,
+            size=self.pool_size,
+            prompt_seed=self.prompt_seed,
+            k=self.k,
+            expansion=self.expansion,
+            expansions_per_prompt=self.expansions if self.expansion != "none" else 0,
+            llm=llm,
+            rewards=self.reward_names(world),
+            seed=seed,
+            version=POOL_VERSION,
+        )
 
 
 @dataclass
@@ -172,8 +198,10 @@ def pool_prompts(spec: PoolSpec, world: World) -> tuple[list[str], list[dict[str
         chosen = training_prompts(spec.size, spec.prompt_seed)
         return [ln["prompt"] for ln in chosen], chosen
     if spec.prompts == "auto":
-        raise UserError(f"method.pool=auto: {world.name} models have no default training prompts; pass a prompt file: "
-                        "--set method.pool=/path/prompts.txt (one prompt per line)")
+        raise UserError(
+            f"method.pool=auto: {world.name} models have no default training prompts; pass a prompt file: "
+            "--set method.pool=/path/prompts.txt (one prompt per line)"
+        )
     return _prompts_from_file(Path(spec.prompts), spec.size, spec.prompt_seed)
 
 
@@ -183,7 +211,9 @@ def _prompts_from_file(path: Path, size: int, seed: int) -> tuple[list[str], lis
     try:
         raw = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"method.pool={path}: cannot read it ({exc}); give a UTF-8 text file, one prompt per line") from None
+        raise UserError(
+            f"method.pool={path}: cannot read it ({exc}); give a UTF-8 text file, one prompt per line"
+        ) from None
     lines, metas = [], []
     for number, line in enumerate(raw.splitlines(), 1):
         line = line.strip()
@@ -213,12 +243,20 @@ def candidate_items(texts: Sequence[str], k: int) -> list[PromptItem]:
     seen: dict[str, PromptItem] = {}
     for text in texts:
         if text not in seen:
-            seen[text] = PromptItem(id="pool-" + hashlib.sha256(text.encode()).hexdigest()[:16], prompt=text, n_images=k)
+            seen[text] = PromptItem(
+                id="pool-" + hashlib.sha256(text.encode()).hexdigest()[:16], prompt=text, n_images=k
+            )
     return list(seen.values())
 
 
-def build_pool(spec: PoolSpec, model: Checkpoint, sampler: SamplerSpec, ctx: RunContext, log: Any = None,
-               keep_latents: bool = False) -> Pool:
+def build_pool(
+    spec: PoolSpec,
+    model: Checkpoint,
+    sampler: SamplerSpec,
+    ctx: RunContext,
+    log: Any = None,
+    keep_latents: bool = False,
+) -> Pool:
     """Prompts (``auto``: the run's world's), expansions, candidates and their scores (everything cached).
     ``keep_latents``: also keep each candidate's sampled latents (a method trained with ``latents=sampled``)."""
     from craft_bench.generate import generate, plan
@@ -231,7 +269,9 @@ def build_pool(spec: PoolSpec, model: Checkpoint, sampler: SamplerSpec, ctx: Run
     # The rewards load first: an unknown reward or missing weights stop the run before any candidate is generated.
     scorer = CompositeScorer.load(list(spec.rewards), device=ctx.device)
     t = time.perf_counter()
-    expanded = expand(prompts, spec, ctx.store.root, ctx.world, progress=ctx.progress) if spec.expansion != "none" else {}
+    expanded = (
+        expand(prompts, spec, ctx.store.root, ctx.world, progress=ctx.progress) if spec.expansion != "none" else {}
+    )
     timings["expand_s"] = time.perf_counter() - t
     groups: list[tuple[int, str, bool]] = []
     for g, p in enumerate(prompts):
@@ -245,7 +285,9 @@ def build_pool(spec: PoolSpec, model: Checkpoint, sampler: SamplerSpec, ctx: Run
         by_item.setdefault(r.item_id, []).append(r)
 
     def factory() -> Any:
-        return load_pipeline(model.base_dir, model.model.family, ctx.device, ctx.dtype, model.adapter_dir, sampler.scheduler)
+        return load_pipeline(
+            model.base_dir, model.model.family, ctx.device, ctx.dtype, model.adapter_dir, sampler.scheduler
+        )
 
     if log:
         log(f"candidate pool: {len(prompts)} prompts, {len(items)} distinct texts x {spec.k} = {len(requests)} images")
@@ -254,16 +296,33 @@ def build_pool(spec: PoolSpec, model: Checkpoint, sampler: SamplerSpec, ctx: Run
     candidates = []
     for g, text, ex in groups:
         for r in by_item[by_text[text].id]:
-            candidates.append(Candidate(group=g, original=prompts[g], text=text, expanded=ex, index=r.index,
-                                        image_key=r.key, image_path=str(ctx.store.image_path(r.key)),
-                                        metadata=metas[g]))
+            candidates.append(
+                Candidate(
+                    group=g,
+                    original=prompts[g],
+                    text=text,
+                    expanded=ex,
+                    index=r.index,
+                    image_key=r.key,
+                    image_path=str(ctx.store.image_path(r.key)),
+                    metadata=metas[g],
+                )
+            )
     t = time.perf_counter()
     evaluations = score_candidates(candidates, spec, ctx, scorer)
     timings["score_s"] = time.perf_counter() - t
-    cost = pool_cost(ctx.store.root, digest({"pool": to_jsonable(spec), "model": model.digest, "sampler": to_jsonable(sampler)}),
-                     timings, generated=gen.generated, images=len(requests), evaluations=evaluations,
-                     total_evaluations=len(candidates) * len(spec.rewards))
-    return Pool(spec, prompts, candidates, timings, len({r.key for r in requests}), len(candidates) * len(spec.rewards), cost)
+    cost = pool_cost(
+        ctx.store.root,
+        digest({"pool": to_jsonable(spec), "model": model.digest, "sampler": to_jsonable(sampler)}),
+        timings,
+        generated=gen.generated,
+        images=len(requests),
+        evaluations=evaluations,
+        total_evaluations=len(candidates) * len(spec.rewards),
+    )
+    return Pool(
+        spec, prompts, candidates, timings, len({r.key for r in requests}), len(candidates) * len(spec.rewards), cost
+    )
 
 
 def candidate_guidance(config: PoolConfig, sampler: SamplerSpec, world: World) -> float:
@@ -281,7 +340,9 @@ def method_pool(config: PoolConfig, ctx: RunContext) -> tuple[PoolSpec, SamplerS
     the candidates' guidance). Together with the model's digest they are the pool's identity (``pool_cost``'s key)."""
     import dataclasses
 
-    sampler = dataclasses.replace(ctx.spec.sampler, guidance_scale=candidate_guidance(config, ctx.spec.sampler, ctx.world))
+    sampler = dataclasses.replace(
+        ctx.spec.sampler, guidance_scale=candidate_guidance(config, ctx.spec.sampler, ctx.world)
+    )
     return config.pool_spec(ctx.seed, ctx.world), sampler
 
 
@@ -291,8 +352,15 @@ def build_method_pool(config: PoolConfig, base: Checkpoint, ctx: RunContext, log
     return build_pool(spec, base, sampler, ctx, log=log, keep_latents=getattr(config, "latents", "encode") == "sampled")
 
 
-def pool_cost(root: str | Path, key: str, timings: dict[str, float], generated: int, images: int, evaluations: int,
-              total_evaluations: int) -> dict[str, float]:
+def pool_cost(
+    root: str | Path,
+    key: str,
+    timings: dict[str, float],
+    generated: int,
+    images: int,
+    evaluations: int,
+    total_evaluations: int,
+) -> dict[str, float]:
     """Seconds building the pool from nothing takes (candidate generation, reward scoring, expansion), whatever the
     caches held this time, so that every method drawing on one pool is charged for it alike.
 
@@ -310,8 +378,12 @@ def pool_cost(root: str | Path, key: str, timings: dict[str, float], generated: 
     work = generated + evaluations
     if work and (record is None or work > record.get("work", 0)):
         record = {
-            "generate_s": timings.get("generate_s", 0.0) * images / generated if generated else (record or {}).get("generate_s", 0.0),
-            "score_s": timings.get("score_s", 0.0) * total_evaluations / evaluations if evaluations else (record or {}).get("score_s", 0.0),
+            "generate_s": timings.get("generate_s", 0.0) * images / generated
+            if generated
+            else (record or {}).get("generate_s", 0.0),
+            "score_s": timings.get("score_s", 0.0) * total_evaluations / evaluations
+            if evaluations
+            else (record or {}).get("score_s", 0.0),
             "expand_s": max(timings.get("expand_s", 0.0), (record or {}).get("expand_s", 0.0)),
             "work": work,
         }
@@ -341,8 +413,12 @@ def reward_stats(pool: Pool) -> dict[str, dict[str, float]]:
     for name in pool.spec.rewards:
         v = np.array([c.scores[name] for c in pool.candidates], dtype=np.float64)
         if v.size:
-            out[name] = {"mean": round(float(v.mean()), 6), "std": round(float(v.std()), 6), "min": round(float(v.min()), 6),
-                         "max": round(float(v.max()), 6)}
+            out[name] = {
+                "mean": round(float(v.mean()), 6),
+                "std": round(float(v.std()), 6),
+                "min": round(float(v.min()), 6),
+                "max": round(float(v.max()), 6),
+            }
     return out
 
 
@@ -379,7 +455,9 @@ def reward_identity(name: str, reward: Any) -> str:
 
 def score_candidates(candidates: Sequence[Candidate], spec: PoolSpec, ctx: RunContext, scorer: Any = None) -> int:
     """Fill ``scores`` of every candidate; returns the number of reward evaluations actually run."""
-    entries = [(c.image_key, c.image_path, c.original if spec.score_against == "original" else c.text) for c in candidates]
+    entries = [
+        (c.image_key, c.image_path, c.original if spec.score_against == "original" else c.text) for c in candidates
+    ]
     scores, evaluations = cached_scores(entries, spec.rewards, ctx.store.root, ctx.device, scorer)
     for name, values in scores.items():
         for c, v in zip(candidates, values):
@@ -387,8 +465,9 @@ def score_candidates(candidates: Sequence[Candidate], spec: PoolSpec, ctx: RunCo
     return evaluations
 
 
-def cached_scores(entries: Sequence[tuple[str, Any, str]], rewards: Sequence[str], root: str | Path,
-                  device: str, scorer: Any = None) -> tuple[dict[str, list[float]], int]:
+def cached_scores(
+    entries: Sequence[tuple[str, Any, str]], rewards: Sequence[str], root: str | Path, device: str, scorer: Any = None
+) -> tuple[dict[str, list[float]], int]:
     """Each reward's score of each (image key, image path or PIL image, prompt), cached under ``<results>/cache/rewards/``
     by the reward's weights, the image key and the prompt; returns the scores and the number of evaluations run now.
     The key identifies the pixels: an image cache key, or (online RL's unsaved images) a digest of the image bytes.

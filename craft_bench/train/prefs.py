@@ -38,8 +38,10 @@ def check_file(path: Path) -> Path:
     if path.suffix.lower() not in SUFFIXES:
         raise UserError(f"method.data={path}: give a preference file ending in {', '.join(SUFFIXES)} (or data=pool)")
     if not path.is_file():
-        raise UserError(f"method.data={path}: no such file; give a parquet or JSONL file of caption, image_0, image_1, "
-                        "label_0 rows (or data=pool)")
+        raise UserError(
+            f"method.data={path}: no such file; give a parquet or JSONL file of caption, image_0, image_1, "
+            "label_0 rows (or data=pool)"
+        )
     return path
 
 
@@ -52,7 +54,9 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
             frame = pd.read_parquet(path)
         except ImportError as exc:
-            raise UserError(f"reading {path} needs pyarrow ({exc}); pip install pyarrow, or give a JSONL file") from None
+            raise UserError(
+                f"reading {path} needs pyarrow ({exc}); pip install pyarrow, or give a JSONL file"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - any parquet failure is a bad input file
             raise UserError(f"{path}: not a readable parquet file ({type(exc).__name__}: {exc})") from None
         return frame.to_dict(orient="records")
@@ -63,7 +67,9 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
-            raise UserError(f"{path}:{number}: not a JSON line; one object per line (caption, image_0, image_1, label_0)") from None
+            raise UserError(
+                f"{path}:{number}: not a JSON line; one object per line (caption, image_0, image_1, label_0)"
+            ) from None
         if not isinstance(row, dict):
             raise UserError(f"{path}:{number}: expected a JSON object")
         rows.append(row)
@@ -137,28 +143,52 @@ def file_pairs(path: Path, config: Any, ctx: Any, score: bool) -> tuple[list[dic
                 scores[j]["pickscore"] = PICKSCORE_SCALE * float(np.ravel(row[f"ps_score_{j}"])[0])
         file_scored = file_scored or bool(scores[0])
         for j in (0, 1):
-            candidates.append(Candidate(group=g, original=caption, text=caption, expanded=False, index=j,
-                                        image_key=file_digest(images[j]), image_path=images[j], scores=scores[j]))
+            candidates.append(
+                Candidate(
+                    group=g,
+                    original=caption,
+                    text=caption,
+                    expanded=False,
+                    index=j,
+                    image_key=file_digest(images[j]),
+                    image_path=images[j],
+                    scores=scores[j],
+                )
+            )
         win, lose = (0, 1) if label == 1.0 else (1, 0)
         captions.append(caption)
-        examples.append({"image_w": images[win], "image_l": images[lose], "prompt": caption, "row": n,
-                         "image_key_w": candidates[-2 + win].image_key, "image_key_l": candidates[-2 + lose].image_key})
+        examples.append(
+            {
+                "image_w": images[win],
+                "image_l": images[lose],
+                "prompt": caption,
+                "row": n,
+                "image_key_w": candidates[-2 + win].image_key,
+                "image_key_l": candidates[-2 + lose].image_key,
+            }
+        )
     read_s = time.perf_counter() - t0
     rewards: tuple[str, ...] = tuple(sorted(candidates[0].scores)) if file_scored else ()
     evaluations, score_s = 0, 0.0
     if score and not file_scored:
         rewards = config.reward_names(ctx.world)
         t = time.perf_counter()
-        evaluations = score_candidates(candidates, PoolSpec(prompts=str(path), size=len(order), prompt_seed=config.prompt_seed,
-                                                            k=2, rewards=rewards), ctx)
+        evaluations = score_candidates(
+            candidates,
+            PoolSpec(prompts=str(path), size=len(order), prompt_seed=config.prompt_seed, k=2, rewards=rewards),
+            ctx,
+        )
         score_s = time.perf_counter() - t
     missing = [c for c in candidates if set(c.scores) != set(rewards)]
     if missing:
         raise UserError(f"{path}: some rows have scores and others not; give score_0/score_1 on every row or on none")
     spec = PoolSpec(prompts=str(path), size=len(order), prompt_seed=config.prompt_seed, k=2, rewards=rewards)
     pool = Pool(spec, captions, candidates, {"read_s": read_s, "score_s": score_s}, 0, evaluations)
-    accounting = {"timing": {"read_s": read_s, "score_s": score_s}, "images_generated": 0, "reward_calls": evaluations,
-                  "rewards": list(rewards) if evaluations else [],
-                  "data": {"file": str(path), "rows": len(rows), "ties_dropped": ties, "pairs": len(examples)}}
+    accounting = {
+        "timing": {"read_s": read_s, "score_s": score_s},
+        "images_generated": 0,
+        "reward_calls": evaluations,
+        "rewards": list(rewards) if evaluations else [],
+        "data": {"file": str(path), "rows": len(rows), "ties_dropped": ties, "pairs": len(examples)},
+    }
     return examples, pool, accounting
-

@@ -130,8 +130,16 @@ def trajectory_generator(*key: Any) -> Any:
     return torch.Generator("cpu").manual_seed(int.from_bytes(h[:8], "little") & ((1 << 63) - 1))
 
 
-def rollout(model: Any, cond: dict[str, Any], uncond: dict[str, Any], schedule: DDIMSchedule, guidance: float,
-            generators: Sequence[Any], shape: tuple[int, int, int], init_generators: Sequence[Any] | None = None) -> Rollouts:
+def rollout(
+    model: Any,
+    cond: dict[str, Any],
+    uncond: dict[str, Any],
+    schedule: DDIMSchedule,
+    guidance: float,
+    generators: Sequence[Any],
+    shape: tuple[int, int, int],
+    init_generators: Sequence[Any] | None = None,
+) -> Rollouts:
     """Sample one trajectory per row of ``cond`` with the model's current weights (no gradients): x_T and every
     step's z from that row's generator (x_T from ``init_generators`` when given: trajectories whose init generators are
     seeded alike start from the same noise). ``uncond``: the unconditional conditioning, one row per trajectory."""

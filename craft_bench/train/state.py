@@ -26,6 +26,6 @@ def load_optimizer(opt: Any, tensors: dict[str, Any], param_groups: list[dict[st
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         if name.startswith(prefix):
-            pid, key = name[len(prefix):].split(".", 1)
+            pid, key = name[len(prefix) :].split(".", 1)
             state.setdefault(int(pid), {})[key] = value
     opt.load_state_dict({"state": state, "param_groups": param_groups})

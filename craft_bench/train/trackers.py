@@ -31,8 +31,10 @@ def check_report_to(value: str) -> None:
         raise ValueError(f"report_to must be one of {', '.join(REPORT_TO)}, not {value!r}")
     package = PACKAGES.get(value)
     if package and importlib.util.find_spec(package) is None:
-        raise ValueError(f"report_to={value} needs the {package} package; install it with pip install 'craft-bench[track]' "
-                         f"(or pip install {package}), or leave report_to=none")
+        raise ValueError(
+            f"report_to={value} needs the {package} package; install it with pip install 'craft-bench[track]' "
+            f"(or pip install {package}), or leave report_to=none"
+        )
 
 
 def flat_numbers(tree: Any, prefix: str = "") -> dict[str, float]:

@@ -64,7 +64,9 @@ def build(args: argparse.Namespace) -> None:
             task, _, n = tc.partition("=")
             plan.setdefault(task, []).append((split, int(n)))
     rows = items()
-    existing = {r["id"] for r in rows} | {r["image_key"] for r in rows}  # an image already in the set, under any id, is skipped
+    existing = {r["id"] for r in rows} | {
+        r["image_key"] for r in rows
+    }  # an image already in the set, under any id, is skipped
     img_dir = SET_DIR / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
     for rec in records:
@@ -83,14 +85,27 @@ def build(args: argparse.Namespace) -> None:
             continue
         key = rec["image"]
         shutil.copyfile(Path(args.results) / "images" / key[:2] / f"{key}.png", img_dir / f"{rid}.png")
-        rows.append({"id": rid, "split": split, "task": task, "prompt": rec["prompt"], "metadata": meta[rec["item_id"]],
-                     "source": args.source, "model_digest": spec["model"]["digest"], "seed": rec["seed"], "image_key": key})
+        rows.append(
+            {
+                "id": rid,
+                "split": split,
+                "task": task,
+                "prompt": rec["prompt"],
+                "metadata": meta[rec["item_id"]],
+                "source": args.source,
+                "model_digest": spec["model"]["digest"],
+                "seed": rec["seed"],
+                "image_key": key,
+            }
+        )
     _write_jsonl(SET_DIR / "items.jsonl", rows)
     print(f"{len(rows)} items in {SET_DIR / 'items.jsonl'}")
 
 
 def _sheet_rows(split: str, task: str, source: str | None) -> list[dict]:
-    return [r for r in items() if r["split"] == split and r["task"] == task and (source is None or r["source"] == source)]
+    return [
+        r for r in items() if r["split"] == split and r["task"] == task and (source is None or r["source"] == source)
+    ]
 
 
 def sheets(args: argparse.Namespace) -> None:
@@ -164,7 +179,9 @@ def picker(args: argparse.Namespace) -> None:
             m = regions == k
             if m.sum() >= 20:
                 ys, xs = np.nonzero(m)
-                found.append(f"(x {xs.mean():.0f}, y {ys.mean():.0f}, {m.sum()} px) rgb {tuple(int(v) for v in np.median(a[m], 0))}")
+                found.append(
+                    f"(x {xs.mean():.0f}, y {ys.mean():.0f}, {m.sum()} px) rgb {tuple(int(v) for v in np.median(a[m], 0))}"
+                )
         print(f"#{i}: " + "; ".join(found))
 
 
@@ -183,12 +200,16 @@ def merge(args: argparse.Namespace) -> None:
         labels = {r["label"] for r in got.values()}
         label = labels.pop() if len(labels) == 1 else None
         notes = "; ".join(f"{name}: {r['note']}" for name, r in got.items() if r.get("note"))
-        rows.append({"id": item["id"], "label": label, "passes": {name: r["label"] for name, r in got.items()}, "note": notes})
+        rows.append(
+            {"id": item["id"], "label": label, "passes": {name: r["label"] for name, r in got.items()}, "note": notes}
+        )
     _write_jsonl(SET_DIR / "labels.jsonl", rows)
     both = [r for r in rows if None not in r["passes"].values()]
     agree = sum(len(set(r["passes"].values())) == 1 for r in both)
-    print(f"{len(rows)} images with {len(passes)} passes: {sum(r['label'] is not None for r in rows)} labelled, "
-          f"{sum(r['label'] is None for r in rows)} ambiguous; where every pass gave a label they agree on {agree}/{len(both)}")
+    print(
+        f"{len(rows)} images with {len(passes)} passes: {sum(r['label'] is not None for r in rows)} labelled, "
+        f"{sum(r['label'] is None for r in rows)} ambiguous; where every pass gave a label they agree on {agree}/{len(both)}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

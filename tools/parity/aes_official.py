@@ -34,8 +34,18 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "parity"
 SEED = 20261128
 CLIP_SEED = 20261129
-TINY = dict(embed_dim=768, image_resolution=224, vision_layers=2, vision_width=128, vision_patch_size=14,
-            context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=1)
+TINY = dict(
+    embed_dim=768,
+    image_resolution=224,
+    vision_layers=2,
+    vision_width=128,
+    vision_patch_size=14,
+    context_length=77,
+    vocab_size=49408,
+    transformer_width=64,
+    transformer_heads=1,
+    transformer_layers=1,
+)
 
 
 def official_definitions(path: Path) -> dict:
@@ -87,8 +97,11 @@ def main() -> None:
 
     fixture = {
         "reward": "aes",
-        "official": "improved-aesthetic-predictor simple_inference.py (MLP, normalized) + openai-clip %s" % version("openai-clip"),
-        "versions": {p: version(p) for p in ("torch", "torchvision", "openai-clip", "pytorch-lightning", "numpy", "pillow")},
+        "official": "improved-aesthetic-predictor simple_inference.py (MLP, normalized) + openai-clip %s"
+        % version("openai-clip"),
+        "versions": {
+            p: version(p) for p in ("torch", "torchvision", "openai-clip", "pytorch-lightning", "numpy", "pillow")
+        },
         "command": "/tmp/venv-ir/bin/python tools/parity/aes_official.py --official /tmp/iap/simple_inference.py",
         "seed": SEED,
         "clip_seed": CLIP_SEED,

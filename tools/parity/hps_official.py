@@ -54,9 +54,23 @@ def main() -> None:
     (tmp / f"{ARCH_NAME}.json").write_text(json.dumps(ARCH))
     add_model_config(tmp / f"{ARCH_NAME}.json")
     model, _, preprocess_val = create_model_and_transforms(
-        ARCH_NAME, None, precision="amp", device="cpu", jit=False, force_quick_gelu=False, force_custom_text=False,
-        force_patch_dropout=False, force_image_size=None, pretrained_image=False, image_mean=None, image_std=None,
-        light_augmentation=True, aug_cfg={}, output_dict=True, with_score_predictor=False, with_region_predictor=False,
+        ARCH_NAME,
+        None,
+        precision="amp",
+        device="cpu",
+        jit=False,
+        force_quick_gelu=False,
+        force_custom_text=False,
+        force_patch_dropout=False,
+        force_image_size=None,
+        pretrained_image=False,
+        image_mean=None,
+        image_std=None,
+        light_augmentation=True,
+        aug_cfg={},
+        output_dict=True,
+        with_score_predictor=False,
+        with_region_predictor=False,
     )
     spec = describe(model.state_dict())
     checkpoint = tmp / "HPS_v2.1_compressed.pt"
@@ -66,7 +80,10 @@ def main() -> None:
     images = load_images(FIXTURES / "images", names)
     official.model_dict["model"] = model
     official.model_dict["preprocess_val"] = preprocess_val
-    scores = [float(official.score(im, prompt, cp=str(checkpoint), hps_version="v2.1")[0]) for im, prompt in zip(images, PROMPTS)]
+    scores = [
+        float(official.score(im, prompt, cp=str(checkpoint), hps_version="v2.1")[0])
+        for im, prompt in zip(images, PROMPTS)
+    ]
 
     fixture = {
         "reward": "hps",

@@ -43,16 +43,34 @@ WORDS = (
 
 def vocabulary() -> list[str]:
     chars = list("abcdefghijklmnopqrstuvwxyz0123456789")
-    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(",.!?-'") + chars + ["##" + c for c in chars] + sorted(set(WORDS))
+    return (
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        + list(",.!?-'")
+        + chars
+        + ["##" + c for c in chars]
+        + sorted(set(WORDS))
+    )
 
 
 def med_config(vocab_size: int) -> dict:
     return {
-        "architectures": ["BertModel"], "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.1, "hidden_size": 768, "initializer_range": 0.02, "intermediate_size": 256,
-        "layer_norm_eps": 1e-12, "max_position_embeddings": 64, "model_type": "bert", "num_attention_heads": 12,
-        "num_hidden_layers": 2, "pad_token_id": 0, "type_vocab_size": 2, "vocab_size": vocab_size,
-        "encoder_width": VISION["width"], "add_cross_attention": True,
+        "architectures": ["BertModel"],
+        "attention_probs_dropout_prob": 0.1,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "hidden_size": 768,
+        "initializer_range": 0.02,
+        "intermediate_size": 256,
+        "layer_norm_eps": 1e-12,
+        "max_position_embeddings": 64,
+        "model_type": "bert",
+        "num_attention_heads": 12,
+        "num_hidden_layers": 2,
+        "pad_token_id": 0,
+        "type_vocab_size": 2,
+        "vocab_size": vocab_size,
+        "encoder_width": VISION["width"],
+        "add_cross_attention": True,
     }
 
 
@@ -80,9 +98,16 @@ def main() -> None:
     def create_vit(vit, image_size, use_grad_checkpointing=False, ckpt_layer=0, drop_path_rate=0):
         assert vit == "large"
         width = VISION["width"]
-        encoder = VisionTransformer(img_size=image_size, patch_size=16, embed_dim=width, depth=VISION["depth"],
-                                    num_heads=width // 64, use_grad_checkpointing=use_grad_checkpointing,
-                                    ckpt_layer=ckpt_layer, drop_path_rate=0.1 or drop_path_rate)
+        encoder = VisionTransformer(
+            img_size=image_size,
+            patch_size=16,
+            embed_dim=width,
+            depth=VISION["depth"],
+            num_heads=width // 64,
+            use_grad_checkpointing=use_grad_checkpointing,
+            ckpt_layer=ckpt_layer,
+            drop_path_rate=0.1 or drop_path_rate,
+        )
         return encoder, width
 
     blip_pretrain.init_tokenizer = init_tokenizer
@@ -100,12 +125,16 @@ def main() -> None:
     model = RM.load(str(checkpoint), device="cpu", med_config=str(tmp / "med_config.json"))
     names = save_images(fixed_images(), FIXTURES / "images", "img")
     with torch.no_grad():
-        scores = [float(model.score(prompt, im)) for im, prompt in zip(load_images(FIXTURES / "images", names), PROMPTS)]
+        scores = [
+            float(model.score(prompt, im)) for im, prompt in zip(load_images(FIXTURES / "images", names), PROMPTS)
+        ]
 
     fixture = {
         "reward": "imagereward",
         "official": "ImageReward.load + ImageReward.score (image-reward %s)" % version("image-reward"),
-        "versions": {p: version(p) for p in ("torch", "torchvision", "image-reward", "transformers", "timm", "numpy", "pillow")},
+        "versions": {
+            p: version(p) for p in ("torch", "torchvision", "image-reward", "transformers", "timm", "numpy", "pillow")
+        },
         "command": "/tmp/venv-ir/bin/python tools/parity/imagereward_official.py",
         "seed": SEED,
         "vision": VISION,
