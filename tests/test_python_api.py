@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_craft_cli import craft_args
 
 import craft_bench
 from craft_bench.errors import UserError
@@ -111,54 +112,13 @@ def test_import_is_light():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def _craft(tiny_sdxl, prompts, out):
-    return [
-        "run",
-        "--method",
-        "craft",
-        "--suite",
-        "toy",
-        "--model",
-        str(tiny_sdxl),
-        "--out",
-        str(out),
-        "--set",
-        f"method.pool={prompts}",
-        "--set",
-        "method.pool_size=4",
-        "--set",
-        "method.k=2",
-        "--set",
-        "method.rewards=mini-clip,mini-aes",
-        "--set",
-        "method.filter=none",
-        "--set",
-        "method.budget=4",
-        "--set",
-        "method.steps=2",
-        "--set",
-        "method.batch_size=4",
-        "--set",
-        "method.lora_rank=4",
-        "--set",
-        "method.lr=1e-3",
-        "--set",
-        "sampler.steps=3",
-        "--set",
-        "suite.n_prompts=2",
-        "--set",
-        "suite.images_per_prompt=1",
-        "--no-progress",
-    ]
-
-
 def test_a_trainable_run_ends_with_the_paired_line(cli, tiny_sdxl, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red apple\na blue lake\na green forest\na white cloud\n")
     out = tmp_path / "res"
-    alone = cli(*_craft(tiny_sdxl, prompts, out))
+    alone = cli(*craft_args(tiny_sdxl, prompts, out))
     assert "vs vanilla" not in alone.stdout  # no base run yet, and none asked for
-    vs = cli(*_craft(tiny_sdxl, prompts, out), "--vs", "vanilla")
+    vs = cli(*craft_args(tiny_sdxl, prompts, out), "--vs", "vanilla")
     base = list((out / "runs" / "toy").glob("vanilla__*"))
     assert len(base) == 1 and (base[0] / "results.json").is_file()  # --vs ran the base model on the same protocol
     line = vs.stdout.strip().splitlines()[-1]
@@ -167,7 +127,7 @@ def test_a_trainable_run_ends_with_the_paired_line(cli, tiny_sdxl, tmp_path):
         r"\[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]  p \S+  2 prompts  (better|worse|no significant difference)",
         line,
     ), line
-    later = cli(*_craft(tiny_sdxl, prompts, out))
+    later = cli(*craft_args(tiny_sdxl, prompts, out))
     assert later.stdout.strip().splitlines()[-1] == line  # once the base run exists, every trainable run prints it
 
 

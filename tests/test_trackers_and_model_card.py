@@ -8,6 +8,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+from test_craft_cli import craft_args
 
 MINI_CRAFT = [
     "--set",
@@ -182,48 +183,6 @@ def test_a_full_fine_tune_folder_loads_in_plain_diffusers(mini_craft):
     assert changed  # the trained weights, not a copy of the base
 
 
-def _craft_tiny(tiny_sdxl, prompts, out, *extra):
-    return [
-        "run",
-        "--method",
-        "craft",
-        "--suite",
-        "toy",
-        "--model",
-        str(tiny_sdxl),
-        "--out",
-        str(out),
-        "--set",
-        f"method.pool={prompts}",
-        "--set",
-        "method.pool_size=4",
-        "--set",
-        "method.k=2",
-        "--set",
-        "method.rewards=mini-clip,mini-aes",
-        "--set",
-        "method.filter=none",
-        "--set",
-        "method.budget=4",
-        "--set",
-        "method.steps=2",
-        "--set",
-        "method.batch_size=4",
-        "--set",
-        "method.lora_rank=4",
-        "--set",
-        "method.lr=1e-3",
-        "--set",
-        "sampler.steps=2",
-        "--set",
-        "suite.n_prompts=2",
-        "--set",
-        "suite.images_per_prompt=1",
-        "--no-progress",
-        *extra,
-    ]
-
-
 def _wandb_records(path: Path) -> list:
     """The records of an offline W&B run file: LevelDB's log format (32 KiB blocks of checksum, length, type, data)
     after W&B's 7-byte header, each record a protobuf ``Record``."""
@@ -256,7 +215,7 @@ def test_wandb_offline_run_and_a_lora_folder_that_loads_in_plain_diffusers(cli, 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red apple\na blue lake\na green forest\na white cloud\n")
     out = tmp_path / "res"
-    cli(*_craft_tiny(tiny_sdxl, prompts, out, "--set", "method.report_to=wandb"))
+    cli(*craft_args(tiny_sdxl, prompts, out, "--set", "method.report_to=wandb"))
     folder = _checkpoint(out)
     (run_file,) = (folder / "logs" / "wandb").glob("offline-run-*/run-*.wandb")
     records = _wandb_records(run_file)
@@ -310,10 +269,10 @@ def test_a_missing_tracker_package_is_one_line(cli, tiny_sdxl, tmp_path, monkeyp
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red apple\na blue lake\n")
     out = tmp_path / "res"
-    err = _one_line(cli(*_craft_tiny(tiny_sdxl, prompts, out, "--set", "method.report_to=tensorboard"), check=False))
+    err = _one_line(cli(*craft_args(tiny_sdxl, prompts, out, "--set", "method.report_to=tensorboard"), check=False))
     assert (
         "report_to=tensorboard needs the tensorboard_not_installed_here package" in err and "craft-bench[track]" in err
     )
     assert not out.exists() or not any(out.rglob("*.png"))
-    err = _one_line(cli(*_craft_tiny(tiny_sdxl, prompts, out, "--set", "method.report_to=mlflow"), check=False))
+    err = _one_line(cli(*craft_args(tiny_sdxl, prompts, out, "--set", "method.report_to=mlflow"), check=False))
     assert "report_to must be one of none, tensorboard, wandb" in err
