@@ -535,7 +535,8 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         if cfg.resolution is None:
             raise UserError(
                 f"--model {cfg.model} on the CPU: its native resolution (1024 px for SDXL, 512 for SD1.5) with "
-                f"{cfg.steps} steps takes hours here; pass --resolution (e.g. 256) and small --steps/--images, or use --model mini"
+                f"{cfg.steps} steps takes hours here; pass --resolution (e.g. 256) and small "
+                "--steps/--images, or use --model mini"
             )
         if "train" in cfg.parts:
             raise UserError(
@@ -573,9 +574,12 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     if "generate" in cfg.parts:
         result["generate"] = g = bench_generate(pipe, family, cfg, resolution, work)
         log(
-            f"generation, {g['images']} images at {resolution}px, {cfg.steps} steps, CFG {g['guidance_scale']}: craft-bench "
-            f"{g['craft_bench']['images_per_s']:.3f} img/s (batch {cfg.batch}, peak {g['craft_bench']['peak_memory_bytes'] / 2**30:.2f} GiB) "
-            f"vs plain diffusers {g['plain']['images_per_s']:.3f} img/s (peak {g['plain']['peak_memory_bytes'] / 2**30:.2f} GiB): "
+            f"generation, {g['images']} images at {resolution}px, {cfg.steps} steps, CFG "
+            f"{g['guidance_scale']}: craft-bench "
+            f"{g['craft_bench']['images_per_s']:.3f} img/s (batch {cfg.batch}, peak "
+            f"{g['craft_bench']['peak_memory_bytes'] / 2**30:.2f} GiB) "
+            f"vs plain diffusers {g['plain']['images_per_s']:.3f} img/s (peak "
+            f"{g['plain']['peak_memory_bytes'] / 2**30:.2f} GiB): "
             f"{g['speedup']:.2f}x"
         )
     if "train" in cfg.parts:
@@ -589,8 +593,10 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
             folder, family, cfg.device, cfg.train_steps, cfg.train_batch, cfg.lora_rank, cfg.warmup, work
         )
         log(
-            f"trainer, LoRA rank {cfg.lora_rank}, batch {cfg.train_batch}: cached encodings {t['cached']['median_step_s'] * 1e3:.1f} "
-            f"ms/step vs encoded every step (diffusers' scripts) {t['per_step']['median_step_s'] * 1e3:.1f} ms/step: {t['speedup']:.2f}x"
+            f"trainer, LoRA rank {cfg.lora_rank}, batch {cfg.train_batch}: cached encodings "
+            f"{t['cached']['median_step_s'] * 1e3:.1f} "
+            f"ms/step vs encoded every step (diffusers' scripts) {t['per_step']['median_step_s'] * 1e3:.1f} "
+            f"ms/step: {t['speedup']:.2f}x"
         )
     import shutil
 

@@ -46,7 +46,8 @@ def _add_run(sub: Any) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a sampler, method or suite setting (e.g. steps=20, method.lr=1e-5, suite.images_per_prompt=2); repeatable",
+        help="override a sampler, method or suite setting (e.g. steps=20, method.lr=1e-5, "
+        "suite.images_per_prompt=2); repeatable",
     )
     p.add_argument("--device", default=None, help="torch device [default: cuda if available, else cpu]")
     p.add_argument(
@@ -79,10 +80,14 @@ def _add_sweep(sub: Any) -> None:
         "sweep",
         help="methods x training budgets x seeds: data efficiency, training compute, reward hacking",
         description=(
-            "Run every method at every training budget (the samples or pairs it may use; CRAFT: method.budget, diff-dpo/mapo/smpo: "
-            "method.pairs) and seed, each cell a normal cached, resumable run (a killed sweep redoes only the missing cells), "
-            "and write results/sweeps/<name>/{sweep.json,sweep.csv,sweep.md,plots/}: headline with CI, paired delta vs vanilla, "
-            "training seconds by stage, compute to match the reference method, and gains on trained-on vs held-out judges."
+            "Run every method at every training budget (the samples or pairs it may use; CRAFT: "
+            "method.budget, diff-dpo/mapo/smpo: "
+            "method.pairs) and seed, each cell a normal cached, resumable run (a killed sweep redoes only "
+            "the missing cells), "
+            "and write results/sweeps/<name>/{sweep.json,sweep.csv,sweep.md,plots/}: headline with CI, "
+            "paired delta vs vanilla, "
+            "training seconds by stage, compute to match the reference method, and gains on trained-on vs "
+            "held-out judges."
         ),
     )
     p.add_argument("--methods", required=True, help="comma-separated methods, e.g. vanilla,diff-dpo,mapo,smpo,craft")
@@ -128,7 +133,8 @@ def _add_sweep(sub: Any) -> None:
         default=None,
         metavar="I/N",
         help="run only every N-th cell from the I-th (0-based), e.g. --shard $SLURM_ARRAY_TASK_ID/8 in a job array "
-        "with one results root on a shared file system; a last run without --shard (every cell cached) writes the whole sweep",
+        "with one results root on a shared file system; a last run without --shard (every cell cached) "
+        "writes the whole sweep",
     )
     p.add_argument("--json", action="store_true", help="print sweep.json instead of sweep.md")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -173,7 +179,8 @@ def _add_report(sub: Any) -> None:
         "report",
         help="write a static HTML report: leaderboards, image grids, comparisons, sweeps",
         description=(
-            "Write a static site (open index.html from disk, no server): a sortable leaderboard per suite with provenance "
+            "Write a static site (open index.html from disk, no server): a sortable leaderboard per suite "
+            "with provenance "
             "per run, per-suite pages with the methods' images side by side on the same prompt and seed, paired "
             "comparison pages and sweep pages with plots. Images are hard-linked into the report (copied across "
             "file systems; large ones as downscaled thumbnails), so the folder is self-contained."
@@ -191,14 +198,16 @@ def _add_report(sub: Any) -> None:
         "--pairs",
         default="baseline",
         choices=["baseline", "all"],
-        help="compare pages: each run against each vanilla run of its suite (baseline), or every pair of runs (all) [default: baseline]",
+        help="compare pages: each run against each vanilla run of its suite (baseline), or every pair of runs "
+        "(all) [default: baseline]",
     )
     p.add_argument(
         "--thumb-size",
         type=int,
         default=256,
         metavar="PX",
-        help="images larger than PX on a side get a downscaled thumbnail; smaller ones are shown upscaled, pixel-exact [default: 256]",
+        help="images larger than PX on a side get a downscaled thumbnail; smaller ones are shown upscaled, "
+        "pixel-exact [default: 256]",
     )
     p.add_argument(
         "--json", action="store_true", help="print a JSON summary (pages, images shown, thumbnails, seconds)"
@@ -211,10 +220,13 @@ def _add_bench(sub: Any) -> None:
         "bench",
         help="measure UNet step time and MFU, images/s against plain diffusers, trainer step time",
         description=(
-            "One run measures: the UNet's step time, FLOPs (counted from its config) and MFU; images/s with CFG at --steps through "
-            "craft-bench's generation path and through a plain default diffusers call, with peak memory (the ratio is the figure); the "
+            "One run measures: the UNet's step time, FLOPs (counted from its config) and MFU; images/s with "
+            "CFG at --steps through "
+            "craft-bench's generation path and through a plain default diffusers call, with peak memory (the "
+            "ratio is the figure); the "
             "trainer's LoRA step time with cached encodings vs encoding every step as diffusers' training scripts do. "
-            "sdxl-random / sd15-random are the real architectures from their public configs with random weights (nothing is downloaded)."
+            "sdxl-random / sd15-random are the real architectures from their public configs with random "
+            "weights (nothing is downloaded)."
         ),
     )
     p.add_argument(
@@ -383,7 +395,8 @@ def _shard(text: str | None) -> tuple[int, int] | None:
         shard = None
     if shard is None or not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
         raise UserError(
-            f"--shard {text}: give I/N with 0 <= I < N, e.g. --shard 0/4 (SLURM: --array=0-3 and --shard $SLURM_ARRAY_TASK_ID/4)"
+            f"--shard {text}: give I/N with 0 <= I < N, e.g. --shard 0/4 (SLURM: --array=0-3 and --shard "
+            "$SLURM_ARRAY_TASK_ID/4)"
         )
     return shard
 

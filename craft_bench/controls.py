@@ -105,7 +105,8 @@ class HFDepthEstimator:
 
     @classmethod
     def preflight(cls, source: str | None = None) -> None:
-        """A local folder with a config.json, or a hub repo whose config.json is cached or downloadable -- or one line."""
+        """A local folder with a config.json, or a hub repo whose config.json is cached or downloadable -- or one
+        line."""
         src = cls._source(source)
         if not src.local:
             from craft_bench.rewards.common import hub_file

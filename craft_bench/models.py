@@ -45,7 +45,8 @@ class ModelPreset:
             path = Path(os.environ[self.env_var]).expanduser()
             if not (path / "model_index.json").is_file():
                 raise UserError(
-                    f"{self.env_var}={path} is not a diffusers folder (no model_index.json); point it at a saved pipeline"
+                    f"{self.env_var}={path} is not a diffusers folder (no model_index.json); point it at a "
+                    "saved pipeline"
                 )
             return path
         if self.local_dir:
@@ -241,7 +242,8 @@ def resolve_model(name_or_path: str) -> tuple[ModelSpec, SamplerSpec, Path]:
     if looks_like_path:
         if not candidate.exists():
             raise UserError(
-                f"--model {name_or_path}: no such folder; give a preset name (see `craft-bench ls models`) or a diffusers folder"
+                f"--model {name_or_path}: no such folder; give a preset name (see `craft-bench ls models`) or "
+                "a diffusers folder"
             )
         family = folder_family(candidate)
         sampler = folder_sampler(candidate, SDXL.sampler if family == "sdxl" else SD15.sampler)
@@ -341,7 +343,8 @@ def _load_problem(exc: BaseException) -> str:
     size = next((ln for ln in lines if ln.startswith("size mismatch for ")), None)
     if size:  # torch's load_state_dict
         m = re.match(
-            r"size mismatch for (\S+): copying a param with shape (.+) from checkpoint, the shape in current model is (.+)\.$",
+            r"size mismatch for (\S+): copying a param with shape (.+) from checkpoint, the shape in current "
+            r"model is (.+)\.$",
             size,
         )
         detail = f"{m.group(1)}: {m.group(2)} vs {m.group(3)}" if m else size[:160]
@@ -356,7 +359,8 @@ def _load_problem(exc: BaseException) -> str:
 
 
 def apply_speed_settings(pipe: Any, sampler: SamplerSpec) -> Any:
-    """The sampler's execution settings on a loaded pipeline: channels_last, torch.compile, sliced or tiled VAE decoding."""
+    """The sampler's execution settings on a loaded pipeline: channels_last, torch.compile, sliced or tiled VAE
+    decoding."""
     import torch
 
     if sampler.channels_last:

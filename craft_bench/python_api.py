@@ -80,7 +80,8 @@ class Result:
     @property
     def samples(self) -> "pandas.DataFrame":
         """One row per image (samples.jsonl): item_id, index, seed, prompt, stratum, image (its cache key),
-        image_path, the suite's per-image columns (GenEval: correct, reason, ...; scores), and ``verdict`` (bool) when the
+        image_path, the suite's per-image columns (GenEval: correct, reason, ...; scores), and ``verdict`` (bool) when
+        the
         headline metric averages a 0/1 column."""
         if self._samples is None:
             self._samples = _samples_frame(self.results, self.run_dir)
@@ -109,7 +110,10 @@ class Result:
         return self.table() + (f"\n{self.versus.line()}" if self.versus is not None else "")
 
     def __repr__(self) -> str:
-        return f"Result({self.method} x {self.suite} on {self.model}, {self.results.get('headline', 'overall')}={self.headline:.4f}, run_dir='{self.run_dir}')"
+        return (
+            f"Result({self.method} x {self.suite} on {self.model}, "
+            f"{self.results.get('headline', 'overall')}={self.headline:.4f}, run_dir='{self.run_dir}')"
+        )
 
 
 def _samples_frame(results: dict[str, Any], run_dir: Path) -> "pandas.DataFrame":

@@ -276,12 +276,14 @@ suites.register(
 suites.register(
     "controlnet-canny",
     "craft_bench.suites.controlnet_canny:ControlNetCanny",
-    "ControlNet canny: edge F1 / MS-SSIM of outputs against their canny condition, plus rewards (ControlNet++ protocol)",
+    "ControlNet canny: edge F1 / MS-SSIM of outputs against their canny condition, plus rewards "
+    "(ControlNet++ protocol)",
 )
 suites.register(
     "controlnet-depth",
     "craft_bench.suites.controlnet_depth:ControlNetDepth",
-    "ControlNet depth: RMSE of the depth re-estimated on outputs against their depth condition, plus rewards (ControlNet++ protocol)",
+    "ControlNet depth: RMSE of the depth re-estimated on outputs against their depth condition, plus rewards "
+    "(ControlNet++ protocol)",
 )
 detectors.register(
     "mini",
@@ -296,7 +298,8 @@ detectors.register(
 detectors.register(
     "mmdet",
     "craft_bench.detectors.mmdetection:MmdetMask2Former",
-    "GenEval's official detector: mmdetection Mask2Former Swin-S + CLIP ViT-L-14 colours (pip install 'craft-bench[geneval]')",
+    "GenEval's official detector: mmdetection Mask2Former Swin-S + CLIP ViT-L-14 colours (pip install "
+    "'craft-bench[geneval]')",
 )
 detectors.register(
     "hf",
@@ -314,7 +317,8 @@ rewards.register(
 rewards.register(
     "mini-geneval",
     "craft_bench.mini.rule_reward:MiniGenEvalReward",
-    "rule reward: the mini GenEval judge with partial credit (positive controls, reward-hacking studies; not a preference model)",
+    "rule reward: the mini GenEval judge with partial credit (positive controls, reward-hacking studies; not "
+    "a preference model)",
 )
 rewards.register(
     "hps",

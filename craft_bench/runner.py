@@ -145,16 +145,19 @@ def resolve_baseline(ref: str, model: Any, seed: int) -> Baseline:
         run_digest, run_seed = run["model"]["digest"], int(run["seed"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(
-            f"baseline '{ref}': not a run folder with a readable run_spec.json ({type(exc).__name__}); give a method name or a finished run folder"
+            f"baseline '{ref}': not a run folder with a readable run_spec.json ({type(exc).__name__}); give a "
+            "method name or a finished run folder"
         ) from None
     if run_digest != model.digest:
         raise UserError(
-            f"baseline '{ref}' was run on another base model than '{model.name}'; give a run of the same --model, or a method name"
+            f"baseline '{ref}' was run on another base model than '{model.name}'; give a run of the same "
+            "--model, or a method name"
         )
     cls = registry.methods.get(method.name)
     if cls.version != method.version:
         raise UserError(
-            f"baseline '{ref}' was made by {method.name} version {method.version}, this install has version {cls.version}; give the method name instead"
+            f"baseline '{ref}' was made by {method.name} version {method.version}, this install has version "
+            f"{cls.version}; give the method name instead"
         )
     return Baseline(method, run_seed)
 
@@ -261,7 +264,8 @@ def _device_name(device: str) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
-PARTIAL = "samples.partial.jsonl"  # scored records of an unfinished run (one file per extra process: samples.partial.<rank>.jsonl)
+# scored records of an unfinished run (one file per extra process: samples.partial.<rank>.jsonl)
+PARTIAL = "samples.partial.jsonl"
 
 
 def run(
@@ -390,8 +394,8 @@ def _execute(
     baseline_requests = jobs[1][0] if len(jobs) > 1 else None
     if lead:
         log(
-            f"run {spec.method.name} x {spec.suite.name} on {spec.model.name}: {len(items)} prompts, {len(requests)} images -> {run_dir}"
-            + (f" ({shard.world} processes)" if shard is not None else "")
+            f"run {spec.method.name} x {spec.suite.name} on {spec.model.name}: {len(items)} prompts, "
+            f"{len(requests)} images -> {run_dir}" + (f" ({shard.world} processes)" if shard is not None else "")
         )
         if baseline_requests is not None:
             log(f"baseline {r.baseline.method.name}: {len(baseline_requests)} images with the same seeds")
@@ -553,7 +557,8 @@ def check_results(results: dict[str, Any], records: Sequence[dict[str, Any]], re
         if bad:
             raise UserError(
                 f"the run's metric '{name}' is not a finite number ({m.get(bad[0])}); results.json was not written "
-                "(the scores are kept in the run folder's samples.partial.jsonl); check the model's images and the suite's settings"
+                "(the scores are kept in the run folder's samples.partial.jsonl); check the model's images "
+                "and the suite's settings"
             )
 
 

@@ -73,7 +73,8 @@ class SamplerSpec:
     )
 
     def __post_init__(self) -> None:
-        """Refuse settings that cannot sample (the image size's fit to the model is checked by ``models.check_sampler``)."""
+        """Refuse settings that cannot sample (the image size's fit to the model is checked by
+        ``models.check_sampler``)."""
         import math
 
         def whole(name: str, low: int, example: str) -> None:
@@ -88,7 +89,8 @@ class SamplerSpec:
         g = self.guidance_scale
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g < 0:
             raise ValueError(
-                f"guidance_scale must be a finite number >= 0, not {g!r} (e.g. --set guidance_scale=5; 1 turns guidance off)"
+                f"guidance_scale must be a finite number >= 0, not {g!r} (e.g. --set guidance_scale=5; 1 "
+                "turns guidance off)"
             )
         if not isinstance(self.scheduler, str) or not self.scheduler:
             raise ValueError("scheduler must be a name (craft-bench ls -v lists them)")

@@ -42,7 +42,8 @@ def default_root() -> Path:
 
 
 def safe_name(name: str) -> str:
-    """A name as one path component: letters, digits, '.', '_', '-' (no '/', no '..'), so no plug-in, model or suite name
+    """A name as one path component: letters, digits, '.', '_', '-' (no '/', no '..'), so no plug-in, model or suite
+    name
     can place a file outside the results root."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "x"
 
@@ -114,7 +115,8 @@ def trust_on_first_use(name: str, path: Path | str) -> None:
     if pins[name] != found:
         raise UserError(
             f"{name}: the fetched file's sha256 {found[:12]}... differs from the one first fetched here "
-            f"({pins[name][:12]}..., pinned in {pins_path}); check the source, and remove that pin to accept the new file"
+            f"({pins[name][:12]}..., pinned in {pins_path}); check the source, and remove that pin to accept "
+            "the new file"
         )
 
 
@@ -178,7 +180,8 @@ class Store:
             probe.unlink()
         except OSError as exc:
             raise UserError(
-                f"results folder '{self.root}' is not writable ({exc.strerror or exc}); pass --out DIR with a writable folder"
+                f"results folder '{self.root}' is not writable ({exc.strerror or exc}); pass --out DIR with a "
+                "writable folder"
             ) from None
 
     # ------------------------------------------------------------------ paths

@@ -630,23 +630,28 @@ def to_markdown(doc: dict[str, Any]) -> str:
             "",
             "## Across seeds",
             "",
-            f"Paired Δ vs {base} over the seeds (each seed: its own training run, candidate pool and evaluation images, "
+            f"Paired Δ vs {base} over the seeds (each seed: its own training run, candidate pool and "
+            "evaluation images, "
             f"paired with {base}'s run at that seed). *same sign*: every seed's Δ has the mean's sign.",
             "",
-            "| method | budget | seeds | headline (mean) | Δ mean | Δ sd | Δ min | Δ max | better / worse | same sign |",
+            "| method | budget | seeds | headline (mean) | Δ mean | Δ sd | Δ min | Δ max | better / worse | "
+            "same sign |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in spread:
             sd = "" if r["sd"] is None else f"{r['sd']:.4f}"
             out.append(
-                f"| {r['method']} | {r['budget']} | {len(r['seeds'])} | {r['headline_mean']:.4f} | {r['mean_delta']:+.4f} | {sd} | "
-                f"{r['min']:+.4f} | {r['max']:+.4f} | {r['better']} / {r['worse']} | {'yes' if r['same_sign'] else 'no'} |"
+                f"| {r['method']} | {r['budget']} | {len(r['seeds'])} | {r['headline_mean']:.4f} | "
+                f"{r['mean_delta']:+.4f} | {sd} | "
+                f"{r['min']:+.4f} | {r['max']:+.4f} | {r['better']} / {r['worse']} | "
+                f"{'yes' if r['same_sign'] else 'no'} |"
             )
     out += [
         "",
         f"## Compute to match {doc['reference']}",
         "",
-        "| method | reference budget | reference headline | reference train s | matched at budget | train s | ratio | optimisation-only ratio |",
+        "| method | reference budget | reference headline | reference train s | matched at budget | train s "
+        "| ratio | optimisation-only ratio |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in doc.get("compute_to_match", []):

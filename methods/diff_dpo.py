@@ -1,7 +1,8 @@
 """Diffusion-DPO (Wallace et al. 2023, arXiv 2311.12908; SalesforceAIResearch/DiffusionDPO train.py).
 
 For a pair (x_w preferred, x_l rejected) sharing the noise eps and the timestep t, with err(x) the per-image mean
-squared error of the model's prediction for x noised at t (train.py: ``(model_pred - target).pow(2).mean(dim=[1,2,3])``):
+squared error of the model's prediction for x noised at t (train.py:
+``(model_pred - target).pow(2).mean(dim=[1,2,3])``):
 
     d_theta = err_theta(x_w) - err_theta(x_l)          d_ref = err_ref(x_w) - err_ref(x_l)
     z = -0.5 * beta * (d_theta - d_ref)                 loss = -log sigmoid(z)   (mean over pairs)

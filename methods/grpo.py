@@ -18,7 +18,8 @@ with its source line, and every default's source):
    step's loss over its (trajectory, timestep) samples is the clipped importance-ratio objective plus the KL to the
    starting model (under LoRA the adapter disabled, as for Diffusion-DPO; a frozen copy under full fine-tuning):
 
-       r = exp(log pi_theta(x_prev | x_t) - log pi_old(x_prev | x_t))          A clipped to [-adv_clip_max, adv_clip_max]
+       r = exp(log pi_theta(x_prev | x_t) - log pi_old(x_prev | x_t))
+       A clipped to [-adv_clip_max, adv_clip_max]
        L = mean( max(-A r, -A clip(r, 1 - eps, 1 + eps)) ) + beta mean( KL_t(pi_theta || pi_ref) )
 
 The iteration's rollout buffer is part of the loop's checkpoint, so a killed run resumes mid-iteration to the weights
@@ -81,7 +82,8 @@ class GRPOConfig(PromptPoolConfig):
         checks = [
             (
                 self.steps is None and self.batch_size is None,
-                "grpo sets its optimiser steps and batch from method.images, prompts_per_iter, group_size, inner_steps and "
+                "grpo sets its optimiser steps and batch from method.images, prompts_per_iter, group_size, "
+                "inner_steps and "
                 "timestep_fraction; drop method.steps and method.batch_size",
             ),
             (self.prompts_per_iter >= 1 and self.group_size >= 2, "prompts_per_iter must be >= 1 and group_size >= 2"),
@@ -180,7 +182,8 @@ class GRPO(TrainableMethod):
         return int(images)
 
     def plan(self, base: Checkpoint, ctx: RunContext) -> dict[str, Any]:
-        """What the run's settings and sampler make of this config: world, iterations, rollout steps S and T, guidance."""
+        """What the run's settings and sampler make of this config: world, iterations, rollout steps S and T,
+        guidance."""
         c = self.config
         world = ctx.world.name
         images = self.images_budget(world)
@@ -370,7 +373,8 @@ class GRPOTask(Task):
 
     # ---------------------------------------------------------------- an iteration's rollouts
     def prompt_indices(self, k: int) -> np.ndarray:
-        """The P prompts of iteration k: consecutive slices of per-epoch permutations of the pool (seeded by (seed, epoch))."""
+        """The P prompts of iteration k: consecutive slices of per-epoch permutations of the pool (seeded by (seed,
+        epoch))."""
         n, first, last = len(self.prompts), k * self.P, (k + 1) * self.P
         out = []
         for epoch in range(first // n, (last - 1) // n + 1):

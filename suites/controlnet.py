@@ -227,7 +227,8 @@ def _check_fits(controlnet: Path, model_source: str, what: str) -> None:
             and list(np.atleast_1d(cn[key])) != list(np.atleast_1d(un[key]))
         ):
             raise UserError(
-                f"{what}: ControlNet {controlnet} was made for another model ({key} {cn[key]} vs the model's {un[key]}); "
+                f"{what}: ControlNet {controlnet} was made for another model ({key} {cn[key]} vs the model's "
+                f"{un[key]}); "
                 f"give one for this model with --set suite.controlnet=DIR"
             )
 
@@ -244,11 +245,13 @@ class ControlNetConfig:
     )
     data: str = setting(
         "",
-        f"reference images with captions: a folder with {METADATA_FILE} (default ${DATA_ENV}; mini-world models: the mini set)",
+        f"reference images with captions: a folder with {METADATA_FILE} (default ${DATA_ENV}; mini-world "
+        "models: the mini set)",
     )
     rewards: str = setting(
         "auto",
-        "comma-separated rewards scored on the outputs (auto: mini-clip,mini-aes on mini, else hps,pickscore,aes,imagereward,clip)",
+        "comma-separated rewards scored on the outputs (auto: mini-clip,mini-aes on mini, else "
+        "hps,pickscore,aes,imagereward,clip)",
     )
     hps_version: str = setting("v2.1", "HPS checkpoint version when hps is a reward")
     sources: str = setting("", "reward weights, comma-separated NAME=PATH as in `craft-bench score --source`")
@@ -318,7 +321,8 @@ class ControlNetSuite(Suite):
         else:
             raise UserError(
                 f"{self._what()}: real models need reference images with captions; pass --set suite.data=DIR "
-                f"(a folder with {METADATA_FILE}, e.g. MultiGen-20M's eval split; docs/controlnet.md) or set ${DATA_ENV}"
+                f"(a folder with {METADATA_FILE}, e.g. MultiGen-20M's eval split; docs/controlnet.md) or set "
+                f"${DATA_ENV}"
             )
         conditioned = self._controlnet is not None
         items = []
@@ -338,7 +342,8 @@ class ControlNetSuite(Suite):
         return items
 
     def _mini_rows(self, size: tuple[int, int]) -> list[tuple[str, str, str, np.ndarray]]:
-        """GenEval-style prompts of the mini grammar, each with a scene that satisfies it; the condition is the scene's."""
+        """GenEval-style prompts of the mini grammar, each with a scene that satisfies it; the condition is the
+        scene's."""
         from craft_bench.mini.controlnet import condition
         from craft_bench.mini.prompts import geneval_prompts, scene_for
 

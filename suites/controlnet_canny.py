@@ -18,7 +18,10 @@ from craft_bench.suites.controlnet import ControlNetSuite, edge_f1, edge_ssim
 class ControlNetCanny(ControlNetSuite):
     name = "controlnet-canny"
     version = "1"
-    description = "ControlNet canny: edge F1 / MS-SSIM of outputs against their canny condition, plus rewards (ControlNet++ protocol)"
+    description = (
+        "ControlNet canny: edge F1 / MS-SSIM of outputs against their canny condition, plus rewards "
+        "(ControlNet++ protocol)"
+    )
     control = "canny"
     headline_column = "edge_f1"
     headline_display = "edge F1"

@@ -31,7 +31,10 @@ class DepthConfig(ControlNetConfig):
 class ControlNetDepth(ControlNetSuite):
     name = "controlnet-depth"
     version = "1"
-    description = "ControlNet depth: RMSE of the depth re-estimated on outputs against their depth condition, plus rewards (ControlNet++ protocol)"
+    description = (
+        "ControlNet depth: RMSE of the depth re-estimated on outputs against their depth condition, plus rewards "
+        "(ControlNet++ protocol)"
+    )
     control = "depth"
     headline_column = "depth_rmse"
     headline_display = "depth RMSE (0-255)"

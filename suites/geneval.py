@@ -5,7 +5,8 @@ The rules (what makes an image correct, and the summary scores) are GenEval's of
 records, metrics, and the official image layout in the run folder.
 
 Interop: a run folder also holds its images in the layout GenEval's generation script writes and its
-evaluator reads (in the run folder's ``geneval/``: ``<NNNNN>/metadata.jsonl`` with the prompt's metadata line, ``<NNNNN>/samples/<NNNN>.png``),
+evaluator reads (in the run folder's ``geneval/``: ``<NNNNN>/metadata.jsonl`` with the prompt's metadata line,
+``<NNNNN>/samples/<NNNN>.png``),
 so ``evaluation/evaluate_images.py RUN_FOLDER`` runs on it unchanged; ``craft-bench geneval summarize``
 (``suites/geneval_official.py``) reads that evaluator's results.jsonl back into a results.json with CIs.
 """
@@ -135,11 +136,13 @@ class GenEval(Suite):
         prompt_seed: int = setting(1000, "mini prompt set: prompt seed (keep apart from training prompt seeds)")
         detector: str = setting(
             "auto",
-            "detection backend: auto (the model's world's: mini on mini models, else mmdet), mmdet (official), hf, or a registered detector",
+            "detection backend: auto (the model's world's: mini on mini models, else mmdet), mmdet "
+            "(official), hf, or a registered detector",
         )
         detector_weights: str = setting(
             "",
-            "detector weights: mmdet checkpoint file or folder / hf model folder (default: env var, else official name or hub)",
+            "detector weights: mmdet checkpoint file or folder / hf model folder (default: env var, else "
+            "official name or hub)",
         )
         detector_config: str = setting(
             "", "mmdet config file (default: the Mask2Former Swin-S config shipped with mmdet)"

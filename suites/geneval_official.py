@@ -145,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         "summarize",
         help="read evaluate_images.py's results.jsonl into results.json with CIs",
         description=(
-            "Read GenEval's official evaluator output (results.jsonl) and write results.json (per-task scores, overall, "
-            "% correct images / prompts, each with a bootstrap 95%% CI) and samples.jsonl, so `craft-bench compare` and "
+            "Read GenEval's official evaluator output (results.jsonl) and write results.json (per-task "
+            "scores, overall, "
+            "% correct images / prompts, each with a bootstrap 95%% CI) and samples.jsonl, so `craft-bench "
+            "compare` and "
             "`leaderboard`-style tables work on it."
         ),
     )

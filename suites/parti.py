@@ -123,7 +123,8 @@ def read_parti(path: str | Path | None = None) -> list[dict[str, str]]:
 def parti_lines(
     ctx: RunContext, which: str, prompts_path: Path | None, n_per_challenge: int, prompt_seed: int
 ) -> list[dict[str, str]]:
-    """The prompt rows for ``which`` = auto (the world's set: mini on mini models, else the official file), official, mini."""
+    """The prompt rows for ``which`` = auto (the world's set: mini on mini models, else the official file), official,
+    mini."""
     if prompts_path is not None:
         return read_parti(prompts_path)
     if which == "auto":
@@ -187,7 +188,8 @@ class Parti(PairedSuite):
         images_per_prompt: int = setting(1, "images per prompt (one pair each)")
         prompts: str = setting(
             "auto",
-            "prompt set: auto (the model's world's: mini on mini models, else official), official (PartiPrompts.tsv), mini",
+            "prompt set: auto (the model's world's: mini on mini models, else official), official "
+            "(PartiPrompts.tsv), mini",
         )
         n_per_challenge: int = setting(30, "mini prompt set: prompts per challenge (8 challenges)")
         prompt_seed: int = setting(2000, "mini prompt set: prompt seed")

@@ -71,7 +71,8 @@ def _hpdv2_hub() -> dict[str, list[str]]:
             )
         except Exception as exc:  # offline, no cache: one line for the user
             raise UserError(
-                f"rewards: cannot get HPDv2 'benchmark/{style}.json' from hub dataset '{HPDV2_REPO}' ({type(exc).__name__}; offline?); "
+                f"rewards: cannot get HPDv2 'benchmark/{style}.json' from hub dataset '{HPDV2_REPO}' "
+                f"({type(exc).__name__}; offline?); "
                 f"download the four benchmark/<style>.json files and pass --set suite.hpdv2=DIR or set {HPDV2_ENV}=DIR"
             ) from None
         # No published digest of these files could be pinned here (no network); the first fetch's sha256 is pinned
@@ -120,7 +121,8 @@ def read_hpdv2(source: str | Path | None = None) -> dict[str, list[str]]:
 
 def reward_names(text: str, ctx: RunContext) -> tuple[str, ...]:
     """A suite's ``rewards`` setting as registered names: ``auto`` = the world's (mini-clip and mini-aes on mini models;
-    HPS, PickScore, AES, ImageReward and CLIP score on real ones); unknown names fail here, before any image is generated."""
+    HPS, PickScore, AES, ImageReward and CLIP score on real ones); unknown names fail here, before any image is
+    generated."""
     from craft_bench import registry
 
     given = ctx.world.rewards if text == "auto" else text.split(",")
@@ -169,7 +171,8 @@ class RewardBench(Suite):
         )
         hpdv2: str = setting(
             "",
-            f"HPDv2 benchmark prompts: folder of <style>.json or a {{style: [...]}} JSON file (default ${HPDV2_ENV}, else hub)",
+            f"HPDv2 benchmark prompts: folder of <style>.json or a {{style: [...]}} JSON file (default "
+            f"${HPDV2_ENV}, else hub)",
         )
         hps_version: str = setting("v2.1", "HPS checkpoint version (v2.1 or v2.0)")
         sources: str = setting(

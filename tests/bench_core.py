@@ -37,7 +37,8 @@ def test_tiny_sdxl_generation_throughput(benchmark, tiny_pipe, batch):
     assert len(images) == batch
     benchmark.extra_info["images_per_s_median"] = batch / benchmark.stats.stats.median
     print(
-        f"\nbatch {batch}: {batch / benchmark.stats.stats.median:.2f} images/s (median of {benchmark.stats.stats.rounds})"
+        f"\nbatch {batch}: {batch / benchmark.stats.stats.median:.2f} images/s (median of "
+        f"{benchmark.stats.stats.rounds})"
     )
 
 

@@ -55,7 +55,8 @@ def main() -> None:
     warm_s, _ = build(Path(args.root), out)
     print(f"build: cold {cold_s:.2f} s (in-process {summary['seconds']:.2f} s), warm rebuild {warm_s:.2f} s")
     print(
-        f"images: {summary['images_shown']} shown on {len(summary['pages'])} pages, {summary['unique_images']} distinct; thumbs {summary['thumbs']}"
+        f"images: {summary['images_shown']} shown on {len(summary['pages'])} pages, "
+        f"{summary['unique_images']} distinct; thumbs {summary['thumbs']}"
     )
     exe = find_chromium()
     if exe is None:
@@ -80,7 +81,8 @@ def main() -> None:
             first = f"; first screen of images {statistics.median(firsts)} ms" if firsts else ""
             print(
                 f"{name}: {n} images, {size / 1e6:.2f} MB HTML; load event {statistics.median(loads)} ms "
-                f"(min {min(loads)}, max {max(loads)}){first}; chromium --screenshot wall {statistics.median(walls):.2f} s "
+                f"(min {min(loads)}, max {max(loads)}){first}; chromium --screenshot wall "
+                f"{statistics.median(walls):.2f} s "
                 f"(min {min(walls):.2f}) over {args.repeat} runs"
             )
     try:

@@ -345,7 +345,8 @@ def main() -> None:
         ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     result = {
-        "benchmark": "craft-bench reward scorers: load time, s/image, peak RSS (full-size random weights, one process each)",
+        "benchmark": "craft-bench reward scorers: load time, s/image, peak RSS (full-size random weights, one process "
+        "each)",
         "device": "cpu",
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),

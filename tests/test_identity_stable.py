@@ -63,7 +63,8 @@ CHECKPOINT_HASHES = {
     "mapo": "9dea06ad43fb255291faf167ac9cec6c5a612973bde5e52535fdf0cbb68aac12",
     "smpo": "b79488787b52c44ab743af38b75096125c43850965d1f87eaeff35888e95f6d1",
 }
-# Training settings on mini: CRAFT's ablation; the DPO family at CRAFT's steps, batch and rank, each at its paper's rate.
+# Training settings on mini: CRAFT's ablation; the DPO family at CRAFT's steps, batch and rank, each at its paper's
+# rate.
 MINI_LR = {"craft": 2e-5, "diff-dpo": 2.048e-5, "mapo": 1e-5, "smpo": 1.024e-5}
 MINI_SETTINGS = {
     "steps": 100,
@@ -233,7 +234,8 @@ def test_a_folder_the_mini_recipes_wrote_is_a_mini_model(tmp_path):
     assert r.suite.detector_name(ctx) == "mini"
 
 
-# The published recipes on real models (checkpoint contents, not hashes): (lr, steps, batch, rank); MaPO has no SD1.5 one.
+# The published recipes on real models (checkpoint contents, not hashes): (lr, steps, batch, rank); MaPO has no SD1.5
+# one.
 REAL_SETTINGS = {
     ("craft", "sdxl"): (5e-5, 200, 128, 0),
     ("craft", "sd15"): (5e-5, 120, 128, 0),

@@ -15,7 +15,8 @@ def _run_files(out: Path) -> dict[str, str]:
 
 
 def test_two_processes_write_the_same_run_as_one(cli, tiny_sdxl, tmp_path, monkeypatch):
-    """Parti (a paired suite: the method's and the baseline's images, a reward judge) on a tiny SDXL: 2 processes = 1."""
+    """Parti (a paired suite: the method's and the baseline's images, a reward judge) on a tiny SDXL: 2 processes =
+    1."""
     from craft_bench import runner
 
     monkeypatch.setattr(runner, "SCORE_CHUNK", 4)  # several chunks, so both processes score

@@ -29,7 +29,10 @@ def test_registry_aliases_and_did_you_mean():
 
 
 def test_builtin_registrations_are_lazy():
-    code = "import sys, craft_bench.registry as r; r.models.names(); r.methods.describe('vanilla'); print('torch' in sys.modules, 'diffusers' in sys.modules)"
+    code = (
+        "import sys, craft_bench.registry as r; r.models.names(); r.methods.describe('vanilla'); print('torch' "
+        "in sys.modules, 'diffusers' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
 
@@ -107,7 +110,10 @@ def test_overrides_parse_by_field_type():
 
 
 def test_help_is_fast_and_imports_nothing_heavy():
-    code = "import sys; from craft_bench.cli import build_parser; build_parser().format_help(); print(sorted(m for m in ('torch','diffusers','numpy','transformers') if m in sys.modules))"
+    code = (
+        "import sys; from craft_bench.cli import build_parser; build_parser().format_help(); print(sorted(m for "
+        "m in ('torch','diffusers','numpy','transformers') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
     times = []

@@ -1,4 +1,5 @@
-"""The reward-benchmark suite: mini rewards on the mini prompts, the five real rewards (tiny checkpoints) on HPDv2-format
+"""The reward-benchmark suite: mini rewards on the mini prompts, the five real rewards (tiny checkpoints) on
+HPDv2-format
 prompts with HPSv2's x100 per-style convention, and the one-line errors for missing prompts."""
 
 from __future__ import annotations

@@ -392,7 +392,8 @@ def test_prompts_and_names_cannot_write_outside_the_results_root(cli, tiny_sdxl,
 def test_speed_settings_key_their_images_and_change_no_spec_hash(cli, tiny_sdxl, tmp_path):
     """channels_last and sliced VAE decoding run other kernels: their images differ from the plain ones by float
     rounding (one level at most here), so they are other images with other keys, and the metric barely moves; tiled
-    decoding also keys its images; none of them changes an existing spec's hash (each is out of the spec at its default)."""
+    decoding also keys its images; none of them changes an existing spec's hash (each is out of the spec at its
+    default)."""
     from craft_bench.spec import SamplerSpec, digest
 
     assert digest(SamplerSpec()) == digest(

@@ -87,7 +87,8 @@ def test_tensorboard_event_files_of_a_craft_run_on_mini(mini_craft):
     for tag in ("loss", "lr", "grad_norm"):
         assert [v for _, v in scalars[tag]] == pytest.approx([r[tag] for r in log], rel=1e-5)
     assert all(v > 0 for _, v in scalars["step_s"])
-    # the pool's statistics come with the first step: counts and reward statistics over every candidate and the kept ones
+    # the pool's statistics come with the first step: counts and reward statistics over every candidate and the kept
+    # ones
     assert scalars["pool/candidates"] == [(1, 64.0)] and scalars["pool/kept"] == [
         (1, float(res["train"]["samples_used"]))
     ]

@@ -38,7 +38,8 @@ def main() -> None:
     f1 = [edge_f1(e, condition(s, "canny")) for e, s in zip(canny(images), scenes)]
     rmse = [depth_rmse(condition(s, "depth"), d) for d, s in zip(MiniDepthEstimator().estimate(images), scenes)]
     print(
-        f"{len(scenes)} conditions, each render through the mini VAE: canny edge F1 {np.mean(f1):.3f}, depth RMSE {np.mean(rmse):.2f}"
+        f"{len(scenes)} conditions, each render through the mini VAE: canny edge F1 {np.mean(f1):.3f}, depth "
+        f"RMSE {np.mean(rmse):.2f}"
     )
 
 

@@ -75,7 +75,8 @@ class ClipColorClassifier:
 
     @classmethod
     def load(cls, source: str | None = None, device: str = "cpu") -> "ClipColorClassifier":
-        """``source``: OpenAI CLIP ViT-L/14 weights (file or folder); default ``$CRAFT_BENCH_CLIP_L14``, else the hub."""
+        """``source``: OpenAI CLIP ViT-L/14 weights (file or folder); default ``$CRAFT_BENCH_CLIP_L14``, else the
+        hub."""
         from craft_bench.rewards.openai_clip import load_openai_clip
 
         model, image_size = load_openai_clip("geneval colour classifier", source, option=OPTION)

@@ -42,7 +42,8 @@ def _check_present(src: Any) -> None:
         hub_file(src, "config.json")  # the one-line error names the file and the two ways to provide it
     elif not (Path(src.value) / "config.json").is_file():
         raise UserError(
-            f"geneval detector (hf): '{src.value}' has no config.json (a save_pretrained folder of a Mask2Former); {src.hint()}"
+            f"geneval detector (hf): '{src.value}' has no config.json (a save_pretrained folder of a "
+            f"Mask2Former); {src.hint()}"
         )
 
 
@@ -81,7 +82,8 @@ class HFMask2Former(Mask2FormerDetector):
         )
         if model.config.num_labels != N_CLASSES:
             raise UserError(
-                f"geneval detector (hf): '{src.value}' predicts {model.config.num_labels} classes, not COCO's {N_CLASSES}; "
+                f"geneval detector (hf): '{src.value}' predicts {model.config.num_labels} classes, not COCO's "
+                f"{N_CLASSES}; "
                 f"give a COCO instance-segmentation Mask2Former ({HUB_ID})"
             )
         return cls(model, processor, ClipColorClassifier.load(color_weights or None, device), device)

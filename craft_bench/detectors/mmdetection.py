@@ -71,7 +71,10 @@ def _require_mmdet() -> None:
 def checkpoint_path(weights: str = "") -> Path:
     """The checkpoint file: ``weights`` (file, or folder holding CHECKPOINT), else ``$CRAFT_BENCH_GENEVAL_MMDET``."""
     value = weights or os.environ.get(ENV, "")
-    how = f"download {CHECKPOINT} ({CHECKPOINT_URL}, as GenEval's evaluation/download_models.sh) and pass --set suite.detector_weights=PATH or set {ENV}=PATH"
+    how = (
+        f"download {CHECKPOINT} ({CHECKPOINT_URL}, as GenEval's evaluation/download_models.sh) and pass --set "
+        f"suite.detector_weights=PATH or set {ENV}=PATH"
+    )
     if not value:
         raise UserError(f"geneval detector (mmdet): no checkpoint given; {how}")
     path = Path(value).expanduser()
@@ -119,7 +122,8 @@ def build_model(config: Path, device: str = "cpu") -> Any:
 class MmdetMask2Former(Mask2FormerDetector):
     name: ClassVar[str] = "mmdet"
     description: ClassVar[str] = (
-        "GenEval's official detector: mmdetection Mask2Former Swin-S + CLIP ViT-L-14 colours (pip install 'craft-bench[geneval]')"
+        "GenEval's official detector: mmdetection Mask2Former Swin-S + CLIP ViT-L-14 colours (pip install "
+        "'craft-bench[geneval]')"
     )
 
     def __init__(self, model: Any, colors: ClipColorClassifier | None) -> None:
@@ -157,7 +161,8 @@ class MmdetMask2Former(Mask2FormerDetector):
         return [self.from_result(r) for r in inference_detector(self.model, arrays)]
 
     def from_result(self, result: Any) -> list[Detection]:
-        """Detections from mmdet 3.x's ``DetDataSample`` or mmdet 2.x's ``(per-class [N, 5] boxes, per-class masks)``."""
+        """Detections from mmdet 3.x's ``DetDataSample`` or mmdet 2.x's
+        ``(per-class [N, 5] boxes, per-class masks)``."""
         import numpy as np
 
         if isinstance(result, tuple):

@@ -290,7 +290,8 @@ def format_panel(result: dict[str, Any]) -> str:
     tasks = [*TASKS, "all"]
     head = "| reward | " + " | ".join(t.replace("_", " ") for t in tasks) + " |"
     lines = [
-        f"Against human labels ({result['images']} judge-set images, split {result['split']}): AUROC / pairwise accuracy "
+        f"Against human labels ({result['images']} judge-set images, split {result['split']}): AUROC / "
+        "pairwise accuracy "
         "(within-prompt pairs of a correct and an incorrect image)",
         "",
         head,

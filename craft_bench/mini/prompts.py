@@ -53,7 +53,10 @@ def geneval_phrase(tag: str, include: list[dict]) -> str:
     if tag == "colors":
         return f"{PREFIX}{with_article(include[0]['color'])} {include[0]['class']}"
     if tag == "position":
-        return f"{PREFIX}{with_article(include[1]['class'])} {include[1]['position'][0]} {with_article(include[0]['class'])}"
+        return (
+            f"{PREFIX}{with_article(include[1]['class'])} {include[1]['position'][0]} "
+            f"{with_article(include[0]['class'])}"
+        )
     if tag == "color_attr":
         a, b = include
         return f"{PREFIX}{with_article(a['color'])} {a['class']} and {with_article(b['color'])} {b['class']}"
@@ -287,7 +290,8 @@ def _cores(meta: dict) -> list[str]:
         out = [f"{a} and {b}", f"{b} and {a}"]
         if tag == "color_attr":
             out.append(
-                f"{with_article(inc[0]['class'])} that is {inc[0]['color']} and {with_article(inc[1]['class'])} that is {inc[1]['color']}"
+                f"{with_article(inc[0]['class'])} that is {inc[0]['color']} and "
+                f"{with_article(inc[1]['class'])} that is {inc[1]['color']}"
             )
         else:
             out.append(f"{a} together with {b}")

@@ -26,7 +26,8 @@ def compare_runs(
     comps = compare_records(a, load_records(dir_a), load_records(dir_b), seed)
     if not comps:
         raise UserError(
-            "the two runs share no scored images (same prompt, same seed); run both with the same suite, prompts and --seed"
+            "the two runs share no scored images (same prompt, same seed); run both with the same suite, "
+            "prompts and --seed"
         )
     return a, b, comps
 
@@ -41,7 +42,8 @@ def compare_records(
             m = metric_def_from_dict(d)
         except TypeError as exc:
             raise UserError(
-                f"run {a.get('spec_hash', '?')[:8]}: its metric '{d.get('name')}' was written by another craft-bench version ({exc}); upgrade craft-bench"
+                f"run {a.get('spec_hash', '?')[:8]}: its metric '{d.get('name')}' was written by another "
+                f"craft-bench version ({exc}); upgrade craft-bench"
             ) from None
         c = compare_metric(m, recs_a, recs_b, seed=seed)
         if c is not None:

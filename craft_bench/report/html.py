@@ -146,7 +146,10 @@ def provenance(run: Run) -> str:
             f"<tr><td>{esc(d.section)}</td><td>{esc(d.key)}</td><td>{code(d.value)}</td><td>{code(d.default)}</td></tr>"
             for d in run.diffs
         )
-        diffs = f'<table class="diffs"><thead><tr><th>section</th><th>setting</th><th>value</th><th>default</th></tr></thead><tbody>{diff_rows}</tbody></table>'
+        diffs = (
+            '<table class="diffs"><thead><tr><th>section</th><th>setting</th><th>value</th><th>default</th></tr>'
+            f"</thead><tbody>{diff_rows}</tbody></table>"
+        )
     else:
         diffs = "<p>none: every setting is at its default</p>"
     if run.unknown_defaults:
@@ -169,7 +172,8 @@ def provenance(run: Run) -> str:
         ("sampler", " ".join(f"{esc(k)}={code(v)}" for k, v in spec.get("sampler", {}).items()) or MISSING),
         (
             "timing",
-            f"generate {num(t.get('generate_s'), 1)} s · score {num(t.get('score_s'), 1)} s · train {num(t.get('train_s'), 1)} s · {esc(t.get('device', '?'))}",
+            f"generate {num(t.get('generate_s'), 1)} s · score {num(t.get('score_s'), 1)} s · train "
+            f"{num(t.get('train_s'), 1)} s · {esc(t.get('device', '?'))}",
         ),
     ]
     if res.get("generation"):
@@ -186,7 +190,8 @@ def provenance(run: Run) -> str:
     pairs.append(("git commit", code(versions.get("git_commit", "unknown"))))
     spec_json = esc(json.dumps(spec, indent=1, ensure_ascii=False)) if spec else "run_spec.json is missing"
     return (
-        f'<details class="prov" id="run-{run.id}"><summary><b>{esc(run.label)}</b> · {esc(run.suite)} · {esc(run.model)} · '
+        f'<details class="prov" id="run-{run.id}"><summary><b>{esc(run.label)}</b> · {esc(run.suite)} · '
+        f"{esc(run.model)} · "
         f"<code>{run.id}</code> · {esc(res.get('created', '')[:16].replace('T', ' '))}</summary>"
         f"<h4>settings that differ from the defaults</h4>{diffs}{kv_table(pairs)}"
         f"<details><summary>run_spec.json</summary><pre>{spec_json}</pre></details></details>"
@@ -221,7 +226,8 @@ def index_page(
         toc.append(f'<li><a href="#sweeps">sweeps</a> ({len(sweeps)})</li>')
     parts = [
         "<h1>craft-bench report</h1>",
-        f'<p class="lede">{count(n_runs, "run")} in {count(len(by_suite), "suite")}, {count(n_images, "image")} · generated {esc(generated)}</p>',
+        f'<p class="lede">{count(n_runs, "run")} in {count(len(by_suite), "suite")}, '
+        f"{count(n_images, 'image')} · generated {esc(generated)}</p>",
         f'<nav class="toc"><ul>{"".join(toc)}</ul></nav>',
     ]
     for suite, runs in by_suite.items():
@@ -240,7 +246,8 @@ def index_page(
         items = "".join(f'<li><a href="{esc(s.href)}">{esc(s.title)}</a> {esc(s.note)}</li>' for s in sweeps)
         parts.append(f'<section id="sweeps"><h2>sweeps</h2><ul class="links">{items}</ul></section>')
     parts.append(
-        '<section id="provenance"><h2>provenance</h2><p class="note">Per run: the settings that differ from the defaults, hashes, versions and dates.</p>'
+        '<section id="provenance"><h2>provenance</h2><p class="note">Per run: the settings that differ from '
+        "the defaults, hashes, versions and dates.</p>"
     )
     for runs in by_suite.values():
         parts += [provenance(r) for r in runs]
@@ -370,7 +377,8 @@ def column_heads(runs: Sequence[Run], roles: Sequence[str] = ()) -> str:
         score = f"{esc(m.get('display_name', r.headline))} {num(m['value'])}" if m else ""
         role = f'<span class="role">{esc(roles[n])}</span>' if n < len(roles) else ""
         heads.append(
-            f'<div class="colhead" data-run="{r.id}">{role}<a href="index.html#run-{r.id}">{esc(r.label)}</a><small>{score} · <code>{r.id}</code></small></div>'
+            f'<div class="colhead" data-run="{r.id}">{role}<a href="index.html#run-{r.id}">{esc(r.label)}</a>'
+            f"<small>{score} · <code>{r.id}</code></small></div>"
         )
     return '<div class="row head"><div class="seed"></div>' + "".join(heads) + "</div>"
 
@@ -407,13 +415,15 @@ def grid(
         for item in members:
             data = " ".join(f'data-f-{slug(k)}="{esc(v)}"' for k, v in item.facets.items())
             out.append(
-                f'<div class="item" {data} data-item="{esc(item.item_id)}" style="contain-intrinsic-size:auto {ROW_PX * len(item.rows) + 40}px">'
+                f'<div class="item" {data} data-item="{esc(item.item_id)}" style="contain-intrinsic-size:auto '
+                f'{ROW_PX * len(item.rows) + 40}px">'
                 f'<div class="prompt"><q>{esc(item.prompt)}</q> <small>{esc(item.item_id)}</small></div>'
             )
             for row in item.rows:
                 cells = "".join(cell(r, row.cells.get(r.id), thumbs, binary) for r in runs)
                 out.append(
-                    f'<div class="row" data-seed="{esc(row.seed)}"><div class="seed" title="seed {esc(row.seed)}">#{row.index + 1}</div>{cells}</div>'
+                    f'<div class="row" data-seed="{esc(row.seed)}"><div class="seed" title="seed '
+                    f'{esc(row.seed)}">#{row.index + 1}</div>{cells}</div>'
                 )
             out.append("</div>")
         out.append("</div></section>")
@@ -465,10 +475,12 @@ def suite_page(suite: str, runs: list[Run], facets: dict[str, str], thumbs: Thum
     what = "the verdict (✓/✗) and the detector's reason" if binary else "the per-image scores"
     body = [
         f"<h1>{esc(suite)}: images side by side</h1>",
-        f'<p class="lede">{count(len(runs), "run")}, {count(len(items), "prompt")}, {count(n_images, "image")}. Each row is one prompt and one '
+        f'<p class="lede">{count(len(runs), "run")}, {count(len(items), "prompt")}, '
+        f"{count(n_images, 'image')}. Each row is one prompt and one "
         f"image seed; each column one run, so a row shows the methods on the same noise. Under each image: {what}.</p>",
         filters(runs, items, facets, is_discrete(runs)),
-        '<noscript><p class="note">Without JavaScript every image is shown; the links below jump to each group.</p></noscript>',
+        '<noscript><p class="note">Without JavaScript every image is shown; the links below jump to each '
+        "group.</p></noscript>",
         group_toc(items, facets),
         grid(runs, items, facets, thumbs, binary),
     ]
@@ -548,7 +560,8 @@ def compare_page(
                 ),
             ]
         ),
-        f'<p class="lede">Paired over {n_pairs} shared images (same prompt, same seed): B − A, its bootstrap 95% CI and a paired '
+        f'<p class="lede">Paired over {n_pairs} shared images (same prompt, same seed): B − A, its bootstrap '
+        "95% CI and a paired "
         "permutation test, as <code>craft-bench compare A B</code> prints them.</p>",
         comparison_table(comps),
     ]

@@ -250,8 +250,10 @@ def summary_line(s: Summary) -> str:
     count = html.count
     page, n = s.biggest_page
     return (
-        f"report: {count(s.runs, 'run')} in {count(s.suites, 'suite')}, {count(s.sweeps, 'sweep')}; {count(len(s.pages), 'page')} showing {count(s.images_shown, 'image')} "
-        f"({s.unique_images} distinct: {t.linked} hard-linked, {t.copied} copied, {t.generated} thumbnails made, {t.reused} reused); "
+        f"report: {count(s.runs, 'run')} in {count(s.suites, 'suite')}, {count(s.sweeps, 'sweep')}; "
+        f"{count(len(s.pages), 'page')} showing {count(s.images_shown, 'image')} "
+        f"({s.unique_images} distinct: {t.linked} hard-linked, {t.copied} copied, {t.generated} thumbnails "
+        f"made, {t.reused} reused); "
         f"biggest page {page} ({count(n, 'image')}); {s.seconds:.1f} s -> {s.out / 'index.html'}"
     )
 

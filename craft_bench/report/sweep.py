@@ -430,14 +430,20 @@ def _ci(d: dict[str, Any] | None, signed: bool = False) -> str:
     value = d.get("value", d.get("delta", d.get("gain")))
     fmt = (lambda x: f"{x:+.4f}") if signed else (lambda x: num(x))
     ci = f'<span class="ci">[{fmt(d["ci_low"])}, {fmt(d["ci_high"])}]</span>' if d.get("ci_low") is not None else ""
-    return f'<td class="num" data-value="{value!r}"><span class="v">{fmt(value) if value is not None else MISSING}</span>{ci}</td>'
+    return (
+        f'<td class="num" data-value="{value!r}"><span class="v">'
+        f"{fmt(value) if value is not None else MISSING}</span>{ci}</td>"
+    )
 
 
 def _figure(paths: tuple[str, str] | None, caption: str, wide: bool = False) -> str:
     if not paths:
         return f'<p class="note">{esc(caption)}: nothing to plot</p>'
     png, svg = paths
-    return f'<figure class="plot{" wide" if wide else ""}"><img src="{esc(png)}" alt="{esc(caption)}"><figcaption>{esc(caption)} · <a href="{esc(svg)}">SVG</a> · <a href="{esc(png)}">PNG</a></figcaption></figure>'
+    return (
+        f'<figure class="plot{" wide" if wide else ""}"><img src="{esc(png)}" alt="{esc(caption)}"><figcaption>'
+        f'{esc(caption)} · <a href="{esc(svg)}">SVG</a> · <a href="{esc(png)}">PNG</a></figcaption></figure>'
+    )
 
 
 def cells_table(sweep: Sweep) -> str:
@@ -464,23 +470,29 @@ def cells_table(sweep: Sweep) -> str:
         verdict = (c.delta or {}).get("verdict", "")
         cells = [
             f"<td>{esc(c.method)}</td>",
-            f'<td class="num" data-value="{c.budget if c.budget is not None else ""}">{num(c.budget, 0) if c.budget is not None else MISSING}</td>',
+            f'<td class="num" data-value="{c.budget if c.budget is not None else ""}">'
+            f"{num(c.budget, 0) if c.budget is not None else MISSING}</td>",
             f'<td class="num" data-value="{c.seed}">{c.seed}</td>',
             _ci(c.headline),
             _ci(c.delta, signed=True),
             f'<td class="wrap verdict {esc(verdict.split()[0] if verdict else "")}">{esc(verdict)}</td>',
-            f'<td class="num" data-value="{c.samples_used if c.samples_used is not None else ""}">{num(c.samples_used, 0)}</td>',
+            f'<td class="num" data-value="{c.samples_used if c.samples_used is not None else ""}">'
+            f"{num(c.samples_used, 0)}</td>",
             f'<td class="num" data-value="{c.train_total!r}">{num(c.train_total, 1)}</td>',
             *[f'<td class="num" data-value="{c.train_s.get(s, "")}">{num(c.train_s.get(s), 1)}</td>' for s in stages],
             *[
-                f'<td class="num" data-value="{v if v is not None else ""}">{num(v, 1) if isinstance(v, float) else num(v)}</td>'
+                f'<td class="num" data-value="{v if v is not None else ""}">'
+                f"{num(v, 1) if isinstance(v, float) else num(v)}</td>"
                 for v in (c.images_generated, c.reward_calls, c.peak_memory_mb)
             ],
             f"<td>{run}</td>",
         ]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     ths = "".join(f'<th data-type="{t}">{esc(h)}</th>' if t else f"<th>{esc(h)}</th>" for h, t in zip(head, types))
-    return f'<div class="scroll"><table class="lb sortable" id="sweep-cells"><thead><tr>{ths}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+    return (
+        f'<div class="scroll"><table class="lb sortable" id="sweep-cells"><thead><tr>{ths}</tr></thead><tbody>'
+        f"{''.join(rows)}</tbody></table></div>"
+    )
 
 
 def compute_table(rows: list[dict[str, Any]]) -> str:
@@ -493,12 +505,14 @@ def compute_table(rows: list[dict[str, Any]]) -> str:
             f"{ratio:.1f}×" if isinstance(ratio, (int, float)) else esc(r.get("note") or "not reached within the grid")
         )
         body.append(
-            f'<tr><td>{esc(r.get("method", "?"))}</td><td>{esc(r.get("reference", "?"))}</td><td class="num">{num(r.get("budget"), 0)}</td>'
+            f'<tr><td>{esc(r.get("method", "?"))}</td><td>{esc(r.get("reference", "?"))}</td><td class="num">'
+            f"{num(r.get('budget'), 0)}</td>"
             f'<td class="num">{num(r.get("reference_train_s"), 1)}</td><td class="num">{num(r.get("train_s"), 1)}</td>'
             f'<td class="num" data-value="{ratio if ratio is not None else ""}">{text}</td></tr>'
         )
     return (
-        '<table class="lb"><thead><tr><th>method</th><th>to match</th><th>reference budget</th><th>reference train s</th>'
+        '<table class="lb"><thead><tr><th>method</th><th>to match</th><th>reference budget</th><th>reference '
+        "train s</th>"
         f"<th>train s needed</th><th>ratio</th></tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
 
@@ -536,10 +550,15 @@ def hacking_table(rows: list[dict[str, Any]]) -> str:
                 else f'<td class="num">{MISSING}</td>'
             )
         body.append(
-            f'<tr><td>{esc(method)}</td><td class="num">{num(budget, 0) if budget is not None else MISSING}</td><td class="num">{esc(seed)}</td>{"".join(cells)}</tr>'
+            f'<tr><td>{esc(method)}</td><td class="num">'
+            f'{num(budget, 0) if budget is not None else MISSING}</td><td class="num">{esc(seed)}</td>'
+            f"{''.join(cells)}</tr>"
         )
     heads = "".join(f"<th>{esc(j)}</th>" for j in judges)
-    return f'<div class="scroll"><table class="lb hacking"><thead><tr><th>method</th><th>budget</th><th>seed</th>{heads}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+    return (
+        '<div class="scroll"><table class="lb hacking"><thead><tr><th>method</th><th>budget</th><th>seed</th>'
+        f"{heads}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def spread_table(rows: list[dict[str, Any]]) -> str:
@@ -551,12 +570,16 @@ def spread_table(rows: list[dict[str, Any]]) -> str:
         sd = num(r["sd"], 4) if r.get("sd") is not None else MISSING
         body.append(
             f'<tr><td>{esc(r["method"])}</td><td class="num">{num(r["budget"], 0)}</td>'
-            f'<td class="num">{len(r["seeds"])}</td><td class="num">{r["mean_delta"]:+.4f}</td><td class="num">{sd}</td>'
+            f'<td class="num">{len(r["seeds"])}</td><td class="num">{r["mean_delta"]:+.4f}</td><td '
+            f'class="num">{sd}</td>'
             f'<td class="num">{r["min"]:+.4f}</td><td class="num">{r["max"]:+.4f}</td>'
             f'<td class="num">{r["better"]} / {r["worse"]}</td><td>{"yes" if r["same_sign"] else "no"}</td></tr>'
         )
     heads = "".join(f"<th>{esc(h)}</th>" for h in head)
-    return f'<div class="scroll"><table class="lb"><thead><tr>{heads}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+    return (
+        f'<div class="scroll"><table class="lb"><thead><tr>{heads}</tr></thead><tbody>{"".join(body)}</tbody>'
+        "</table></div>"
+    )
 
 
 def sweep_page(sweep: Sweep, figures: dict[str, Any], generated: str) -> str:
@@ -578,7 +601,8 @@ def sweep_page(sweep: Sweep, figures: dict[str, Any], generated: str) -> str:
     body = [
         f"<h1>sweep {esc(sweep.name)}</h1>",
         kv_table(facts),
-        '<h2>cells</h2><p class="note">One run per method, budget and seed; headline with its 95% CI, the paired delta against '
+        '<h2>cells</h2><p class="note">One run per method, budget and seed; headline with its 95% CI, the '
+        "paired delta against "
         f"{esc(baseline_of(sweep))} on the same prompts and seeds, and the training cost by stage.</p>",
         cells_table(sweep),
         "<h2>data efficiency and compute</h2>",
@@ -594,10 +618,12 @@ def sweep_page(sweep: Sweep, figures: dict[str, Any], generated: str) -> str:
         '<h2>across seeds</h2><p class="note">Per method and budget: the paired deltas against '
         f"{esc(baseline_of(sweep))} over the seeds.</p>",
         spread_table(d.get("seed_spread") or []),
-        '<h2>compute to match</h2><p class="note">Training seconds each method needs to reach the reference method\'s score at its budget, as a ratio.</p>',
+        '<h2>compute to match</h2><p class="note">Training seconds each method needs to reach the reference '
+        "method's score at its budget, as a ratio.</p>",
         compute_table(d.get("compute_to_match") or []),
         '<h2>reward hacking</h2><p class="note">Gain over '
-        f"{esc(baseline_of(sweep))} on the rewards a method trained on, next to its gain on judges it did not train on.</p>",
+        f"{esc(baseline_of(sweep))} on the rewards a method trained on, next to its gain on judges it did not "
+        "train on.</p>",
         hacking_table(d.get("reward_hacking") or []),
         _figure(figures.get("gains"), f"gain over {baseline_of(sweep)} on every judge vs training compute", wide=True),
         "<h2>training curves</h2>",

@@ -39,9 +39,15 @@ def results_table(results: dict[str, Any]) -> str:
             m["n"],
         ]
         rows.append(row + ([_fmt(m.get("p_value"))] if tested else []))
-    title = f"{results['method']} x {results['suite']} on {results['model']} (spec {results['spec_hash'][:8]}, seed {results.get('seed', 0)})"
+    title = (
+        f"{results['method']} x {results['suite']} on {results['model']} (spec {results['spec_hash'][:8]}, seed "
+        f"{results.get('seed', 0)})"
+    )
     t = results.get("timing", {})
-    footer = f"generate {t.get('generate_s', 0):.1f}s, score {t.get('score_s', 0):.1f}s, train {t.get('train_s', 0):.1f}s on {t.get('device', '?')}"
+    footer = (
+        f"generate {t.get('generate_s', 0):.1f}s, score {t.get('score_s', 0):.1f}s, train "
+        f"{t.get('train_s', 0):.1f}s on {t.get('device', '?')}"
+    )
     headers = ["Metric", "Value", "95% CI", "n"] + (["sign test p"] if tested else [])
     return f"{title}\n{markdown(headers, rows)}\n{footer}"
 
@@ -150,7 +156,10 @@ def comparison_table(
     a: dict[str, Any], b: dict[str, Any], comps: list[Any], differences: Sequence[tuple[str, Any, Any]] = ()
 ) -> str:
     rows = [comparison_cells(c) for c in comps]
-    title = f"B = {b['method']} on {b['model']} (spec {b['spec_hash'][:8]})  vs  A = {a['method']} on {a['model']} (spec {a['spec_hash'][:8]}), suite {a['suite']}"
+    title = (
+        f"B = {b['method']} on {b['model']} (spec {b['spec_hash'][:8]})  vs  A = {a['method']} on {a['model']} "
+        f"(spec {a['spec_hash'][:8]}), suite {a['suite']}"
+    )
     n = comps[0].n_pairs if comps else 0
     differ = ""
     if differences:

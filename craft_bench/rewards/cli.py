@@ -123,7 +123,8 @@ def from_hps(root: Path, prompts_dir: Path | None) -> list[tuple[str, Path, str]
         lists = [c for c in candidates if c.is_file()]
         if not lists:
             raise UserError(
-                f"HPS layout: no prompt list '{style}.json' in {root} (pass --prompts DIR holding HPSv2's benchmark/{style}.json)"
+                f"HPS layout: no prompt list '{style}.json' in {root} (pass --prompts DIR holding HPSv2's "
+                f"benchmark/{style}.json)"
             )
         prompts = json.loads(lists[0].read_text())
         for image in sorted((root / style).iterdir()):

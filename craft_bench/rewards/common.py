@@ -60,7 +60,8 @@ def resolve_source(
     if not _HUB_ID.match(value):
         origin = "argument" if source else f"${env}" if os.environ.get(env) else "default"
         raise UserError(
-            f"{reward}: weights not found at '{value}' (from {origin}); {WeightSource(reward, env, value, True, option).hint()}"
+            f"{reward}: weights not found at '{value}' (from {origin}); "
+            f"{WeightSource(reward, env, value, True, option).hint()}"
         )
     return WeightSource(reward, env, value, False, option)
 

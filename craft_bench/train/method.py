@@ -68,7 +68,8 @@ class TrainableMethod(Method):
     def make_task(
         self, model: Any, data: TrainingData, base: Checkpoint, ctx: RunContext, settings: dict[str, Any]
     ) -> Any:
-        """An online method's ``craft_bench.train.loop.Task`` over ``model`` (the ``DiffusionModel`` the trainer built)."""
+        """An online method's ``craft_bench.train.loop.Task`` over ``model`` (the ``DiffusionModel`` the trainer
+        built)."""
         raise NotImplementedError(f"method '{self.name}' is not online")
 
     def prepare(self, base: Checkpoint, ctx: RunContext) -> Checkpoint:
@@ -135,7 +136,8 @@ def train_checkpoint(
         tmp = store.temp_dir_for(final)
         log(
             f"train {method.name}: {len(data.examples)} examples, {settings['steps']} steps at batch "
-            f"{settings['batch_size']}, {'LoRA rank ' + str(settings['lora_rank']) if settings['lora_rank'] else 'full UNet'}"
+            f"{settings['batch_size']}, "
+            f"{'LoRA rank ' + str(settings['lora_rank']) if settings['lora_rank'] else 'full UNet'}"
         )
         tracking = _tracking(method, settings, h, work, data.accounting, ctx) if main else None
         common = dict(

@@ -190,7 +190,9 @@ def model_card(
     body = f"""
 # {method.name} on {model.name}
 
-A {"LoRA (rank " + str(settings.get("lora_rank")) + ")" if lora else "full UNet fine-tune"} of `{model.name}` ({family}) trained by
+A {"LoRA (rank " + str(settings.get("lora_rank")) + ")" if lora else "full UNet fine-tune"} of `{model.name}` ({
+        family
+    }) trained by
 craft-bench's `{method.name}` method (version {method.version}) on the shared trainer. {method.description.rstrip(".")}.
 
 ## Use it
@@ -200,7 +202,9 @@ craft-bench's `{method.name}` method (version {method.version}) on the shared tr
 pipe = {pipe}.from_pretrained("{load_from}")
 {load}
 ```
-Evaluate it with craft-bench: the command below reuses this folder (it is `checkpoints/{info.get("checkpoint", "")}` of its
+Evaluate it with craft-bench: the command below reuses this folder (it is `checkpoints/{
+        info.get("checkpoint", "")
+    }` of its
 results root) and scores it.
 
 ## Reproduce
@@ -220,7 +224,9 @@ Method settings (`--set method.<name>=...`; every one, defaults included):
 |---|---|
 {_rows(config)}
 
-Training settings as resolved (the method's preset for {family if spec.model.name != "mini" else "mini"} models filled in):
+Training settings as resolved (the method's preset for {
+        family if spec.model.name != "mini" else "mini"
+    } models filled in):
 
 | setting | value |
 |---|---|
@@ -241,8 +247,12 @@ Training settings as resolved (the method's preset for {family if spec.model.nam
 |---|---|
 {_rows(versions)}
 
-Files: {", ".join(f"`{f}`" for f in info.get("files", []))}, `train_info.json` (everything above as JSON), `train_log.jsonl`
-(loss, learning rate and gradient norm per step), `examples.jsonl` (what it trained on){", `logs/` (tracker event files)" if settings.get("report_to", "none") != "none" else ""}.
+Files: {
+        ", ".join(f"`{f}`" for f in info.get("files", []))
+    }, `train_info.json` (everything above as JSON), `train_log.jsonl`
+(loss, learning rate and gradient norm per step), `examples.jsonl` (what it trained on){
+        ", `logs/` (tracker event files)" if settings.get("report_to", "none") != "none" else ""
+    }.
 """
     return "\n".join(front) + "\n" + body
 

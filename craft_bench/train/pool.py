@@ -33,11 +33,13 @@ from craft_bench.world import World
 # guidance 3 on mini, craft_bench/mini/world.py) was counted in each pool-based method's own version, which is why
 # craft, diff-dpo, mapo and smpo are at 2.
 # 2: the mini world's pool draws from the training grammar (craft_bench.mini.prompts.training_prompts), whose prompts
-#    ask for nothing an evaluation prompt asks for; before, it drew GenEval-mini prompts, overlapping the evaluation set.
+#    ask for nothing an evaluation prompt asks for; before, it drew GenEval-mini prompts, overlapping the evaluation
+#    set.
 POOL_VERSION = "2"
 
 # Prompt seed of every training pool (the mini grammar's draw, or a prompt file's shuffle): apart from every evaluation
-# seed (GenEval-mini evaluates at 1000 by default, the judge set used 2024 and 2025, the mini-clip recipe trains at 7919).
+# seed (GenEval-mini evaluates at 1000 by default, the judge set used 2024 and 2025, the mini-clip recipe trains at
+# 7919).
 TRAIN_PROMPT_SEED = 4242
 
 
@@ -45,7 +47,8 @@ def pool_method_version(own: str, born: str = "1") -> str:
     """A pool-based method's version as its run spec (and so its checkpoint hash) records it: its ``own`` version, and
     the pool's once it differs from the pool version the method was ``born`` with (``"2+pool2"``). That version is
     left out, as an ``omit_default`` setting is, so identities made before the pool moved stay. A pool-based method
-    sets ``version = pool_method_version(own)`` (GRPO, added at pool version 2: ``pool_method_version("1", born="2")``)."""
+    sets ``version = pool_method_version(own)`` (GRPO, added at pool version 2:
+    ``pool_method_version("1", born="2")``)."""
     return own if POOL_VERSION == born else f"{own}+pool{POOL_VERSION}"
 
 
@@ -53,7 +56,8 @@ def pool_method_version(own: str, born: str = "1") -> str:
 class PoolSpec:
     """What a pool is. Its digest (with the model's) identifies the pool's images and scores."""
 
-    prompts: str  # "auto" (the world's), "mini" (the mini grammar) or a prompt file (one prompt per line, or GenEval metadata jsonl)
+    # "auto" (the world's), "mini" (the mini grammar) or a prompt file (one prompt per line, or GenEval metadata jsonl)
+    prompts: str
     size: int
     prompt_seed: int
     k: int
@@ -326,8 +330,8 @@ def build_pool(
 
 
 def candidate_guidance(config: PoolConfig, sampler: SamplerSpec, world: World) -> float:
-    """The guidance scale the pool's candidates are generated at: the method's ``guidance``, else the world's (3 on mini,
-    craft_bench/mini/world.py), else the run's sampler's (real models, as the papers draw their candidates)."""
+    """The guidance scale the pool's candidates are generated at: the method's ``guidance``, else the world's (3 on
+    mini, craft_bench/mini/world.py), else the run's sampler's (real models, as the papers draw their candidates)."""
     if config.guidance is not None:
         return float(config.guidance)
     if world.candidate_guidance is not None:
@@ -468,7 +472,8 @@ def score_candidates(candidates: Sequence[Candidate], spec: PoolSpec, ctx: RunCo
 def cached_scores(
     entries: Sequence[tuple[str, Any, str]], rewards: Sequence[str], root: str | Path, device: str, scorer: Any = None
 ) -> tuple[dict[str, list[float]], int]:
-    """Each reward's score of each (image key, image path or PIL image, prompt), cached under ``<results>/cache/rewards/``
+    """Each reward's score of each (image key, image path or PIL image, prompt), cached under
+    ``<results>/cache/rewards/``
     by the reward's weights, the image key and the prompt; returns the scores and the number of evaluations run now.
     The key identifies the pixels: an image cache key, or (online RL's unsaved images) a digest of the image bytes.
     ``scorer``: a ``CompositeScorer`` already holding ``rewards`` (else they load on the first entry)."""

@@ -11,12 +11,14 @@ With a_t = alphas_cumprod[t], a_prev that of the schedule's next (less noisy) ti
     sigma_t^2 = eta^2 (1 - a_prev) / (1 - a_t) (1 - a_t / a_prev)                        (DDIM eq. 16)
     mu_t = sqrt(a_prev) x0_hat + sqrt(1 - a_prev - sigma_t^2) eps_hat                    (DDIM eq. 12)
     x_prev = mu_t + sigma_t z,   z ~ N(0, I)
-    log pi(x_prev | x_t) = mean over latent dims of [ -(x_prev - mu_t)^2 / (2 sigma_t^2) - log sigma_t - log sqrt(2 pi) ]
+    log pi(x_prev | x_t) = mean over latent dims of [ -(x_prev - mu_t)^2 / (2 sigma_t^2) - log sigma_t
+                                                      - log sqrt(2 pi) ]
 
 The mean over latent dimensions (not the sum) is DDPO's convention (ddpo-pytorch, ddpo_pytorch/diffusers_patch/
 ddim_with_logprob.py: "mean along all but batch dimension"); it scales the log-ratio, not its sign. The KL between
 the trained policy's step and the reference's, two Gaussians with the same sigma_t, is Flow-GRPO's (arXiv 2505.05470;
-flow_grpo scripts/train_sd3.py: ``((prev_sample_mean - prev_sample_mean_ref) ** 2).mean(dim=(1,2,3)) / (2 * std_dev_t ** 2)``):
+flow_grpo scripts/train_sd3.py:
+``((prev_sample_mean - prev_sample_mean_ref) ** 2).mean(dim=(1,2,3)) / (2 * std_dev_t ** 2)``):
 
     KL_t = mean over latent dims of (mu_theta - mu_ref)^2 / (2 sigma_t^2)
 
@@ -98,7 +100,8 @@ def log_prob(x_prev: Any, mean: Any, sigma: Any) -> Any:
 
 
 def step_kl(mean: Any, mean_ref: Any, sigma: Any) -> Any:
-    """Per example: KL(N(mean, sigma^2 I) || N(mean_ref, sigma^2 I)) / dims = mean over dims (mean - mean_ref)^2 / (2 sigma^2)."""
+    """Per example: KL(N(mean, sigma^2 I) || N(mean_ref, sigma^2 I)) / dims = mean over dims (mean - mean_ref)^2 / (2
+    sigma^2)."""
     d = (mean - mean_ref) ** 2 / (2 * _col(sigma) ** 2)
     return d.mean(dim=tuple(range(1, d.dim())))
 

@@ -180,7 +180,8 @@ def picker(args: argparse.Namespace) -> None:
             if m.sum() >= 20:
                 ys, xs = np.nonzero(m)
                 found.append(
-                    f"(x {xs.mean():.0f}, y {ys.mean():.0f}, {m.sum()} px) rgb {tuple(int(v) for v in np.median(a[m], 0))}"
+                    f"(x {xs.mean():.0f}, y {ys.mean():.0f}, {m.sum()} px) rgb "
+                    f"{tuple(int(v) for v in np.median(a[m], 0))}"
                 )
         print(f"#{i}: " + "; ".join(found))
 
@@ -208,7 +209,8 @@ def merge(args: argparse.Namespace) -> None:
     agree = sum(len(set(r["passes"].values())) == 1 for r in both)
     print(
         f"{len(rows)} images with {len(passes)} passes: {sum(r['label'] is not None for r in rows)} labelled, "
-        f"{sum(r['label'] is None for r in rows)} ambiguous; where every pass gave a label they agree on {agree}/{len(both)}"
+        f"{sum(r['label'] is None for r in rows)} ambiguous; where every pass gave a label they agree on "
+        f"{agree}/{len(both)}"
     )
 
 

@@ -66,7 +66,8 @@ PROMPTS = [
     "a photo of a cat",
     "an astronaut riding a horse on the moon, highly detailed digital art",
     "a cat",
-    "two dogs and three birds in a green park at sunset, oil painting in the style of an old master, very long prompt that goes past thirty five tokens for sure",
+    "two dogs and three birds in a green park at sunset, oil painting in the style of an old master, very "
+    "long prompt that goes past thirty five tokens for sure",
 ]
 
 
